@@ -1,0 +1,40 @@
+// The exceptions gradtape throws for bad input and misuse.
+//
+// Every message names the op, the shapes or values involved and the caller's
+// file:line, so that a failing line is found without a debugger:
+//
+//   try { auto y = gradtape::matmul(x, w); }
+//   catch (const gradtape::shape_error& e) { std::cerr << e.what() << '\n'; }
+//   // matmul: inner dimensions differ: (50, 2) x (3, 1) [at fit.cpp:17]
+#pragma once
+
+#include <stdexcept>
+
+namespace gradtape {
+
+// Base of every exception gradtape throws on purpose.
+class error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Operand shapes that the op cannot combine (matmul, broadcasting, assign).
+class shape_error : public error {
+public:
+    using error::error;
+};
+
+// An argument out of its domain: an axis out of range, a negative size, an undefined tensor.
+class argument_error : public error {
+public:
+    using error::error;
+};
+
+// The tape used in a way it does not support: a second gradient on a
+// non-persistent tape, a source it does not watch, a tape of another thread.
+class tape_error : public error {
+public:
+    using error::error;
+};
+
+}  // namespace gradtape

@@ -1,0 +1,23 @@
+// gradtape: eager tensors, a thread-local gradient tape, and optimizers.
+//
+//   #include <gradtape/gradtape.hpp>
+//   namespace gt = gradtape;
+//
+//   gt::Variable w(gt::random_normal<float>({2, 1}, 0, 0.1), "weights");
+//   gt::SGD opt(0.002);
+//   for (int step = 0; step < 50; ++step) {
+//       gt::GradientTape tape;
+//       auto loss = gt::l2_loss(gt::matmul(input, w) - target);
+//       opt.apply_gradients(tape.gradient(loss, {w}), {w});
+//   }
+#pragma once
+
+#include "error.hpp"
+#include "gradcheck.hpp"
+#include "nn.hpp"
+#include "ops.hpp"
+#include "optim.hpp"
+#include "random.hpp"
+#include "tape.hpp"
+#include "tensor.hpp"
+#include "variable.hpp"

@@ -1,0 +1,120 @@
+// GradientTape: records the ops run on this thread while it lives, and
+// answers gradients of what they computed.
+//
+//   gradtape::GradientTape tape;                      // pushed on this thread's tape stack
+//   auto loss = gradtape::l2_loss(gradtape::matmul(input, w) - target);
+//   auto grad = tape.gradient(loss, w);               // d loss / d w, shaped like w
+//
+// Trainable variables read under a tape are watched by it (unless
+// watch_accessed_variables is false); plain tensors are watched with watch().
+// Nested tapes each record what they watch; a tape's own gradient computation
+// is recorded by the tapes outside it, which gives higher derivatives.
+#pragma once
+
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <ranges>
+#include <source_location>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "tensor.hpp"
+
+namespace gradtape {
+
+namespace detail {
+struct tape_state;
+}
+
+struct tape_options {
+    // A persistent tape answers gradient() any number of times and keeps its
+    // entries until it is destroyed or reset(); otherwise it answers once and
+    // releases each entry as soon as the backward pass has used it.
+    bool persistent = false;
+    bool watch_accessed_variables = true;
+};
+
+class GradientTape {
+public:
+    explicit GradientTape(tape_options options = {});
+    ~GradientTape();
+    GradientTape(const GradientTape&) = delete;
+    GradientTape& operator=(const GradientTape&) = delete;
+
+    template <dtype T>
+    void watch(const basic_tensor<T>& tensor, std::source_location site = std::source_location::current());
+
+    // d target / d source, shaped like source. A target of more than one
+    // element needs output_gradient (shaped like target), which seeds the pass.
+    // A watched source the target does not depend on gets zeros; a source the
+    // tape does not watch is an error.
+    template <dtype T, class Source>
+        requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
+    [[nodiscard]] basic_tensor<typename Source::value_type> gradient(
+        const basic_tensor<T>& target, const Source& source, const basic_tensor<T>& output_gradient = {},
+        std::source_location site = std::source_location::current())
+    {
+        using S = typename Source::value_type;
+        const basic_tensor<S>* only = &source;
+        return gradient_of<T, S>(target, std::span(&only, 1), output_gradient, site).front();
+    }
+
+    // One gradient per source, in order. Sources are any range of tensors or
+    // of variables, or a braced list: tape.gradient(loss, {w, b}).
+    template <dtype T, class Sources>
+        requires std::ranges::input_range<Sources> &&
+                 std::is_base_of_v<basic_tensor<typename std::ranges::range_value_t<Sources>::value_type>,
+                                   std::ranges::range_value_t<Sources>>
+    [[nodiscard]] auto gradient(const basic_tensor<T>& target, const Sources& sources,
+                                const basic_tensor<T>& output_gradient = {},
+                                std::source_location site = std::source_location::current())
+    {
+        using S = typename std::ranges::range_value_t<Sources>::value_type;
+        std::vector<const basic_tensor<S>*> pointers;
+        for (const auto& source : sources) {
+            pointers.push_back(&source);
+        }
+        return gradient_of<T, S>(target, pointers, output_gradient, site);
+    }
+    // Holds references, so that a braced list of variables is not copied.
+    template <dtype T, dtype S = T>
+    [[nodiscard]] std::vector<basic_tensor<S>> gradient(
+        const basic_tensor<T>& target,
+        std::initializer_list<std::reference_wrapper<const basic_tensor<std::type_identity_t<S>>>> sources,
+        const basic_tensor<T>& output_gradient = {}, std::source_location site = std::source_location::current())
+    {
+        std::vector<const basic_tensor<S>*> pointers;
+        for (const basic_tensor<S>& source : sources) {
+            pointers.push_back(&source);
+        }
+        return gradient_of<T, S>(target, pointers, output_gradient, site);
+    }
+
+    // Forgets every entry and watched tensor, as a new tape would.
+    void reset();
+    // How many ops this tape holds.
+    [[nodiscard]] std::size_t size() const;
+
+private:
+    template <dtype T, dtype S>
+    std::vector<basic_tensor<S>> gradient_of(const basic_tensor<T>& target,
+                                             std::span<const basic_tensor<S>* const> sources,
+                                             const basic_tensor<T>& output_gradient, std::source_location site);
+
+    std::unique_ptr<detail::tape_state> state_;
+};
+
+// While the returned guard lives, no tape of this thread records anything.
+class [[nodiscard]] recording_pause {
+public:
+    recording_pause();
+    ~recording_pause();
+    recording_pause(const recording_pause&) = delete;
+    recording_pause& operator=(const recording_pause&) = delete;
+};
+
+[[nodiscard]] recording_pause stop_recording();
+
+}  // namespace gradtape

@@ -1,0 +1,220 @@
+// basic_tensor: a cheap-to-copy handle to an immutable value that has already
+// been computed, and the functions that create one.
+//
+//   gradtape::Tensor x = gradtape::linspace<float>(-2, 4, 50);
+//   gradtape::Tensor y = 2.0f * x + 1.0f;     // runs now; recorded if a tape watches x
+//   std::cout << y << '\n';                    // float32, shape (50,), values
+//
+// Arithmetic operators live here beside the class; every other op is in ops.hpp.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <source_location>
+#include <string>
+
+#include <xtensor/xarray.hpp>
+
+namespace gradtape {
+
+using shape_type = xt::dynamic_shape<std::size_t>;
+using tensor_id = std::uint64_t;
+
+template <class T>
+concept dtype = std::same_as<T, float> || std::same_as<T, double>;
+
+template <dtype T>
+class basic_tensor;
+
+using Tensor = basic_tensor<float>;
+using Tensor64 = basic_tensor<double>;
+
+namespace detail {
+
+// Carried by a variable's storage and by every value read from it, so that a
+// tape can watch the variable and an error can name it.
+struct variable_info {
+    std::string name;
+    bool trainable;
+};
+
+template <class T>
+struct tensor_node {
+    xt::xarray<T> value;
+    tensor_id id;
+    std::shared_ptr<const variable_info> variable;
+    // Only a variable's own storage is ever changed after construction.
+    bool is_variable_storage = false;
+};
+
+template <class T>
+std::shared_ptr<tensor_node<T>> make_node(xt::xarray<T>&& value);
+
+// A read of a variable: its current value, under the variable's identity.
+template <class T>
+std::shared_ptr<tensor_node<T>> snapshot(const tensor_node<T>& variable_storage);
+
+template <class T>
+std::shared_ptr<tensor_node<T>> share_or_snapshot(const std::shared_ptr<tensor_node<T>>& node)
+{
+    return node && node->is_variable_storage ? snapshot(*node) : node;
+}
+
+[[noreturn]] void throw_undefined_tensor();
+[[noreturn]] void throw_rebind_variable(const variable_info& variable);
+[[noreturn]] void throw_not_one_element(const shape_type& shape);
+
+}  // namespace detail
+
+// An operand together with the line of the caller's code that applies an
+// operator to it: operators cannot take a defaulted source_location, but a
+// converting constructor can.
+template <dtype T>
+struct located_tensor {
+    located_tensor(const basic_tensor<T>& operand,
+                   std::source_location where = std::source_location::current())
+        : tensor(operand), site(where)
+    {
+    }
+    const basic_tensor<T>& tensor;
+    std::source_location site;
+};
+
+template <dtype T>
+[[nodiscard]] basic_tensor<T> add(const basic_tensor<T>& a, const basic_tensor<T>& b,
+                                  std::source_location site = std::source_location::current());
+template <dtype T>
+[[nodiscard]] basic_tensor<T> subtract(const basic_tensor<T>& a, const basic_tensor<T>& b,
+                                       std::source_location site = std::source_location::current());
+template <dtype T>
+[[nodiscard]] basic_tensor<T> multiply(const basic_tensor<T>& a, const basic_tensor<T>& b,
+                                       std::source_location site = std::source_location::current());
+template <dtype T>
+[[nodiscard]] basic_tensor<T> divide(const basic_tensor<T>& a, const basic_tensor<T>& b,
+                                     std::source_location site = std::source_location::current());
+template <dtype T>
+[[nodiscard]] basic_tensor<T> negative(const basic_tensor<T>& x,
+                                       std::source_location site = std::source_location::current());
+
+template <dtype T>
+class basic_tensor {
+public:
+    using value_type = T;
+
+    // An undefined tensor: it holds no value, and every access but defined() throws.
+    basic_tensor() = default;
+    basic_tensor(xt::xarray<T> value) : node_(detail::make_node(std::move(value))) {}
+    template <class E>
+        requires(xt::is_xexpression<E>::value && !std::same_as<E, xt::xarray<T>> &&
+                 std::same_as<typename E::value_type, T>)
+    basic_tensor(const E& expression) : basic_tensor(xt::xarray<T>(expression))
+    {
+    }
+    basic_tensor(T scalar) : basic_tensor(xt::xarray<T>(scalar)) {}
+
+    // Copying a variable into a tensor reads it: the copy keeps the value of
+    // that moment, whatever assign() does later.
+    basic_tensor(const basic_tensor& other) : node_(detail::share_or_snapshot(other.node_)) {}
+    basic_tensor(basic_tensor&& other) : node_(take(other)) {}
+    basic_tensor& operator=(const basic_tensor& other)
+    {
+        refuse_rebinding_variable();
+        node_ = detail::share_or_snapshot(other.node_);
+        return *this;
+    }
+    basic_tensor& operator=(basic_tensor&& other)
+    {
+        refuse_rebinding_variable();
+        node_ = take(other);
+        return *this;
+    }
+    ~basic_tensor() = default;
+
+    [[nodiscard]] bool defined() const noexcept { return node_ != nullptr; }
+    [[nodiscard]] const xt::xarray<T>& value() const { return checked_node().value; }
+    [[nodiscard]] const shape_type& shape() const { return value().shape(); }
+    [[nodiscard]] std::size_t size() const { return value().size(); }
+    [[nodiscard]] std::size_t dimension() const { return value().dimension(); }
+    // The value of a tensor that holds exactly one element, whatever its shape.
+    [[nodiscard]] T item() const
+    {
+        const auto& v = value();
+        if (v.size() != 1) {
+            detail::throw_not_one_element(v.shape());
+        }
+        return *v.data();
+    }
+    // Identity as the tape sees it: a variable and every read of it share one id.
+    [[nodiscard]] tensor_id id() const { return checked_node().id; }
+    // For the library's own use: the shared state behind this handle.
+    [[nodiscard]] const std::shared_ptr<detail::tensor_node<T>>& node() const noexcept { return node_; }
+
+    friend basic_tensor operator+(located_tensor<T> a, const basic_tensor& b) { return add(a.tensor, b, a.site); }
+    friend basic_tensor operator-(located_tensor<T> a, const basic_tensor& b) { return subtract(a.tensor, b, a.site); }
+    friend basic_tensor operator*(located_tensor<T> a, const basic_tensor& b) { return multiply(a.tensor, b, a.site); }
+    friend basic_tensor operator/(located_tensor<T> a, const basic_tensor& b) { return divide(a.tensor, b, a.site); }
+    friend basic_tensor operator+(located_tensor<T> a, T b) { return add(a.tensor, basic_tensor(b), a.site); }
+    friend basic_tensor operator-(located_tensor<T> a, T b) { return subtract(a.tensor, basic_tensor(b), a.site); }
+    friend basic_tensor operator*(located_tensor<T> a, T b) { return multiply(a.tensor, basic_tensor(b), a.site); }
+    friend basic_tensor operator/(located_tensor<T> a, T b) { return divide(a.tensor, basic_tensor(b), a.site); }
+    friend basic_tensor operator+(T a, located_tensor<T> b) { return add(basic_tensor(a), b.tensor, b.site); }
+    friend basic_tensor operator-(T a, located_tensor<T> b) { return subtract(basic_tensor(a), b.tensor, b.site); }
+    friend basic_tensor operator*(T a, located_tensor<T> b) { return multiply(basic_tensor(a), b.tensor, b.site); }
+    friend basic_tensor operator/(T a, located_tensor<T> b) { return divide(basic_tensor(a), b.tensor, b.site); }
+    friend basic_tensor operator-(located_tensor<T> x) { return negative(x.tensor, x.site); }
+
+protected:
+    struct share_node_t {};
+    static constexpr share_node_t share_node{};
+    basic_tensor(share_node_t, std::shared_ptr<detail::tensor_node<T>> node) : node_(std::move(node)) {}
+
+    std::shared_ptr<detail::tensor_node<T>> node_;
+
+private:
+    static std::shared_ptr<detail::tensor_node<T>> take(basic_tensor& other)
+    {
+        if (other.node_ && other.node_->is_variable_storage) {
+            return detail::snapshot(*other.node_);
+        }
+        return std::move(other.node_);
+    }
+    const detail::tensor_node<T>& checked_node() const
+    {
+        if (!node_) {
+            detail::throw_undefined_tensor();
+        }
+        return *node_;
+    }
+    void refuse_rebinding_variable() const
+    {
+        if (node_ && node_->is_variable_storage) {
+            detail::throw_rebind_variable(*node_->variable);
+        }
+    }
+};
+
+// NumPy-like text: dtype, shape and values, summarised when large; a value
+// read from a variable also shows the variable's name.
+template <dtype T>
+std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor);
+
+template <dtype T>
+[[nodiscard]] basic_tensor<T> constant(xt::xarray<T> value)
+{
+    return basic_tensor<T>(std::move(value));
+}
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> fill(const shape_type& shape, T value);
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> zeros(const shape_type& shape);
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> ones(const shape_type& shape);
+// n evenly spaced values from start to stop, both included, as numpy.linspace.
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> linspace(T start, T stop, std::size_t n,
+                                       std::source_location site = std::source_location::current());
+
+}  // namespace gradtape

@@ -1,0 +1,57 @@
+#include "diagnostics.hpp"
+
+#include "tape_core.hpp"
+
+namespace gradtape::detail {
+
+std::string format_shape(const shape_type& shape)
+{
+    std::string text = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        text += (i ? ", " : "") + std::to_string(shape[i]);
+    }
+    return text + (shape.size() == 1 ? ",)" : ")");
+}
+
+std::source_location user_site(const std::source_location& site)
+{
+    const std::source_location* forward = backward_site();
+    return forward ? *forward : site;
+}
+
+std::string format_site(const std::source_location& site)
+{
+    const std::source_location where = user_site(site);
+    return std::string(where.file_name()) + ":" + std::to_string(where.line());
+}
+
+void check_broadcastable(std::string_view op, const std::source_location& site, const shape_type& a,
+                         const shape_type& b)
+{
+    const std::size_t rank = std::max(a.size(), b.size());
+    for (std::size_t i = 1; i <= rank; ++i) {
+        const std::size_t da = i <= a.size() ? a[a.size() - i] : 1;
+        const std::size_t db = i <= b.size() ? b[b.size() - i] : 1;
+        if (da != db && da != 1 && db != 1) {
+            fail<shape_error>(op, site, "shapes " + format_shape(a) + " and " + format_shape(b) + " do not broadcast");
+        }
+    }
+}
+
+void throw_undefined_tensor()
+{
+    throw argument_error("use of an undefined (default-constructed) tensor");
+}
+
+void throw_rebind_variable(const variable_info& variable)
+{
+    throw argument_error("variable '" + variable.name +
+                         "' cannot be rebound through a Tensor reference; use assign() to change its value");
+}
+
+void throw_not_one_element(const shape_type& shape)
+{
+    throw shape_error("item: the tensor has shape " + format_shape(shape) + ", not exactly one element");
+}
+
+}  // namespace gradtape::detail

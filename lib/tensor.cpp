@@ -1,0 +1,113 @@
+#include <gradtape/tensor.hpp>
+
+#include <atomic>
+#include <ostream>
+
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xio.hpp>
+
+#include "diagnostics.hpp"
+#include "dtypes.hpp"
+
+namespace gradtape {
+namespace detail {
+
+namespace {
+
+// Ids are never reused, so that a tape can keep the id of a tensor that has
+// died. Each thread takes a block of 2^32 at a time: no atomic per tensor.
+tensor_id next_tensor_id() noexcept
+{
+    static std::atomic<std::uint64_t> next_block{1};
+    thread_local std::uint64_t next = 0;
+    thread_local std::uint64_t block_end = 0;
+    if (next == block_end) {
+        next = next_block.fetch_add(1, std::memory_order_relaxed) << 32;
+        block_end = next + (std::uint64_t{1} << 32);
+    }
+    return next++;
+}
+
+template <class T>
+constexpr const char* dtype_name()
+{
+    return std::is_same_v<T, float> ? "float32" : "float64";
+}
+
+}  // namespace
+
+template <class T>
+std::shared_ptr<tensor_node<T>> make_node(xt::xarray<T>&& value)
+{
+    return std::make_shared<tensor_node<T>>(tensor_node<T>{std::move(value), next_tensor_id(), nullptr, false});
+}
+
+template <class T>
+std::shared_ptr<tensor_node<T>> snapshot(const tensor_node<T>& variable_storage)
+{
+    return std::make_shared<tensor_node<T>>(
+        tensor_node<T>{variable_storage.value, variable_storage.id, variable_storage.variable, false});
+}
+
+}  // namespace detail
+
+template <dtype T>
+std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor)
+{
+    if (!tensor.defined()) {
+        return out << "<undefined tensor>";
+    }
+    const auto& node = *tensor.node();
+    out << '<' << detail::dtype_name<T>();
+    if (node.variable) {
+        out << " variable '" << node.variable->name << "'";
+    } else {
+        out << " tensor";
+    }
+    out << ", shape " << detail::format_shape(tensor.shape());
+    if (tensor.size() > 1000) {
+        out << ", " << tensor.size() << " elements";
+    }
+    return out << ">\n" << tensor.value();
+}
+
+template <dtype T>
+basic_tensor<T> fill(const shape_type& shape, T value)
+{
+    auto filled = xt::xarray<T>::from_shape(shape);
+    filled.fill(value);
+    return filled;
+}
+
+template <dtype T>
+basic_tensor<T> zeros(const shape_type& shape)
+{
+    return fill<T>(shape, T(0));
+}
+
+template <dtype T>
+basic_tensor<T> ones(const shape_type& shape)
+{
+    return fill<T>(shape, T(1));
+}
+
+template <dtype T>
+basic_tensor<T> linspace(T start, T stop, std::size_t n, std::source_location site)
+{
+    if (n == 0) {
+        detail::fail<argument_error>("linspace", site, "needs at least one point (n = 0)");
+    }
+    return xt::linspace<T>(start, stop, n);
+}
+
+#define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template std::shared_ptr<detail::tensor_node<T>> detail::make_node(xt::xarray<T>&&);                            \
+    template std::shared_ptr<detail::tensor_node<T>> detail::snapshot(const detail::tensor_node<T>&);               \
+    template std::ostream& operator<<(std::ostream&, const basic_tensor<T>&);                                       \
+    template basic_tensor<T> fill(const shape_type&, T);                                                            \
+    template basic_tensor<T> zeros(const shape_type&);                                                              \
+    template basic_tensor<T> ones(const shape_type&);                                                               \
+    template basic_tensor<T> linspace(T, T, std::size_t, std::source_location);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
+
+}  // namespace gradtape
