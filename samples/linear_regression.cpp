@@ -15,8 +15,7 @@
 
 #include <gradtape/gradtape.hpp>
 
-#include <xtensor/xbuilder.hpp>
-#include <xtensor/xmanipulation.hpp>
+#include "tutorial_data.hpp"
 
 namespace gt = gradtape;
 
@@ -93,39 +92,32 @@ void plot(const std::string& prefix)
 int main(int argc, char** argv)
 {
     const arguments args = parse(argc, argv);
-    constexpr std::size_t examples = 50;
     constexpr int steps = 50;
     constexpr float learning_rate = 0.002f;
 
-    gt::set_seed(args.seed);
-    const gt::Tensor x = gt::linspace<float>(-2, 4, examples) + gt::random_normal<float>({examples});
-    const gt::Tensor y = gt::linspace<float>(-6, 6, examples) + gt::random_normal<float>({examples});
-    // Each input row is [1, x]: the first weight is the intercept, the second the slope.
-    const gt::Tensor input = xt::xarray<float>(xt::stack(xt::xtuple(xt::ones<float>({examples}), x.value()), 1));
-    const gt::Tensor target = gt::reshape(y, {-1, 1});
-
-    gt::Variable weights(gt::random_normal<float>({2, 1}, 0.0f, 0.1f), "weights");
+    const tutorial::data data = tutorial::make_data(args.seed);
+    gt::Variable weights = tutorial::make_weights();
     gt::SGD optimizer(learning_rate);
     std::vector<float> losses;
     for (int step = 0; step < steps; ++step) {
         gt::GradientTape tape;
-        const gt::Tensor yhat = gt::matmul(input, weights);
-        const gt::Tensor loss = gt::l2_loss(yhat - target);
+        const gt::Tensor yhat = gt::matmul(data.input, weights);
+        const gt::Tensor loss = gt::l2_loss(yhat - data.target);
         optimizer.apply_gradients(tape.gradient(loss, {weights}), {weights});
         losses.push_back(loss.item());
         std::printf("step %2d  loss %.4f\n", step, double(loss.item()));
     }
 
-    const auto [slope, intercept] = polyfit(x.value(), y.value());
+    const auto [slope, intercept] = polyfit(data.x.value(), data.y.value());
     std::printf("fitted weights:  intercept %8.4f  slope %8.4f\n", double(weights.value()(0, 0)),
                 double(weights.value()(1, 0)));
     std::printf("least squares:   intercept %8.4f  slope %8.4f\n", intercept, slope);
 
-    const gt::Tensor fitted = gt::matmul(input, weights);
+    const gt::Tensor fitted = gt::matmul(data.input, weights);
     std::ofstream csv(args.output + ".csv");
     csv << "step,x,y,fitted,loss\n";
-    for (std::size_t i = 0; i < examples; ++i) {
-        csv << i << ',' << x.value()(i) << ',' << y.value()(i) << ',' << fitted.value()(i, 0) << ','
+    for (std::size_t i = 0; i < data.x.size(); ++i) {
+        csv << i << ',' << data.x.value()(i) << ',' << data.y.value()(i) << ',' << fitted.value()(i, 0) << ','
             << (i < losses.size() ? std::to_string(losses[i]) : "") << '\n';
     }
     csv.close();

@@ -15,6 +15,7 @@
 #include <memory>
 #include <source_location>
 #include <string>
+#include <type_traits>
 
 #include <xtensor/xarray.hpp>
 
@@ -83,17 +84,18 @@ struct located_tensor {
     std::source_location site;
 };
 
+// The second operand converts: add(x, 1.0), multiply(x, w) with a variable w.
 template <dtype T>
-[[nodiscard]] basic_tensor<T> add(const basic_tensor<T>& a, const basic_tensor<T>& b,
+[[nodiscard]] basic_tensor<T> add(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                                   std::source_location site = std::source_location::current());
 template <dtype T>
-[[nodiscard]] basic_tensor<T> subtract(const basic_tensor<T>& a, const basic_tensor<T>& b,
+[[nodiscard]] basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                                        std::source_location site = std::source_location::current());
 template <dtype T>
-[[nodiscard]] basic_tensor<T> multiply(const basic_tensor<T>& a, const basic_tensor<T>& b,
+[[nodiscard]] basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                                        std::source_location site = std::source_location::current());
 template <dtype T>
-[[nodiscard]] basic_tensor<T> divide(const basic_tensor<T>& a, const basic_tensor<T>& b,
+[[nodiscard]] basic_tensor<T> divide(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                                      std::source_location site = std::source_location::current());
 template <dtype T>
 [[nodiscard]] basic_tensor<T> negative(const basic_tensor<T>& x,

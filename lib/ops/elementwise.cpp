@@ -10,7 +10,7 @@ using detail::record_op;
 using detail::sum_to_shape;
 
 template <dtype T>
-basic_tensor<T> add(const basic_tensor<T>& a, const basic_tensor<T>& b, std::source_location site)
+basic_tensor<T> add(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
     detail::check_broadcastable("add", site, a.shape(), b.shape());
     return record_op<T>(
@@ -22,7 +22,7 @@ basic_tensor<T> add(const basic_tensor<T>& a, const basic_tensor<T>& b, std::sou
 }
 
 template <dtype T>
-basic_tensor<T> subtract(const basic_tensor<T>& a, const basic_tensor<T>& b, std::source_location site)
+basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
     detail::check_broadcastable("subtract", site, a.shape(), b.shape());
     return record_op<T>(
@@ -34,7 +34,7 @@ basic_tensor<T> subtract(const basic_tensor<T>& a, const basic_tensor<T>& b, std
 }
 
 template <dtype T>
-basic_tensor<T> multiply(const basic_tensor<T>& a, const basic_tensor<T>& b, std::source_location site)
+basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
     detail::check_broadcastable("multiply", site, a.shape(), b.shape());
     return record_op<T>(
@@ -47,7 +47,7 @@ basic_tensor<T> multiply(const basic_tensor<T>& a, const basic_tensor<T>& b, std
 }
 
 template <dtype T>
-basic_tensor<T> divide(const basic_tensor<T>& a, const basic_tensor<T>& b, std::source_location site)
+basic_tensor<T> divide(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
     detail::check_broadcastable("divide", site, a.shape(), b.shape());
     basic_tensor<T> quotient = a.value() / b.value();
@@ -115,10 +115,14 @@ void accumulate(any_tensor& total, any_tensor&& addend)
 }  // namespace detail
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
-    template basic_tensor<T> add(const basic_tensor<T>&, const basic_tensor<T>&, std::source_location);             \
-    template basic_tensor<T> subtract(const basic_tensor<T>&, const basic_tensor<T>&, std::source_location);        \
-    template basic_tensor<T> multiply(const basic_tensor<T>&, const basic_tensor<T>&, std::source_location);        \
-    template basic_tensor<T> divide(const basic_tensor<T>&, const basic_tensor<T>&, std::source_location);          \
+    template basic_tensor<T> add(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,         \
+                                 std::source_location);             \
+    template basic_tensor<T> subtract(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,         \
+                                 std::source_location);        \
+    template basic_tensor<T> multiply(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,         \
+                                 std::source_location);        \
+    template basic_tensor<T> divide(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,         \
+                                 std::source_location);          \
     template basic_tensor<T> negative(const basic_tensor<T>&, std::source_location);                                \
     template basic_tensor<T> square(const basic_tensor<T>&, std::source_location);                                  \
     template basic_tensor<T> exp(const basic_tensor<T>&, std::source_location);                                     \

@@ -1,0 +1,128 @@
+// Tensors, variables, creation functions and seeded randomness.
+#include <thread>
+
+#include "support.hpp"
+
+namespace gt = gradtape;
+using gt::Tensor;
+using gt::Tensor64;
+using Catch::Matchers::Contains;
+
+TEST_CASE("a tensor is built from an xarray, an xtensor expression or a scalar", "[tensor]")
+{
+    xt::xarray<float> values = {1.f, 2.f, 3.f};
+    const Tensor from_array = values;
+    const Tensor from_expression = values * 2.f;
+    const Tensor from_scalar = 4.f;
+    REQUIRE(from_array.shape() == gt::shape_type{3});
+    REQUIRE(from_expression.value()(2) == 6.f);
+    REQUIRE(from_scalar.dimension() == 0);
+    REQUIRE(from_scalar.size() == 1);
+    REQUIRE(from_scalar.item() == 4.f);
+    REQUIRE_THROWS_AS(from_array.item(), gt::shape_error);
+    REQUIRE_THROWS_AS(Tensor().value(), gt::argument_error);
+}
+
+TEST_CASE("copies of a tensor share its value", "[tensor]")
+{
+    const Tensor a = gt::ones<float>({1000});
+    const Tensor b = a;
+    REQUIRE(&a.value() == &b.value());
+    REQUIRE(a.id() == b.id());
+}
+
+TEST_CASE("creation functions", "[tensor]")
+{
+    REQUIRE(xt::all(xt::equal(gt::zeros<double>({2, 3}).value(), 0.0)));
+    REQUIRE(gt::ones<float>({4}).value()(3) == 1.f);
+    REQUIRE(gt::fill<double>({2}, 7.5).value()(1) == 7.5);
+    const Tensor64 line = gt::linspace<double>(-2, 4, 4);
+    REQUIRE(line.value()(0) == -2.0);
+    REQUIRE(line.value()(1) == 0.0);
+    REQUIRE(line.value()(3) == 4.0);
+    REQUIRE(gt::constant(xt::xarray<double>{1.0, 2.0}).size() == 2);
+}
+
+TEST_CASE("set_seed makes the random functions reproducible, per thread", "[tensor][random]")
+{
+    gt::set_seed(7);
+    const Tensor64 first = gt::random_normal<double>({100}, 1.0, 2.0);
+    const Tensor64 first_uniform = gt::random_uniform<double>({100}, -1.0, 3.0);
+    gt::set_seed(7);
+    REQUIRE(gt::random_normal<double>({100}, 1.0, 2.0).value() == first.value());
+    REQUIRE(gt::random_uniform<double>({100}, -1.0, 3.0).value() == first_uniform.value());
+    REQUIRE(xt::all(first_uniform.value() >= -1.0 && first_uniform.value() < 3.0));
+
+    std::vector<double> on_other_thread;
+    std::thread other([&] {
+        gt::set_seed(7);
+        const Tensor64 drawn = gt::random_normal<double>({100}, 1.0, 2.0);
+        on_other_thread.assign(drawn.value().begin(), drawn.value().end());
+    });
+    gt::set_seed(99);
+    (void)gt::random_normal<double>({1000});
+    other.join();
+    REQUIRE(std::equal(on_other_thread.begin(), on_other_thread.end(), first.value().begin()));
+}
+
+TEST_CASE("random draws follow their distributions", "[tensor][random]")
+{
+    gt::set_seed(1);
+    const Tensor64 normal = gt::random_normal<double>({20000}, 3.0, 0.5);
+    const double mean = xt::mean(normal.value())();
+    const double stddev = xt::stddev(normal.value())();
+    REQUIRE(mean == Approx(3.0).margin(0.02));
+    REQUIRE(stddev == Approx(0.5).margin(0.02));
+    REQUIRE_THROWS_AS(gt::random_uniform<float>({2}, 1.f, 1.f), gt::argument_error);
+    REQUIRE_THROWS_AS(gt::random_normal<float>({2}, 0.f, -1.f), gt::argument_error);
+}
+
+TEST_CASE("a variable is named, optionally trainable, and updated in place", "[variable]")
+{
+    gt::Variable w(gt::zeros<float>({2, 2}), "w");
+    gt::Variable frozen(gt::ones<float>({2}), "frozen", false);
+    REQUIRE(w.name() == "w");
+    REQUIRE(w.trainable());
+    REQUIRE_FALSE(frozen.trainable());
+    REQUIRE(gt::Variable(Tensor(1.f)).name() == "Variable");
+
+    const float* storage = w.value().data();
+    w.assign(gt::fill<float>({2, 2}, 3.f));
+    w.assign_add(gt::ones<float>({2, 2}));
+    w.assign_sub(gt::fill<float>({2, 2}, 0.5f));
+    REQUIRE(w.value().data() == storage);
+    REQUIRE(xt::all(xt::equal(w.value(), 3.5f)));
+}
+
+TEST_CASE("copies of a variable share it; a tensor copied from it keeps the value it read", "[variable]")
+{
+    gt::Variable64 w(Tensor64(1.0), "w");
+    gt::Variable64 alias = w;
+    const Tensor64 read = w;
+    w.assign(Tensor64(2.0));
+    REQUIRE(alias.item() == 2.0);
+    REQUIRE(read.item() == 1.0);
+    REQUIRE(read.id() == w.id());
+
+    Tensor64& as_tensor = w;
+    REQUIRE_THROWS_WITH(as_tensor = Tensor64(5.0), Contains("'w'") && Contains("assign"));
+    REQUIRE(w.item() == 2.0);
+}
+
+TEST_CASE("a variable refuses a value of another shape and keeps its own", "[variable][errors]")
+{
+    gt::Variable w(gt::ones<float>({2, 1}), "weights");
+    REQUIRE_THROWS_AS(w.assign(gt::ones<float>({1, 2})), gt::shape_error);
+    REQUIRE_THROWS_WITH(w.assign_sub(gt::ones<float>({3})),
+                        Contains("assign_sub") && Contains("'weights'") && Contains("(2, 1)") && Contains("(3,)") &&
+                            Contains("test_tensor.cpp"));
+    REQUIRE(xt::all(xt::equal(w.value(), 1.f)));
+}
+
+TEST_CASE("a tensor prints its dtype, shape and values, and a variable its name", "[tensor]")
+{
+    std::ostringstream text;
+    text << Tensor(xt::xarray<float>{1.f, 2.f}) << '\n' << gt::Variable64(gt::zeros<double>({2, 1}), "bias");
+    REQUIRE_THAT(text.str(), Contains("float32 tensor, shape (2,)") && Contains("float64 variable 'bias'") &&
+                                 Contains("shape (2, 1)"));
+}
