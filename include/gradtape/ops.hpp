@@ -10,7 +10,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <source_location>
+#include <type_traits>
 #include <vector>
 
 #include "tensor.hpp"
@@ -21,10 +23,69 @@ using axes_type = std::vector<std::ptrdiff_t>;
 
 #define GRADTAPE_SITE std::source_location site = std::source_location::current()
 
+template <dtype T> [[nodiscard]] basic_tensor<T> abs(const basic_tensor<T>& x, GRADTAPE_SITE);
+// -1, 0 or 1; no gradient flows through it.
+template <dtype T> [[nodiscard]] basic_tensor<T> sign(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T> [[nodiscard]] basic_tensor<T> sqrt(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T> [[nodiscard]] basic_tensor<T> rsqrt(const basic_tensor<T>& x, GRADTAPE_SITE);
 template <dtype T> [[nodiscard]] basic_tensor<T> square(const basic_tensor<T>& x, GRADTAPE_SITE);
 template <dtype T> [[nodiscard]] basic_tensor<T> exp(const basic_tensor<T>& x, GRADTAPE_SITE);
 template <dtype T> [[nodiscard]] basic_tensor<T> log(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T> [[nodiscard]] basic_tensor<T> log1p(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T> [[nodiscard]] basic_tensor<T> expm1(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T> [[nodiscard]] basic_tensor<T> sin(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T> [[nodiscard]] basic_tensor<T> cos(const basic_tensor<T>& x, GRADTAPE_SITE);
 template <dtype T> [[nodiscard]] basic_tensor<T> tanh(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T> [[nodiscard]] basic_tensor<T> sigmoid(const basic_tensor<T>& x, GRADTAPE_SITE);
+// The gradient at 0 is 0, as in TensorFlow.
+template <dtype T> [[nodiscard]] basic_tensor<T> relu(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> leaky_relu(const basic_tensor<T>& x, T alpha = T(0.2), GRADTAPE_SITE);
+// x for x > 0, exp(x) - 1 otherwise.
+template <dtype T> [[nodiscard]] basic_tensor<T> elu(const basic_tensor<T>& x, GRADTAPE_SITE);
+// log(1 + exp(x)), computed without overflow.
+template <dtype T> [[nodiscard]] basic_tensor<T> softplus(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, GRADTAPE_SITE);
+// x raised elementwise to y, broadcast; the gradient for y is taken as 0 where x <= 0.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y, GRADTAPE_SITE);
+// The gradient flows where low <= x <= high.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> clip_by_value(const basic_tensor<T>& x, std::type_identity_t<T> low,
+                                            std::type_identity_t<T> high, GRADTAPE_SITE);
+// The gradient of a tie goes to a, as in TensorFlow.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> maximum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                                      GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> minimum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                                      GRADTAPE_SITE);
+
+// Comparisons give a mask of 1 and 0, through which no gradient flows.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> greater(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                                      GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> greater_equal(const basic_tensor<T>& a,
+                                            const std::type_identity_t<basic_tensor<T>>& b, GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> less(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                                   GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> less_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                                         GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                                    GRADTAPE_SITE);
+// a where condition is non-zero, b elsewhere; the three broadcast together.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> where(const basic_tensor<T>& condition, const std::type_identity_t<basic_tensor<T>>& a,
+                                    const std::type_identity_t<basic_tensor<T>>& b, GRADTAPE_SITE);
+
+// The same values in another dtype; the gradient is cast back.
+template <dtype To, dtype From>
+[[nodiscard]] basic_tensor<To> cast(const basic_tensor<From>& x, GRADTAPE_SITE);
 
 // The sum of every element, as a tensor of shape ().
 template <dtype T> [[nodiscard]] basic_tensor<T> reduce_sum(const basic_tensor<T>& x, GRADTAPE_SITE);
@@ -36,6 +97,30 @@ template <dtype T> [[nodiscard]] basic_tensor<T> reduce_mean(const basic_tensor<
 template <dtype T>
 [[nodiscard]] basic_tensor<T> reduce_mean(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false,
                                           GRADTAPE_SITE);
+
+// The largest (smallest) element; the gradient is shared equally among ties.
+template <dtype T> [[nodiscard]] basic_tensor<T> reduce_max(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> reduce_max(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false,
+                                         GRADTAPE_SITE);
+template <dtype T> [[nodiscard]] basic_tensor<T> reduce_min(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> reduce_min(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false,
+                                         GRADTAPE_SITE);
+template <dtype T> [[nodiscard]] basic_tensor<T> reduce_prod(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> reduce_prod(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false,
+                                          GRADTAPE_SITE);
+// log(sum(exp(x))), computed without overflow.
+template <dtype T> [[nodiscard]] basic_tensor<T> reduce_logsumexp(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> reduce_logsumexp(const basic_tensor<T>& x, const axes_type& axes,
+                                               bool keepdims = false, GRADTAPE_SITE);
+// The population variance (divided by the count, as tf.math.reduce_variance).
+template <dtype T> [[nodiscard]] basic_tensor<T> reduce_variance(const basic_tensor<T>& x, GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] basic_tensor<T> reduce_variance(const basic_tensor<T>& x, const axes_type& axes,
+                                              bool keepdims = false, GRADTAPE_SITE);
 
 struct matmul_options {
     // Use the transpose of an operand without materialising it (BLAS does).
@@ -58,6 +143,41 @@ template <dtype T>
                                       GRADTAPE_SITE);
 template <dtype T>
 [[nodiscard]] basic_tensor<T> broadcast_to(const basic_tensor<T>& x, const shape_type& shape, GRADTAPE_SITE);
+
+// Inserts a dimension of size 1 at `axis` (in [-rank-1, rank]).
+template <dtype T>
+[[nodiscard]] basic_tensor<T> expand_dims(const basic_tensor<T>& x, std::ptrdiff_t axis, GRADTAPE_SITE);
+// Removes the given dimensions of size 1, or all of them when `axes` is empty.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> squeeze(const basic_tensor<T>& x, const axes_type& axes = {}, GRADTAPE_SITE);
+// Joins tensors along an existing axis; the other dimensions must agree.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> concat(const std::vector<basic_tensor<T>>& values, std::ptrdiff_t axis, GRADTAPE_SITE);
+// Joins tensors of one shape along a new axis.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> stack(const std::vector<basic_tensor<T>>& values, std::ptrdiff_t axis = 0,
+                                    GRADTAPE_SITE);
+// Cuts x along `axis` into pieces of the given sizes, which must add up to its dimension.
+template <dtype T>
+[[nodiscard]] std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<std::size_t>& sizes,
+                                                 std::ptrdiff_t axis = 0, GRADTAPE_SITE);
+// The block starting at `begin` of extent `size` (-1: to the end), one entry per dimension.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> slice(const basic_tensor<T>& x, const std::vector<std::size_t>& begin,
+                                    const std::vector<std::ptrdiff_t>& size, GRADTAPE_SITE);
+// Rows of `params` along `axis` picked by `indices` (an embedding lookup):
+// the result's shape is params[:axis] + indices + params[axis+1:]. The
+// gradient adds into the picked rows, repeated indices included.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> gather(const basic_tensor<T>& params, const xt::xarray<std::int64_t>& indices,
+                                     std::ptrdiff_t axis = 0, GRADTAPE_SITE);
+// indices + (depth,): 1 at each index, 0 elsewhere (an index outside [0, depth) gives a row of 0).
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> one_hot(const xt::xarray<std::int64_t>& indices, std::size_t depth, GRADTAPE_SITE);
+// x repeated multiples[i] times along dimension i.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> tile(const basic_tensor<T>& x, const std::vector<std::size_t>& multiples,
+                                   GRADTAPE_SITE);
 
 // The same value, through which no gradient flows.
 template <dtype T> [[nodiscard]] basic_tensor<T> stop_gradient(const basic_tensor<T>& x, GRADTAPE_SITE);

@@ -67,6 +67,36 @@ basic_tensor<T> negative(const basic_tensor<T>& x, std::source_location site)
 }
 
 template <dtype T>
+basic_tensor<T> abs(const basic_tensor<T>& x, std::source_location site)
+{
+    return record_op<T>("abs", site, xt::abs(x.value()), [x](const basic_tensor<T>& grad) { return grad * sign(x); }, x);
+}
+
+template <dtype T>
+basic_tensor<T> sign(const basic_tensor<T>& x, std::source_location)
+{
+    // Its gradient is zero everywhere it exists, so it is never recorded.
+    return xt::eval(xt::sign(x.value()));
+}
+
+template <dtype T>
+basic_tensor<T> sqrt(const basic_tensor<T>& x, std::source_location site)
+{
+    basic_tensor<T> result = xt::sqrt(x.value());
+    return record_op<T>(
+        "sqrt", site, result, [result](const basic_tensor<T>& grad) { return grad / (T(2) * result); }, x);
+}
+
+template <dtype T>
+basic_tensor<T> rsqrt(const basic_tensor<T>& x, std::source_location site)
+{
+    basic_tensor<T> result = T(1) / xt::sqrt(x.value());
+    return record_op<T>(
+        "rsqrt", site, result,
+        [result](const basic_tensor<T>& grad) { return grad * (T(-0.5) * result * square(result)); }, x);
+}
+
+template <dtype T>
 basic_tensor<T> square(const basic_tensor<T>& x, std::source_location site)
 {
     return record_op<T>(
@@ -87,11 +117,234 @@ basic_tensor<T> log(const basic_tensor<T>& x, std::source_location site)
 }
 
 template <dtype T>
+basic_tensor<T> log1p(const basic_tensor<T>& x, std::source_location site)
+{
+    return record_op<T>(
+        "log1p", site, xt::log1p(x.value()), [x](const basic_tensor<T>& grad) { return grad / (x + T(1)); }, x);
+}
+
+template <dtype T>
+basic_tensor<T> expm1(const basic_tensor<T>& x, std::source_location site)
+{
+    basic_tensor<T> result = xt::expm1(x.value());
+    return record_op<T>(
+        "expm1", site, result, [result](const basic_tensor<T>& grad) { return grad * (result + T(1)); }, x);
+}
+
+template <dtype T>
+basic_tensor<T> sin(const basic_tensor<T>& x, std::source_location site)
+{
+    return record_op<T>("sin", site, xt::sin(x.value()), [x](const basic_tensor<T>& grad) { return grad * cos(x); }, x);
+}
+
+template <dtype T>
+basic_tensor<T> cos(const basic_tensor<T>& x, std::source_location site)
+{
+    return record_op<T>(
+        "cos", site, xt::cos(x.value()), [x](const basic_tensor<T>& grad) { return -(grad * sin(x)); }, x);
+}
+
+template <dtype T>
 basic_tensor<T> tanh(const basic_tensor<T>& x, std::source_location site)
 {
     basic_tensor<T> result = xt::tanh(x.value());
     return record_op<T>(
         "tanh", site, result, [result](const basic_tensor<T>& grad) { return grad * (T(1) - square(result)); }, x);
+}
+
+template <dtype T>
+basic_tensor<T> sigmoid(const basic_tensor<T>& x, std::source_location site)
+{
+    // exp(-x) overflows to inf for x far below zero, and 1 / inf is the right 0.
+    basic_tensor<T> result = T(1) / (T(1) + xt::exp(-x.value()));
+    return record_op<T>(
+        "sigmoid", site, result, [result](const basic_tensor<T>& grad) { return grad * (result - square(result)); },
+        x);
+}
+
+template <dtype T>
+basic_tensor<T> relu(const basic_tensor<T>& x, std::source_location site)
+{
+    return record_op<T>(
+        "relu", site, xt::maximum(x.value(), T(0)),
+        [positive = greater(x, T(0))](const basic_tensor<T>& grad) { return grad * positive; }, x);
+}
+
+template <dtype T>
+basic_tensor<T> leaky_relu(const basic_tensor<T>& x, T alpha, std::source_location site)
+{
+    basic_tensor<T> slope = xt::where(x.value() > T(0), T(1), alpha);
+    return record_op<T>(
+        "leaky_relu", site, x.value() * slope.value(),
+        [slope](const basic_tensor<T>& grad) { return grad * slope; }, x);
+}
+
+template <dtype T>
+basic_tensor<T> elu(const basic_tensor<T>& x, std::source_location site)
+{
+    basic_tensor<T> result = xt::where(x.value() > T(0), x.value(), xt::expm1(x.value()));
+    return record_op<T>(
+        "elu", site, result,
+        [result, positive = greater(x, T(0))](const basic_tensor<T>& grad) {
+            return grad * where(positive, T(1), result + T(1));
+        },
+        x);
+}
+
+template <dtype T>
+basic_tensor<T> softplus(const basic_tensor<T>& x, std::source_location site)
+{
+    return record_op<T>(
+        "softplus", site, xt::log1p(xt::exp(-xt::abs(x.value()))) + xt::maximum(x.value(), T(0)),
+        [x](const basic_tensor<T>& grad) { return grad * sigmoid(x); }, x);
+}
+
+template <dtype T>
+basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, std::source_location site)
+{
+    return record_op<T>(
+        "pow", site, xt::pow(x.value(), exponent),
+        [x, exponent](const basic_tensor<T>& grad) { return grad * (exponent * pow(x, exponent - T(1))); }, x);
+}
+
+template <dtype T>
+basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y, std::source_location site)
+{
+    detail::check_broadcastable("pow", site, x.shape(), y.shape());
+    basic_tensor<T> result = xt::pow(x.value(), y.value());
+    return record_op<T>(
+        "pow", site, result,
+        [x, y, result](const basic_tensor<T>& grad, detail::input_mask needed) {
+            basic_tensor<T> grad_x;
+            basic_tensor<T> grad_y;
+            if (needed[0]) {
+                grad_x = sum_to_shape(grad * y * pow(x, y - T(1)), x.shape());
+            }
+            if (needed[1]) {
+                const basic_tensor<T> positive = greater(x, T(0));
+                const basic_tensor<T> log_x = where(positive, log(where(positive, x, T(1))), T(0));
+                grad_y = sum_to_shape(grad * result * log_x, y.shape());
+            }
+            return std::array{std::move(grad_x), std::move(grad_y)};
+        },
+        x, y);
+}
+
+template <dtype T>
+basic_tensor<T> clip_by_value(const basic_tensor<T>& x, std::type_identity_t<T> low, std::type_identity_t<T> high,
+                              std::source_location site)
+{
+    if (!(low <= high)) {
+        detail::fail<argument_error>("clip_by_value", site,
+                                     "needs low <= high, got " + std::to_string(low) + " and " + std::to_string(high));
+    }
+    basic_tensor<T> inside = xt::cast<T>(x.value() >= low && x.value() <= high);
+    return record_op<T>(
+        "clip_by_value", site, xt::clip(x.value(), low, high),
+        [inside](const basic_tensor<T>& grad) { return grad * inside; }, x);
+}
+
+namespace {
+
+// maximum and minimum, once the shapes are checked: the gradient goes to a
+// where `a_wins` holds, to b elsewhere.
+template <dtype T>
+basic_tensor<T> select_op(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
+                          const basic_tensor<T>& b, const xt::xarray<bool>& a_wins)
+{
+    basic_tensor<T> mask_a = xt::cast<T>(a_wins);
+    return record_op<T>(
+        op, site, xt::where(a_wins, a.value(), b.value()),
+        [mask_a, sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad) {
+            return std::array{sum_to_shape(grad * mask_a, sa), sum_to_shape(grad - grad * mask_a, sb)};
+        },
+        a, b);
+}
+
+template <dtype T, class Compare>
+basic_tensor<T> compare(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
+                        const basic_tensor<T>& b, Compare holds)
+{
+    detail::check_broadcastable(op, site, a.shape(), b.shape());
+    return xt::eval(xt::cast<T>(holds(a.value(), b.value())));
+}
+
+}  // namespace
+
+template <dtype T>
+basic_tensor<T> maximum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                        std::source_location site)
+{
+    detail::check_broadcastable("maximum", site, a.shape(), b.shape());
+    return select_op<T>("maximum", site, a, b, a.value() >= b.value());
+}
+
+template <dtype T>
+basic_tensor<T> minimum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                        std::source_location site)
+{
+    detail::check_broadcastable("minimum", site, a.shape(), b.shape());
+    return select_op<T>("minimum", site, a, b, a.value() <= b.value());
+}
+
+template <dtype T>
+basic_tensor<T> greater(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                        std::source_location site)
+{
+    return compare("greater", site, a, b, [](const auto& x, const auto& y) { return x > y; });
+}
+
+template <dtype T>
+basic_tensor<T> greater_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                              std::source_location site)
+{
+    return compare("greater_equal", site, a, b, [](const auto& x, const auto& y) { return x >= y; });
+}
+
+template <dtype T>
+basic_tensor<T> less(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                     std::source_location site)
+{
+    return compare("less", site, a, b, [](const auto& x, const auto& y) { return x < y; });
+}
+
+template <dtype T>
+basic_tensor<T> less_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                           std::source_location site)
+{
+    return compare("less_equal", site, a, b, [](const auto& x, const auto& y) { return x <= y; });
+}
+
+template <dtype T>
+basic_tensor<T> equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                      std::source_location site)
+{
+    return compare("equal", site, a, b, [](const auto& x, const auto& y) { return xt::equal(x, y); });
+}
+
+template <dtype T>
+basic_tensor<T> where(const basic_tensor<T>& condition, const std::type_identity_t<basic_tensor<T>>& a,
+                      const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
+{
+    detail::check_broadcastable("where", site, condition.shape(), a.shape());
+    detail::check_broadcastable("where", site, condition.shape(), b.shape());
+    detail::check_broadcastable("where", site, a.shape(), b.shape());
+    const auto chosen = xt::not_equal(condition.value(), T(0));
+    basic_tensor<T> mask = xt::cast<T>(chosen);
+    return record_op<T>(
+        "where", site, xt::where(chosen, a.value(), b.value()),
+        [mask, sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad, detail::input_mask needed) {
+            return std::array{basic_tensor<T>{}, needed[1] ? sum_to_shape(grad * mask, sa) : basic_tensor<T>{},
+                              needed[2] ? sum_to_shape(grad - grad * mask, sb) : basic_tensor<T>{}};
+        },
+        condition, a, b);
+}
+
+template <dtype To, dtype From>
+basic_tensor<To> cast(const basic_tensor<From>& x, std::source_location site)
+{
+    return record_op<To>(
+        "cast", site, xt::cast<To>(x.value()), [](const basic_tensor<To>& grad) { return cast<From>(grad); }, x);
 }
 
 namespace detail {
@@ -127,7 +380,44 @@ void accumulate(any_tensor& total, any_tensor&& addend)
     template basic_tensor<T> square(const basic_tensor<T>&, std::source_location);                                  \
     template basic_tensor<T> exp(const basic_tensor<T>&, std::source_location);                                     \
     template basic_tensor<T> log(const basic_tensor<T>&, std::source_location);                                     \
-    template basic_tensor<T> tanh(const basic_tensor<T>&, std::source_location);
+    template basic_tensor<T> tanh(const basic_tensor<T>&, std::source_location);                                   \
+    template basic_tensor<T> abs(const basic_tensor<T>&, std::source_location);                                    \
+    template basic_tensor<T> sign(const basic_tensor<T>&, std::source_location);                                   \
+    template basic_tensor<T> sqrt(const basic_tensor<T>&, std::source_location);                                   \
+    template basic_tensor<T> rsqrt(const basic_tensor<T>&, std::source_location);                                  \
+    template basic_tensor<T> log1p(const basic_tensor<T>&, std::source_location);                                  \
+    template basic_tensor<T> expm1(const basic_tensor<T>&, std::source_location);                                  \
+    template basic_tensor<T> sin(const basic_tensor<T>&, std::source_location);                                    \
+    template basic_tensor<T> cos(const basic_tensor<T>&, std::source_location);                                    \
+    template basic_tensor<T> sigmoid(const basic_tensor<T>&, std::source_location);                                \
+    template basic_tensor<T> relu(const basic_tensor<T>&, std::source_location);                                   \
+    template basic_tensor<T> leaky_relu(const basic_tensor<T>&, T, std::source_location);                          \
+    template basic_tensor<T> elu(const basic_tensor<T>&, std::source_location);                                    \
+    template basic_tensor<T> softplus(const basic_tensor<T>&, std::source_location);                               \
+    template basic_tensor<T> pow(const basic_tensor<T>&, std::type_identity_t<T>, std::source_location);           \
+    template basic_tensor<T> pow(const basic_tensor<T>&, const basic_tensor<T>&, std::source_location);            \
+    template basic_tensor<T> clip_by_value(const basic_tensor<T>&, std::type_identity_t<T>, std::type_identity_t<T>, \
+                                           std::source_location);                                                   \
+    template basic_tensor<T> maximum(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,          \
+                                     std::source_location);                                                         \
+    template basic_tensor<T> minimum(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,          \
+                                     std::source_location);                                                         \
+    template basic_tensor<T> greater(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,          \
+                                     std::source_location);                                                         \
+    template basic_tensor<T> greater_equal(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,    \
+                                           std::source_location);                                                   \
+    template basic_tensor<T> less(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,             \
+                                  std::source_location);                                                            \
+    template basic_tensor<T> less_equal(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,       \
+                                        std::source_location);                                                      \
+    template basic_tensor<T> equal(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,            \
+                                   std::source_location);                                                           \
+    template basic_tensor<T> where(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,            \
+                                   const std::type_identity_t<basic_tensor<T>>&, std::source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
+template basic_tensor<float> cast(const basic_tensor<float>&, std::source_location);
+template basic_tensor<float> cast(const basic_tensor<double>&, std::source_location);
+template basic_tensor<double> cast(const basic_tensor<float>&, std::source_location);
+template basic_tensor<double> cast(const basic_tensor<double>&, std::source_location);
 
 }  // namespace gradtape

@@ -71,6 +71,32 @@ basic_tensor<T> record_op(std::string_view op, const std::source_location& site,
     return result;
 }
 
+// record_op for an op of any number of inputs of one dtype (concat): the
+// backward rule returns a std::vector with one gradient per input.
+template <dtype T, class Backward>
+basic_tensor<T> record_op_of_list(std::string_view op, const std::source_location& site, basic_tensor<T> result,
+                                  Backward&& backward, const std::vector<basic_tensor<T>>& inputs)
+{
+    std::vector<tape_input> tape_inputs;
+    tape_inputs.reserve(inputs.size());
+    for (const auto& input : inputs) {
+        tape_inputs.push_back(tape_input_of(input));
+    }
+    recorder recording(tape_inputs);
+    if (!recording) {
+        return result;
+    }
+    recording.record(op, site, tape_inputs, result.id(),
+                     [rule = std::forward<Backward>(backward)](const any_tensor& output_gradient, input_mask needed,
+                                                              std::span<any_tensor> input_gradients) {
+                         auto gradients = rule(std::get<basic_tensor<T>>(output_gradient), needed);
+                         for (std::size_t i = 0; i < gradients.size(); ++i) {
+                             store_gradient(input_gradients[i], std::move(gradients[i]));
+                         }
+                     });
+    return result;
+}
+
 // The gradient of a broadcast operand: `gradient` summed over the dimensions
 // broadcasting added or stretched, so that it has `shape` again.
 template <dtype T>
