@@ -79,6 +79,8 @@ private:
     const std::source_location* saved_;
 };
 
+}  // namespace
+
 void check_owner(const tape_state& tape, std::string_view op, const std::source_location& site)
 {
     if (tape.owner != std::this_thread::get_id()) {
@@ -86,14 +88,12 @@ void check_owner(const tape_state& tape, std::string_view op, const std::source_
     }
 }
 
-// The gradient of the target with respect to each source id (monostate where none flows).
 std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_tensor seed,
-                                      std::span<const tensor_id> sources)
+                                      std::span<const tensor_id> sources, bool release)
 {
     std::unordered_map<tensor_id, any_tensor> gradients;
     gradients.emplace(target, std::move(seed));
     const std::unordered_set<tensor_id> kept(sources.begin(), sources.end());
-    const bool release = !tape.options.persistent;
 
     tape.computing_gradient = true;
     struct restore {
@@ -135,8 +135,6 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
     }
     return result;
 }
-
-}  // namespace
 
 recorder::recorder(std::span<const tape_input> inputs)
 {
@@ -210,6 +208,44 @@ std::size_t GradientTape::size() const
     return state_->entries.size();
 }
 
+namespace detail {
+
+void check_answerable(const tape_state& tape, const std::source_location& site)
+{
+    check_owner(tape, "gradient", site);
+    if (tape.answered) {
+        fail<tape_error>("gradient", site,
+                         "this non-persistent GradientTape has already computed a gradient; construct it with "
+                         "{.persistent = true} to ask more than once");
+    }
+}
+
+tensor_id watched_source(tape_state& tape, const tape_input& input, const shape_type& shape, std::size_t position,
+                         const std::source_location& site)
+{
+    if (!tape.watches(input)) {
+        const std::string what = input.variable ? "variable '" + input.variable->name + "'"
+                                                : "source " + std::to_string(position) + " (shape " +
+                                                      format_shape(shape) + ")";
+        fail<tape_error>("gradient", site,
+                         what + " is not watched by this tape; call tape.watch() on it before using it" +
+                             (input.variable ? " (or keep watch_accessed_variables on)" : ""));
+    }
+    return input.id;
+}
+
+// A non-persistent tape answers once: afterwards it holds nothing.
+void finish_answer(tape_state& tape)
+{
+    if (!tape.options.persistent) {
+        tape.entries.clear();
+        tape.watched.clear();
+        tape.answered = true;
+    }
+}
+
+}  // namespace detail
+
 template <dtype T, dtype S>
 std::vector<basic_tensor<S>> GradientTape::gradient_of(const basic_tensor<T>& target,
                                                        std::span<const basic_tensor<S>* const> sources,
@@ -219,12 +255,7 @@ std::vector<basic_tensor<S>> GradientTape::gradient_of(const basic_tensor<T>& ta
     using detail::fail;
     using detail::format_shape;
     detail::tape_state& tape = *state_;
-    detail::check_owner(tape, "gradient", site);
-    if (tape.answered) {
-        fail<tape_error>("gradient", site,
-                         "this non-persistent GradientTape has already computed a gradient; construct it with "
-                         "{.persistent = true} to ask more than once");
-    }
+    detail::check_answerable(tape, site);
     if (output_gradient.defined() && output_gradient.shape() != target.shape()) {
         fail<shape_error>("gradient", site,
                           "output_gradient has shape " + format_shape(output_gradient.shape()) +
@@ -238,35 +269,19 @@ std::vector<basic_tensor<S>> GradientTape::gradient_of(const basic_tensor<T>& ta
     std::vector<tensor_id> source_ids;
     source_ids.reserve(sources.size());
     for (std::size_t i = 0; i < sources.size(); ++i) {
-        const basic_tensor<S>& source = *sources[i];
-        const detail::tape_input input{source.id(), source.node()->variable.get()};
-        if (!tape.watches(input)) {
-            const std::string what = input.variable ? "variable '" + input.variable->name + "'"
-                                                    : "source " + std::to_string(i) + " (shape " +
-                                                          format_shape(source.shape()) + ")";
-            fail<tape_error>("gradient", site,
-                             what + " is not watched by this tape; call tape.watch() on it before using it" +
-                                 (input.variable ? " (or keep watch_accessed_variables on)" : ""));
-        }
-        source_ids.push_back(input.id);
+        source_ids.push_back(
+            detail::watched_source(tape, detail::tape_input_of(*sources[i]), sources[i]->shape(), i, site));
     }
 
     basic_tensor<T> seed = output_gradient.defined() ? output_gradient : ones<T>(target.shape());
-    std::vector<detail::any_tensor> gradients = detail::backward_pass(tape, target.id(), std::move(seed), source_ids);
-    if (!tape.options.persistent) {
-        tape.entries.clear();
-        tape.watched.clear();
-        tape.answered = true;
-    }
+    std::vector<detail::any_tensor> gradients =
+        detail::backward_pass(tape, target.id(), std::move(seed), source_ids, !tape.options.persistent);
+    detail::finish_answer(tape);
 
     std::vector<basic_tensor<S>> result;
     result.reserve(sources.size());
     for (std::size_t i = 0; i < sources.size(); ++i) {
-        if (auto* gradient = std::get_if<basic_tensor<S>>(&gradients[i])) {
-            result.push_back(std::move(*gradient));
-        } else {
-            result.push_back(zeros<S>(sources[i]->shape()));
-        }
+        result.push_back(detail::gradient_or_zeros<S>(gradients[i], sources[i]->shape()));
     }
     return result;
 }

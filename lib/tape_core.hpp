@@ -10,6 +10,7 @@
 #include <string_view>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include <xtensor/xstorage.hpp>
 
@@ -24,6 +25,12 @@ struct tape_input {
     tensor_id id;
     const variable_info* variable;
 };
+
+template <dtype T>
+tape_input tape_input_of(const basic_tensor<T>& tensor)
+{
+    return {tensor.id(), tensor.node()->variable.get()};
+}
 
 // Which inputs of an op lead to something the tape watches; the backward rule
 // need not compute the gradient of the others. Inputs past the 64th always count.
@@ -56,6 +63,31 @@ public:
 private:
     xt::svector<std::pair<tape_state*, std::uint64_t>, 4> tapes_;
 };
+
+// What GradientTape's questions (gradient, jacobian) share.
+
+// The gradient of the target with respect to each source id (monostate where
+// none flows), from `seed`, the gradient of the target itself. With
+// `release`, each entry's backward rule is freed once used.
+std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_tensor seed,
+                                      std::span<const tensor_id> sources, bool release);
+void check_owner(const tape_state& tape, std::string_view op, const std::source_location& site);
+// Refuses a second question to a non-persistent tape, or one from another thread.
+void check_answerable(const tape_state& tape, const std::source_location& site);
+// The source's id, after checking that the tape watches it.
+tensor_id watched_source(tape_state& tape, const tape_input& source, const shape_type& shape, std::size_t position,
+                         const std::source_location& site);
+// A non-persistent tape answers once: afterwards it holds nothing.
+void finish_answer(tape_state& tape);
+
+template <dtype S>
+basic_tensor<S> gradient_or_zeros(any_tensor& gradient, const shape_type& shape)
+{
+    if (auto* found = std::get_if<basic_tensor<S>>(&gradient)) {
+        return std::move(*found);
+    }
+    return zeros<S>(shape);
+}
 
 // The call site of the forward op whose backward rule is running on this thread, if any.
 const std::source_location* backward_site();

@@ -92,6 +92,28 @@ public:
         return gradient_of<T, S>(target, pointers, output_gradient, site);
     }
 
+    // d target[i...] / d source[j...] for every element pair: the result's shape
+    // is target's shape followed by source's. One backward pass per target element.
+    template <dtype T, class Source>
+        requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
+    [[nodiscard]] basic_tensor<typename Source::value_type> jacobian(
+        const basic_tensor<T>& target, const Source& source,
+        std::source_location site = std::source_location::current())
+    {
+        return jacobian_of<T, typename Source::value_type>(target, source, false, site);
+    }
+    // For target and source whose first dimension is a batch of independent
+    // examples: d target[b, i...] / d source[b, j...], of shape
+    // (batch, target's other dimensions..., source's other dimensions...).
+    template <dtype T, class Source>
+        requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
+    [[nodiscard]] basic_tensor<typename Source::value_type> batch_jacobian(
+        const basic_tensor<T>& target, const Source& source,
+        std::source_location site = std::source_location::current())
+    {
+        return jacobian_of<T, typename Source::value_type>(target, source, true, site);
+    }
+
     // Forgets every entry and watched tensor, as a new tape would.
     void reset();
     // How many ops this tape holds.
@@ -103,8 +125,31 @@ private:
                                              std::span<const basic_tensor<S>* const> sources,
                                              const basic_tensor<T>& output_gradient, std::source_location site);
 
+    template <dtype T, dtype S>
+    basic_tensor<S> jacobian_of(const basic_tensor<T>& target, const basic_tensor<S>& source, bool batched,
+                                std::source_location site);
+
     std::unique_ptr<detail::tape_state> state_;
 };
+
+// An op whose gradient the caller defines: forward(inputs) computes the
+// result (nothing inside it is recorded), backward(grad, inputs, result)
+// returns one gradient per input (an undefined tensor for none). Both run
+// with gradtape ops, so that nested tapes differentiate the backward too.
+//
+//   auto clipped = gradtape::custom_gradient<float>(
+//       {x}, [](const auto& in) { return in[0]; },
+//       [](const auto& grad, const auto&, const auto&) { return std::vector{gradtape::clip_by_value(grad, -1.f, 1.f)}; });
+template <dtype T>
+using custom_forward = std::function<basic_tensor<T>(const std::vector<basic_tensor<T>>& inputs)>;
+template <dtype T>
+using custom_backward = std::function<std::vector<basic_tensor<T>>(
+    const basic_tensor<T>& grad, const std::vector<basic_tensor<T>>& inputs, const basic_tensor<T>& result)>;
+
+template <dtype T>
+[[nodiscard]] basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
+                                              const custom_forward<T>& forward, const custom_backward<T>& backward,
+                                              std::source_location site = std::source_location::current());
 
 // While the returned guard lives, no tape of this thread records anything.
 class [[nodiscard]] recording_pause {

@@ -1,22 +1,178 @@
-// Losses and other neural-network ops.
+// Activations over an axis, losses and dropout. The cross-entropies are
+// compositions of recorded ops; their derivatives follow from those.
 #include <gradtape/nn.hpp>
+#include <gradtape/random.hpp>
 
 #include <xtensor/xmath.hpp>
 #include <xtensor/xreducer.hpp>
+#include <xtensor/xsort.hpp>
 
 #include "op.hpp"
 
 namespace gradtape {
 
+using detail::fail;
+using detail::format_shape;
+using detail::record_op;
+
+namespace {
+
+std::size_t class_axis(std::string_view op, const std::source_location& site, std::ptrdiff_t axis, std::size_t rank)
+{
+    return detail::normalize_axes(op, site, {axis}, rank).front();
+}
+
+// x minus its maximum along `axis`: the same softmax, and exp() cannot overflow.
+template <dtype T>
+xt::xarray<T> shifted(const xt::xarray<T>& x, std::size_t axis)
+{
+    xt::xarray<T> maximum = xt::amax(x, {axis});
+    maximum = xt::where(xt::isfinite(maximum), maximum, T(0));
+    auto kept = x.shape();
+    kept[axis] = 1;
+    maximum.reshape(kept);
+    return x - maximum;
+}
+
+}  // namespace
+
+template <dtype T>
+basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
+{
+    const std::size_t at = class_axis("softmax", site, axis, x.dimension());
+    xt::xarray<T> e = xt::exp(shifted(x.value(), at));
+    auto kept = e.shape();
+    kept[at] = 1;
+    xt::xarray<T> total = xt::sum(e, {at});
+    total.reshape(kept);
+    basic_tensor<T> result = xt::xarray<T>(e / total);
+    return record_op<T>(
+        "softmax", site, result,
+        [result, axis](const basic_tensor<T>& grad) {
+            return result * (grad - reduce_sum(grad * result, {axis}, true));
+        },
+        x);
+}
+
+template <dtype T>
+basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
+{
+    const std::size_t at = class_axis("log_softmax", site, axis, x.dimension());
+    const xt::xarray<T> z = shifted(x.value(), at);
+    auto kept = z.shape();
+    kept[at] = 1;
+    xt::xarray<T> log_total = xt::log(xt::sum(xt::exp(z), {at}));
+    log_total.reshape(kept);
+    basic_tensor<T> result = xt::xarray<T>(z - log_total);
+    return record_op<T>(
+        "log_softmax", site, result,
+        [result, axis](const basic_tensor<T>& grad) {
+            return grad - exp(result) * reduce_sum(grad, {axis}, true);
+        },
+        x);
+}
+
+template <dtype T>
+basic_tensor<T> softmax_cross_entropy_with_logits(const basic_tensor<T>& labels, const basic_tensor<T>& logits,
+                                                  std::source_location site)
+{
+    if (labels.shape() != logits.shape() || logits.dimension() == 0) {
+        fail<shape_error>("softmax_cross_entropy_with_logits", site,
+                          "labels " + format_shape(labels.shape()) + " and logits " + format_shape(logits.shape()) +
+                              " must have one shape, of rank 1 or more");
+    }
+    return negative(reduce_sum(labels * log_softmax(logits, -1, site), {-1}, false, site), site);
+}
+
+template <dtype T>
+basic_tensor<T> sparse_softmax_cross_entropy_with_logits(const xt::xarray<std::int64_t>& labels,
+                                                         const basic_tensor<T>& logits, std::source_location site)
+{
+    constexpr std::string_view op = "sparse_softmax_cross_entropy_with_logits";
+    const shape_type& shape = logits.shape();
+    if (shape.empty() || labels.shape() != shape_type(shape.begin(), shape.end() - 1)) {
+        fail<shape_error>(op, site,
+                          "labels " + format_shape(labels.shape()) + " must have the shape of logits " +
+                              format_shape(shape) + " without its last axis");
+    }
+    const std::size_t classes = shape.back();
+    for (std::int64_t label : labels) {
+        if (label < 0 || std::size_t(label) >= classes) {
+            fail<argument_error>(op, site,
+                                 "label " + std::to_string(label) + " is not a class index in [0, " +
+                                     std::to_string(classes) + ")");
+        }
+    }
+    return negative(reduce_sum(one_hot<T>(labels, classes) * log_softmax(logits, -1, site), {-1}, false, site),
+                    site);
+}
+
+template <dtype T>
+basic_tensor<T> sigmoid_cross_entropy_with_logits(const basic_tensor<T>& labels, const basic_tensor<T>& logits,
+                                                  std::source_location site)
+{
+    if (labels.shape() != logits.shape()) {
+        fail<shape_error>("sigmoid_cross_entropy_with_logits", site,
+                          "labels " + format_shape(labels.shape()) + " and logits " + format_shape(logits.shape()) +
+                              " must have one shape");
+    }
+    const auto& x = logits.value();
+    const auto& z = labels.value();
+    return record_op<T>(
+        "sigmoid_cross_entropy_with_logits", site,
+        xt::maximum(x, T(0)) - x * z + xt::log1p(xt::exp(-xt::abs(x))),
+        [labels, logits](const basic_tensor<T>& grad, detail::input_mask needed) {
+            return std::array{needed[0] ? -(grad * logits) : basic_tensor<T>{},
+                              needed[1] ? grad * (sigmoid(logits) - labels) : basic_tensor<T>{}};
+        },
+        labels, logits);
+}
+
 template <dtype T>
 basic_tensor<T> l2_loss(const basic_tensor<T>& x, std::source_location site)
 {
     xt::xarray<T> half_sum_of_squares(xt::sum(xt::square(x.value()))() / T(2));
-    return detail::record_op<T>(
+    return record_op<T>(
         "l2_loss", site, std::move(half_sum_of_squares), [x](const basic_tensor<T>& grad) { return grad * x; }, x);
 }
 
-#define GRADTAPE_INSTANTIATE(T) template basic_tensor<T> l2_loss(const basic_tensor<T>&, std::source_location);
+template <dtype T>
+basic_tensor<T> mean_squared_error(const basic_tensor<T>& y_true, const basic_tensor<T>& y_pred,
+                                   std::source_location site)
+{
+    if (y_true.dimension() == 0 && y_pred.dimension() == 0) {
+        return square(subtract(y_pred, y_true, site), site);
+    }
+    return reduce_mean(square(subtract(y_pred, y_true, site), site), {-1}, false, site);
+}
+
+template <dtype T>
+basic_tensor<T> dropout(const basic_tensor<T>& x, double rate, std::source_location site)
+{
+    if (!(rate >= 0 && rate < 1)) {
+        fail<argument_error>("dropout", site, "rate must be in [0, 1), got " + std::to_string(rate));
+    }
+    if (rate == 0) {
+        return x;
+    }
+    const basic_tensor<T> draw = random_uniform<T>(x.shape(), T(0), T(1), site);
+    const basic_tensor<T> keep = xt::where(draw.value() >= T(rate), T(1 / (1 - rate)), T(0));
+    return multiply(x, keep, site);
+}
+
+#define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template basic_tensor<T> softmax(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);                 \
+    template basic_tensor<T> log_softmax(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);             \
+    template basic_tensor<T> softmax_cross_entropy_with_logits(const basic_tensor<T>&, const basic_tensor<T>&,       \
+                                                               std::source_location);                               \
+    template basic_tensor<T> sparse_softmax_cross_entropy_with_logits(const xt::xarray<std::int64_t>&,              \
+                                                                      const basic_tensor<T>&, std::source_location); \
+    template basic_tensor<T> sigmoid_cross_entropy_with_logits(const basic_tensor<T>&, const basic_tensor<T>&,       \
+                                                               std::source_location);                               \
+    template basic_tensor<T> l2_loss(const basic_tensor<T>&, std::source_location);                                 \
+    template basic_tensor<T> mean_squared_error(const basic_tensor<T>&, const basic_tensor<T>&,                      \
+                                                std::source_location);                                              \
+    template basic_tensor<T> dropout(const basic_tensor<T>&, double, std::source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

@@ -19,12 +19,6 @@
 
 namespace gradtape::detail {
 
-template <dtype T>
-tape_input tape_input_of(const basic_tensor<T>& tensor)
-{
-    return {tensor.id(), tensor.node()->variable.get()};
-}
-
 template <class Gradient>
 void store_gradient(any_tensor& slot, Gradient&& gradient)
 {
