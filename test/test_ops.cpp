@@ -3,6 +3,9 @@
 // axes included), and its second derivative where it has one.
 #include <cmath>
 
+#include <algorithm>
+#include <tuple>
+
 #include "support.hpp"
 
 
@@ -208,4 +211,145 @@ TEST_CASE("the second derivative of tanh is its closed form", "[ops][gradient][h
         REQUIRE_THAT(first.value()(i), WithinRel(1 - t * t, 1e-12));
         REQUIRE_THAT(second.value()(i), WithinRel(-2 * t * (1 - t * t), 1e-12));
     }
+}
+
+TEST_CASE("more unary ops compute their formulas", "[ops][values]")
+{
+    const Tensor64 x = make64({-2, -0.5, 0, 0.5, 3});
+    const auto each = [&](auto formula) {
+        std::vector<double> out;
+        for (double v : x.value()) {
+            out.push_back(formula(v));
+        }
+        return out;
+    };
+    const auto require_each = [&](const Tensor64& actual, auto formula) {
+        const auto expected = each(formula);
+        INFO(actual);
+        REQUIRE(actual.shape() == x.shape());
+        for (std::size_t i = 0; i < expected.size(); ++i) {
+            REQUIRE_THAT(actual.value()(i), WithinRel(expected[i], 1e-12) || Catch::Matchers::WithinAbs(expected[i], 1e-14));
+        }
+    };
+    require_each(gt::abs(x), [](double v) { return std::abs(v); });
+    require_each(gt::sign(x), [](double v) { return double((v > 0) - (v < 0)); });
+    require_each(gt::log1p(x + 2.5), [](double v) { return std::log1p(v + 2.5); });
+    require_each(gt::expm1(x), [](double v) { return std::expm1(v); });
+    require_each(gt::sin(x), [](double v) { return std::sin(v); });
+    require_each(gt::cos(x), [](double v) { return std::cos(v); });
+    require_each(gt::sigmoid(x), [](double v) { return 1 / (1 + std::exp(-v)); });
+    require_each(gt::relu(x), [](double v) { return v > 0 ? v : 0; });
+    require_each(gt::leaky_relu(x, 0.1), [](double v) { return v > 0 ? v : 0.1 * v; });
+    require_each(gt::elu(x), [](double v) { return v > 0 ? v : std::exp(v) - 1; });
+    require_each(gt::softplus(x), [](double v) { return std::log(1 + std::exp(v)); });
+    require_each(gt::pow(x, 3.0), [](double v) { return v * v * v; });
+    require_each(gt::clip_by_value(x, -1.0, 1.0), [](double v) { return std::clamp(v, -1.0, 1.0); });
+    require_each(gt::sqrt(x + 2.5), [](double v) { return std::sqrt(v + 2.5); });
+    require_each(gt::rsqrt(x + 2.5), [](double v) { return 1 / std::sqrt(v + 2.5); });
+    require_each(gt::pow(x + 2.5, x), [](double v) { return std::pow(v + 2.5, v); });
+}
+
+TEST_CASE("maximum and minimum of a matrix and a broadcast row", "[ops][values]")
+{
+    // xtensor 0.24 with xsimd fills an xarray<bool> from this broadcast wrongly; the ops must not.
+    const Tensor64 a = make64({1.2, -0.23, 0.46, 1.29, -0.46, -0.73}, {2, 3});
+    const Tensor64 row = make64({-0.15, 0.88, 0.59});
+    require_values(gt::maximum(a, row), {1.2, 0.88, 0.59, 1.29, 0.88, 0.59}, {2, 3});
+    require_values(gt::minimum(a, row), {-0.15, -0.23, 0.46, -0.15, -0.46, -0.73}, {2, 3});
+    require_values(gt::greater_equal(a, row), {1, 0, 0, 1, 0, 0}, {2, 3});
+    require_values(gt::where(gt::greater(a, row), a, row), {1.2, 0.88, 0.59, 1.29, 0.88, 0.59}, {2, 3});
+}
+
+TEMPLATE_TEST_CASE("binary selections and comparisons broadcast", "[ops][values]", float, double)
+{
+    using T = TestType;
+    xt::xarray<T> left = {1, 5, 3};
+    xt::xarray<T> right_values = {2, 5};
+    right_values.reshape({2, 1});
+    const gt::basic_tensor<T> a = left;
+    const gt::basic_tensor<T> b = right_values;
+    REQUIRE((gt::maximum(a, b).value() == xt::xarray<T>(xt::maximum(left, right_values))));
+    REQUIRE((gt::minimum(a, b).value() == xt::xarray<T>(xt::minimum(left, right_values))));
+    const xt::xarray<T> greater = {0, 1, 1, 0, 0, 0};
+    REQUIRE((xt::flatten(gt::greater(a, b).value()) == greater));
+    REQUIRE((xt::flatten(gt::greater_equal(a, b).value()) == xt::xarray<T>{0, 1, 1, 0, 1, 0}));
+    REQUIRE((xt::flatten(gt::less(a, b).value()) == xt::xarray<T>{1, 0, 0, 1, 0, 1}));
+    REQUIRE((xt::flatten(gt::less_equal(a, b).value()) == xt::xarray<T>{1, 0, 0, 1, 1, 1}));
+    REQUIRE((xt::flatten(gt::equal(a, b).value()) == xt::xarray<T>{0, 0, 0, 0, 1, 0}));
+    REQUIRE((xt::flatten(gt::where(gt::greater(a, b), a, b).value()) == xt::xarray<T>{2, 5, 3, 5, 5, 5}));
+    REQUIRE((gt::cast<double>(a).value() == xt::xarray<double>{1, 5, 3}));
+}
+
+TEST_CASE("gradients of the other unary ops", "[ops][gradient]")
+{
+    const gt::shape_type shape = GENERATE(gt::shape_type{}, gt::shape_type{2, 3});
+    const Tensor64 x = random64(shape);
+    const Tensor64 positive = random64(shape, 0.3, 3.0);
+    // Away from the kinks at 0 (abs, relu, leaky_relu, elu, clip), where finite differences straddle them.
+    const Tensor64 away = x + 0.2 * gt::sign(x);
+    for (const auto& [name, f, input] : std::vector<std::tuple<std::string, support::function, Tensor64>>{
+             {"abs", [](const auto& in) { return gt::abs(in[0]); }, away},
+             {"sqrt", [](const auto& in) { return gt::sqrt(in[0]); }, positive},
+             {"rsqrt", [](const auto& in) { return gt::rsqrt(in[0]); }, positive},
+             {"log1p", [](const auto& in) { return gt::log1p(in[0]); }, positive},
+             {"expm1", [](const auto& in) { return gt::expm1(in[0]); }, x},
+             {"sin", [](const auto& in) { return gt::sin(in[0]); }, x},
+             {"cos", [](const auto& in) { return gt::cos(in[0]); }, x},
+             {"sigmoid", [](const auto& in) { return gt::sigmoid(in[0]); }, x},
+             {"relu", [](const auto& in) { return gt::relu(in[0]); }, away},
+             {"leaky_relu", [](const auto& in) { return gt::leaky_relu(in[0], 0.3); }, away},
+             {"elu", [](const auto& in) { return gt::elu(in[0]); }, away},
+             {"softplus", [](const auto& in) { return gt::softplus(in[0]); }, x},
+             {"pow scalar", [](const auto& in) { return gt::pow(in[0], 2.5); }, positive},
+             {"clip_by_value", [](const auto& in) { return gt::clip_by_value(in[0], -0.5, 0.7); }, away},
+         }) {
+        CAPTURE(name, shape);
+        require_gradients(f, {input});
+        if (name != "abs" && name != "relu" && name != "leaky_relu" && name != "clip_by_value") {
+            require_second_gradients(f, {input});
+        }
+    }
+}
+
+TEST_CASE("gradients of pow, maximum, minimum and where over broadcast shapes", "[ops][gradient]")
+{
+    const auto [shape_a, shape_b] = GENERATE(from_range(broadcast_pairs));
+    CAPTURE(shape_a, shape_b);
+    const Tensor64 base = random64(shape_a, 0.5, 2.0);
+    const Tensor64 exponent = random64(shape_b);
+    require_gradients([](const auto& in) { return gt::pow(in[0], in[1]); }, {base, exponent});
+    require_second_gradients([](const auto& in) { return gt::pow(in[0], in[1]); }, {base, exponent});
+    // Distinct values, so that no tie sits within a finite-difference step.
+    const Tensor64 a = random64(shape_a);
+    const Tensor64 b = random64(shape_b) + 0.01;
+    require_gradients([](const auto& in) { return gt::maximum(in[0], in[1]); }, {a, b});
+    require_gradients([](const auto& in) { return gt::minimum(in[0], in[1]); }, {a, b});
+    const Tensor64 condition = gt::greater(random64(shape_b), 0.0);
+    require_gradients([&](const auto& in) { return gt::where(condition, in[0], in[1]); }, {a, b});
+    require_second_gradients([&](const auto& in) { return gt::where(condition, gt::square(in[0]), in[0] * in[1]); },
+                             {a, b});
+}
+
+TEST_CASE("ties, signs and masks pass the gradient TensorFlow passes", "[ops][gradient]")
+{
+    const Tensor64 x = make64({-1, 0, 2});
+    gt::GradientTape tape({.persistent = true});
+    tape.watch(x);
+    REQUIRE(tape.gradient(gt::reduce_sum(gt::sign(x)), x).value() == xt::xarray<double>{0, 0, 0});
+    REQUIRE(tape.gradient(gt::reduce_sum(gt::relu(x)), x).value() == xt::xarray<double>{0, 0, 1});
+    REQUIRE(tape.gradient(gt::reduce_sum(gt::maximum(x, 0.0)), x).value() == xt::xarray<double>{0, 1, 1});
+    REQUIRE(tape.gradient(gt::reduce_sum(gt::clip_by_value(x, -1.0, 1.0)), x).value() ==
+            xt::xarray<double>{1, 1, 0});
+    REQUIRE(tape.gradient(gt::reduce_sum(gt::greater(x, 0.0) * x), x).value() == xt::xarray<double>{0, 0, 1});
+}
+
+TEST_CASE("cast carries values and gradients between float and double", "[ops][gradient]")
+{
+    const Tensor x = gt::fill<float>({3}, 1.5f);
+    gt::GradientTape tape;
+    tape.watch(x);
+    const Tensor64 y = gt::cast<double>(x);
+    REQUIRE(y.value() == xt::xarray<double>{1.5, 1.5, 1.5});
+    const Tensor gradient = tape.gradient(gt::reduce_sum(gt::square(y)), x);
+    REQUIRE(gradient.value() == xt::xarray<float>{3.f, 3.f, 3.f});
 }

@@ -76,7 +76,7 @@ template <dtype T>
 basic_tensor<T> sign(const basic_tensor<T>& x, std::source_location)
 {
     // Its gradient is zero everywhere it exists, so it is never recorded.
-    return xt::eval(xt::sign(x.value()));
+    return xt::xarray<T>(xt::sign(x.value()));
 }
 
 template <dtype T>
@@ -246,15 +246,17 @@ basic_tensor<T> clip_by_value(const basic_tensor<T>& x, std::type_identity_t<T> 
 
 namespace {
 
-// maximum and minimum, once the shapes are checked: the gradient goes to a
-// where `a_wins` holds, to b elsewhere.
-template <dtype T>
+// maximum and minimum: the gradient goes to a where `a_wins(a, b)` holds, to
+// b elsewhere. The comparison stays lazy: xtensor 0.24 with xsimd fills an
+// xt::xarray<bool> from a broadcasting comparison wrongly.
+template <dtype T, class Compare>
 basic_tensor<T> select_op(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
-                          const basic_tensor<T>& b, const xt::xarray<bool>& a_wins)
+                          const basic_tensor<T>& b, Compare a_wins)
 {
-    basic_tensor<T> mask_a = xt::cast<T>(a_wins);
+    detail::check_broadcastable(op, site, a.shape(), b.shape());
+    basic_tensor<T> mask_a = xt::xarray<T>(xt::cast<T>(a_wins(a.value(), b.value())));
     return record_op<T>(
-        op, site, xt::where(a_wins, a.value(), b.value()),
+        op, site, xt::where(a_wins(a.value(), b.value()), a.value(), b.value()),
         [mask_a, sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad) {
             return std::array{sum_to_shape(grad * mask_a, sa), sum_to_shape(grad - grad * mask_a, sb)};
         },
@@ -266,7 +268,7 @@ basic_tensor<T> compare(std::string_view op, const std::source_location& site, c
                         const basic_tensor<T>& b, Compare holds)
 {
     detail::check_broadcastable(op, site, a.shape(), b.shape());
-    return xt::eval(xt::cast<T>(holds(a.value(), b.value())));
+    return xt::xarray<T>(xt::cast<T>(holds(a.value(), b.value())));
 }
 
 }  // namespace
@@ -275,16 +277,14 @@ template <dtype T>
 basic_tensor<T> maximum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                         std::source_location site)
 {
-    detail::check_broadcastable("maximum", site, a.shape(), b.shape());
-    return select_op<T>("maximum", site, a, b, a.value() >= b.value());
+    return select_op("maximum", site, a, b, [](const auto& x, const auto& y) { return x >= y; });
 }
 
 template <dtype T>
 basic_tensor<T> minimum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                         std::source_location site)
 {
-    detail::check_broadcastable("minimum", site, a.shape(), b.shape());
-    return select_op<T>("minimum", site, a, b, a.value() <= b.value());
+    return select_op("minimum", site, a, b, [](const auto& x, const auto& y) { return x <= y; });
 }
 
 template <dtype T>

@@ -179,7 +179,7 @@ basic_tensor<T> reduce_prod(const basic_tensor<T>& x, const axes_type& axes, boo
     if (xt::any(xt::equal(x.value(), T(0)))) {
         const auto product_of = [](const auto& v, const auto& a) { return xt::prod(v, a); };
         const auto sum_of = [](const auto& v, const auto& a) { return xt::sum(v, a); };
-        const xt::xarray<bool> is_zero = xt::equal(x.value(), T(0));
+        const auto is_zero = xt::equal(x.value(), T(0));
         xt::xarray<T> nonzero_product = fold(basic_tensor<T>(xt::where(is_zero, T(1), x.value())), r, product_of);
         xt::xarray<T> zero_count = fold(basic_tensor<T>(xt::cast<T>(is_zero)), r, sum_of);
         nonzero_product.reshape(r.kept);
