@@ -4,8 +4,6 @@
 
 #include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmanipulation.hpp>
-#include <xtensor/xpad.hpp>
-#include <xtensor/xstrided_view.hpp>
 
 #include "op.hpp"
 
@@ -254,13 +252,37 @@ std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<s
 
 namespace {
 
-xt::xstrided_slice_vector block(const std::vector<std::size_t>& begin, const shape_type& extent)
+// Calls visit(index, position) for every multi-index of `shape`, in row-major
+// order; position counts from 0. Copies here go element by element because
+// xtensor 0.24 with xsimd assigns wrongly through strided views.
+template <class Visit>
+void for_each_index(const shape_type& shape, Visit visit)
 {
-    xt::xstrided_slice_vector ranges;
-    for (std::size_t i = 0; i < begin.size(); ++i) {
-        ranges.push_back(xt::range(static_cast<std::ptrdiff_t>(begin[i]), static_cast<std::ptrdiff_t>(begin[i] + extent[i])));
+    std::size_t count = 1;
+    for (std::size_t dim : shape) {
+        count *= dim;
     }
-    return ranges;
+    std::vector<std::size_t> index(shape.size(), 0);
+    for (std::size_t position = 0; position < count; ++position) {
+        visit(index, position);
+        for (std::size_t i = shape.size(); i-- > 0;) {
+            if (++index[i] < shape[i]) {
+                break;
+            }
+            index[i] = 0;
+        }
+    }
+}
+
+// The row-major flat position of `index` shifted by `offset` in an array of `shape`.
+std::size_t flat_position(const shape_type& shape, const std::vector<std::size_t>& index,
+                          const std::vector<std::size_t>& offset)
+{
+    std::size_t position = 0;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        position = position * shape[i] + index[i] + offset[i];
+    }
+    return position;
 }
 
 // The gradient of slice: `grad` placed at `begin` in zeros of the input's shape.
@@ -269,7 +291,9 @@ basic_tensor<T> slice_gradient(const basic_tensor<T>& grad, const std::vector<st
                                const shape_type& input_shape)
 {
     xt::xarray<T> placed = xt::zeros<T>(input_shape);
-    xt::strided_view(placed, block(begin, grad.shape())) = grad.value();
+    for_each_index(grad.shape(), [&](const std::vector<std::size_t>& index, std::size_t position) {
+        placed.flat(flat_position(input_shape, index, begin)) = grad.value().flat(position);
+    });
     return detail::record_op<T>(
         "slice_gradient", std::source_location::current(), std::move(placed),
         [begin, extent = detail::signed_shape(grad.shape())](const basic_tensor<T>& g) {
@@ -300,8 +324,12 @@ basic_tensor<T> slice(const basic_tensor<T>& x, const std::vector<std::size_t>& 
         }
         extent[i] = to_end ? dim - begin[i] : std::size_t(size[i]);
     }
+    auto block = xt::xarray<T>::from_shape(extent);
+    for_each_index(extent, [&](const std::vector<std::size_t>& index, std::size_t position) {
+        block.flat(position) = x.value().flat(flat_position(x.shape(), index, begin));
+    });
     return detail::record_op<T>(
-        "slice", site, xt::xarray<T>(xt::strided_view(x.value(), block(begin, extent))),
+        "slice", site, std::move(block),
         [begin, shape = x.shape()](const basic_tensor<T>& grad) { return slice_gradient(grad, begin, shape); }, x);
 }
 
@@ -388,8 +416,21 @@ basic_tensor<T> tile(const basic_tensor<T>& x, const std::vector<std::size_t>& m
                              std::to_string(multiples.size()) + " multiples for a tensor of shape " +
                                  format_shape(x.shape()));
     }
+    shape_type tiled_shape = x.shape();
+    for (std::size_t i = 0; i < multiples.size(); ++i) {
+        tiled_shape[i] *= multiples[i];
+    }
+    auto tiled = xt::xarray<T>::from_shape(tiled_shape);
+    const std::vector<std::size_t> no_offset(x.dimension(), 0);
+    std::vector<std::size_t> source(x.dimension());
+    for_each_index(tiled_shape, [&](const std::vector<std::size_t>& index, std::size_t position) {
+        for (std::size_t i = 0; i < index.size(); ++i) {
+            source[i] = index[i] % x.shape()[i];
+        }
+        tiled.flat(position) = x.value().flat(flat_position(x.shape(), source, no_offset));
+    });
     return detail::record_op<T>(
-        "tile", site, xt::xarray<T>(xt::tile(x.value(), multiples)),
+        "tile", site, std::move(tiled),
         [multiples, shape = x.shape()](const basic_tensor<T>& grad) {
             // Output dimension i indexes (repetition, original): view it as
             // (multiples[i], shape[i]) and sum over the repetitions.

@@ -1,0 +1,139 @@
+// Reductions and shape ops beyond the basics: values from their definitions,
+// gradients against finite differences, second derivatives where they exist.
+#include <cmath>
+
+#include "support.hpp"
+
+namespace gt = gradtape;
+using gt::Tensor64;
+using support::make64;
+using support::random64;
+using support::require_gradients;
+using support::require_second_gradients;
+using Catch::Matchers::WithinRel;
+
+namespace {
+
+bool same(const Tensor64& actual, const Tensor64& expected)
+{
+    return actual.shape() == expected.shape() && xt::allclose(actual.value(), expected.value(), 1e-12, 1e-12);
+}
+
+}  // namespace
+
+TEST_CASE("max, min, prod, logsumexp and variance reduce as their definitions say", "[reduce][values]")
+{
+    const Tensor64 a = make64({1, 5, 3, 4, 2, 6}, {2, 3});
+    REQUIRE(same(gt::reduce_max(a), make64({6})));
+    REQUIRE(same(gt::reduce_max(a, {0}), make64({4, 5, 6})));
+    REQUIRE(same(gt::reduce_min(a, {-1}, true), make64({1, 2}, {2, 1})));
+    REQUIRE(same(gt::reduce_prod(a, {1}), make64({15, 48})));
+    REQUIRE(same(gt::reduce_prod(a), make64({720})));
+    const double lse_row0 = std::log(std::exp(1.0) + std::exp(5.0) + std::exp(3.0));
+    const double lse_row1 = std::log(std::exp(4.0) + std::exp(2.0) + std::exp(6.0));
+    REQUIRE(same(gt::reduce_logsumexp(a, {1}), make64({lse_row0, lse_row1})));
+    const double mean0 = 3.0, mean1 = 4.0;
+    REQUIRE(same(gt::reduce_variance(a, {-1}), make64({(4 + 4 + 0) / 3.0 + 0 * mean0, (0 + 4 + 4) / 3.0 + 0 * mean1})));
+    REQUIRE(same(gt::reduce_variance(a), make64({17.5 / 6})));
+}
+
+TEST_CASE("reduce_logsumexp stays finite for inputs of plus or minus 1000", "[reduce][stability]")
+{
+    const Tensor64 x = make64({1000, 1000, -1000, -1000}, {2, 2});
+    const Tensor64 lse = gt::reduce_logsumexp(x, {1});
+    REQUIRE_THAT(lse.value()(0), WithinRel(1000 + std::log(2.0), 1e-12));
+    REQUIRE_THAT(lse.value()(1), WithinRel(-1000 + std::log(2.0), 1e-12));
+    gt::GradientTape tape;
+    tape.watch(x);
+    const Tensor64 gradient = tape.gradient(gt::reduce_sum(gt::reduce_logsumexp(x, {1})), x);
+    REQUIRE(xt::allclose(gradient.value(), 0.5));
+}
+
+TEST_CASE("the gradient of reduce_max and reduce_min is shared equally among ties", "[reduce][gradient]")
+{
+    const Tensor64 x = make64({3, 1, 3, 2, 2, 2}, {2, 3});
+    gt::GradientTape tape({.persistent = true});
+    tape.watch(x);
+    REQUIRE(same(tape.gradient(gt::reduce_max(x), x), make64({0.5, 0, 0.5, 0, 0, 0}, {2, 3})));
+    REQUIRE(same(tape.gradient(gt::reduce_sum(gt::reduce_max(x, {1})), x),
+                 make64({0.5, 0, 0.5, 1 / 3.0, 1 / 3.0, 1 / 3.0}, {2, 3})));
+    REQUIRE(same(tape.gradient(gt::reduce_sum(gt::reduce_min(x, {0})), x), make64({0, 1, 0, 1, 0, 1}, {2, 3})));
+}
+
+TEST_CASE("the gradient of reduce_prod is the product of the others, zeros included", "[reduce][gradient]")
+{
+    const Tensor64 x = make64({2, 0, 3, 0, 0, 5, 4, 1, 2}, {3, 3});
+    gt::GradientTape tape;
+    tape.watch(x);
+    // Row 0 has one zero, row 1 two, row 2 none.
+    REQUIRE(same(tape.gradient(gt::reduce_sum(gt::reduce_prod(x, {1})), x),
+                 make64({0, 6, 0, 0, 0, 0, 2, 8, 4}, {3, 3})));
+}
+
+TEST_CASE("gradients of the reductions over any axes", "[reduce][gradient]")
+{
+    const Tensor64 x = random64({2, 3, 4});
+    const gt::axes_type axes = GENERATE(gt::axes_type{0}, gt::axes_type{-1}, gt::axes_type{0, 2});
+    const bool keepdims = GENERATE(false, true);
+    CAPTURE(axes, keepdims);
+    require_gradients([&](const auto& in) { return gt::reduce_max(in[0], axes, keepdims); }, {x});
+    require_gradients([&](const auto& in) { return gt::reduce_min(in[0], axes, keepdims); }, {x});
+    require_gradients([&](const auto& in) { return gt::reduce_prod(in[0], axes, keepdims); }, {x});
+    require_gradients([&](const auto& in) { return gt::reduce_logsumexp(in[0], axes, keepdims); }, {x});
+    require_gradients([&](const auto& in) { return gt::reduce_variance(in[0], axes, keepdims); }, {x});
+    require_second_gradients([&](const auto& in) { return gt::reduce_prod(in[0], axes, keepdims); }, {x});
+    require_second_gradients([&](const auto& in) { return gt::reduce_logsumexp(in[0], axes, keepdims); }, {x});
+    require_second_gradients([&](const auto& in) { return gt::reduce_variance(in[0], axes, keepdims); }, {x});
+    require_second_gradients([&](const auto& in) { return gt::square(gt::reduce_max(in[0], axes, keepdims)); }, {x});
+}
+
+TEST_CASE("shape ops place values as TensorFlow does", "[shape][values]")
+{
+    const Tensor64 a = make64({1, 2, 3, 4, 5, 6}, {2, 3});
+    REQUIRE(gt::expand_dims(a, 1).shape() == gt::shape_type{2, 1, 3});
+    REQUIRE(gt::expand_dims(a, -1).shape() == gt::shape_type{2, 3, 1});
+    REQUIRE(gt::squeeze(make64({1, 2}, {1, 2, 1})).shape() == gt::shape_type{2});
+    REQUIRE(gt::squeeze(make64({1, 2}, {1, 2, 1}), {0}).shape() == gt::shape_type{2, 1});
+    REQUIRE(same(gt::concat<double>({a, make64({7, 8}, {2, 1})}, 1), make64({1, 2, 3, 7, 4, 5, 6, 8}, {2, 4})));
+    REQUIRE(same(gt::concat<double>({a, a}, 0), make64({1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}, {4, 3})));
+    REQUIRE(same(gt::stack<double>({make64({1, 2}), make64({3, 4})}, 1), make64({1, 3, 2, 4}, {2, 2})));
+    REQUIRE(same(gt::stack<double>({make64({1, 2}), make64({3, 4})}, -1), make64({1, 3, 2, 4}, {2, 2})));
+    const auto pieces = gt::split(a, {1, 2}, 1);
+    REQUIRE(same(pieces[0], make64({1, 4}, {2, 1})));
+    REQUIRE(same(pieces[1], make64({2, 3, 5, 6}, {2, 2})));
+    REQUIRE(same(gt::slice(a, {1, 1}, {1, -1}), make64({5, 6}, {1, 2})));
+    REQUIRE(same(gt::gather(a, {1, 0, 1}), make64({4, 5, 6, 1, 2, 3, 4, 5, 6}, {3, 3})));
+    REQUIRE(same(gt::gather(a, {2, 2}, 1), make64({3, 3, 6, 6}, {2, 2})));
+    xt::xarray<std::int64_t> grid = {0, 1, 1, 0};
+    grid.reshape({2, 2});
+    REQUIRE(gt::gather(a, grid).shape() == gt::shape_type{2, 2, 3});
+    REQUIRE(same(gt::one_hot<double>({2, 0, 5}, 3), make64({0, 0, 1, 1, 0, 0, 0, 0, 0}, {3, 3})));
+    REQUIRE(same(gt::tile(make64({1, 2}, {1, 2}), {2, 2}), make64({1, 2, 1, 2, 1, 2, 1, 2}, {2, 4})));
+}
+
+TEST_CASE("gradients of the shape ops", "[shape][gradient]")
+{
+    const Tensor64 x = random64({2, 3});
+    const Tensor64 y = random64({2, 2});
+    require_gradients([](const auto& in) { return gt::expand_dims(gt::square(in[0]), 1); }, {x});
+    require_gradients([](const auto& in) { return gt::squeeze(gt::expand_dims(in[0], 0)); }, {x});
+    require_gradients([](const auto& in) { return gt::concat(in, 1); }, {x, y});
+    require_gradients([](const auto& in) { return gt::stack(std::vector{in[0], in[0] * 2.0}, 1); }, {x});
+    require_gradients([](const auto& in) { return gt::split(in[0], {2, 1}, -1)[1] * 3.0; }, {x});
+    require_gradients([](const auto& in) { return gt::slice(in[0], {0, 1}, {2, 2}); }, {x});
+    require_gradients([](const auto& in) { return gt::tile(in[0], {2, 3}); }, {x});
+    require_gradients([](const auto& in) { return gt::gather(in[0], {2, 0, 2}, 1); }, {x});
+    require_second_gradients([](const auto& in) { return gt::square(gt::concat(in, 1)); }, {x, y});
+    require_second_gradients([](const auto& in) { return gt::square(gt::slice(in[0], {1, 0}, {1, -1})); }, {x});
+    require_second_gradients([](const auto& in) { return gt::exp(gt::gather(in[0], {1, 1, 0})); }, {x});
+    require_second_gradients([](const auto& in) { return gt::square(gt::tile(in[0], {1, 2})); }, {x});
+}
+
+TEST_CASE("the gradient of gather adds repeated rows, as an embedding lookup needs", "[shape][gradient]")
+{
+    const Tensor64 table = random64({4, 2});
+    gt::GradientTape tape;
+    tape.watch(table);
+    const Tensor64 gradient = tape.gradient(gt::reduce_sum(gt::gather(table, {3, 1, 3, 3})), table);
+    REQUIRE(same(gradient, make64({0, 0, 1, 1, 0, 0, 3, 3}, {4, 2})));
+}
