@@ -247,3 +247,170 @@ TEST_CASE("a tape refuses to be used from another thread", "[tape][threads]")
     REQUIRE_THAT(message, Contains("thread"));
     REQUIRE(tape.gradient(y, x).item() == 2.0);
 }
+
+TEST_CASE("the jacobian of a known function equals its closed form", "[tape][jacobian]")
+{
+    // f(x) = [x0 * x1, sin(x2), x0^2] has d f / d x = [[x1, x0, 0], [0, 0, cos x2], [2 x0, 0, 0]].
+    const Tensor64 x = support::make64({0.5, -1.5, 2.0});
+    gt::GradientTape tape;
+    tape.watch(x);
+    const Tensor64 y = gt::reshape(gt::stack<double>({gt::slice(x, {0}, {1}) * gt::slice(x, {1}, {1}),
+                                                     gt::sin(gt::slice(x, {2}, {1})),
+                                                     gt::square(gt::slice(x, {0}, {1}))}),
+                                   {3});
+    const Tensor64 jacobian = tape.jacobian(y, x);
+    REQUIRE(jacobian.shape() == gt::shape_type{3, 3});
+    const xt::xarray<double> expected = {-1.5, 0.5, 0, 0, 0, std::cos(2.0), 1.0, 0, 0};
+    REQUIRE(xt::allclose(xt::flatten(jacobian.value()), expected));
+}
+
+TEST_CASE("jacobian shapes follow the target and the source", "[tape][jacobian]")
+{
+    const Tensor64 w = support::random64({2, 3});
+    const Tensor64 x = support::random64({3});
+    gt::GradientTape tape({.persistent = true});
+    tape.watch(w);
+    const Tensor64 y = gt::matmul(w, x);
+    const Tensor64 by_w = tape.jacobian(y, w);
+    REQUIRE(by_w.shape() == gt::shape_type{2, 2, 3});
+    for (std::size_t i = 0; i < 2; ++i) {
+        for (std::size_t j = 0; j < 2; ++j) {
+            for (std::size_t k = 0; k < 3; ++k) {
+                REQUIRE(by_w.value()(i, j, k) == (i == j ? x.value()(k) : 0.0));
+            }
+        }
+    }
+}
+
+TEST_CASE("batch_jacobian gives one jacobian per example", "[tape][jacobian]")
+{
+    const Tensor64 x = support::random64({4, 3});
+    gt::GradientTape tape;
+    tape.watch(x);
+    const Tensor64 y = gt::tanh(x) * 2.0;
+    const Tensor64 jacobian = tape.batch_jacobian(y, x);
+    REQUIRE(jacobian.shape() == gt::shape_type{4, 3, 3});
+    for (std::size_t b = 0; b < 4; ++b) {
+        for (std::size_t i = 0; i < 3; ++i) {
+            for (std::size_t j = 0; j < 3; ++j) {
+                const double t = std::tanh(x.value()(b, i));
+                REQUIRE(jacobian.value()(b, i, j) == Approx(i == j ? 2 * (1 - t * t) : 0.0));
+            }
+        }
+    }
+    REQUIRE_THROWS_AS(tape.gradient(gt::reduce_sum(y), x), gt::tape_error);
+}
+
+TEST_CASE("the Hessian-vector product of an MLP loss equals a finite difference of gradients",
+          "[tape][higher-order]")
+{
+    gt::set_seed(11);
+    const Tensor64 inputs = support::random64({5, 3});
+    const Tensor64 targets = support::random64({5, 2});
+    const Tensor64 w1 = support::random64({3, 4});
+    const Tensor64 w2 = support::random64({4, 2});
+    const Tensor64 v1 = support::random64({3, 4});
+    const Tensor64 v2 = support::random64({4, 2});
+    const auto loss_of = [&](const Tensor64& a, const Tensor64& b) {
+        return gt::reduce_mean(gt::square(gt::matmul(gt::tanh(gt::matmul(inputs, a)), b) - targets));
+    };
+    const auto gradient_at = [&](const Tensor64& a, const Tensor64& b) {
+        gt::GradientTape tape;
+        tape.watch(a);
+        tape.watch(b);
+        return tape.gradient(loss_of(a, b), {a, b});
+    };
+
+    gt::GradientTape outer;
+    outer.watch(w1);
+    outer.watch(w2);
+    const auto gradients = gradient_at(w1, w2);
+    const Tensor64 directional = gt::reduce_sum(gradients[0] * v1) + gt::reduce_sum(gradients[1] * v2);
+    const auto hvp = outer.gradient(directional, {w1, w2});
+
+    const double h = 1e-5;
+    const auto plus = gradient_at(w1 + h * v1, w2 + h * v2);
+    const auto minus = gradient_at(w1 - h * v1, w2 - h * v2);
+    for (std::size_t i = 0; i < 2; ++i) {
+        const xt::xarray<double> numeric = (plus[i].value() - minus[i].value()) / (2 * h);
+        INFO(hvp[i] << "\n" << Tensor64(numeric));
+        REQUIRE(xt::allclose(hvp[i].value(), numeric, 1e-6, 1e-8));
+    }
+}
+
+TEST_CASE("third derivatives through three nested tapes", "[tape][higher-order]")
+{
+    const Tensor64 x = 0.7;
+    gt::GradientTape third;
+    third.watch(x);
+    Tensor64 second_derivative;
+    {
+        gt::GradientTape second;
+        second.watch(x);
+        Tensor64 first_derivative;
+        {
+            gt::GradientTape first;
+            first.watch(x);
+            first_derivative = first.gradient(gt::sin(x) * x, x);
+        }
+        second_derivative = second.gradient(first_derivative, x);
+    }
+    // d^3/dx^3 (x sin x) = -3 sin x - x cos x
+    REQUIRE(third.gradient(second_derivative, x).item() == Approx(-3 * std::sin(0.7) - 0.7 * std::cos(0.7)));
+}
+
+namespace {
+
+// The identity, with its gradient clipped to [-1, 1].
+Tensor64 clip_gradient(const Tensor64& x)
+{
+    return gt::custom_gradient<double>(
+        {x}, [](const auto& in) { return in[0]; },
+        [](const Tensor64& grad, const auto&, const auto&) { return std::vector{gt::clip_by_value(grad, -1.0, 1.0)}; });
+}
+
+}  // namespace
+
+TEST_CASE("custom_gradient replaces the gradient of its forward", "[tape][custom]")
+{
+    const Tensor64 x = support::make64({1, 2, 3});
+    gt::GradientTape tape;
+    tape.watch(x);
+    const Tensor64 y = clip_gradient(x);
+    REQUIRE(y.value() == x.value());
+    REQUIRE(tape.size() == 1);
+    const Tensor64 gradient = tape.gradient(gt::reduce_sum(y * support::make64({0.5, -3, 4})), x);
+    REQUIRE(gradient.value() == xt::xarray<double>{0.5, -1, 1});
+}
+
+TEST_CASE("custom_gradient on nested tapes: a stable softplus with its own derivative", "[tape][custom]")
+{
+    const auto softplus = [](const Tensor64& x) {
+        return gt::custom_gradient<double>(
+            {x}, [](const auto& in) { return gt::log1p(gt::exp(-gt::abs(in[0]))) + gt::relu(in[0]); },
+            [](const Tensor64& grad, const auto& in, const auto&) { return std::vector{grad * gt::sigmoid(in[0])}; });
+    };
+    const Tensor64 x = support::make64({-1000, -0.5, 0.3, 1000});
+    support::require_gradients([&](const auto& in) { return softplus(in[0]); }, {support::make64({-0.5, 0.3})});
+    support::require_second_gradients([&](const auto& in) { return softplus(in[0]); }, {support::make64({-0.5, 0.3})});
+    gt::GradientTape tape;
+    tape.watch(x);
+    const Tensor64 gradient = tape.gradient(gt::reduce_sum(softplus(x)), x);
+    REQUIRE(xt::all(xt::isfinite(gradient.value())));
+    REQUIRE(gradient.value()(3) == 1.0);
+}
+
+TEST_CASE("custom_gradient refuses a backward that returns the wrong gradients", "[tape][custom][errors]")
+{
+    const Tensor64 x = support::make64({1, 2});
+    gt::GradientTape tape({.persistent = true});
+    tape.watch(x);
+    const Tensor64 too_many = gt::custom_gradient<double>(
+        {x}, [](const auto& in) { return in[0] * 2.0; },
+        [](const Tensor64& grad, const auto&, const auto&) { return std::vector{grad, grad}; });
+    REQUIRE_THROWS_WITH(tape.gradient(gt::reduce_sum(too_many), x), Contains("custom_gradient") && Contains("2 gradients for 1"));
+    const Tensor64 misshapen = gt::custom_gradient<double>(
+        {x}, [](const auto& in) { return in[0] * 2.0; },
+        [](const Tensor64&, const auto&, const auto&) { return std::vector{gt::ones<double>({3})}; });
+    REQUIRE_THROWS_WITH(tape.gradient(gt::reduce_sum(misshapen), x), Contains("(3,)") && Contains("(2,)"));
+}
