@@ -353,3 +353,53 @@ TEST_CASE("cast carries values and gradients between float and double", "[ops][g
     const Tensor gradient = tape.gradient(gt::reduce_sum(gt::square(y)), x);
     REQUIRE(gradient.value() == xt::xarray<float>{3.f, 3.f, 3.f});
 }
+
+namespace {
+
+// f in float agrees with f in double, value and gradient, on the same inputs.
+template <class F>
+void require_float_agrees(const std::string& name, F f, const Tensor64& x64)
+{
+    CAPTURE(name);
+    const Tensor x32 = gt::cast<float>(x64);
+    gt::GradientTape tape({.persistent = true});
+    tape.watch(x32);
+    tape.watch(x64);
+    const Tensor y32 = gt::reduce_sum(f(x32));
+    const Tensor64 y64 = gt::reduce_sum(f(x64));
+    REQUIRE_THAT(double(y32.item()), WithinRel(y64.item(), 1e-4) || Catch::Matchers::WithinAbs(y64.item(), 1e-5));
+    const Tensor gradient32 = tape.gradient(y32, x32);
+    const Tensor64 gradient64 = tape.gradient(y64, x64);
+    REQUIRE(xt::allclose(xt::xarray<double>(xt::cast<double>(gradient32.value())), gradient64.value(), 1e-4, 1e-5));
+}
+
+}  // namespace
+
+TEST_CASE("every op computes in float what it computes in double", "[ops][float]")
+{
+    const Tensor64 x = random64({3, 4}, 0.2, 1.8);
+    require_float_agrees("arithmetic", [](const auto& v) { return (v * 2 - 1) / (v + 1); }, x);
+    require_float_agrees("unary", [](const auto& v) {
+        return gt::abs(v) + gt::sqrt(v) + gt::rsqrt(v) + gt::exp(v) + gt::log(v) + gt::log1p(v) + gt::expm1(v) +
+               gt::sin(v) + gt::cos(v) + gt::tanh(v) + gt::sigmoid(v) + gt::relu(v) + gt::elu(-v) +
+               gt::leaky_relu(-v) + gt::softplus(v) + gt::pow(v, 1.5f) + gt::pow(v, v) + gt::square(v) +
+               gt::clip_by_value(v, 0.5f, 1.5f) + gt::maximum(v, 1.0f) + gt::minimum(v, 1.0f);
+    }, x);
+    require_float_agrees("reductions", [](const auto& v) {
+        return gt::reduce_max(v, {1}) + gt::reduce_min(v, {1}) + gt::reduce_prod(v, {1}) +
+               gt::reduce_logsumexp(v, {1}) + gt::reduce_variance(v, {1}) + gt::reduce_mean(v, {1});
+    }, x);
+    require_float_agrees("shape and linear algebra", [](const auto& v) {
+        const auto halves = gt::split(v, {2, 2}, 1);
+        return gt::reduce_sum(gt::matmul(gt::transpose(v), gt::tile(gt::slice(v, {0, 0}, {-1, 1}), {1, 2}))) +
+               gt::reduce_sum(gt::square(gt::gather(gt::concat(halves, 0), {0, 3, 5, 3}, 0))) +
+               gt::reduce_sum(gt::exp(gt::stack(halves, 0)));
+    }, x);
+    require_float_agrees("nn", [](const auto& v) {
+        return gt::softmax(v) + gt::log_softmax(v, 0) +
+               gt::reshape(gt::softmax_cross_entropy_with_logits(gt::softmax(v * 0), v), {3, 1}) +
+               gt::reshape(gt::sparse_softmax_cross_entropy_with_logits({0, 3, 1}, v), {3, 1}) +
+               gt::sigmoid_cross_entropy_with_logits(v * 0 + 0.5, v) + gt::l2_loss(v) +
+               gt::reshape(gt::mean_squared_error(v * 0, v), {3, 1});
+    }, x);
+}
