@@ -25,7 +25,7 @@ basic_tensor<S> GradientTape::jacobian_of(const basic_tensor<T>& target, const b
                           "target " + format_shape(target.shape()) + " and source " + format_shape(source.shape()) +
                               " must share their first (batch) dimension");
     }
-    const tensor_id source_id = detail::watched_source(tape, detail::tape_input_of(source), source.shape(), 0, site);
+    const tensor_id source_id = detail::watched_source(tape, detail::tape_input_of(source), 0, site);
 
     // One backward pass per target element (per element of one example, when
     // batched: the examples are independent, so one seed serves them all).

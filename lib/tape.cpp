@@ -4,6 +4,9 @@
 #include <gradtape/tape.hpp>
 
 #include <algorithm>
+#include <exception>
+#include <ostream>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -11,11 +14,19 @@
 #include <unordered_set>
 #include <vector>
 
+#include "debug_hooks.hpp"
 #include "diagnostics.hpp"
 #include "tape_core.hpp"
 
 namespace gradtape {
 namespace detail {
+
+// What a tape knows of a tensor it recorded, for printing.
+struct tensor_description {
+    tensor_id id;
+    shape_type shape;
+    const char* dtype;
+};
 
 struct op_record {
     std::string_view op;
@@ -23,6 +34,8 @@ struct op_record {
     std::vector<tensor_id> inputs;
     tensor_id output;
     backward_function backward;
+    std::vector<tensor_description> input_descriptions;
+    tensor_description output_description;
 };
 
 struct tape_entry {
@@ -39,6 +52,9 @@ struct tape_state {
     std::vector<tape_entry> entries;
     bool computing_gradient = false;
     bool answered = false;
+    // Why a non-persistent tape's backward pass stopped half way, having
+    // released part of what it recorded.
+    std::string broken_by;
 
     bool records() const { return !computing_gradient && !answered; }
 
@@ -61,22 +77,32 @@ struct thread_tapes {
     std::vector<tape_state*> active;
     int pauses = 0;
     const std::source_location* backward_site = nullptr;
+    std::string_view backward_op;
 };
 
 thread_local thread_tapes this_thread;
 
-class backward_site_scope {
+// While a backward rule runs, the ops it calls are attributed to the forward
+// op and its call site.
+class backward_rule_scope {
 public:
-    explicit backward_site_scope(const std::source_location* site) : saved_(this_thread.backward_site)
+    explicit backward_rule_scope(const op_record& record)
+        : saved_site_(this_thread.backward_site), saved_op_(this_thread.backward_op)
     {
-        this_thread.backward_site = site;
+        this_thread.backward_site = &record.site;
+        this_thread.backward_op = record.op;
     }
-    ~backward_site_scope() { this_thread.backward_site = saved_; }
-    backward_site_scope(const backward_site_scope&) = delete;
-    backward_site_scope& operator=(const backward_site_scope&) = delete;
+    ~backward_rule_scope()
+    {
+        this_thread.backward_site = saved_site_;
+        this_thread.backward_op = saved_op_;
+    }
+    backward_rule_scope(const backward_rule_scope&) = delete;
+    backward_rule_scope& operator=(const backward_rule_scope&) = delete;
 
 private:
-    const std::source_location* saved_;
+    const std::source_location* saved_site_;
+    std::string_view saved_op_;
 };
 
 }  // namespace
@@ -101,6 +127,22 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
         ~restore() { tape.computing_gradient = false; }
     } restore_recording{tape};
 
+    // A non-persistent pass frees each entry as it goes, so an exception half
+    // way (a numeric check, a custom backward) leaves an incomplete tape: it
+    // must refuse further questions rather than answer them wrongly.
+    struct mark_broken_on_failure {
+        tape_state& tape;
+        bool release;
+        int exceptions = std::uncaught_exceptions();
+        ~mark_broken_on_failure()
+        {
+            if (release && std::uncaught_exceptions() > exceptions) {
+                tape.answered = true;
+                tape.broken_by = "an exception in its backward pass";
+            }
+        }
+    } guard{tape, release};
+
     for (auto entry = tape.entries.rbegin(); entry != tape.entries.rend(); ++entry) {
         const op_record& record = *entry->record;
         auto found = gradients.find(record.output);
@@ -113,8 +155,11 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
         }
         std::vector<any_tensor> input_gradients(record.inputs.size());
         {
-            backward_site_scope scope(&record.site);
+            backward_rule_scope scope(record);
             record.backward(output_gradient, input_mask(entry->watched_inputs), input_gradients);
+            if (debugging_on()) {
+                inspect_backward(record.op, record.site, input_gradients);
+            }
         }
         const input_mask needed(entry->watched_inputs);
         for (std::size_t i = 0; i < record.inputs.size(); ++i) {
@@ -158,21 +203,30 @@ recorder::recorder(std::span<const tape_input> inputs)
 }
 
 void recorder::record(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
-                      tensor_id output, backward_function backward)
+                      const tape_input& output, backward_function backward)
 {
+    const auto describe = [](const tape_input& in) { return tensor_description{in.id, *in.shape, in.dtype}; };
     std::vector<tensor_id> input_ids(inputs.size());
+    std::vector<tensor_description> descriptions(inputs.size());
     std::transform(inputs.begin(), inputs.end(), input_ids.begin(), [](const tape_input& in) { return in.id; });
-    auto shared = std::make_shared<op_record>(
-        op_record{op, user_site(site), std::move(input_ids), output, std::move(backward)});
+    std::transform(inputs.begin(), inputs.end(), descriptions.begin(), describe);
+    auto shared = std::make_shared<op_record>(op_record{op, user_site(site), std::move(input_ids), output.id,
+                                                        std::move(backward), std::move(descriptions),
+                                                        describe(output)});
     for (auto& [tape, mask] : tapes_) {
         tape->entries.push_back({shared, mask});
-        tape->watched.insert(output);
+        tape->watched.insert(output.id);
     }
 }
 
 const std::source_location* backward_site()
 {
     return this_thread.backward_site;
+}
+
+std::string_view backward_op()
+{
+    return this_thread.backward_op;
 }
 
 }  // namespace detail
@@ -201,6 +255,72 @@ void GradientTape::reset()
     state_->entries.clear();
     state_->watched.clear();
     state_->answered = false;
+    state_->broken_by.clear();
+}
+
+namespace {
+
+std::string describe(const detail::tensor_description& tensor)
+{
+    return detail::format_shape(tensor.shape) + " " + tensor.dtype;
+}
+
+}  // namespace
+
+std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
+{
+    const detail::tape_state& state = *tape.state_;
+    out << "GradientTape (" << (state.options.persistent ? "persistent" : "non-persistent") << ", "
+        << state.entries.size() << (state.entries.size() == 1 ? " entry" : " entries") << ", "
+        << state.watched.size() << " watched tensors" << (state.answered ? ", answered" : "") << ")";
+    for (std::size_t i = 0; i < state.entries.size(); ++i) {
+        const auto& record = state.entries[i].record;
+        out << "\n  #" << i << ' ';
+        if (!record) {
+            out << "(released)";
+            continue;
+        }
+        out << record->op << ' ';
+        for (std::size_t j = 0; j < record->input_descriptions.size(); ++j) {
+            out << (j ? ", " : "") << describe(record->input_descriptions[j]);
+        }
+        out << " -> " << describe(record->output_description) << "  " << detail::format_site(record->site);
+    }
+    return out;
+}
+
+std::string GradientTape::to_dot() const
+{
+    // Tensors are ellipses named by id, ops are boxes; an edge per use.
+    std::ostringstream dot;
+    dot << "digraph gradient_tape {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n";
+    std::unordered_set<tensor_id> drawn;
+    const auto tensor_node = [&](const detail::tensor_description& tensor) {
+        if (drawn.insert(tensor.id).second) {
+            dot << "  t" << tensor.id << " [shape=ellipse, label=\"" << describe(tensor) << "\"";
+            if (state_->watched.contains(tensor.id)) {
+                dot << ", style=filled, fillcolor=\"#dde8f6\"";
+            }
+            dot << "];\n";
+        }
+        return "t" + std::to_string(tensor.id);
+    };
+    for (std::size_t i = 0; i < state_->entries.size(); ++i) {
+        const auto& record = state_->entries[i].record;
+        if (!record) {
+            continue;
+        }
+        const std::string op_node = "op" + std::to_string(i);
+        const std::string file = record->site.file_name();
+        dot << "  " << op_node << " [shape=box, label=\"" << record->op << "\\n"
+            << file.substr(file.find_last_of('/') + 1) << ":" << record->site.line() << "\"];\n";
+        for (const auto& input : record->input_descriptions) {
+            dot << "  " << tensor_node(input) << " -> " << op_node << ";\n";
+        }
+        dot << "  " << op_node << " -> " << tensor_node(record->output_description) << ";\n";
+    }
+    dot << "}\n";
+    return dot.str();
 }
 
 std::size_t GradientTape::size() const
@@ -213,6 +333,11 @@ namespace detail {
 void check_answerable(const tape_state& tape, const std::source_location& site)
 {
     check_owner(tape, "gradient", site);
+    if (tape.answered && !tape.broken_by.empty()) {
+        fail<tape_error>("gradient", site,
+                         "this non-persistent GradientTape was stopped by " + tape.broken_by +
+                             " and has released part of what it recorded; record the computation again");
+    }
     if (tape.answered) {
         fail<tape_error>("gradient", site,
                          "this non-persistent GradientTape has already computed a gradient; construct it with "
@@ -220,13 +345,13 @@ void check_answerable(const tape_state& tape, const std::source_location& site)
     }
 }
 
-tensor_id watched_source(tape_state& tape, const tape_input& input, const shape_type& shape, std::size_t position,
+tensor_id watched_source(tape_state& tape, const tape_input& input, std::size_t position,
                          const std::source_location& site)
 {
     if (!tape.watches(input)) {
         const std::string what = input.variable ? "variable '" + input.variable->name + "'"
                                                 : "source " + std::to_string(position) + " (shape " +
-                                                      format_shape(shape) + ")";
+                                                      format_shape(*input.shape) + ")";
         fail<tape_error>("gradient", site,
                          what + " is not watched by this tape; call tape.watch() on it before using it" +
                              (input.variable ? " (or keep watch_accessed_variables on)" : ""));
@@ -270,7 +395,7 @@ std::vector<basic_tensor<S>> GradientTape::gradient_of(const basic_tensor<T>& ta
     source_ids.reserve(sources.size());
     for (std::size_t i = 0; i < sources.size(); ++i) {
         source_ids.push_back(
-            detail::watched_source(tape, detail::tape_input_of(*sources[i]), sources[i]->shape(), i, site));
+            detail::watched_source(tape, detail::tape_input_of(*sources[i]), i, site));
     }
 
     basic_tensor<T> seed = output_gradient.defined() ? output_gradient : ones<T>(target.shape());

@@ -8,6 +8,7 @@
 #include <source_location>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -20,16 +21,25 @@ namespace gradtape::detail {
 
 using any_tensor = std::variant<std::monostate, basic_tensor<float>, basic_tensor<double>>;
 
-// An op's input as a tape sees it: its id, and the variable it was read from.
+// A tensor as a tape sees it: its id, the variable it was read from, and
+// (for printing) its shape and dtype. Valid while the tensor lives.
 struct tape_input {
     tensor_id id;
     const variable_info* variable;
+    const shape_type* shape;
+    const char* dtype;
 };
+
+template <dtype T>
+constexpr const char* dtype_name()
+{
+    return std::is_same_v<T, float> ? "float32" : "float64";
+}
 
 template <dtype T>
 tape_input tape_input_of(const basic_tensor<T>& tensor)
 {
-    return {tensor.id(), tensor.node()->variable.get()};
+    return {tensor.id(), tensor.node()->variable.get(), &tensor.shape(), dtype_name<T>()};
 }
 
 // Which inputs of an op lead to something the tape watches; the backward rule
@@ -58,7 +68,7 @@ public:
     explicit recorder(std::span<const tape_input> inputs);
     explicit operator bool() const { return !tapes_.empty(); }
     void record(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
-                tensor_id output, backward_function backward);
+                const tape_input& output, backward_function backward);
 
 private:
     xt::svector<std::pair<tape_state*, std::uint64_t>, 4> tapes_;
@@ -75,7 +85,7 @@ void check_owner(const tape_state& tape, std::string_view op, const std::source_
 // Refuses a second question to a non-persistent tape, or one from another thread.
 void check_answerable(const tape_state& tape, const std::source_location& site);
 // The source's id, after checking that the tape watches it.
-tensor_id watched_source(tape_state& tape, const tape_input& source, const shape_type& shape, std::size_t position,
+tensor_id watched_source(tape_state& tape, const tape_input& source, std::size_t position,
                          const std::source_location& site);
 // A non-persistent tape answers once: afterwards it holds nothing.
 void finish_answer(tape_state& tape);
@@ -91,6 +101,8 @@ basic_tensor<S> gradient_or_zeros(any_tensor& gradient, const shape_type& shape)
 
 // The call site of the forward op whose backward rule is running on this thread, if any.
 const std::source_location* backward_site();
+// The name of that forward op, or empty.
+std::string_view backward_op();
 
 // total += addend, with the ops (so that outer tapes record it); a monostate total takes addend.
 void accumulate(any_tensor& total, any_tensor&& addend);

@@ -8,6 +8,7 @@
 
 #include "diagnostics.hpp"
 #include "dtypes.hpp"
+#include "tape_core.hpp"
 
 namespace gradtape {
 namespace detail {
@@ -26,12 +27,6 @@ tensor_id next_tensor_id() noexcept
         block_end = next + (std::uint64_t{1} << 32);
     }
     return next++;
-}
-
-template <class T>
-constexpr const char* dtype_name()
-{
-    return std::is_same_v<T, float> ? "float32" : "float64";
 }
 
 }  // namespace

@@ -37,4 +37,10 @@ public:
     using error::error;
 };
 
+// A NaN or an infinity where check_numerics watches for one (debug.hpp).
+class numeric_error : public error {
+public:
+    using error::error;
+};
+
 }  // namespace gradtape

@@ -12,6 +12,7 @@
 //   }
 #pragma once
 
+#include "debug.hpp"
 #include "error.hpp"
 #include "gradcheck.hpp"
 #include "nn.hpp"

@@ -13,10 +13,12 @@
 
 #include <functional>
 #include <initializer_list>
+#include <iosfwd>
 #include <memory>
 #include <ranges>
 #include <source_location>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -118,6 +120,10 @@ public:
     void reset();
     // How many ops this tape holds.
     [[nodiscard]] std::size_t size() const;
+    // The recorded ops as a Graphviz digraph: `dot -Tpng` draws it.
+    [[nodiscard]] std::string to_dot() const;
+    // One line per entry: index, op, input shapes -> output shape, file:line.
+    friend std::ostream& operator<<(std::ostream& out, const GradientTape& tape);
 
 private:
     template <dtype T, dtype S>

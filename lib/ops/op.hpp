@@ -13,6 +13,7 @@
 
 #include <gradtape/ops.hpp>
 
+#include "../debug_hooks.hpp"
 #include "../diagnostics.hpp"
 #include "../dtypes.hpp"
 #include "../tape_core.hpp"
@@ -39,11 +40,14 @@ basic_tensor<T> record_op(std::string_view op, const std::source_location& site,
 {
     const std::array<tape_input, sizeof...(Inputs)> tape_inputs{tape_input_of(inputs)...};
     recorder recording(tape_inputs);
+    if (debugging_on()) {
+        inspect_forward(op, site, tape_inputs, result, bool(recording));
+    }
     if (!recording) {
         return result;
     }
     recording.record(
-        op, site, tape_inputs, result.id(),
+        op, site, tape_inputs, tape_input_of(result),
         [rule = std::forward<Backward>(backward)](const any_tensor& output_gradient, input_mask needed,
                                                  std::span<any_tensor> input_gradients) {
             const auto& grad = std::get<basic_tensor<T>>(output_gradient);
@@ -77,10 +81,13 @@ basic_tensor<T> record_op_of_list(std::string_view op, const std::source_locatio
         tape_inputs.push_back(tape_input_of(input));
     }
     recorder recording(tape_inputs);
+    if (debugging_on()) {
+        inspect_forward(op, site, tape_inputs, result, bool(recording));
+    }
     if (!recording) {
         return result;
     }
-    recording.record(op, site, tape_inputs, result.id(),
+    recording.record(op, site, tape_inputs, tape_input_of(result),
                      [rule = std::forward<Backward>(backward)](const any_tensor& output_gradient, input_mask needed,
                                                               std::span<any_tensor> input_gradients) {
                          auto gradients = rule(std::get<basic_tensor<T>>(output_gradient), needed);

@@ -1,0 +1,29 @@
+// Where ops and the backward pass call into tracing and numeric checks.
+#pragma once
+
+#include <atomic>
+#include <source_location>
+#include <span>
+#include <string_view>
+
+#include "tape_core.hpp"
+
+namespace gradtape::detail {
+
+// True while a trace or a numeric check is on anywhere: the only test an op
+// pays when debugging is off.
+extern std::atomic<bool> debugging;
+inline bool debugging_on()
+{
+    return debugging.load(std::memory_order_relaxed);
+}
+
+// Traces the op and checks its value, when either is on for this thread.
+template <dtype T>
+void inspect_forward(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
+                     const basic_tensor<T>& result, bool recorded);
+
+// Checks the gradients a backward rule of `op` returned, when numeric checks are on for this thread.
+void inspect_backward(std::string_view op, const std::source_location& site, std::span<const any_tensor> gradients);
+
+}  // namespace gradtape::detail

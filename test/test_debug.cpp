@@ -1,0 +1,142 @@
+// What a person stepping through a training loop sees: call sites, printed
+// tensors and tapes, numeric checks, traces.
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include "support.hpp"
+
+namespace gt = gradtape;
+using gt::Tensor;
+using gt::Tensor64;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// Captures what is written to std::cerr while it lives.
+class capture_stderr {
+public:
+    capture_stderr() : saved_(std::cerr.rdbuf(text_.rdbuf())) {}
+    ~capture_stderr() { std::cerr.rdbuf(saved_); }
+    std::string text() const { return text_.str(); }
+
+private:
+    std::ostringstream text_;
+    std::streambuf* saved_;
+};
+
+std::string here(int line)
+{
+    return "test_debug.cpp:" + std::to_string(line);
+}
+
+}  // namespace
+
+TEST_CASE("a tape lists its entries with shapes, dtypes and the caller's lines", "[debug]")
+{
+    gt::Variable w(gt::ones<float>({2, 1}), "weights");
+    const Tensor input = gt::ones<float>({3, 2});
+    gt::GradientTape tape({.persistent = true});
+    const int line = __LINE__ + 1;
+    const Tensor yhat = gt::matmul(input, w);
+    const Tensor loss = gt::l2_loss(yhat - 1.0f);
+    std::ostringstream text;
+    text << tape;
+    INFO(text.str());
+    REQUIRE_THAT(text.str(), Contains("persistent, 3 entries"));
+    REQUIRE_THAT(text.str(), Contains("#0 matmul (3, 2) float32, (2, 1) float32 -> (3, 1) float32  ") &&
+                                 Contains(here(line)));
+    REQUIRE_THAT(text.str(), Contains("#1 subtract (3, 1) float32, () float32 -> (3, 1) float32") &&
+                                 Contains(here(line + 1)));
+    REQUIRE_THAT(text.str(), Contains("#2 l2_loss (3, 1) float32 -> () float32"));
+
+    const std::string dot = tape.to_dot();
+    REQUIRE_THAT(dot, Contains("digraph") && Contains("matmul\\n") && Contains("l2_loss") && Contains("->"));
+    (void)loss;
+}
+
+TEST_CASE("a tensor prints NumPy-like, summarised when large", "[debug]")
+{
+    std::ostringstream text;
+    text << gt::zeros<double>({200, 300});
+    REQUIRE_THAT(text.str(), Contains("float64 tensor, shape (200, 300), 60000 elements") && Contains("..."));
+    std::ostringstream undefined;
+    undefined << Tensor();
+    REQUIRE(undefined.str() == "<undefined tensor>");
+}
+
+TEST_CASE("an error from an operator names the line that applied it", "[debug][errors]")
+{
+    const Tensor a = gt::ones<float>({2, 3});
+    const Tensor b = gt::ones<float>({4});
+    const int line = __LINE__ + 2;
+    try {
+        const Tensor c = a * b;
+        FAIL("no exception: " << c);
+    } catch (const gt::shape_error& e) {
+        REQUIRE_THAT(e.what(), Contains("multiply") && Contains(here(line)));
+    }
+}
+
+TEST_CASE("check_numerics: the first op giving a NaN or Inf throws, naming it", "[debug][numerics]")
+{
+    const Tensor64 x = support::make64({1, -1, 4});
+    SECTION("off by default")
+    {
+        REQUIRE(std::isnan(gt::log(x).value()(1)));
+    }
+    SECTION("a forward value, under a guard, on a tape left as it was")
+    {
+        gt::GradientTape tape;
+        tape.watch(x);
+        const Tensor64 kept = gt::square(x);
+        gt::check_numerics guard;
+        const int line = __LINE__ + 1;
+        REQUIRE_THROWS_AS(gt::log(x), gt::numeric_error);
+        REQUIRE_THROWS_WITH(gt::log(x), Contains("log: the result has 1 of 3 elements NaN or Inf") &&
+                                            Contains(here(line + 1)));
+        REQUIRE(tape.size() == 1);
+        REQUIRE(tape.gradient(gt::reduce_sum(kept), x).value() == xt::xarray<double>{2, -2, 8});
+    }
+    SECTION("a gradient, naming the forward op whose rule produced it")
+    {
+        const Tensor64 at_zero = support::make64({0, 1});
+        gt::set_check_numerics(true);
+        gt::GradientTape tape;
+        tape.watch(at_zero);
+        const int line = __LINE__ + 1;
+        const Tensor64 root = gt::sqrt(at_zero);
+        const Tensor64 total = gt::reduce_sum(root);
+        std::string message;
+        try {
+            (void)tape.gradient(total, at_zero);
+        } catch (const gt::numeric_error& e) {
+            message = e.what();
+        }
+        gt::set_check_numerics(false);
+        REQUIRE_THAT(message, Contains("sqrt") && Contains("gradient") && Contains("1 of 2 elements NaN or Inf") && Contains(here(line)));
+        REQUIRE_THROWS_WITH(tape.gradient(total, at_zero), Contains("stopped by") && Contains("record"));
+    }
+}
+
+TEST_CASE("the trace prints one line per op, recorded or not", "[debug][trace]")
+{
+    const Tensor64 x = 2.0;
+    gt::GradientTape tape;
+    tape.watch(x);
+    std::string text;
+    {
+        capture_stderr capture;
+        gt::set_trace(true);
+        const Tensor64 y = gt::exp(x);
+        const Tensor64 z = gt::exp(Tensor64(1.0));
+        gt::set_trace(false);
+        text = capture.text();
+        (void)y;
+        (void)z;
+    }
+    REQUIRE_THAT(text, Contains("gradtape: exp () float64 -> () float64 at ") && Contains("[recorded]") &&
+                           Contains("[not recorded]"));
+    const Tensor64 untraced = gt::exp(x);
+    (void)untraced;
+}
