@@ -50,7 +50,7 @@ basic_tensor<S> GradientTape::jacobian_of(const basic_tensor<T>& target, const b
     if (gradients.empty()) {
         return zeros<S>(shape_type(shape.begin(), shape.end()));
     }
-    return reshape(stack(gradients, batched ? 1 : 0), shape);
+    return reshape(stack(gradients, batched ? 1 : 0, site), shape, site);
 }
 
 

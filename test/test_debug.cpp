@@ -55,6 +55,28 @@ TEST_CASE("a tape lists its entries with shapes, dtypes and the caller's lines",
     (void)loss;
 }
 
+TEST_CASE("ops made of other ops record the caller's line on every entry", "[debug]")
+{
+    const Tensor logits = gt::ones<float>({2, 3});
+    gt::GradientTape tape;
+    tape.watch(logits);
+    const int line = __LINE__ + 1;
+    const Tensor loss = gt::sparse_softmax_cross_entropy_with_logits({0, 2}, logits);
+    const Tensor dense = gt::softmax_cross_entropy_with_logits(gt::ones<float>({2, 3}), logits);
+    std::ostringstream text;
+    text << tape;
+    INFO(text.str());
+    REQUIRE(tape.size() == 8);
+    std::istringstream lines(text.str());
+    std::string entry;
+    std::getline(lines, entry);
+    while (std::getline(lines, entry)) {
+        REQUIRE_THAT(entry, Contains(here(line)) || Contains(here(line + 1)));
+    }
+    (void)loss;
+    (void)dense;
+}
+
 TEST_CASE("a tensor prints NumPy-like, summarised when large", "[debug]")
 {
     std::ostringstream text;

@@ -81,7 +81,7 @@ basic_tensor<T> softmax_cross_entropy_with_logits(const basic_tensor<T>& labels,
                           "labels " + format_shape(labels.shape()) + " and logits " + format_shape(logits.shape()) +
                               " must have one shape, of rank 1 or more");
     }
-    return negative(reduce_sum(labels * log_softmax(logits, -1, site), {-1}, false, site), site);
+    return negative(reduce_sum(multiply(labels, log_softmax(logits, -1, site), site), {-1}, false, site), site);
 }
 
 template <dtype T>
@@ -103,8 +103,9 @@ basic_tensor<T> sparse_softmax_cross_entropy_with_logits(const xt::xarray<std::i
                                      std::to_string(classes) + ")");
         }
     }
-    return negative(reduce_sum(one_hot<T>(labels, classes) * log_softmax(logits, -1, site), {-1}, false, site),
-                    site);
+    return negative(
+        reduce_sum(multiply(one_hot<T>(labels, classes), log_softmax(logits, -1, site), site), {-1}, false, site),
+        site);
 }
 
 template <dtype T>

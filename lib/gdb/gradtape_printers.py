@@ -1,0 +1,141 @@
+# gdb pretty-printers for gradtape: tensors and variables print their dtype,
+# shape and leading values, tapes their entry count and last entries.
+# Embedded in libgradtape's .debug_gdb_scripts section, so gdb loads them with
+# the library (once its directory is in gdb's auto-load safe-path); or
+# `source` this file by hand.
+import re
+
+import gdb
+
+LEADING_VALUES = 10
+LAST_ENTRIES = 5
+
+
+def _shared_ptr_get(value):
+    return value['_M_ptr']
+
+
+def _unique_ptr_get(value):
+    # std::unique_ptr<T> holds a std::tuple<T*, D>: find its _Head_base<0, T*>.
+    impl = value['_M_t']['_M_t']
+    pending = [impl]
+    while pending:
+        current = pending.pop()
+        for field in current.type.strip_typedefs().fields():
+            if not field.is_base_class:
+                continue
+            base = current.cast(field.type)
+            if str(field.type).startswith('std::_Head_base<0'):
+                return base['_M_head_impl']
+            pending.append(base)
+    raise gdb.error('unexpected std::unique_ptr layout')
+
+
+def _string(value):
+    return value['_M_dataplus']['_M_p'].string(length=int(value['_M_string_length']))
+
+
+def _vector_items(value):
+    start = value['_M_impl']['_M_start']
+    finish = value['_M_impl']['_M_finish']
+    return [(start + i).dereference() for i in range(int(finish - start))]
+
+
+def _shape(xarray):
+    shape = xarray['m_shape']
+    begin, end = shape['m_begin'], shape['m_end']
+    return [int((begin + i).dereference()) for i in range(int(end - begin))]
+
+
+def _format_shape(dims):
+    return '(' + ', '.join(str(d) for d in dims) + (',)' if len(dims) == 1 else ')')
+
+
+def _dtype(type_name):
+    return 'float64' if 'double' in type_name else 'float32'
+
+
+def describe_tensor(value):
+    node = _shared_ptr_get(value['node_'])
+    if int(node) == 0:
+        return 'undefined tensor'
+    node = node.dereference()
+    xarray = node['value']
+    storage = xarray['m_storage']
+    begin, end = storage['p_begin'], storage['p_end']
+    count = int(end - begin)
+    leading = [float((begin + i).dereference()) for i in range(min(count, LEADING_VALUES))]
+    values = ', '.join('%.6g' % v for v in leading) + (', ...' if count > LEADING_VALUES else '')
+    kind = 'tensor'
+    variable = _shared_ptr_get(node['variable'])
+    if int(variable) != 0:
+        variable = variable.dereference()
+        trainable = '' if bool(variable['trainable']) else ', not trainable'
+        storage_kind = 'variable' if bool(node['is_variable_storage']) else 'read of variable'
+        kind = "%s '%s'%s" % (storage_kind, _string(variable['name']), trainable)
+    return '%s %s, shape %s, %d elements: [%s]' % (
+        _dtype(str(xarray.type.strip_typedefs())), kind, _format_shape(_shape(xarray)), count, values)
+
+
+class TensorPrinter:
+    def __init__(self, value):
+        self.value = value
+
+    def to_string(self):
+        return describe_tensor(self.value)
+
+
+def _source_location(site):
+    impl = site['_M_impl']
+    if int(impl) == 0:
+        return '?'
+    impl = impl.dereference()
+    return '%s:%d' % (impl['_M_file_name'].string(), int(impl['_M_line']))
+
+
+def _describe(description):
+    return '%s %s' % (_format_shape([int(d) for d in _svector(description['shape'])]), description['dtype'].string())
+
+
+def _svector(shape):
+    begin, end = shape['m_begin'], shape['m_end']
+    return [(begin + i).dereference() for i in range(int(end - begin))]
+
+
+class TapePrinter:
+    def __init__(self, value):
+        self.value = value
+
+    def to_string(self):
+        state = _unique_ptr_get(self.value['state_']).dereference()
+        entries = _vector_items(state['entries'])
+        options = state['options']
+        kind = 'persistent' if bool(options['persistent']) else 'non-persistent'
+        lines = ['GradientTape (%s, %d entries)' % (kind, len(entries))]
+        first = max(0, len(entries) - LAST_ENTRIES)
+        if first:
+            lines.append('  ...')
+        for index in range(first, len(entries)):
+            record = _shared_ptr_get(entries[index]['record'])
+            if int(record) == 0:
+                lines.append('  #%d (released)' % index)
+                continue
+            record = record.dereference()
+            op = record['op']
+            name = op['_M_str'].string(length=int(op['_M_len']))
+            inputs = ', '.join(_describe(d) for d in _vector_items(record['input_descriptions']))
+            lines.append('  #%d %s %s -> %s  %s' % (index, name, inputs, _describe(record['output_description']),
+                                                  _source_location(record['site'])))
+        return '\n'.join(lines)
+
+
+def _lookup(value):
+    type_name = str(value.type.strip_typedefs().unqualified())
+    if re.match(r'^gradtape::basic_(tensor|variable)<(float|double)>$', type_name):
+        return TensorPrinter(value)
+    if type_name == 'gradtape::GradientTape':
+        return TapePrinter(value)
+    return None
+
+
+gdb.pretty_printers.append(_lookup)

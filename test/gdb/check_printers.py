@@ -1,0 +1,44 @@
+# Runs gdb in batch mode on the training loop, stops inside it, and checks
+# what `print` shows for a variable, a tensor and the tape. Exits 77 (a
+# skipped test for meson) where gdb is not installed.
+import shutil
+import subprocess
+import sys
+
+program, library_dir = sys.argv[1], sys.argv[2]
+if shutil.which('gdb') is None:
+    print('gdb is not installed: skipping the pretty-printer test')
+    sys.exit(77)
+
+commands = [
+    '-iex', 'add-auto-load-safe-path ' + library_dir,
+    '-ex', 'break inspect_here',
+    '-ex', 'run',
+    '-ex', 'up',
+    '-ex', 'print w',
+    '-ex', 'print loss',
+    '-ex', 'print tape',
+    '-ex', 'continue',
+    '-ex', 'up',
+    '-ex', 'print w',
+    '-ex', 'kill',
+]
+result = subprocess.run(['gdb', '-nx', '-batch'] + commands + [program], capture_output=True, text=True, timeout=120)
+output = result.stdout + result.stderr
+print(output)
+
+# w starts at 0.25: yhat = 0.5, loss = 4 * 0.5^2 / 2 = 0.5, the gradient is
+# input^T (yhat - target) = -2 per weight, and one step at 0.01 gives 0.27.
+expected = [
+    "float32 variable 'weights', shape (2, 1), 2 elements: [0.25, 0.25]",
+    'float32 tensor, shape (), 1 elements: [0.5]',
+    'GradientTape (non-persistent, 3 entries)',
+    '#0 matmul (4, 2) float32, (2, 1) float32 -> (4, 1) float32  ',
+    '#2 l2_loss (4, 1) float32 -> () float32',
+    'training_loop.cpp:20',
+    "float32 variable 'weights', shape (2, 1), 2 elements: [0.27, 0.27]",
+]
+missing = [text for text in expected if text not in output]
+if missing:
+    print('missing from gdb output:', *missing, sep='\n  ')
+    sys.exit(1)
