@@ -65,3 +65,45 @@ TEST_CASE("every error is a gradtape::error and a std::exception", "[errors]")
     REQUIRE_THROWS_AS(gt::reduce_sum(a, {5}), std::exception);
     REQUIRE_THROWS_AS(gt::linspace<float>(0, 1, 0), gt::argument_error);
 }
+
+TEST_CASE("after each kind of error, the tape and the variables are as they were", "[errors]")
+{
+    gt::Variable w(gt::fill<float>({2, 2}, 1.5f), "w");
+    gt::GradientTape tape({.persistent = true});
+    const Tensor total = gt::reduce_sum(gt::square(w));
+    const auto unchanged = [&] {
+        REQUIRE(tape.size() == 2);
+        REQUIRE(xt::all(xt::equal(w.value(), 1.5f)));
+        REQUIRE(xt::all(xt::equal(tape.gradient(total, w).value(), 3.f)));
+    };
+    SECTION("shape_error")
+    {
+        REQUIRE_THROWS_WITH(gt::matmul(w, gt::ones<float>({3, 1})), Contains("matmul") && Contains("(2, 2)") &&
+                                                                         Contains("(3, 1)") && Contains("test_errors.cpp"));
+        unchanged();
+    }
+    SECTION("argument_error")
+    {
+        REQUIRE_THROWS_WITH(gt::reduce_max(w, {3}), Contains("reduce_max") && Contains("axis 3") &&
+                                                        Contains("test_errors.cpp"));
+        REQUIRE_THROWS_WITH(gt::gather(w, {0, 2}), Contains("gather") && Contains("index 2") && Contains("(2, 2)"));
+        unchanged();
+    }
+    SECTION("tape_error")
+    {
+        const Tensor unwatched = gt::ones<float>({2});
+        REQUIRE_THROWS_WITH(tape.gradient(total, unwatched),
+                            Contains("gradient") && Contains("source 0 (shape (2,))") && Contains("not watched") &&
+                                Contains("test_errors.cpp"));
+        unchanged();
+    }
+    SECTION("numeric_error")
+    {
+        gt::check_numerics guard;
+        const Tensor shifted = w - 2.0f;
+        REQUIRE_THROWS_WITH(gt::log(shifted), Contains("log") && Contains("4 of 4 elements NaN or Inf") &&
+                                                  Contains("test_errors.cpp"));
+        REQUIRE(tape.size() == 3);
+        REQUIRE(xt::all(xt::equal(w.value(), 1.5f)));
+    }
+}
