@@ -4,6 +4,7 @@
 #include <gradtape/tape.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <ostream>
 #include <sstream>
@@ -52,6 +53,8 @@ struct tape_state {
     std::vector<tape_entry> entries;
     bool computing_gradient = false;
     bool answered = false;
+    // Set when the GradientTape is destroyed on another thread than its owner.
+    std::atomic<bool> orphaned{false};
     // Why a non-persistent tape's backward pass stopped half way, having
     // released part of what it recorded.
     std::string broken_by;
@@ -74,7 +77,9 @@ struct tape_state {
 namespace {
 
 struct thread_tapes {
-    std::vector<tape_state*> active;
+    // Shared with the GradientTape, so that a tape destroyed on another
+    // thread only marks itself orphaned and this thread drops it safely.
+    std::vector<std::shared_ptr<tape_state>> active;
     int pauses = 0;
     const std::source_location* backward_site = nullptr;
     std::string_view backward_op;
@@ -186,7 +191,9 @@ recorder::recorder(std::span<const tape_input> inputs)
     if (this_thread.active.empty() || this_thread.pauses > 0) {
         return;
     }
-    for (tape_state* tape : this_thread.active) {
+    std::erase_if(this_thread.active, [](const auto& tape) { return tape->orphaned.load(); });
+    for (const auto& pointer : this_thread.active) {
+        tape_state* tape = pointer.get();
         if (!tape->records()) {
             continue;
         }
@@ -231,16 +238,20 @@ std::string_view backward_op()
 
 }  // namespace detail
 
-GradientTape::GradientTape(tape_options options) : state_(std::make_unique<detail::tape_state>())
+GradientTape::GradientTape(tape_options options) : state_(std::make_shared<detail::tape_state>())
 {
     state_->options = options;
-    detail::this_thread.active.push_back(state_.get());
+    detail::this_thread.active.push_back(state_);
 }
 
 GradientTape::~GradientTape()
 {
+    if (state_->owner != std::this_thread::get_id()) {
+        state_->orphaned = true;
+        return;
+    }
     auto& active = detail::this_thread.active;
-    active.erase(std::remove(active.begin(), active.end(), state_.get()), active.end());
+    active.erase(std::remove(active.begin(), active.end(), state_), active.end());
 }
 
 template <dtype T>

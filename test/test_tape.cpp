@@ -1,4 +1,5 @@
 // What a GradientTape records, watches and answers.
+#include <memory>
 #include <thread>
 
 #include "support.hpp"
@@ -227,6 +228,19 @@ TEST_CASE("ops run on another thread are not recorded on this thread's tapes", "
     REQUIRE(together_a == alone_a);
     REQUIRE(together_b == alone_b);
     REQUIRE(alone_a.back() == Approx(2.0));
+}
+
+TEST_CASE("a tape destroyed on another thread stops recording, without harm", "[tape][threads]")
+{
+    const Tensor64 x = 2.0;
+    auto tape = std::make_unique<gt::GradientTape>();
+    tape->watch(x);
+    std::thread([&] { tape.reset(); }).join();
+    gt::GradientTape fresh;
+    fresh.watch(x);
+    const Tensor64 y = x * x;
+    REQUIRE(fresh.size() == 1);
+    REQUIRE(fresh.gradient(y, x).item() == 4.0);
 }
 
 TEST_CASE("a tape refuses to be used from another thread", "[tape][threads]")

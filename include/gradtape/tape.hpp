@@ -135,7 +135,7 @@ private:
     basic_tensor<S> jacobian_of(const basic_tensor<T>& target, const basic_tensor<S>& source, bool batched,
                                 std::source_location site);
 
-    std::unique_ptr<detail::tape_state> state_;
+    std::shared_ptr<detail::tape_state> state_;
 };
 
 // An op whose gradient the caller defines: forward(inputs) computes the

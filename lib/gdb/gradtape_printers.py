@@ -15,22 +15,6 @@ def _shared_ptr_get(value):
     return value['_M_ptr']
 
 
-def _unique_ptr_get(value):
-    # std::unique_ptr<T> holds a std::tuple<T*, D>: find its _Head_base<0, T*>.
-    impl = value['_M_t']['_M_t']
-    pending = [impl]
-    while pending:
-        current = pending.pop()
-        for field in current.type.strip_typedefs().fields():
-            if not field.is_base_class:
-                continue
-            base = current.cast(field.type)
-            if str(field.type).startswith('std::_Head_base<0'):
-                return base['_M_head_impl']
-            pending.append(base)
-    raise gdb.error('unexpected std::unique_ptr layout')
-
-
 def _string(value):
     return value['_M_dataplus']['_M_p'].string(length=int(value['_M_string_length']))
 
@@ -107,7 +91,7 @@ class TapePrinter:
         self.value = value
 
     def to_string(self):
-        state = _unique_ptr_get(self.value['state_']).dereference()
+        state = _shared_ptr_get(self.value['state_']).dereference()
         entries = _vector_items(state['entries'])
         options = state['options']
         kind = 'persistent' if bool(options['persistent']) else 'non-persistent'
