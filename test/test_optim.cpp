@@ -1,4 +1,7 @@
 // SGD: one step against the update of torch.optim.SGD computed by hand.
+#include <cmath>
+#include <memory>
+
 #include "support.hpp"
 
 namespace gt = gradtape;
@@ -103,4 +106,117 @@ TEST_CASE("bad updates are refused and change no variable", "[optim][errors]")
 
     REQUIRE_THROWS_AS(gt::SGD({.learning_rate = 0.1, .nesterov = true}), gt::argument_error);
     REQUIRE_THROWS_AS(gt::SGD(-1.0), gt::argument_error);
+}
+
+namespace {
+
+// Two steps of torch.optim.Adam / AdamW on one scalar, written out.
+double adam_by_hand(double w, const std::vector<double>& gradients, double lr, double decay, bool decoupled,
+                    bool amsgrad)
+{
+    const double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+    double m = 0, v = 0, v_max = 0;
+    for (std::size_t t = 1; t <= gradients.size(); ++t) {
+        double g = gradients[t - 1];
+        if (decoupled) {
+            w *= 1 - lr * decay;
+        } else {
+            g += decay * w;
+        }
+        m = beta1 * m + (1 - beta1) * g;
+        v = beta2 * v + (1 - beta2) * g * g;
+        v_max = std::max(v_max, v);
+        const double second = amsgrad ? v_max : v;
+        const double m_hat = m / (1 - std::pow(beta1, double(t)));
+        w -= lr * m_hat / (std::sqrt(second) / std::sqrt(1 - std::pow(beta2, double(t))) + epsilon);
+    }
+    return w;
+}
+
+}  // namespace
+
+TEST_CASE("Adam and AdamW follow torch.optim's update rules", "[optim]")
+{
+    const std::vector<double> gradients = {0.5, -2.0, 0.1};
+    const bool amsgrad = GENERATE(false, true);
+    CAPTURE(amsgrad);
+    SECTION("Adam with L2 weight decay")
+    {
+        gt::Variable64 w(Tensor64(1.5), "w");
+        gt::Adam optimizer({.learning_rate = 0.1, .weight_decay = 0.05, .amsgrad = amsgrad});
+        for (double g : gradients) {
+            optimizer.apply_gradients<double>({Tensor64(g)}, {w});
+        }
+        REQUIRE(w.item() == Approx(adam_by_hand(1.5, gradients, 0.1, 0.05, false, amsgrad)).epsilon(1e-12));
+    }
+    SECTION("AdamW with decoupled weight decay")
+    {
+        gt::Variable64 w(Tensor64(1.5), "w");
+        gt::AdamW optimizer({.learning_rate = 0.1, .weight_decay = 0.05, .amsgrad = amsgrad});
+        for (double g : gradients) {
+            optimizer.apply_gradients<double>({Tensor64(g)}, {w});
+        }
+        REQUIRE(w.item() == Approx(adam_by_hand(1.5, gradients, 0.1, 0.05, true, amsgrad)).epsilon(1e-12));
+    }
+}
+
+TEST_CASE("every optimizer works through the common interface, in float too", "[optim]")
+{
+    gt::Variable w(gt::fill<float>({3}, 2.f), "w");
+    std::vector<std::unique_ptr<gt::optimizer>> optimizers;
+    optimizers.push_back(std::make_unique<gt::SGD>(0.1));
+    optimizers.push_back(std::make_unique<gt::Adam>(0.1));
+    optimizers.push_back(std::make_unique<gt::AdamW>());
+    for (auto& optimizer : optimizers) {
+        const float before = w.value()(0);
+        const gt::Tensor loss = optimizer->minimize([&] { return gt::reduce_sum(gt::square(w)); }, {w});
+        REQUIRE(w.value()(0) < before);
+        REQUIRE(optimizer->iterations() == 1);
+        (void)loss;
+    }
+}
+
+TEST_CASE("learning-rate schedules give the rates their definitions give", "[optim][schedule]")
+{
+    const auto step = gt::step_decay(0.1, 10, 0.5);
+    REQUIRE(step(0) == Approx(0.1));
+    REQUIRE(step(9) == Approx(0.1));
+    REQUIRE(step(10) == Approx(0.05));
+    REQUIRE(step(25) == Approx(0.025));
+    const auto exponential = gt::exponential_decay(0.1, 100, 0.5);
+    REQUIRE(exponential(50) == Approx(0.1 * std::sqrt(0.5)));
+    const auto cosine = gt::cosine_decay(0.1, 100, 0.1);
+    REQUIRE(cosine(0) == Approx(0.1));
+    REQUIRE(cosine(50) == Approx(0.1 * (0.9 * 0.5 + 0.1)));
+    REQUIRE(cosine(100) == Approx(0.01));
+    REQUIRE(cosine(500) == Approx(0.01));
+    const auto warm = gt::warmup(0.2, 4);
+    REQUIRE(warm(0) == Approx(0.05));
+    REQUIRE(warm(3) == Approx(0.2));
+    REQUIRE(warm(10) == Approx(0.2));
+    REQUIRE_THROWS_AS(gt::step_decay(0.1, 0, 0.5), gt::argument_error);
+}
+
+TEST_CASE("an optimizer reads its schedule at each update", "[optim][schedule]")
+{
+    gt::Variable64 w(Tensor64(0.0), "w");
+    gt::SGD optimizer({.learning_rate = gt::step_decay(1.0, 1, 0.5)});
+    for (int i = 0; i < 3; ++i) {
+        REQUIRE(optimizer.learning_rate() == Approx(std::pow(0.5, i)));
+        optimizer.apply_gradients<double>({Tensor64(-1.0)}, {w});
+    }
+    REQUIRE(w.item() == Approx(1.0 + 0.5 + 0.25));
+}
+
+TEST_CASE("clip_by_global_norm scales all gradients by one factor", "[optim]")
+{
+    const std::vector<Tensor64> gradients = {make64({3, 0}), make64({4})};
+    const auto [clipped, norm] = gt::clip_by_global_norm(gradients, 1.0);
+    REQUIRE(norm.item() == Approx(5.0));
+    REQUIRE(clipped[0].value()(0) == Approx(0.6));
+    REQUIRE(clipped[1].value()(0) == Approx(0.8));
+    const auto [unchanged, same_norm] = gt::clip_by_global_norm(gradients, 10.0);
+    REQUIRE(unchanged[0].value()(0) == Approx(3.0));
+    REQUIRE(same_norm.item() == Approx(5.0));
+    REQUIRE_THROWS_AS(gt::clip_by_global_norm(gradients, 0.0), gt::argument_error);
 }

@@ -1,15 +1,18 @@
-// Optimizers: they update trainable variables in place from their gradients.
+// Optimizers: they update trainable variables in place from their gradients,
+// with the update rules of torch.optim; learning rates may follow a schedule.
 //
-//   gradtape::SGD opt(0.002);
-//   for (int step = 0; step < 50; ++step) {
-//       auto loss = opt.minimize([&] { return gradtape::l2_loss(gradtape::matmul(input, w) - target); }, {w});
+//   gradtape::Adam opt({.learning_rate = gradtape::cosine_decay(1e-3, 1000)});
+//   for (int step = 0; step < 1000; ++step) {
+//       auto loss = opt.minimize([&] { return model_loss(); }, {w1, b1, w2, b2});
 //   }
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <source_location>
 #include <type_traits>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -18,23 +21,41 @@
 
 namespace gradtape {
 
-struct sgd_options {
-    double learning_rate = 0.01;
-    double momentum = 0;
-    double dampening = 0;
-    bool nesterov = false;
-    double weight_decay = 0;
+// A learning rate as a function of the number of updates already applied.
+// A plain number converts to a constant schedule.
+class learning_rate_schedule {
+public:
+    learning_rate_schedule(double constant);
+    explicit learning_rate_schedule(std::function<double(std::uint64_t step)> rate);
+    [[nodiscard]] double operator()(std::uint64_t step) const { return rate_(step); }
+
+private:
+    std::function<double(std::uint64_t)> rate_;
 };
 
-// Stochastic gradient descent with the update rule of torch.optim.SGD:
-//   g = grad + weight_decay * w
-//   b = g on the first step, else momentum * b + (1 - dampening) * g
-//   g = g + momentum * b with nesterov, else b          (when momentum != 0)
-//   w = w - learning_rate * g
-class SGD {
+// initial * gamma^floor(step / step_size), as torch.optim.lr_scheduler.StepLR.
+[[nodiscard]] learning_rate_schedule step_decay(double initial, std::uint64_t step_size, double gamma);
+// initial * decay_rate^(step / decay_steps), as tf.keras.optimizers.schedules.ExponentialDecay.
+[[nodiscard]] learning_rate_schedule exponential_decay(double initial, std::uint64_t decay_steps, double decay_rate);
+// From initial down to alpha * initial over decay_steps along half a cosine, then
+// flat, as tf.keras.optimizers.schedules.CosineDecay.
+[[nodiscard]] learning_rate_schedule cosine_decay(double initial, std::uint64_t decay_steps, double alpha = 0);
+// after(step) scaled linearly from 1/warmup_steps up to 1 over the first warmup_steps updates.
+[[nodiscard]] learning_rate_schedule warmup(learning_rate_schedule after, std::uint64_t warmup_steps);
+
+// Scales every gradient by clip_norm / max(global_norm, clip_norm), where
+// global_norm is the L2 norm of all of them together, as tf.clip_by_global_norm.
+// Returns the scaled gradients and the global norm before scaling.
+template <dtype T>
+[[nodiscard]] std::pair<std::vector<basic_tensor<T>>, basic_tensor<T>> clip_by_global_norm(
+    const std::vector<basic_tensor<T>>& gradients, T clip_norm,
+    std::source_location site = std::source_location::current());
+
+// What every optimizer shares: the checks before an update, minimize, and
+// the count of updates that schedules read.
+class optimizer {
 public:
-    SGD(double learning_rate);
-    SGD(sgd_options options);
+    virtual ~optimizer() = default;
 
     // Checks every pair before it changes anything: the lists must have the
     // same length, each gradient the shape of its variable, each variable be
@@ -56,14 +77,107 @@ public:
         return loss;
     }
 
-    [[nodiscard]] const sgd_options& options() const noexcept { return options_; }
     // How many times apply_gradients has updated the variables.
     [[nodiscard]] std::uint64_t iterations() const noexcept { return iterations_; }
+    // The learning rate the next update uses.
+    [[nodiscard]] double learning_rate() const { return schedule_(iterations_); }
+
+protected:
+    optimizer(std::string_view name, learning_rate_schedule schedule);
+
+    // One variable's update, after the checks; `state` is this optimizer's slot for the variable.
+    virtual void update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
+                        double learning_rate) = 0;
+    virtual void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
+                        double learning_rate) = 0;
 
 private:
-    sgd_options options_;
+    std::string_view name_;
+    learning_rate_schedule schedule_;
     std::uint64_t iterations_ = 0;
+};
+
+struct sgd_options {
+    learning_rate_schedule learning_rate = 0.01;
+    double momentum = 0;
+    double dampening = 0;
+    bool nesterov = false;
+    double weight_decay = 0;
+};
+
+// Stochastic gradient descent with the update rule of torch.optim.SGD:
+//   g = grad + weight_decay * w
+//   b = g on the first step, else momentum * b + (1 - dampening) * g
+//   g = g + momentum * b with nesterov, else b          (when momentum != 0)
+//   w = w - learning_rate * g
+class SGD final : public optimizer {
+public:
+    SGD(double learning_rate);
+    SGD(sgd_options options);
+
+    [[nodiscard]] const sgd_options& options() const noexcept { return options_; }
+
+private:
+    void update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
+                double learning_rate) override;
+    void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
+                double learning_rate) override;
+    template <dtype T>
+    void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate);
+
+    sgd_options options_;
+    // In the variable's own dtype, as torch keeps them.
     std::unordered_map<tensor_id, std::variant<xt::xarray<float>, xt::xarray<double>>> momentum_buffers_;
+};
+
+struct adam_options {
+    learning_rate_schedule learning_rate = 0.001;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double epsilon = 1e-8;
+    double weight_decay = 0;
+    bool amsgrad = false;
+};
+
+// Adam with the update rule of torch.optim.Adam (weight_decay adds
+// weight_decay * w to the gradient); AdamW decays the weights directly, as
+// torch.optim.AdamW: w = w * (1 - learning_rate * weight_decay) before the step.
+//   m = beta1 m + (1 - beta1) g,  v = beta2 v + (1 - beta2) g^2  (amsgrad: v_max = max(v_max, v))
+//   w = w - learning_rate / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + epsilon)
+class Adam : public optimizer {
+public:
+    Adam(double learning_rate = 0.001);
+    Adam(adam_options options);
+
+    [[nodiscard]] const adam_options& options() const noexcept { return options_; }
+
+protected:
+    Adam(std::string_view name, adam_options options, bool decoupled_weight_decay);
+
+private:
+    template <dtype T>
+    struct moments {
+        std::uint64_t steps = 0;
+        xt::xarray<T> mean;
+        xt::xarray<T> variance;
+        xt::xarray<T> max_variance;
+    };
+    void update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
+                double learning_rate) override;
+    void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
+                double learning_rate) override;
+    template <dtype T>
+    void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate);
+
+    adam_options options_;
+    bool decoupled_weight_decay_;
+    std::unordered_map<tensor_id, std::variant<moments<float>, moments<double>>> moments_;
+};
+
+class AdamW final : public Adam {
+public:
+    // torch.optim.AdamW's default weight_decay is 0.01.
+    AdamW(adam_options options = {.weight_decay = 0.01});
 };
 
 }  // namespace gradtape

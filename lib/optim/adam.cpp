@@ -1,0 +1,80 @@
+#include <gradtape/optim.hpp>
+
+#include <cmath>
+
+#include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
+
+#include "../diagnostics.hpp"
+
+namespace gradtape {
+
+Adam::Adam(double learning_rate) : Adam(adam_options{.learning_rate = learning_rate}) {}
+
+Adam::Adam(adam_options options) : Adam("Adam", std::move(options), false) {}
+
+Adam::Adam(std::string_view name, adam_options options, bool decoupled_weight_decay)
+    : optimizer(name, options.learning_rate), options_(std::move(options)),
+      decoupled_weight_decay_(decoupled_weight_decay)
+{
+    const auto refuse = [name](const std::string& what) { throw argument_error(std::string(name) + ": " + what); };
+    if (!(options_.learning_rate(0) >= 0)) {
+        refuse("learning_rate must be >= 0, got " + std::to_string(options_.learning_rate(0)));
+    }
+    if (!(options_.beta1 >= 0 && options_.beta1 < 1) || !(options_.beta2 >= 0 && options_.beta2 < 1)) {
+        refuse("beta1 and beta2 must be in [0, 1), got " + std::to_string(options_.beta1) + " and " +
+               std::to_string(options_.beta2));
+    }
+    if (!(options_.epsilon >= 0) || !(options_.weight_decay >= 0)) {
+        refuse("epsilon and weight_decay must be >= 0");
+    }
+}
+
+AdamW::AdamW(adam_options options) : Adam("AdamW", std::move(options), true) {}
+
+void Adam::update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
+                  double learning_rate)
+{
+    step(weights, gradient, variable, learning_rate);
+}
+
+void Adam::update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
+                  double learning_rate)
+{
+    step(weights, gradient, variable, learning_rate);
+}
+
+template <dtype T>
+void Adam::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate)
+{
+    auto [slot, first_step] = moments_.try_emplace(variable, moments<T>{});
+    auto& state = std::get<moments<T>>(slot->second);
+    if (first_step) {
+        state.mean = xt::zeros<T>(weights.shape());
+        state.variance = xt::zeros<T>(weights.shape());
+        if (options_.amsgrad) {
+            state.max_variance = xt::zeros<T>(weights.shape());
+        }
+    }
+    const std::uint64_t t = ++state.steps;
+    const T beta1 = T(options_.beta1);
+    const T beta2 = T(options_.beta2);
+    const T decay = T(options_.weight_decay);
+    if (decoupled_weight_decay_ && decay != 0) {
+        weights *= T(1) - T(learning_rate) * decay;
+    }
+    const xt::xarray<T> g = (!decoupled_weight_decay_ && decay != 0) ? xt::xarray<T>(gradient + decay * weights)
+                                                                     : gradient;
+    xt::noalias(state.mean) = beta1 * state.mean + (T(1) - beta1) * g;
+    xt::noalias(state.variance) = beta2 * state.variance + (T(1) - beta2) * g * g;
+    const T bias_correction1 = T(1 - std::pow(options_.beta1, double(t)));
+    const T bias_correction2_sqrt = T(std::sqrt(1 - std::pow(options_.beta2, double(t))));
+    if (options_.amsgrad) {
+        xt::noalias(state.max_variance) = xt::maximum(state.max_variance, state.variance);
+    }
+    const xt::xarray<T>& second = options_.amsgrad ? state.max_variance : state.variance;
+    const T step_size = T(learning_rate) / bias_correction1;
+    xt::noalias(weights) -= step_size * state.mean / (xt::sqrt(second) / bias_correction2_sqrt + T(options_.epsilon));
+}
+
+}  // namespace gradtape

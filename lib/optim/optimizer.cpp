@@ -1,0 +1,123 @@
+#include <gradtape/ops.hpp>
+#include <gradtape/optim.hpp>
+
+#include <cmath>
+#include <numbers>
+
+#include "../diagnostics.hpp"
+#include "../dtypes.hpp"
+
+namespace gradtape {
+
+using detail::fail;
+
+learning_rate_schedule::learning_rate_schedule(double constant) : rate_([constant](std::uint64_t) { return constant; })
+{
+}
+
+learning_rate_schedule::learning_rate_schedule(std::function<double(std::uint64_t)> rate) : rate_(std::move(rate)) {}
+
+learning_rate_schedule step_decay(double initial, std::uint64_t step_size, double gamma)
+{
+    if (step_size == 0) {
+        throw argument_error("step_decay: step_size must be at least 1");
+    }
+    return learning_rate_schedule([=](std::uint64_t step) { return initial * std::pow(gamma, double(step / step_size)); });
+}
+
+learning_rate_schedule exponential_decay(double initial, std::uint64_t decay_steps, double decay_rate)
+{
+    if (decay_steps == 0) {
+        throw argument_error("exponential_decay: decay_steps must be at least 1");
+    }
+    return learning_rate_schedule(
+        [=](std::uint64_t step) { return initial * std::pow(decay_rate, double(step) / double(decay_steps)); });
+}
+
+learning_rate_schedule cosine_decay(double initial, std::uint64_t decay_steps, double alpha)
+{
+    if (decay_steps == 0) {
+        throw argument_error("cosine_decay: decay_steps must be at least 1");
+    }
+    return learning_rate_schedule([=](std::uint64_t step) {
+        const double progress = double(std::min(step, decay_steps)) / double(decay_steps);
+        const double cosine = 0.5 * (1 + std::cos(std::numbers::pi * progress));
+        return initial * ((1 - alpha) * cosine + alpha);
+    });
+}
+
+learning_rate_schedule warmup(learning_rate_schedule after, std::uint64_t warmup_steps)
+{
+    return learning_rate_schedule([after = std::move(after), warmup_steps](std::uint64_t step) {
+        const double rate = after(step);
+        return step < warmup_steps ? rate * double(step + 1) / double(warmup_steps) : rate;
+    });
+}
+
+template <dtype T>
+std::pair<std::vector<basic_tensor<T>>, basic_tensor<T>> clip_by_global_norm(
+    const std::vector<basic_tensor<T>>& gradients, T clip_norm, std::source_location site)
+{
+    if (!(clip_norm > 0)) {
+        fail<argument_error>("clip_by_global_norm", site, "clip_norm must be > 0, got " + std::to_string(clip_norm));
+    }
+    basic_tensor<T> squares = T(0);
+    for (const auto& gradient : gradients) {
+        squares = add(squares, reduce_sum(square(gradient, site), site), site);
+    }
+    const basic_tensor<T> norm = sqrt(squares, site);
+    const basic_tensor<T> scale = divide(basic_tensor<T>(clip_norm), maximum(norm, clip_norm, site), site);
+    std::vector<basic_tensor<T>> clipped;
+    clipped.reserve(gradients.size());
+    for (const auto& gradient : gradients) {
+        clipped.push_back(multiply(gradient, scale, site));
+    }
+    return {std::move(clipped), norm};
+}
+
+optimizer::optimizer(std::string_view name, learning_rate_schedule schedule)
+    : name_(name), schedule_(std::move(schedule))
+{
+}
+
+template <dtype T>
+void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
+                                const std::vector<basic_variable<T>>& variables, std::source_location site)
+{
+    const std::string op = std::string(name_) + ".apply_gradients";
+    if (gradients.size() != variables.size()) {
+        fail<argument_error>(op, site,
+                             std::to_string(gradients.size()) + " gradients for " + std::to_string(variables.size()) +
+                                 " variables");
+    }
+    for (std::size_t i = 0; i < variables.size(); ++i) {
+        const auto& variable = variables[i];
+        if (!variable.trainable()) {
+            fail<argument_error>(op, site, "variable '" + variable.name() + "' is not trainable");
+        }
+        if (!gradients[i].defined()) {
+            fail<argument_error>(op, site, "the gradient for variable '" + variable.name() + "' is undefined");
+        }
+        if (gradients[i].shape() != variable.shape()) {
+            fail<shape_error>(op, site,
+                              "variable '" + variable.name() + "' has shape " + detail::format_shape(variable.shape()) +
+                                  ", its gradient has shape " + detail::format_shape(gradients[i].shape()));
+        }
+    }
+    // Every check above runs before the first variable changes, so that bad
+    // input leaves all of them as they were.
+    const double rate = learning_rate();
+    for (std::size_t i = 0; i < variables.size(); ++i) {
+        update(variables[i].storage(), gradients[i].value(), variables[i].id(), rate);
+    }
+    ++iterations_;
+}
+
+#define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template void optimizer::apply_gradients(const std::vector<basic_tensor<T>>&,                                   \
+                                             const std::vector<basic_variable<T>>&, std::source_location);          \
+    template std::pair<std::vector<basic_tensor<T>>, basic_tensor<T>> clip_by_global_norm(                          \
+        const std::vector<basic_tensor<T>>&, T, std::source_location);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
+
+}  // namespace gradtape
