@@ -1,5 +1,6 @@
 #include <gradtape/random.hpp>
 
+#include <cmath>
 #include <random>
 
 #include "diagnostics.hpp"
@@ -55,9 +56,86 @@ basic_tensor<T> random_uniform(const shape_type& shape, T low, T high, std::sour
     return draw<T>(shape, std::uniform_real_distribution<T>(low, high));
 }
 
+namespace {
+
+struct fans {
+    double in;
+    double out;
+};
+
+fans fans_of(const shape_type& shape)
+{
+    if (shape.empty()) {
+        return {1, 1};
+    }
+    if (shape.size() == 1) {
+        return {double(shape[0]), double(shape[0])};
+    }
+    double receptive_field = 1;
+    for (std::size_t i = 0; i + 2 < shape.size(); ++i) {
+        receptive_field *= double(shape[i]);
+    }
+    return {double(shape[shape.size() - 2]) * receptive_field, double(shape.back()) * receptive_field};
+}
+
+template <dtype T>
+basic_tensor<T> symmetric_uniform(const shape_type& shape, double limit)
+{
+    return draw<T>(shape, std::uniform_real_distribution<T>(T(-limit), T(limit)));
+}
+
+// Keras's truncated normal: draws beyond two standard deviations are drawn
+// again, and the scale makes the result's stddev the one asked for.
+template <dtype T>
+basic_tensor<T> truncated_normal(const shape_type& shape, double stddev)
+{
+    constexpr double truncation_correction = 0.87962566103423978;
+    std::normal_distribution<T> normal(T(0), T(stddev / truncation_correction));
+    const T bound = T(2 * stddev / truncation_correction);
+    return draw<T>(shape, [&](std::mt19937_64& engine) {
+        T value;
+        do {
+            value = normal(engine);
+        } while (std::abs(value) > bound);
+        return value;
+    });
+}
+
+}  // namespace
+
+template <dtype T>
+basic_tensor<T> glorot_uniform(const shape_type& shape)
+{
+    const fans f = fans_of(shape);
+    return symmetric_uniform<T>(shape, std::sqrt(6 / (f.in + f.out)));
+}
+
+template <dtype T>
+basic_tensor<T> glorot_normal(const shape_type& shape)
+{
+    const fans f = fans_of(shape);
+    return truncated_normal<T>(shape, std::sqrt(2 / (f.in + f.out)));
+}
+
+template <dtype T>
+basic_tensor<T> he_uniform(const shape_type& shape)
+{
+    return symmetric_uniform<T>(shape, std::sqrt(6 / fans_of(shape).in));
+}
+
+template <dtype T>
+basic_tensor<T> he_normal(const shape_type& shape)
+{
+    return truncated_normal<T>(shape, std::sqrt(2 / fans_of(shape).in));
+}
+
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> random_normal(const shape_type&, T, T, std::source_location);                          \
-    template basic_tensor<T> random_uniform(const shape_type&, T, T, std::source_location);
+    template basic_tensor<T> random_uniform(const shape_type&, T, T, std::source_location);                         \
+    template basic_tensor<T> glorot_uniform(const shape_type&);                                                     \
+    template basic_tensor<T> glorot_normal(const shape_type&);                                                      \
+    template basic_tensor<T> he_uniform(const shape_type&);                                                         \
+    template basic_tensor<T> he_normal(const shape_type&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

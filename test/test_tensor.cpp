@@ -1,4 +1,5 @@
 // Tensors, variables, creation functions and seeded randomness.
+#include <cmath>
 #include <thread>
 
 #include "support.hpp"
@@ -125,4 +126,21 @@ TEST_CASE("a tensor prints its dtype, shape and values, and a variable its name"
     text << Tensor(xt::xarray<float>{1.f, 2.f}) << '\n' << gt::Variable64(gt::zeros<double>({2, 1}), "bias");
     REQUIRE_THAT(text.str(), Contains("float32 tensor, shape (2,)") && Contains("float64 variable 'bias'") &&
                                  Contains("shape (2, 1)"));
+}
+
+TEST_CASE("initializers draw with Keras's scales from the seeded generator", "[tensor][random]")
+{
+    gt::set_seed(5);
+    const Tensor64 glorot = gt::glorot_uniform<double>({300, 200});
+    const double glorot_limit = std::sqrt(6.0 / 500);
+    REQUIRE(xt::amax(xt::abs(glorot.value()))() <= glorot_limit);
+    REQUIRE(xt::stddev(glorot.value())() == Approx(glorot_limit / std::sqrt(3.0)).epsilon(0.03));
+    const Tensor64 he = gt::he_normal<double>({400, 300});
+    REQUIRE(xt::stddev(he.value())() == Approx(std::sqrt(2.0 / 400)).epsilon(0.03));
+    REQUIRE(xt::amax(xt::abs(he.value()))() <= 2 * std::sqrt(2.0 / 400) / 0.87962566103423978);
+    REQUIRE(xt::stddev(gt::glorot_normal<double>({3, 3, 64, 32}).value())() ==
+            Approx(std::sqrt(2.0 / (9 * 64 + 9 * 32))).epsilon(0.03));
+    REQUIRE(xt::amax(xt::abs(gt::he_uniform<float>({50, 10}).value()))() <= float(std::sqrt(6.0 / 50)));
+    gt::set_seed(5);
+    REQUIRE(gt::glorot_uniform<double>({300, 200}).value() == glorot.value());
 }

@@ -24,4 +24,21 @@ template <dtype T = float>
 [[nodiscard]] basic_tensor<T> random_uniform(const shape_type& shape, T low = 0, T high = 1,
                                              std::source_location site = std::source_location::current());
 
+// Initial weights for a layer of `shape` (in, out), or (..., in, out) where
+// the leading dimensions form a receptive field, as Keras draws them:
+//   glorot_uniform: U(-l, l), l = sqrt(6 / (fan_in + fan_out))
+//   glorot_normal:  truncated normal, stddev sqrt(2 / (fan_in + fan_out))
+//   he_uniform:     U(-l, l), l = sqrt(6 / fan_in)
+//   he_normal:      truncated normal, stddev sqrt(2 / fan_in)
+// The truncated normal redraws values beyond two standard deviations and is
+// scaled so that the stddev is the one named. zeros() is in tensor.hpp.
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> glorot_uniform(const shape_type& shape);
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> glorot_normal(const shape_type& shape);
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> he_uniform(const shape_type& shape);
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> he_normal(const shape_type& shape);
+
 }  // namespace gradtape
