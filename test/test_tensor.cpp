@@ -144,3 +144,46 @@ TEST_CASE("initializers draw with Keras's scales from the seeded generator", "[t
     gt::set_seed(5);
     REQUIRE(gt::glorot_uniform<double>({300, 200}).value() == glorot.value());
 }
+
+TEST_CASE("minibatches cover every row once per epoch, in a seeded order", "[data]")
+{
+    xt::xarray<double> values = xt::arange<double>(10.0 * 2);
+    values.reshape({10, 2});
+    const xt::xarray<std::int64_t> labels = xt::arange<std::int64_t>(10);
+    gt::minibatches<double> batches({Tensor64(values)}, {labels}, {.batch_size = 4});
+    REQUIRE(batches.size() == 3);
+    const auto epoch = [&] {
+        std::vector<std::int64_t> seen;
+        std::vector<std::size_t> sizes;
+        for (const auto& batch : batches) {
+            sizes.push_back(batch.rows.size());
+            for (std::size_t i = 0; i < batch.rows.size(); ++i) {
+                const auto row = batch.rows(i);
+                REQUIRE(batch.labels[0](i) == row);
+                REQUIRE(batch.tensors[0].value()(i, 1) == values(std::size_t(row), 1));
+                seen.push_back(row);
+            }
+        }
+        REQUIRE(sizes == std::vector<std::size_t>{4, 4, 2});
+        return seen;
+    };
+    gt::set_seed(9);
+    const auto first = epoch();
+    const auto second = epoch();
+    REQUIRE(first != second);
+    auto sorted = first;
+    std::sort(sorted.begin(), sorted.end());
+    REQUIRE(sorted == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+    gt::set_seed(9);
+    REQUIRE(epoch() == first);
+
+    gt::minibatches<double> exact({Tensor64(values)}, {}, {.batch_size = 4, .shuffle = false, .drop_remainder = true});
+    REQUIRE(exact.size() == 2);
+    std::size_t count = 0;
+    for (const auto& batch : exact) {
+        REQUIRE(batch.rows(0) == std::int64_t(4 * count));
+        ++count;
+    }
+    REQUIRE(count == 2);
+    REQUIRE_THROWS_AS(gt::minibatches<double>({Tensor64(values)}, {xt::arange<std::int64_t>(9)}), gt::shape_error);
+}

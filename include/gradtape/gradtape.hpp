@@ -12,6 +12,7 @@
 //   }
 #pragma once
 
+#include "data.hpp"
 #include "debug.hpp"
 #include "error.hpp"
 #include "gradcheck.hpp"

@@ -1,0 +1,77 @@
+// Minibatches over row-aligned data, shuffled from this thread's seeded generator.
+//
+//   gradtape::minibatches<float> batches({points}, {labels}, {.batch_size = 32});
+//   for (int epoch = 0; epoch < 10; ++epoch) {
+//       for (const auto& batch : batches) {          // each pass draws a new order
+//           auto loss = step(batch.tensors[0], batch.labels[0]);
+//       }
+//   }
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <source_location>
+#include <vector>
+
+#include "tensor.hpp"
+
+namespace gradtape {
+
+struct minibatch_options {
+    std::size_t batch_size = 32;
+    bool shuffle = true;
+    // Leave out a last batch smaller than batch_size.
+    bool drop_remainder = false;
+};
+
+template <dtype T>
+struct minibatch {
+    std::vector<basic_tensor<T>> tensors;           // rows of each tensor, in the batch's order
+    std::vector<xt::xarray<std::int64_t>> labels;    // rows of each label array, likewise
+    xt::xarray<std::int64_t> rows;                    // which rows of the data set
+};
+
+template <dtype T>
+class minibatches {
+public:
+    // Every tensor and label array must have the same number of rows (first dimension).
+    minibatches(std::vector<basic_tensor<T>> tensors, std::vector<xt::xarray<std::int64_t>> labels = {},
+                minibatch_options options = {}, std::source_location site = std::source_location::current());
+
+    class iterator {
+    public:
+        using value_type = minibatch<T>;
+        using difference_type = std::ptrdiff_t;
+        const minibatch<T>& operator*() const { return current_; }
+        const minibatch<T>* operator->() const { return &current_; }
+        iterator& operator++();
+        bool operator==(const iterator& other) const { return position_ == other.position_; }
+
+    private:
+        friend class minibatches;
+        iterator(const minibatches* owner, std::vector<std::int64_t> order, std::size_t position);
+        void load();
+
+        const minibatches* owner_;
+        std::vector<std::int64_t> order_;
+        std::size_t position_;
+        minibatch<T> current_;
+    };
+
+    // Starts an epoch: with shuffle on, a new order drawn from this thread's generator.
+    [[nodiscard]] iterator begin() const;
+    [[nodiscard]] iterator end() const;
+    // Batches per epoch.
+    [[nodiscard]] std::size_t size() const;
+    [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
+
+private:
+    [[nodiscard]] std::size_t last_position() const;
+
+    std::vector<basic_tensor<T>> tensors_;
+    std::vector<xt::xarray<std::int64_t>> labels_;
+    minibatch_options options_;
+    std::size_t rows_ = 0;
+};
+
+}  // namespace gradtape

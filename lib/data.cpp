@@ -1,0 +1,125 @@
+#include <gradtape/data.hpp>
+
+#include <algorithm>
+#include <numeric>
+
+#include <gradtape/ops.hpp>
+#include <gradtape/random.hpp>
+
+#include "diagnostics.hpp"
+#include "dtypes.hpp"
+
+namespace gradtape {
+
+template <dtype T>
+minibatches<T>::minibatches(std::vector<basic_tensor<T>> tensors, std::vector<xt::xarray<std::int64_t>> labels,
+                            minibatch_options options, std::source_location site)
+    : tensors_(std::move(tensors)), labels_(std::move(labels)), options_(options)
+{
+    if (tensors_.empty() && labels_.empty()) {
+        detail::fail<argument_error>("minibatches", site, "needs at least one tensor or label array");
+    }
+    if (options_.batch_size == 0) {
+        detail::fail<argument_error>("minibatches", site, "batch_size must be at least 1");
+    }
+    const auto rows_of = [](const shape_type& shape) { return shape.empty() ? std::size_t{0} : shape[0]; };
+    rows_ = tensors_.empty() ? rows_of(labels_.front().shape()) : rows_of(tensors_.front().shape());
+    const auto check = [&](const shape_type& shape) {
+        if (shape.empty() || shape[0] != rows_) {
+            detail::fail<shape_error>("minibatches", site,
+                                      "every tensor and label array needs " + std::to_string(rows_) +
+                                          " rows; one has shape " + detail::format_shape(shape));
+        }
+    };
+    for (const auto& tensor : tensors_) {
+        check(tensor.shape());
+    }
+    for (const auto& label : labels_) {
+        check(label.shape());
+    }
+}
+
+template <dtype T>
+std::size_t minibatches<T>::size() const
+{
+    return options_.drop_remainder ? rows_ / options_.batch_size
+                                   : (rows_ + options_.batch_size - 1) / options_.batch_size;
+}
+
+template <dtype T>
+std::size_t minibatches<T>::last_position() const
+{
+    return size() * options_.batch_size;
+}
+
+template <dtype T>
+typename minibatches<T>::iterator minibatches<T>::begin() const
+{
+    std::vector<std::int64_t> order(rows_);
+    std::iota(order.begin(), order.end(), 0);
+    if (options_.shuffle) {
+        // Fisher-Yates with this thread's seeded generator, through random_uniform.
+        const basic_tensor<double> draws = random_uniform<double>({std::max<std::size_t>(rows_, 1)});
+        for (std::size_t i = rows_; i > 1; --i) {
+            const auto j = std::min(std::size_t(draws.value()(i - 1) * double(i)), i - 1);
+            std::swap(order[i - 1], order[j]);
+        }
+    }
+    return iterator(this, std::move(order), size() == 0 ? last_position() : 0);
+}
+
+template <dtype T>
+typename minibatches<T>::iterator minibatches<T>::end() const
+{
+    return iterator(this, {}, last_position());
+}
+
+template <dtype T>
+minibatches<T>::iterator::iterator(const minibatches* owner, std::vector<std::int64_t> order, std::size_t position)
+    : owner_(owner), order_(std::move(order)), position_(position)
+{
+    if (!order_.empty() && position_ < owner_->last_position()) {
+        load();
+    }
+}
+
+template <dtype T>
+typename minibatches<T>::iterator& minibatches<T>::iterator::operator++()
+{
+    position_ += owner_->options_.batch_size;
+    if (position_ >= owner_->last_position()) {
+        position_ = owner_->last_position();
+    } else {
+        load();
+    }
+    return *this;
+}
+
+template <dtype T>
+void minibatches<T>::iterator::load()
+{
+    const std::size_t count = std::min(owner_->options_.batch_size, owner_->rows_ - position_);
+    current_.rows = xt::xarray<std::int64_t>::from_shape({count});
+    std::copy_n(order_.begin() + std::ptrdiff_t(position_), count, current_.rows.begin());
+    current_.tensors.clear();
+    for (const auto& tensor : owner_->tensors_) {
+        current_.tensors.push_back(gather(tensor, current_.rows));
+    }
+    current_.labels.clear();
+    for (const auto& label : owner_->labels_) {
+        shape_type shape = label.shape();
+        shape[0] = count;
+        auto picked = xt::xarray<std::int64_t>::from_shape(shape);
+        const std::size_t row_size = label.size() / owner_->rows_;
+        for (std::size_t i = 0; i < count; ++i) {
+            std::copy_n(label.data() + std::size_t(current_.rows(i)) * row_size, row_size,
+                        picked.data() + i * row_size);
+        }
+        current_.labels.push_back(std::move(picked));
+    }
+}
+
+template class minibatches<float>;
+template class minibatches<double>;
+
+}  // namespace gradtape
