@@ -12,6 +12,7 @@
 //   }
 #pragma once
 
+#include "checkpoint.hpp"
 #include "data.hpp"
 #include "debug.hpp"
 #include "error.hpp"
