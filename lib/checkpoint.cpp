@@ -12,6 +12,9 @@
 #include <set>
 #include <string>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "diagnostics.hpp"
 
 namespace gradtape {
@@ -248,6 +251,15 @@ xt::xarray<T> convert(const npy_array& array)
     return values;
 }
 
+void sync_to_disk(const std::filesystem::path& path)
+{
+    const int descriptor = ::open(path.c_str(), O_RDONLY);
+    if (descriptor >= 0) {
+        ::fsync(descriptor);
+        ::close(descriptor);
+    }
+}
+
 template <dtype T>
 void save(const std::filesystem::path& path, const std::vector<basic_variable<T>>& variables,
           const std::source_location& site)
@@ -273,12 +285,16 @@ void save(const std::filesystem::path& path, const std::vector<basic_variable<T>
             fail<argument_error>("save_checkpoint", site, "cannot write '" + temporary.string() + "'");
         }
     }
+    // The bytes reach the disk before the rename makes them the checkpoint,
+    // and the rename reaches it before save_checkpoint returns.
+    sync_to_disk(temporary);
     std::error_code error;
     std::filesystem::rename(temporary, path, error);
     if (error) {
         fail<argument_error>("save_checkpoint", site,
                              "cannot replace '" + path.string() + "': " + error.message());
     }
+    sync_to_disk(path.has_parent_path() ? path.parent_path() : std::filesystem::path("."));
 }
 
 template <dtype T>
