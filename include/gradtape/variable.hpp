@@ -18,8 +18,9 @@ namespace gradtape {
 template <dtype T>
 class basic_variable : public basic_tensor<T> {
 public:
-    // The shape is fixed here: assign() refuses any other.
-    basic_variable(const basic_tensor<T>& initial, std::string name = {}, bool trainable = true);
+    // The shape is fixed here: assign() refuses any other. Explicit, so that a
+    // tensor never turns into a new variable silently (in an optimizer's list, say).
+    explicit basic_variable(const basic_tensor<T>& initial, std::string name = {}, bool trainable = true);
 
     basic_variable(const basic_variable& other) : basic_tensor<T>(basic_tensor<T>::share_node, other.node_) {}
     basic_variable& operator=(const basic_variable& other)
