@@ -112,8 +112,8 @@ struct sgd_options {
 //   w = w - learning_rate * g
 class SGD final : public optimizer {
 public:
-    SGD(double learning_rate);
-    SGD(sgd_options options);
+    SGD(double learning_rate, std::source_location site = std::source_location::current());
+    SGD(sgd_options options, std::source_location site = std::source_location::current());
 
     [[nodiscard]] const sgd_options& options() const noexcept { return options_; }
 
@@ -146,13 +146,13 @@ struct adam_options {
 //   w = w - learning_rate / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + epsilon)
 class Adam : public optimizer {
 public:
-    Adam(double learning_rate = 0.001);
-    Adam(adam_options options);
+    Adam(double learning_rate = 0.001, std::source_location site = std::source_location::current());
+    Adam(adam_options options, std::source_location site = std::source_location::current());
 
     [[nodiscard]] const adam_options& options() const noexcept { return options_; }
 
 protected:
-    Adam(std::string_view name, adam_options options, bool decoupled_weight_decay);
+    Adam(std::string_view name, adam_options options, bool decoupled_weight_decay, std::source_location site);
 
 private:
     template <dtype T>
@@ -177,7 +177,7 @@ private:
 class AdamW final : public Adam {
 public:
     // torch.optim.AdamW's default weight_decay is 0.01.
-    AdamW(adam_options options = {.weight_decay = 0.01});
+    AdamW(adam_options options = {.weight_decay = 0.01}, std::source_location site = std::source_location::current());
 };
 
 }  // namespace gradtape

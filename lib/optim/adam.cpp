@@ -9,15 +9,18 @@
 
 namespace gradtape {
 
-Adam::Adam(double learning_rate) : Adam(adam_options{.learning_rate = learning_rate}) {}
+Adam::Adam(double learning_rate, std::source_location site)
+    : Adam(adam_options{.learning_rate = learning_rate}, site)
+{
+}
 
-Adam::Adam(adam_options options) : Adam("Adam", std::move(options), false) {}
+Adam::Adam(adam_options options, std::source_location site) : Adam("Adam", std::move(options), false, site) {}
 
-Adam::Adam(std::string_view name, adam_options options, bool decoupled_weight_decay)
+Adam::Adam(std::string_view name, adam_options options, bool decoupled_weight_decay, std::source_location site)
     : optimizer(name, options.learning_rate), options_(std::move(options)),
       decoupled_weight_decay_(decoupled_weight_decay)
 {
-    const auto refuse = [name](const std::string& what) { throw argument_error(std::string(name) + ": " + what); };
+    const auto refuse = [name, &site](const std::string& what) { detail::fail<argument_error>(name, site, what); };
     if (!(options_.learning_rate(0) >= 0)) {
         refuse("learning_rate must be >= 0, got " + std::to_string(options_.learning_rate(0)));
     }
@@ -30,7 +33,7 @@ Adam::Adam(std::string_view name, adam_options options, bool decoupled_weight_de
     }
 }
 
-AdamW::AdamW(adam_options options) : Adam("AdamW", std::move(options), true) {}
+AdamW::AdamW(adam_options options, std::source_location site) : Adam("AdamW", std::move(options), true, site) {}
 
 void Adam::update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
                   double learning_rate)

@@ -6,11 +6,15 @@
 
 namespace gradtape {
 
-SGD::SGD(double learning_rate) : SGD(sgd_options{.learning_rate = learning_rate}) {}
-
-SGD::SGD(sgd_options options) : optimizer("SGD", options.learning_rate), options_(std::move(options))
+SGD::SGD(double learning_rate, std::source_location site)
+    : SGD(sgd_options{.learning_rate = learning_rate}, site)
 {
-    const auto refuse = [](const std::string& what) { throw argument_error("SGD: " + what); };
+}
+
+SGD::SGD(sgd_options options, std::source_location site)
+    : optimizer("SGD", options.learning_rate), options_(std::move(options))
+{
+    const auto refuse = [&site](const std::string& what) { detail::fail<argument_error>("SGD", site, what); };
     if (!(options_.learning_rate(0) >= 0)) {
         refuse("learning_rate must be >= 0, got " + std::to_string(options_.learning_rate(0)));
     }
