@@ -2,15 +2,18 @@
 // compression (numpy.savez), with just the parts of both formats that needs.
 #include <gradtape/checkpoint.hpp>
 
+#include <algorithm>
 #include <array>
 #include <bit>
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
-#include <regex>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -98,6 +101,19 @@ struct npy_array {
     std::string data;
 };
 
+// The text after "'key':" in a .npy header's dictionary, with leading spaces
+// skipped; empty when the key is absent.
+std::string_view header_value(std::string_view header, std::string_view key)
+{
+    const std::string quoted = "'" + std::string(key) + "':";
+    const std::size_t at = header.find(quoted);
+    if (at == std::string_view::npos) {
+        return {};
+    }
+    std::string_view rest = header.substr(at + quoted.size());
+    return rest.substr(std::min(rest.find_first_not_of(' '), rest.size()));
+}
+
 npy_array parse_npy(const std::string& bytes, const std::string& name, const std::source_location& site)
 {
     const auto refuse = [&](const std::string& why) {
@@ -108,35 +124,44 @@ npy_array parse_npy(const std::string& bytes, const std::string& name, const std
     }
     const int major = bytes[6];
     const std::size_t length_bytes = major == 1 ? 2 : 4;
+    if (bytes.size() < 8 + length_bytes) {
+        refuse("truncated header");
+    }
     const std::size_t header_length = length_bytes == 2 ? get16(bytes, 8) : get32(bytes, 8);
     const std::size_t data_start = 8 + length_bytes + header_length;
     if (data_start > bytes.size()) {
         refuse("truncated header");
     }
-    const std::string header = bytes.substr(8 + length_bytes, header_length);
-    std::smatch match;
+    const std::string_view header = std::string_view(bytes).substr(8 + length_bytes, header_length);
     npy_array array;
-    if (!std::regex_search(header, match, std::regex("'descr':\\s*'([^']*)'"))) {
+    const std::string_view descr = header_value(header, "descr");
+    if (descr.size() < 2 || descr[0] != '\'' || descr.find('\'', 1) == std::string_view::npos) {
         refuse("no descr");
     }
-    array.dtype = match[1];
+    array.dtype = descr.substr(1, descr.find('\'', 1) - 1);
     if (array.dtype != "<f4" && array.dtype != "<f8") {
         refuse("dtype " + array.dtype + " is not float32 or float64");
     }
-    if (std::regex_search(header, match, std::regex("'fortran_order':\\s*True"))) {
+    if (header_value(header, "fortran_order").starts_with("True")) {
         refuse("Fortran order is not supported");
     }
-    if (!std::regex_search(header, match, std::regex("'shape':\\s*\\(([^)]*)\\)"))) {
+    const std::string_view shape = header_value(header, "shape");
+    if (!shape.starts_with('(') || shape.find(')') == std::string_view::npos) {
         refuse("no shape");
     }
-    const std::string dims = match[1];
-    const std::regex number("[0-9]+");
-    for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
-        array.shape.push_back(std::stoull(it->str()));
-    }
+    // A corrupt header may hold any numbers: the element count must not overflow.
     std::size_t count = 1;
-    for (std::size_t dim : array.shape) {
+    const std::string_view dims = shape.substr(1, shape.find(')') - 1);
+    for (std::size_t at = dims.find_first_of("0123456789"); at != std::string_view::npos;
+         at = dims.find_first_of("0123456789", at)) {
+        std::size_t dim = 0;
+        const auto [next, failure] = std::from_chars(dims.data() + at, dims.data() + dims.size(), dim);
+        if (failure != std::errc() || (dim != 0 && count > std::numeric_limits<std::size_t>::max() / dim / 8)) {
+            refuse("shape (" + std::string(dims) + ") is too large");
+        }
+        array.shape.push_back(dim);
         count *= dim;
+        at = std::size_t(next - dims.data());
     }
     const std::size_t bytes_needed = count * (array.dtype == "<f4" ? 4 : 8);
     if (bytes.size() - data_start != bytes_needed) {
