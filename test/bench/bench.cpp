@@ -1,12 +1,9 @@
 // gradtape's benchmarks: medians of repeated runs and their ratios, measured
 // in one run of this program. Run with `meson test -C build --benchmark -v`
 // or directly: bench [threads]. Never part of the unit tests.
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,24 +12,15 @@
 #include <gradtape/gradtape.hpp>
 
 #include "../../samples/tutorial_data.hpp"
+#include "harness.hpp"
+#if GRADTAPE_BENCH_LIBTORCH
+#include "libtorch.hpp"
+#endif
 
 namespace gt = gradtape;
+using bench::median_ns;
 
 namespace {
-
-// Median wall time of `run`, in nanoseconds, over `repeats` runs after one warm-up.
-double median_ns(const std::function<void()>& run, int repeats)
-{
-    run();
-    std::vector<double> times;
-    for (int i = 0; i < repeats; ++i) {
-        const auto start = std::chrono::steady_clock::now();
-        run();
-        times.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count());
-    }
-    std::nth_element(times.begin(), times.begin() + std::ptrdiff_t(times.size() / 2), times.end());
-    return times[times.size() / 2];
-}
 
 long resident_kib()
 {
@@ -45,14 +33,22 @@ long resident_kib()
     return -1;
 }
 
-void row(const char* workload, double ours, const char* unit, const char* against = nullptr, double other = 0)
+// One line of the report: our figure, the one it is compared with, their
+// ratio, and the goal for that ratio where there is one.
+void row(const char* workload, const char* unit, double ours, const char* beside = nullptr, double other = 0,
+         double goal = 0)
 {
-    if (against) {
-        std::printf("%-46s %12.1f %-6s %-22s %12.1f   ratio %6.2f\n", workload, ours, unit, against, other,
-                    ours / other);
-    } else {
-        std::printf("%-46s %12.1f %-6s\n", workload, ours, unit);
+    if (!beside) {
+        std::printf("| %-40s | %10.1f %-5s | %-32s | %7s | %-16s |\n", workload, ours, unit, "", "", "");
+        return;
     }
+    const double ratio = ours / other;
+    char goal_text[32] = "";
+    if (goal > 0) {
+        std::snprintf(goal_text, sizeof goal_text, "<= %g (%s)", goal, ratio <= goal ? "met" : "missed");
+    }
+    std::printf("| %-40s | %10.1f %-5s | %-21s %10.1f | %7.2f | %-16s |\n", workload, ours, unit, beside, other, ratio,
+                goal_text);
 }
 
 // 1. A chain of 100 small elementwise ops, recorded, then the backward pass: ns per op.
@@ -195,17 +191,43 @@ int main(int argc, char** argv)
 {
     const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
     openblas_set_num_threads(threads);
-    std::printf("gradtape benchmarks, OpenBLAS threads: %d (medians of repeated runs, one process)\n\n", threads);
+#if GRADTAPE_BENCH_LIBTORCH
+    bench::libtorch::set_threads(threads);
+    const bool libtorch = true;
+#else
+    const bool libtorch = false;
+#endif
+    std::printf("gradtape benchmarks at %d thread%s (OpenBLAS%s): medians of repeated runs, ratios from this run\n\n",
+                threads, threads == 1 ? "" : "s", libtorch ? " and LibTorch" : "; LibTorch not built");
+    std::printf("| %-40s | %16s | %-32s | %7s | %-16s |\n", "workload", "gradtape", "beside", "ratio", "goal");
+    std::printf("| %-40s | %16s | %-32s | %7s | %-16s |\n", "---", "---", "---", "---", "---");
 
-    row("1. per op, 100 recorded ops on 16 floats", per_op_ns(16), "ns/op");
-    row("1. per op, 100 recorded ops on 1024 floats", per_op_ns(1024), "ns/op");
     const tutorial::data data = tutorial::make_data(2);
-    row("2. tutorial, 50 SGD steps", tutorial_ns(data) / 1e3, "us", "hand-written (no tape)",
-        tutorial_by_hand_ns(data) / 1e3);
-    row("3. MLP step, batch 128, 784-256-10", mlp_step_ns() / 1e6, "ms");
-    const auto [ours, raw] = matmul_ns();
-    row("4. matmul 1024^2 forward + backward", ours / 1e6, "ms", "three cblas_sgemm", raw / 1e6);
+    const double per_op_16 = per_op_ns(16);
+    const double per_op_1024 = per_op_ns(1024);
+    const double tutorial = tutorial_ns(data) / 1e3;
+    const double mlp_step = mlp_step_ns() / 1e6;
+    const auto [matmul, sgemm] = matmul_ns();
+#if GRADTAPE_BENCH_LIBTORCH
+    row("1. per op, 100 ops on 16 floats", "ns/op", per_op_16, "LibTorch", bench::libtorch::per_op_ns(16), 0.15);
+    row("1. per op, 100 ops on 1024 floats", "ns/op", per_op_1024, "LibTorch", bench::libtorch::per_op_ns(1024), 0.15);
+    row("2. tutorial, 50 SGD steps", "us", tutorial, "LibTorch",
+        bench::libtorch::tutorial_ns(data.input.value().data(), data.target.value().data(), data.input.shape()[0]) / 1e3,
+        0.1);
+#else
+    row("1. per op, 100 ops on 16 floats", "ns/op", per_op_16);
+    row("1. per op, 100 ops on 1024 floats", "ns/op", per_op_1024);
+#endif
+    row("2. tutorial, 50 SGD steps", "us", tutorial, "hand-written, no tape", tutorial_by_hand_ns(data) / 1e3, 3);
+#if GRADTAPE_BENCH_LIBTORCH
+    row("3. MLP step, batch 128, 784-256-10", "ms", mlp_step, "LibTorch", bench::libtorch::mlp_step_ns() / 1e6, 0.8);
+    row("4. matmul 1024^2 forward + backward", "ms", matmul / 1e6, "LibTorch", bench::libtorch::matmul_ns() / 1e6);
+#else
+    row("3. MLP step, batch 128, 784-256-10", "ms", mlp_step);
+#endif
+    row("4. matmul 1024^2 forward + backward", "ms", matmul / 1e6, "three cblas_sgemm", sgemm / 1e6, 1.05);
     const auto [early, late] = tutorial_rss_kib(data);
-    std::printf("%-46s %12ld KiB after 1,000 steps, %ld KiB after 100,000: growth %ld KiB\n",
-                "6. resident memory, tutorial steps", early, late, late - early);
+    std::printf("\n6. resident memory over 100,000 tutorial steps: %ld KiB after 1,000 steps, %ld KiB at the end: "
+                "growth %ld KiB (goal < 1024)\n",
+                early, late, late - early);
 }

@@ -1,0 +1,89 @@
+// bench.cpp's workloads in LibTorch, written as its documentation shows:
+// tensors with requires_grad, backward(), torch::optim::SGD.
+#include "libtorch.hpp"
+
+#include <torch/torch.h>
+
+#include "harness.hpp"
+
+namespace bench::libtorch {
+
+void set_threads(int threads)
+{
+    torch::set_num_threads(threads);
+}
+
+double per_op_ns(std::size_t size)
+{
+    const auto n = std::int64_t(size);
+    const torch::Tensor x = torch::rand({n}).mul_(1).add_(0.5).requires_grad_();
+    const torch::Tensor scale = torch::full({n}, 0.999f);
+    const torch::Tensor shift = torch::full({n}, 0.001f);
+    const torch::Tensor seed = scale.clone();
+    const double total = median_ns(
+        [&] {
+            torch::Tensor y = x;
+            for (int i = 0; i < 50; ++i) {
+                y = y * scale + shift;
+            }
+            y.backward(seed);
+            x.mutable_grad().reset();
+        },
+        2000);
+    return total / 100;
+}
+
+double tutorial_ns(const float* input, const float* target, std::size_t examples)
+{
+    const auto n = std::int64_t(examples);
+    const torch::Tensor inputs = torch::from_blob(const_cast<float*>(input), {n, 2}).clone();
+    const torch::Tensor targets = torch::from_blob(const_cast<float*>(target), {n, 1}).clone();
+    return median_ns(
+        [&] {
+            torch::Tensor weights = torch::zeros({2, 1}, torch::requires_grad());
+            torch::optim::SGD optimizer({weights}, torch::optim::SGDOptions(0.002));
+            for (int step = 0; step < 50; ++step) {
+                optimizer.zero_grad();
+                const torch::Tensor loss = (torch::matmul(inputs, weights) - targets).pow(2).sum() / 2;
+                loss.backward();
+                optimizer.step();
+            }
+        },
+        200);
+}
+
+double mlp_step_ns()
+{
+    const torch::Tensor images = torch::rand({128, 784});
+    const torch::Tensor labels = torch::arange(128, torch::kLong).remainder(10);
+    torch::Tensor w1 = (torch::randn({784, 256}) * 0.05).requires_grad_();
+    torch::Tensor b1 = torch::zeros({256}, torch::requires_grad());
+    torch::Tensor w2 = (torch::randn({256, 10}) * 0.05).requires_grad_();
+    torch::Tensor b2 = torch::zeros({10}, torch::requires_grad());
+    torch::optim::SGD optimizer({w1, b1, w2, b2}, torch::optim::SGDOptions(0.01));
+    return median_ns(
+        [&] {
+            optimizer.zero_grad();
+            const torch::Tensor hidden = torch::relu(torch::matmul(images, w1) + b1);
+            const torch::Tensor loss = torch::nn::functional::cross_entropy(torch::matmul(hidden, w2) + b2, labels);
+            loss.backward();
+            optimizer.step();
+        },
+        50);
+}
+
+double matmul_ns()
+{
+    const torch::Tensor a = torch::rand({1024, 1024}, torch::requires_grad());
+    const torch::Tensor b = torch::rand({1024, 1024}, torch::requires_grad());
+    const torch::Tensor seed = torch::rand({1024, 1024});
+    return median_ns(
+        [&] {
+            torch::matmul(a, b).backward(seed);
+            a.mutable_grad().reset();
+            b.mutable_grad().reset();
+        },
+        7);
+}
+
+}  // namespace bench::libtorch

@@ -1,0 +1,18 @@
+// The benchmark workloads written in LibTorch, for the side-by-side figures.
+// Declared without Torch's headers, which take long to compile.
+#pragma once
+
+#include <cstddef>
+
+namespace bench::libtorch {
+
+// Intra-op threads for LibTorch (its own pool, and OpenBLAS under it).
+void set_threads(int threads);
+
+// The same workloads as bench.cpp's, in the same units.
+double per_op_ns(std::size_t size);
+double tutorial_ns(const float* input, const float* target, std::size_t examples);
+double mlp_step_ns();
+double matmul_ns();
+
+}  // namespace bench::libtorch
