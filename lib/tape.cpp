@@ -4,11 +4,14 @@
 #include <gradtape/tape.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <exception>
 #include <ostream>
 #include <sstream>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -22,23 +25,6 @@
 namespace gradtape {
 namespace detail {
 
-// What a tape knows of a tensor it recorded, for printing.
-struct tensor_description {
-    tensor_id id;
-    shape_type shape;
-    const char* dtype;
-};
-
-struct op_record {
-    std::string_view op;
-    std::source_location site;
-    std::vector<tensor_id> inputs;
-    tensor_id output;
-    backward_function backward;
-    std::vector<tensor_description> input_descriptions;
-    tensor_description output_description;
-};
-
 struct tape_entry {
     // Shared by every tape that recorded the op; released by a non-persistent
     // tape as soon as its backward pass has used it.
@@ -49,7 +35,10 @@ struct tape_entry {
 struct tape_state {
     tape_options options;
     std::thread::id owner = std::this_thread::get_id();
-    std::unordered_set<tensor_id> watched;
+    // Every recorded op adds its output: the nodes come from a pool, not one
+    // malloc each.
+    std::pmr::unsynchronized_pool_resource watched_nodes;
+    std::pmr::unordered_set<tensor_id> watched{&watched_nodes};
     std::vector<tape_entry> entries;
     bool computing_gradient = false;
     bool answered = false;
@@ -122,9 +111,12 @@ void check_owner(const tape_state& tape, std::string_view op, const std::source_
 std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_tensor seed,
                                       std::span<const tensor_id> sources, bool release)
 {
-    std::unordered_map<tensor_id, any_tensor> gradients;
+    // The pass's bookkeeping lives in one arena, on the stack for small tapes.
+    std::array<std::byte, 4096> first_block;
+    std::pmr::monotonic_buffer_resource arena(first_block.data(), first_block.size());
+    std::pmr::unordered_map<tensor_id, any_tensor> gradients(&arena);
     gradients.emplace(target, std::move(seed));
-    const std::unordered_set<tensor_id> kept(sources.begin(), sources.end());
+    const std::pmr::unordered_set<tensor_id> kept(sources.begin(), sources.end(), 0, {}, {}, &arena);
 
     tape.computing_gradient = true;
     struct restore {
@@ -150,15 +142,19 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
 
     for (auto entry = tape.entries.rbegin(); entry != tape.entries.rend(); ++entry) {
         const op_record& record = *entry->record;
-        auto found = gradients.find(record.output);
+        auto found = gradients.find(record.output.id);
         if (found == gradients.end()) {
             continue;
         }
-        any_tensor output_gradient = kept.contains(record.output) ? found->second : std::move(found->second);
-        if (!kept.contains(record.output)) {
+        any_tensor output_gradient = kept.contains(record.output.id) ? found->second : std::move(found->second);
+        if (!kept.contains(record.output.id)) {
             gradients.erase(found);
         }
-        std::vector<any_tensor> input_gradients(record.inputs.size());
+        // Most ops have one or two inputs: no allocation for their gradients' slots.
+        std::array<any_tensor, 4> few;
+        std::vector<any_tensor> many(record.inputs().size() > few.size() ? record.inputs().size() : 0);
+        const std::span<any_tensor> input_gradients =
+            many.empty() ? std::span(few).first(record.inputs().size()) : std::span(many);
         {
             backward_rule_scope scope(record);
             record.backward(output_gradient, input_mask(entry->watched_inputs), input_gradients);
@@ -167,9 +163,9 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
             }
         }
         const input_mask needed(entry->watched_inputs);
-        for (std::size_t i = 0; i < record.inputs.size(); ++i) {
+        for (std::size_t i = 0; i < record.inputs().size(); ++i) {
             if (needed[i] && !std::holds_alternative<std::monostate>(input_gradients[i])) {
-                accumulate(gradients[record.inputs[i]], std::move(input_gradients[i]));
+                accumulate(gradients[record.inputs()[i].id], std::move(input_gradients[i]));
             }
         }
         if (release) {
@@ -209,19 +205,35 @@ recorder::recorder(std::span<const tape_input> inputs)
     }
 }
 
-void recorder::record(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
-                      const tape_input& output, backward_function backward)
+namespace {
+
+tensor_description description_of(const tape_input& in)
 {
-    const auto describe = [](const tape_input& in) { return tensor_description{in.id, *in.shape, in.dtype}; };
-    std::vector<tensor_id> input_ids(inputs.size());
-    std::vector<tensor_description> descriptions(inputs.size());
-    std::transform(inputs.begin(), inputs.end(), input_ids.begin(), [](const tape_input& in) { return in.id; });
-    std::transform(inputs.begin(), inputs.end(), descriptions.begin(), describe);
-    auto shared = std::make_shared<op_record>(op_record{op, user_site(site), std::move(input_ids), output.id,
-                                                        std::move(backward), std::move(descriptions),
-                                                        describe(output)});
+    return {in.id, *in.shape, in.dtype};
+}
+
+}  // namespace
+
+void op_record::set_inputs(std::span<const tape_input> inputs)
+{
+    input_count = inputs.size();
+    if (inputs.size() <= inline_inputs.size()) {
+        std::transform(inputs.begin(), inputs.end(), inline_inputs.begin(), description_of);
+    } else {
+        spilled_inputs.resize(inputs.size());
+        std::transform(inputs.begin(), inputs.end(), spilled_inputs.begin(), description_of);
+    }
+}
+
+void recorder::record(std::shared_ptr<op_record> entry, std::string_view op, const std::source_location& site,
+                      std::span<const tape_input> inputs, const tape_input& output)
+{
+    entry->op = op;
+    entry->site = user_site(site);
+    entry->set_inputs(inputs);
+    entry->output = description_of(output);
     for (auto& [tape, mask] : tapes_) {
-        tape->entries.push_back({shared, mask});
+        tape->entries.push_back({entry, mask});
         tape->watched.insert(output.id);
     }
 }
@@ -292,10 +304,10 @@ std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
             continue;
         }
         out << record->op << ' ';
-        for (std::size_t j = 0; j < record->input_descriptions.size(); ++j) {
-            out << (j ? ", " : "") << describe(record->input_descriptions[j]);
+        for (std::size_t j = 0; j < record->inputs().size(); ++j) {
+            out << (j ? ", " : "") << describe(record->inputs()[j]);
         }
-        out << " -> " << describe(record->output_description) << "  " << detail::format_site(record->site);
+        out << " -> " << describe(record->output) << "  " << detail::format_site(record->site);
     }
     return out;
 }
@@ -325,10 +337,10 @@ std::string GradientTape::to_dot() const
         const std::string file = record->site.file_name();
         dot << "  " << op_node << " [shape=box, label=\"" << record->op << "\\n"
             << file.substr(file.find_last_of('/') + 1) << ":" << record->site.line() << "\"];\n";
-        for (const auto& input : record->input_descriptions) {
+        for (const auto& input : record->inputs()) {
             dot << "  " << tensor_node(input) << " -> " << op_node << ";\n";
         }
-        dot << "  " << op_node << " -> " << tensor_node(record->output_description) << ";\n";
+        dot << "  " << op_node << " -> " << tensor_node(record->output) << ";\n";
     }
     dot << "}\n";
     return dot.str();

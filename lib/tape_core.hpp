@@ -3,8 +3,9 @@
 // no op appears here.
 #pragma once
 
+#include <array>
 #include <cstdint>
-#include <functional>
+#include <memory>
 #include <source_location>
 #include <span>
 #include <string_view>
@@ -54,10 +55,53 @@ private:
     std::uint64_t bits_;
 };
 
-// Writes the gradient of each needed input into input_gradients (left
-// monostate where an input gets none), from the gradient of the op's output.
-using backward_function =
-    std::function<void(const any_tensor& output_gradient, input_mask needed, std::span<any_tensor> input_gradients)>;
+// What a tape knows of a tensor an op read or wrote: its id, and for
+// printing, its shape and dtype.
+struct tensor_description {
+    tensor_id id;
+    shape_type shape;
+    const char* dtype;
+};
+
+// One recorded op, shared by every tape that recorded it. Its backward rule
+// lives in the derived recorded_op, in the same allocation: writes the
+// gradient of each needed input into input_gradients (left monostate where
+// an input gets none), from the gradient of the op's output.
+struct op_record {
+    std::string_view op;
+    std::source_location site;
+    tensor_description output;
+
+    [[nodiscard]] std::span<const tensor_description> inputs() const
+    {
+        return spilled_inputs.empty() ? std::span(inline_inputs).first(input_count) : std::span(spilled_inputs);
+    }
+    void set_inputs(std::span<const tape_input> inputs);
+
+    op_record() = default;
+    op_record(const op_record&) = delete;
+    op_record& operator=(const op_record&) = delete;
+    virtual ~op_record() = default;
+    virtual void backward(const any_tensor& output_gradient, input_mask needed,
+                          std::span<any_tensor> input_gradients) const = 0;
+
+private:
+    // Nearly every op has at most three inputs: they are kept without an allocation.
+    std::array<tensor_description, 3> inline_inputs;
+    std::size_t input_count = 0;
+    std::vector<tensor_description> spilled_inputs;
+};
+
+template <class Rule>
+struct recorded_op final : op_record {
+    explicit recorded_op(Rule&& r) : rule(std::move(r)) {}
+    void backward(const any_tensor& output_gradient, input_mask needed,
+                  std::span<any_tensor> input_gradients) const override
+    {
+        rule(output_gradient, needed, input_gradients);
+    }
+    Rule rule;
+};
 
 struct tape_state;
 
@@ -67,10 +111,18 @@ class recorder {
 public:
     explicit recorder(std::span<const tape_input> inputs);
     explicit operator bool() const { return !tapes_.empty(); }
+    // `rule` is invoked as rule(output_gradient, needed, input_gradients).
+    template <class Rule>
     void record(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
-                const tape_input& output, backward_function backward);
+                const tape_input& output, Rule&& rule)
+    {
+        record(std::make_shared<recorded_op<std::decay_t<Rule>>>(std::forward<Rule>(rule)), op, site, inputs, output);
+    }
 
 private:
+    void record(std::shared_ptr<op_record> entry, std::string_view op, const std::source_location& site,
+                std::span<const tape_input> inputs, const tape_input& output);
+
     xt::svector<std::pair<tape_state*, std::uint64_t>, 4> tapes_;
 };
 

@@ -206,7 +206,7 @@ int main(int argc, char** argv)
     const double per_op_16 = per_op_ns(16);
     const double per_op_1024 = per_op_ns(1024);
     const double tutorial = tutorial_ns(data) / 1e3;
-    const double mlp_step = mlp_step_ns() / 1e6;
+    const double mlp_step = mlp_step_ns() / 1e3;
     const auto [matmul, sgemm] = matmul_ns();
 #if GRADTAPE_BENCH_LIBTORCH
     row("1. per op, 100 ops on 16 floats", "ns/op", per_op_16, "LibTorch", bench::libtorch::per_op_ns(16), 0.15);
@@ -220,10 +220,10 @@ int main(int argc, char** argv)
 #endif
     row("2. tutorial, 50 SGD steps", "us", tutorial, "hand-written, no tape", tutorial_by_hand_ns(data) / 1e3, 3);
 #if GRADTAPE_BENCH_LIBTORCH
-    row("3. MLP step, batch 128, 784-256-10", "ms", mlp_step, "LibTorch", bench::libtorch::mlp_step_ns() / 1e6, 0.8);
+    row("3. MLP step, batch 128, 784-256-10", "us", mlp_step, "LibTorch", bench::libtorch::mlp_step_ns() / 1e3, 0.8);
     row("4. matmul 1024^2 forward + backward", "ms", matmul / 1e6, "LibTorch", bench::libtorch::matmul_ns() / 1e6);
 #else
-    row("3. MLP step, batch 128, 784-256-10", "ms", mlp_step);
+    row("3. MLP step, batch 128, 784-256-10", "us", mlp_step);
 #endif
     row("4. matmul 1024^2 forward + backward", "ms", matmul / 1e6, "three cblas_sgemm", sgemm / 1e6, 1.05);
     const auto [early, late] = tutorial_rss_kib(data);
