@@ -86,6 +86,15 @@ def _svector(shape):
     return [(begin + i).dereference() for i in range(int(end - begin))]
 
 
+def _record_inputs(record):
+    # Up to three inputs are kept inline (op_record::inline_inputs), more in a vector.
+    spilled = _vector_items(record['spilled_inputs'])
+    if spilled:
+        return spilled
+    inline = record['inline_inputs']['_M_elems']
+    return [inline[i] for i in range(int(record['input_count']))]
+
+
 class TapePrinter:
     def __init__(self, value):
         self.value = value
@@ -107,8 +116,8 @@ class TapePrinter:
             record = record.dereference()
             op = record['op']
             name = op['_M_str'].string(length=int(op['_M_len']))
-            inputs = ', '.join(_describe(d) for d in _vector_items(record['input_descriptions']))
-            lines.append('  #%d %s %s -> %s  %s' % (index, name, inputs, _describe(record['output_description']),
+            inputs = ', '.join(_describe(d) for d in _record_inputs(record))
+            lines.append('  #%d %s %s -> %s  %s' % (index, name, inputs, _describe(record['output']),
                                                   _source_location(record['site'])))
         return '\n'.join(lines)
 
