@@ -86,6 +86,20 @@ def _svector(shape):
     return [(begin + i).dereference() for i in range(int(end - begin))]
 
 
+class _NonPolymorphic:
+    """Members of a polymorphic object read through its static type's field
+    offsets: dereferencing the pointer makes gdb look for the dynamic type's
+    RTTI, which it cannot name for types built from lambdas, and warn."""
+
+    def __init__(self, pointer):
+        self.address = pointer.cast(gdb.lookup_type('char').pointer())
+        self.type = pointer.type.target().strip_typedefs()
+
+    def __getitem__(self, name):
+        field = next(f for f in self.type.fields() if f.name == name)
+        return (self.address + field.bitpos // 8).cast(field.type.pointer()).dereference()
+
+
 def _record_inputs(record):
     # Up to three inputs are kept inline (op_record::inline_inputs), more in a vector.
     spilled = _vector_items(record['spilled_inputs'])
@@ -113,7 +127,7 @@ class TapePrinter:
             if int(record) == 0:
                 lines.append('  #%d (released)' % index)
                 continue
-            record = record.dereference()
+            record = _NonPolymorphic(record)
             op = record['op']
             name = op['_M_str'].string(length=int(op['_M_len']))
             inputs = ', '.join(_describe(d) for d in _record_inputs(record))

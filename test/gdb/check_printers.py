@@ -42,3 +42,8 @@ missing = [text for text in expected if text not in output]
 if missing:
     print('missing from gdb output:', *missing, sep='\n  ')
     sys.exit(1)
+# A printer that fails, or makes gdb warn, spoils the session it should help.
+complaints = [line for line in output.splitlines() if 'Python Exception' in line or line.startswith('warning: RTTI')]
+if complaints:
+    print('gdb complained while printing:', *complaints, sep='\n  ')
+    sys.exit(1)
