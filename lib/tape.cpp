@@ -20,6 +20,7 @@
 
 #include "debug_hooks.hpp"
 #include "diagnostics.hpp"
+#include "id_set.hpp"
 #include "tape_core.hpp"
 
 namespace gradtape {
@@ -35,10 +36,7 @@ struct tape_entry {
 struct tape_state {
     tape_options options;
     std::thread::id owner = std::this_thread::get_id();
-    // Every recorded op adds its output: the nodes come from a pool, not one
-    // malloc each.
-    std::pmr::unsynchronized_pool_resource watched_nodes;
-    std::pmr::unordered_set<tensor_id> watched{&watched_nodes};
+    id_set watched;
     std::vector<tape_entry> entries;
     bool computing_gradient = false;
     bool answered = false;
@@ -116,7 +114,10 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
     std::pmr::monotonic_buffer_resource arena(first_block.data(), first_block.size());
     std::pmr::unordered_map<tensor_id, any_tensor> gradients(&arena);
     gradients.emplace(target, std::move(seed));
-    const std::pmr::unordered_set<tensor_id> kept(sources.begin(), sources.end(), 0, {}, {}, &arena);
+    id_set kept;
+    for (tensor_id source : sources) {
+        kept.insert(source);
+    }
 
     tape.computing_gradient = true;
     struct restore {

@@ -1,4 +1,5 @@
 // What a GradientTape records, watches and answers.
+#include <cmath>
 #include <memory>
 #include <thread>
 
@@ -427,4 +428,28 @@ TEST_CASE("custom_gradient refuses a backward that returns the wrong gradients",
         {x}, [](const auto& in) { return in[0] * 2.0; },
         [](const Tensor64&, const auto&, const auto&) { return std::vector{gt::ones<double>({3})}; });
     REQUIRE_THROWS_WITH(tape.gradient(gt::reduce_sum(misshapen), x), Contains("(3,)") && Contains("(2,)"));
+}
+
+TEST_CASE("a tape of ten thousand ops watching ten thousand tensors answers exactly", "[tape]")
+{
+    // y = x * c^n: dy/dx = c^n, and every intermediate is watched through x.
+    const Tensor64 x = 1.0;
+    const Tensor64 c = 1.0001;
+    gt::GradientTape tape({.persistent = true});
+    tape.watch(x);
+    Tensor64 y = x;
+    std::vector<Tensor64> kept;
+    for (int i = 0; i < 10'000; ++i) {
+        y = y * c;
+        if (i % 1000 == 0) {
+            kept.push_back(y);
+        }
+    }
+    REQUIRE(tape.size() == 10'000);
+    REQUIRE(tape.gradient(y, x).item() == Approx(std::pow(1.0001, 10'000)).epsilon(1e-12));
+    // d y / d kept[k] = c^(n - 1 - 1000 k): intermediates are sources too.
+    const auto gradients = tape.gradient(y, kept);
+    for (std::size_t k = 0; k < kept.size(); ++k) {
+        REQUIRE(gradients[k].item() == Approx(std::pow(1.0001, 10'000 - 1 - 1000.0 * double(k))).epsilon(1e-12));
+    }
 }

@@ -9,12 +9,34 @@ namespace gradtape {
 using detail::record_op;
 using detail::sum_to_shape;
 
+namespace {
+
+// f(a, b) with NumPy broadcasting. xtensor broadcasts through a stepper that
+// visits one element at a time; a one-element operand (a scalar, a loss, a
+// constant factor in a backward rule) is passed as a plain number instead,
+// which keeps the vectorised path.
+template <dtype T, class F>
+xt::xarray<T> broadcast_apply(const xt::xarray<T>& a, const xt::xarray<T>& b, F f)
+{
+    if (a.shape() != b.shape()) {
+        if (a.size() == 1 && a.dimension() <= b.dimension()) {
+            return f(*a.data(), b);
+        }
+        if (b.size() == 1 && b.dimension() <= a.dimension()) {
+            return f(a, *b.data());
+        }
+    }
+    return f(a, b);
+}
+
+}  // namespace
+
 template <dtype T>
 basic_tensor<T> add(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
     detail::check_broadcastable("add", site, a.shape(), b.shape());
     return record_op<T>(
-        "add", site, a.value() + b.value(),
+        "add", site, broadcast_apply(a.value(), b.value(), [](const auto& x, const auto& y) { return x + y; }),
         [sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad) {
             return std::array{sum_to_shape(grad, sa), sum_to_shape(grad, sb)};
         },
@@ -26,7 +48,7 @@ basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<ba
 {
     detail::check_broadcastable("subtract", site, a.shape(), b.shape());
     return record_op<T>(
-        "subtract", site, a.value() - b.value(),
+        "subtract", site, broadcast_apply(a.value(), b.value(), [](const auto& x, const auto& y) { return x - y; }),
         [sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad, detail::input_mask needed) {
             return std::array{sum_to_shape(grad, sa), needed[1] ? negative(sum_to_shape(grad, sb)) : basic_tensor<T>{}};
         },
@@ -38,7 +60,7 @@ basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<ba
 {
     detail::check_broadcastable("multiply", site, a.shape(), b.shape());
     return record_op<T>(
-        "multiply", site, a.value() * b.value(),
+        "multiply", site, broadcast_apply(a.value(), b.value(), [](const auto& x, const auto& y) { return x * y; }),
         [a, b](const basic_tensor<T>& grad, detail::input_mask needed) {
             return std::array{needed[0] ? sum_to_shape(grad * b, a.shape()) : basic_tensor<T>{},
                               needed[1] ? sum_to_shape(grad * a, b.shape()) : basic_tensor<T>{}};
@@ -50,7 +72,8 @@ template <dtype T>
 basic_tensor<T> divide(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
     detail::check_broadcastable("divide", site, a.shape(), b.shape());
-    basic_tensor<T> quotient = a.value() / b.value();
+    basic_tensor<T> quotient =
+        broadcast_apply(a.value(), b.value(), [](const auto& x, const auto& y) { return x / y; });
     return record_op<T>(
         "divide", site, quotient,
         [quotient, b, sa = a.shape()](const basic_tensor<T>& grad, detail::input_mask needed) {

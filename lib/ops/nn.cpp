@@ -1,6 +1,9 @@
 // Activations over an axis, losses and dropout. The cross-entropies are
 // compositions of recorded ops; their derivatives follow from those.
 #include <gradtape/nn.hpp>
+
+#include <numeric>
+
 #include <gradtape/random.hpp>
 
 #include <xtensor/xmath.hpp>
@@ -132,7 +135,9 @@ basic_tensor<T> sigmoid_cross_entropy_with_logits(const basic_tensor<T>& labels,
 template <dtype T>
 basic_tensor<T> l2_loss(const basic_tensor<T>& x, std::source_location site)
 {
-    xt::xarray<T> half_sum_of_squares(xt::sum(xt::square(x.value()))() / T(2));
+    // A plain loop: xt::sum over a lazy square steps one element at a time.
+    const auto& values = x.value().storage();
+    xt::xarray<T> half_sum_of_squares(std::inner_product(values.begin(), values.end(), values.begin(), T(0)) / T(2));
     return record_op<T>(
         "l2_loss", site, std::move(half_sum_of_squares), [x](const basic_tensor<T>& grad) { return grad * x; }, x);
 }
