@@ -54,6 +54,10 @@ TEST_CASE("arithmetic ops compute NumPy's broadcast values", "[ops][values]")
     require_values(gt::subtract(row, 1.0), {9, 19, 29}, {3});
     require_values(gt::multiply(column, column), {4, 16}, {2, 1});
     require_values(gt::divide(row, 10.0), {1, 2, 3}, {3});
+    // The repeated operand on the left, where order matters.
+    require_values(row - a, {9, 18, 27, 6, 15, 24}, {2, 3});
+    require_values(row / a, {10, 10, 10, 2.5, 4, 5}, {2, 3});
+    require_values(make64({2}, {1, 1}) - a, {1, 0, -1, -2, -3, -4}, {2, 3});
 }
 
 TEST_CASE("unary ops compute their formulas", "[ops][values]")
@@ -278,6 +282,14 @@ TEMPLATE_TEST_CASE("binary selections and comparisons broadcast", "[ops][values]
     REQUIRE((xt::flatten(gt::equal(a, b).value()) == xt::xarray<T>{0, 0, 0, 0, 1, 0}));
     REQUIRE((xt::flatten(gt::where(gt::greater(a, b), a, b).value()) == xt::xarray<T>{2, 5, 3, 5, 5, 5}));
     REQUIRE((gt::cast<double>(a).value() == xt::xarray<double>{1, 5, 3}));
+    // A row compared with every row of a matrix, on either side, and with a scalar.
+    xt::xarray<T> matrix_values = {0, 5, 4, 1, 6, 3};
+    matrix_values.reshape({2, 3});
+    const gt::basic_tensor<T> matrix = matrix_values;
+    REQUIRE((xt::flatten(gt::greater(a, matrix).value()) == xt::xarray<T>{1, 0, 0, 0, 0, 0}));
+    REQUIRE((xt::flatten(gt::less(matrix, a).value()) == xt::xarray<T>{1, 0, 0, 0, 0, 0}));
+    REQUIRE((xt::flatten(gt::equal(matrix, a).value()) == xt::xarray<T>{0, 1, 0, 1, 0, 1}));
+    REQUIRE((gt::greater_equal(a, gt::basic_tensor<T>(T(3))).value() == xt::xarray<T>{0, 1, 1}));
 }
 
 TEST_CASE("gradients of the other unary ops", "[ops][gradient]")

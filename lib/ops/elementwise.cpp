@@ -11,20 +11,44 @@ using detail::sum_to_shape;
 
 namespace {
 
+// Whether `inner` is a trailing part of `outer`'s shape: a bias added to
+// every row, the most common broadcast in a network.
+bool is_trailing_shape(const shape_type& inner, const shape_type& outer)
+{
+    return inner.size() < outer.size() && std::equal(inner.begin(), inner.end(), outer.end() - std::ptrdiff_t(inner.size()));
+}
+
 // f(a, b) with NumPy broadcasting. xtensor broadcasts through a stepper that
-// visits one element at a time; a one-element operand (a scalar, a loss, a
-// constant factor in a backward rule) is passed as a plain number instead,
-// which keeps the vectorised path.
+// visits one element at a time; the two common cases take faster paths: a
+// one-element operand (a scalar, a loss, a constant factor in a backward
+// rule) is passed as a plain number, and an operand repeated along leading
+// dimensions (a bias) is applied row by row.
 template <dtype T, class F>
 xt::xarray<T> broadcast_apply(const xt::xarray<T>& a, const xt::xarray<T>& b, F f)
 {
-    if (a.shape() != b.shape()) {
-        if (a.size() == 1 && a.dimension() <= b.dimension()) {
-            return f(*a.data(), b);
+    if (a.shape() == b.shape()) {
+        return f(a, b);
+    }
+    if (a.size() == 1 && a.dimension() <= b.dimension()) {
+        return f(*a.data(), b);
+    }
+    if (b.size() == 1 && b.dimension() <= a.dimension()) {
+        return f(a, *b.data());
+    }
+    const bool b_repeats = is_trailing_shape(b.shape(), a.shape());
+    if ((b_repeats || is_trailing_shape(a.shape(), b.shape())) && a.size() != 0 && b.size() != 0) {
+        const xt::xarray<T>& whole = b_repeats ? a : b;
+        const std::size_t row = b_repeats ? b.size() : a.size();
+        auto result = xt::xarray<T>::from_shape(whole.shape());
+        const T* pa = a.data();
+        const T* pb = b.data();
+        T* out = result.data();
+        for (std::size_t start = 0; start < whole.size(); start += row) {
+            for (std::size_t i = 0; i < row; ++i) {
+                out[start + i] = b_repeats ? f(pa[start + i], pb[i]) : f(pa[i], pb[start + i]);
+            }
         }
-        if (b.size() == 1 && b.dimension() <= a.dimension()) {
-            return f(a, *b.data());
-        }
+        return result;
     }
     return f(a, b);
 }
@@ -291,7 +315,14 @@ basic_tensor<T> compare(std::string_view op, const std::source_location& site, c
                         const basic_tensor<T>& b, Compare holds)
 {
     detail::check_broadcastable(op, site, a.shape(), b.shape());
-    return xt::xarray<T>(xt::cast<T>(holds(a.value(), b.value())));
+    return broadcast_apply(a.value(), b.value(), [&](const auto& x, const auto& y) {
+        const auto outcome = holds(x, y);
+        if constexpr (std::is_same_v<decltype(outcome), const bool>) {
+            return T(outcome);
+        } else {
+            return xt::cast<T>(outcome);
+        }
+    });
 }
 
 }  // namespace
@@ -342,7 +373,14 @@ template <dtype T>
 basic_tensor<T> equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                       std::source_location site)
 {
-    return compare("equal", site, a, b, [](const auto& x, const auto& y) { return xt::equal(x, y); });
+    // On two whole expressions, == compares them as a whole: xt::equal is elementwise.
+    return compare("equal", site, a, b, [](const auto& x, const auto& y) {
+        if constexpr (std::is_arithmetic_v<std::decay_t<decltype(x)>> && std::is_arithmetic_v<std::decay_t<decltype(y)>>) {
+            return x == y;
+        } else {
+            return xt::equal(x, y);
+        }
+    });
 }
 
 template <dtype T>
