@@ -8,6 +8,7 @@
 
 #include "debug_hooks.hpp"
 #include "diagnostics.hpp"
+#include "static_tls.hpp"
 #include "dtypes.hpp"
 
 namespace gradtape {
@@ -24,7 +25,7 @@ bool env_trace()
 std::atomic<bool> numerics_everywhere{false};
 std::atomic<bool> trace_everywhere{env_trace()};
 std::atomic<int> numeric_guards{0};
-thread_local int numeric_guards_here = 0;
+thread_local int numeric_guards_here GRADTAPE_STATIC_TLS = 0;
 
 void update_debugging()
 {

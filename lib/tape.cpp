@@ -20,6 +20,7 @@
 
 #include "debug_hooks.hpp"
 #include "diagnostics.hpp"
+#include "static_tls.hpp"
 #include "id_set.hpp"
 #include "tape_core.hpp"
 
@@ -72,7 +73,7 @@ struct thread_tapes {
     std::string_view backward_op;
 };
 
-thread_local thread_tapes this_thread;
+thread_local thread_tapes this_thread GRADTAPE_STATIC_TLS;
 
 // While a backward rule runs, the ops it calls are attributed to the forward
 // op and its call site.

@@ -13,6 +13,7 @@
 #include <xtensor/xio.hpp>
 
 #include "diagnostics.hpp"
+#include "static_tls.hpp"
 #include "dtypes.hpp"
 #include "tape_core.hpp"
 
@@ -26,8 +27,8 @@ namespace {
 tensor_id next_tensor_id() noexcept
 {
     static std::atomic<std::uint64_t> next_block{1};
-    thread_local std::uint64_t next = 0;
-    thread_local std::uint64_t block_end = 0;
+    thread_local std::uint64_t next GRADTAPE_STATIC_TLS = 0;
+    thread_local std::uint64_t block_end GRADTAPE_STATIC_TLS = 0;
     if (next == block_end) {
         next = next_block.fetch_add(1, std::memory_order_relaxed) << 32;
         block_end = next + (std::uint64_t{1} << 32);
