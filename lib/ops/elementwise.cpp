@@ -315,12 +315,13 @@ basic_tensor<T> compare(std::string_view op, const std::source_location& site, c
                         const basic_tensor<T>& b, Compare holds)
 {
     detail::check_broadcastable(op, site, a.shape(), b.shape());
+    // The comparison is lazy and refers to its operands: it is cast and
+    // evaluated in one expression, never kept in a local.
     return broadcast_apply(a.value(), b.value(), [&](const auto& x, const auto& y) {
-        const auto outcome = holds(x, y);
-        if constexpr (std::is_same_v<decltype(outcome), const bool>) {
-            return T(outcome);
+        if constexpr (std::is_same_v<decltype(holds(x, y)), bool>) {
+            return T(holds(x, y));
         } else {
-            return xt::cast<T>(outcome);
+            return xt::xarray<T>(xt::cast<T>(holds(x, y)));
         }
     });
 }
