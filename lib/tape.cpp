@@ -9,9 +9,9 @@
 #include <cstddef>
 #include <exception>
 #include <ostream>
-#include <sstream>
 #include <memory>
 #include <memory_resource>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -20,8 +20,8 @@
 
 #include "debug_hooks.hpp"
 #include "diagnostics.hpp"
-#include "static_tls.hpp"
 #include "id_set.hpp"
+#include "static_tls.hpp"
 #include "tape_core.hpp"
 
 namespace gradtape {

@@ -63,10 +63,10 @@ struct tensor_description {
     const char* dtype;
 };
 
-// One recorded op, shared by every tape that recorded it. Its backward rule
-// lives in the derived recorded_op, in the same allocation: writes the
-// gradient of each needed input into input_gradients (left monostate where
-// an input gets none), from the gradient of the op's output.
+// One recorded op, shared by every tape that recorded it. backward() writes
+// the gradient of each needed input into input_gradients (left monostate
+// where an input gets none), from the gradient of the op's output; the rule
+// behind it lives in the derived recorded_op, in the same allocation.
 struct op_record {
     std::string_view op;
     std::source_location site;

@@ -13,8 +13,8 @@
 #include <xtensor/xio.hpp>
 
 #include "diagnostics.hpp"
-#include "static_tls.hpp"
 #include "dtypes.hpp"
+#include "static_tls.hpp"
 #include "tape_core.hpp"
 
 namespace gradtape {

@@ -1,5 +1,7 @@
 // Elementwise ops. Binary ones broadcast as NumPy does; the gradient of a
 // broadcast operand is summed back to its shape.
+#include <functional>
+
 #include <xtensor/xmath.hpp>
 
 #include "op.hpp"
@@ -15,7 +17,8 @@ namespace {
 // every row, the most common broadcast in a network.
 bool is_trailing_shape(const shape_type& inner, const shape_type& outer)
 {
-    return inner.size() < outer.size() && std::equal(inner.begin(), inner.end(), outer.end() - std::ptrdiff_t(inner.size()));
+    return inner.size() < outer.size() &&
+           std::equal(inner.begin(), inner.end(), outer.end() - std::ptrdiff_t(inner.size()));
 }
 
 // f(a, b) with NumPy broadcasting. xtensor broadcasts through a stepper that
@@ -60,7 +63,7 @@ basic_tensor<T> add(const basic_tensor<T>& a, const std::type_identity_t<basic_t
 {
     detail::check_broadcastable("add", site, a.shape(), b.shape());
     return record_op<T>(
-        "add", site, broadcast_apply(a.value(), b.value(), [](const auto& x, const auto& y) { return x + y; }),
+        "add", site, broadcast_apply(a.value(), b.value(), std::plus<>()),
         [sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad) {
             return std::array{sum_to_shape(grad, sa), sum_to_shape(grad, sb)};
         },
@@ -72,7 +75,7 @@ basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<ba
 {
     detail::check_broadcastable("subtract", site, a.shape(), b.shape());
     return record_op<T>(
-        "subtract", site, broadcast_apply(a.value(), b.value(), [](const auto& x, const auto& y) { return x - y; }),
+        "subtract", site, broadcast_apply(a.value(), b.value(), std::minus<>()),
         [sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad, detail::input_mask needed) {
             return std::array{sum_to_shape(grad, sa), needed[1] ? negative(sum_to_shape(grad, sb)) : basic_tensor<T>{}};
         },
@@ -84,7 +87,7 @@ basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<ba
 {
     detail::check_broadcastable("multiply", site, a.shape(), b.shape());
     return record_op<T>(
-        "multiply", site, broadcast_apply(a.value(), b.value(), [](const auto& x, const auto& y) { return x * y; }),
+        "multiply", site, broadcast_apply(a.value(), b.value(), std::multiplies<>()),
         [a, b](const basic_tensor<T>& grad, detail::input_mask needed) {
             return std::array{needed[0] ? sum_to_shape(grad * b, a.shape()) : basic_tensor<T>{},
                               needed[1] ? sum_to_shape(grad * a, b.shape()) : basic_tensor<T>{}};
@@ -96,8 +99,7 @@ template <dtype T>
 basic_tensor<T> divide(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
     detail::check_broadcastable("divide", site, a.shape(), b.shape());
-    basic_tensor<T> quotient =
-        broadcast_apply(a.value(), b.value(), [](const auto& x, const auto& y) { return x / y; });
+    basic_tensor<T> quotient = broadcast_apply(a.value(), b.value(), std::divides<>());
     return record_op<T>(
         "divide", site, quotient,
         [quotient, b, sa = a.shape()](const basic_tensor<T>& grad, detail::input_mask needed) {
@@ -376,7 +378,9 @@ basic_tensor<T> equal(const basic_tensor<T>& a, const std::type_identity_t<basic
 {
     // On two whole expressions, == compares them as a whole: xt::equal is elementwise.
     return compare("equal", site, a, b, [](const auto& x, const auto& y) {
-        if constexpr (std::is_arithmetic_v<std::decay_t<decltype(x)>> && std::is_arithmetic_v<std::decay_t<decltype(y)>>) {
+        using X = std::decay_t<decltype(x)>;
+        using Y = std::decay_t<decltype(y)>;
+        if constexpr (std::is_arithmetic_v<X> && std::is_arithmetic_v<Y>) {
             return x == y;
         } else {
             return xt::equal(x, y);
