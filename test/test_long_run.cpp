@@ -1,27 +1,15 @@
 // A long run of the tutorial's training step: between steps nothing the tape
 // recorded survives, and resident memory stays flat.
-#include <fstream>
 #include <memory>
-#include <string>
 
 #include "../samples/tutorial_data.hpp"
+#include "bench/harness.hpp"
 #include "support.hpp"
 
 namespace gt = gradtape;
 using gt::Tensor;
 
 namespace {
-
-long resident_kib()
-{
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);) {
-        if (line.rfind("VmRSS:", 0) == 0) {
-            return std::stol(line.substr(6));
-        }
-    }
-    return -1;
-}
 
 #if defined(__SANITIZE_ADDRESS__)
 // AddressSanitizer keeps freed memory in quarantine: resident memory grows by design.
@@ -51,10 +39,10 @@ TEST_CASE("100,000 tutorial steps leave nothing on the tape between steps and ke
         }
         steps_leaving_something += !loss_node.expired() || weights.node().use_count() != holders_of_weights;
         if (step == 999) {
-            after_warmup = resident_kib();
+            after_warmup = bench::resident_kib();
         }
     }
-    const long growth = resident_kib() - after_warmup;
+    const long growth = bench::resident_kib() - after_warmup;
 
     REQUIRE(steps_leaving_something == 0);
     REQUIRE(optimizer.iterations() == 100'000);

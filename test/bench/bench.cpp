@@ -3,7 +3,6 @@
 // or directly: bench [threads]. Never part of the unit tests.
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -19,19 +18,9 @@
 
 namespace gt = gradtape;
 using bench::median_ns;
+using bench::resident_kib;
 
 namespace {
-
-long resident_kib()
-{
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);) {
-        if (line.rfind("VmRSS:", 0) == 0) {
-            return std::stol(line.substr(6));
-        }
-    }
-    return -1;
-}
 
 // One line of the report: our figure, the one it is compared with, their
 // ratio, and the goal for that ratio where there is one.

@@ -1,9 +1,12 @@
-// What the benchmark programs share: a median of repeated timed runs.
+// What the benchmark programs (and the long-run test) share: a median of
+// repeated timed runs, and the process's resident memory.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace bench {
@@ -20,6 +23,18 @@ inline double median_ns(const std::function<void()>& run, int repeats)
     }
     std::nth_element(times.begin(), times.begin() + std::ptrdiff_t(times.size() / 2), times.end());
     return times[times.size() / 2];
+}
+
+// Resident memory of this process in KiB (VmRSS), or -1 where /proc is missing.
+inline long resident_kib()
+{
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("VmRSS:", 0) == 0) {
+            return std::stol(line.substr(6));
+        }
+    }
+    return -1;
 }
 
 }  // namespace bench
