@@ -42,8 +42,9 @@ minibatches<T>::minibatches(std::vector<basic_tensor<T>> tensors, std::vector<xt
 template <dtype T>
 std::size_t minibatches<T>::size() const
 {
-    return options_.drop_remainder ? rows_ / options_.batch_size
-                                   : (rows_ + options_.batch_size - 1) / options_.batch_size;
+    // Not (rows + batch_size - 1) / batch_size, which overflows for a batch_size near SIZE_MAX.
+    const std::size_t whole = rows_ / options_.batch_size;
+    return options_.drop_remainder || rows_ % options_.batch_size == 0 ? whole : whole + 1;
 }
 
 template <dtype T>

@@ -8,6 +8,7 @@
 
 #include "debug_hooks.hpp"
 #include "diagnostics.hpp"
+#include "guard_count.hpp"
 #include "static_tls.hpp"
 #include "dtypes.hpp"
 
@@ -25,7 +26,7 @@ bool env_trace()
 std::atomic<bool> numerics_everywhere{false};
 std::atomic<bool> trace_everywhere{env_trace()};
 std::atomic<int> numeric_guards{0};
-thread_local int numeric_guards_here GRADTAPE_STATIC_TLS = 0;
+thread_local std::shared_ptr<guard_count> numeric_guards_here GRADTAPE_STATIC_TLS;
 
 void update_debugging()
 {
@@ -34,7 +35,7 @@ void update_debugging()
 
 bool numerics_checked()
 {
-    return numerics_everywhere.load(std::memory_order_relaxed) || numeric_guards_here > 0;
+    return numerics_everywhere.load(std::memory_order_relaxed) || raised(numeric_guards_here);
 }
 
 template <dtype T>
@@ -116,16 +117,15 @@ void set_check_numerics(bool enabled)
     detail::update_debugging();
 }
 
-check_numerics::check_numerics()
+check_numerics::check_numerics() : count_(detail::raise(detail::numeric_guards_here))
 {
-    ++detail::numeric_guards_here;
     ++detail::numeric_guards;
     detail::update_debugging();
 }
 
 check_numerics::~check_numerics()
 {
-    --detail::numeric_guards_here;
+    detail::lower(count_);
     --detail::numeric_guards;
     detail::update_debugging();
 }

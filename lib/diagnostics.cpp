@@ -1,5 +1,7 @@
 #include "diagnostics.hpp"
 
+#include <limits>
+
 #include "tape_core.hpp"
 
 namespace gradtape::detail {
@@ -25,17 +27,34 @@ std::string format_site(const std::source_location& site)
     return std::string(where.file_name()) + ":" + std::to_string(where.line());
 }
 
-void check_broadcastable(std::string_view op, const std::source_location& site, const shape_type& a,
-                         const shape_type& b)
+void check_allocatable(std::string_view op, const std::source_location& site, const shape_type& shape,
+                       std::size_t element_size)
 {
-    const std::size_t rank = std::max(a.size(), b.size());
-    for (std::size_t i = 1; i <= rank; ++i) {
+    constexpr auto limit = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max());
+    std::size_t bytes = element_size;
+    for (std::size_t dim : shape) {
+        if (dim != 0 && (__builtin_mul_overflow(bytes, dim, &bytes) || bytes > limit)) {
+            fail<shape_error>(op, site,
+                              "an array of shape " + format_shape(shape) + " would hold more than " +
+                                  std::to_string(limit) + " bytes");
+        }
+    }
+}
+
+shape_type broadcast_shape(std::string_view op, const std::source_location& site, const shape_type& a,
+                           const shape_type& b, std::size_t element_size)
+{
+    shape_type result(std::max(a.size(), b.size()));
+    for (std::size_t i = 1; i <= result.size(); ++i) {
         const std::size_t da = i <= a.size() ? a[a.size() - i] : 1;
         const std::size_t db = i <= b.size() ? b[b.size() - i] : 1;
         if (da != db && da != 1 && db != 1) {
             fail<shape_error>(op, site, "shapes " + format_shape(a) + " and " + format_shape(b) + " do not broadcast");
         }
+        result[result.size() - i] = da == 1 ? db : da;
     }
+    check_allocatable(op, site, result, element_size);
+    return result;
 }
 
 void throw_undefined_tensor()

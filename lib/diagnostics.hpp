@@ -26,8 +26,16 @@ template <class E>
     throw E(std::string(op) + ": " + what + " [at " + format_site(site) + "]");
 }
 
-// Throws shape_error unless a and b broadcast against each other as in NumPy.
-void check_broadcastable(std::string_view op, const std::source_location& site, const shape_type& a,
-                         const shape_type& b);
+// Throws shape_error, naming op, the shape and the call site, unless an array
+// of `shape` with elements of `element_size` bytes can exist: its byte count
+// must fit in a std::ptrdiff_t (dimensions of zero aside, so that no stride
+// overflows either). Every op calls it on the shape it is about to allocate.
+void check_allocatable(std::string_view op, const std::source_location& site, const shape_type& shape,
+                       std::size_t element_size);
+
+// The shape a and b broadcast to, as in NumPy; throws shape_error when they
+// do not, or when the result could not be allocated (check_allocatable).
+shape_type broadcast_shape(std::string_view op, const std::source_location& site, const shape_type& a,
+                           const shape_type& b, std::size_t element_size);
 
 }  // namespace gradtape::detail

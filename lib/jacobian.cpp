@@ -18,14 +18,20 @@ basic_tensor<S> GradientTape::jacobian_of(const basic_tensor<T>& target, const b
     using detail::fail;
     using detail::format_shape;
     detail::tape_state& tape = *state_;
-    detail::check_answerable(tape, site);
     const std::string_view op = batched ? "batch_jacobian" : "jacobian";
+    detail::check_answerable(tape, op, site);
     if (batched && (target.dimension() == 0 || source.dimension() == 0 || target.shape()[0] != source.shape()[0])) {
         fail<shape_error>(op, site,
                           "target " + format_shape(target.shape()) + " and source " + format_shape(source.shape()) +
                               " must share their first (batch) dimension");
     }
-    const tensor_id source_id = detail::watched_source(tape, detail::tape_input_of(source), 0, site);
+    const tensor_id source_id = detail::watched_source(tape, op, detail::tape_input_of(source), 0, site);
+    detail::check_recorded(tape, op, detail::tape_input_of(target), target.node()->origin, site);
+
+    std::vector<std::ptrdiff_t> shape = detail::signed_shape(target.shape());
+    const auto source_shape = detail::signed_shape(source.shape());
+    shape.insert(shape.end(), source_shape.begin() + (batched ? 1 : 0), source_shape.end());
+    detail::check_allocatable(op, site, shape_type(shape.begin(), shape.end()), sizeof(S));
 
     // One backward pass per target element (per element of one example, when
     // batched: the examples are independent, so one seed serves them all).
@@ -44,9 +50,6 @@ basic_tensor<S> GradientTape::jacobian_of(const basic_tensor<T>& target, const b
     }
     detail::finish_answer(tape);
 
-    std::vector<std::ptrdiff_t> shape = detail::signed_shape(target.shape());
-    const auto source_shape = detail::signed_shape(source.shape());
-    shape.insert(shape.end(), source_shape.begin() + (batched ? 1 : 0), source_shape.end());
     if (gradients.empty()) {
         return zeros<S>(shape_type(shape.begin(), shape.end()));
     }

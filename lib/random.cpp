@@ -15,8 +15,10 @@ constexpr std::uint64_t default_seed = 5489;
 thread_local std::mt19937_64 generator{default_seed};
 
 template <dtype T, class Distribution>
-basic_tensor<T> draw(const shape_type& shape, Distribution distribution)
+basic_tensor<T> draw(std::string_view op, const std::source_location& site, const shape_type& shape,
+                     Distribution distribution)
 {
+    detail::check_allocatable(op, site, shape, sizeof(T));
     auto values = xt::xarray<T>::from_shape(shape);
     for (T& value : values) {
         value = distribution(generator);
@@ -40,9 +42,9 @@ basic_tensor<T> random_normal(const shape_type& shape, T mean, T stddev, std::so
                                          ", stddev " + std::to_string(stddev));
     }
     if (stddev == 0) {
-        return fill<T>(shape, mean);
+        return fill<T>(shape, mean, site);
     }
-    return draw<T>(shape, std::normal_distribution<T>(mean, stddev));
+    return draw<T>("random_normal", site, shape, std::normal_distribution<T>(mean, stddev));
 }
 
 template <dtype T>
@@ -53,7 +55,7 @@ basic_tensor<T> random_uniform(const shape_type& shape, T low, T high, std::sour
                                      "needs finite bounds with low < high, got [" + std::to_string(low) + ", " +
                                          std::to_string(high) + ")");
     }
-    return draw<T>(shape, std::uniform_real_distribution<T>(low, high));
+    return draw<T>("random_uniform", site, shape, std::uniform_real_distribution<T>(low, high));
 }
 
 namespace {
@@ -79,20 +81,22 @@ fans fans_of(const shape_type& shape)
 }
 
 template <dtype T>
-basic_tensor<T> symmetric_uniform(const shape_type& shape, double limit)
+basic_tensor<T> symmetric_uniform(std::string_view op, const std::source_location& site, const shape_type& shape,
+                                  double limit)
 {
-    return draw<T>(shape, std::uniform_real_distribution<T>(T(-limit), T(limit)));
+    return draw<T>(op, site, shape, std::uniform_real_distribution<T>(T(-limit), T(limit)));
 }
 
 // Keras's truncated normal: draws beyond two standard deviations are drawn
 // again, and the scale makes the result's stddev the one asked for.
 template <dtype T>
-basic_tensor<T> truncated_normal(const shape_type& shape, double stddev)
+basic_tensor<T> truncated_normal(std::string_view op, const std::source_location& site, const shape_type& shape,
+                                 double stddev)
 {
     constexpr double truncation_correction = 0.87962566103423978;
     std::normal_distribution<T> normal(T(0), T(stddev / truncation_correction));
     const T bound = T(2 * stddev / truncation_correction);
-    return draw<T>(shape, [&](std::mt19937_64& engine) {
+    return draw<T>(op, site, shape, [&](std::mt19937_64& engine) {
         T value;
         do {
             value = normal(engine);
@@ -104,38 +108,38 @@ basic_tensor<T> truncated_normal(const shape_type& shape, double stddev)
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> glorot_uniform(const shape_type& shape)
+basic_tensor<T> glorot_uniform(const shape_type& shape, std::source_location site)
 {
     const fans f = fans_of(shape);
-    return symmetric_uniform<T>(shape, std::sqrt(6 / (f.in + f.out)));
+    return symmetric_uniform<T>("glorot_uniform", site, shape, std::sqrt(6 / (f.in + f.out)));
 }
 
 template <dtype T>
-basic_tensor<T> glorot_normal(const shape_type& shape)
+basic_tensor<T> glorot_normal(const shape_type& shape, std::source_location site)
 {
     const fans f = fans_of(shape);
-    return truncated_normal<T>(shape, std::sqrt(2 / (f.in + f.out)));
+    return truncated_normal<T>("glorot_normal", site, shape, std::sqrt(2 / (f.in + f.out)));
 }
 
 template <dtype T>
-basic_tensor<T> he_uniform(const shape_type& shape)
+basic_tensor<T> he_uniform(const shape_type& shape, std::source_location site)
 {
-    return symmetric_uniform<T>(shape, std::sqrt(6 / fans_of(shape).in));
+    return symmetric_uniform<T>("he_uniform", site, shape, std::sqrt(6 / fans_of(shape).in));
 }
 
 template <dtype T>
-basic_tensor<T> he_normal(const shape_type& shape)
+basic_tensor<T> he_normal(const shape_type& shape, std::source_location site)
 {
-    return truncated_normal<T>(shape, std::sqrt(2 / fans_of(shape).in));
+    return truncated_normal<T>("he_normal", site, shape, std::sqrt(2 / fans_of(shape).in));
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> random_normal(const shape_type&, T, T, std::source_location);                          \
     template basic_tensor<T> random_uniform(const shape_type&, T, T, std::source_location);                         \
-    template basic_tensor<T> glorot_uniform(const shape_type&);                                                     \
-    template basic_tensor<T> glorot_normal(const shape_type&);                                                      \
-    template basic_tensor<T> he_uniform(const shape_type&);                                                         \
-    template basic_tensor<T> he_normal(const shape_type&);
+    template basic_tensor<T> glorot_uniform(const shape_type&, std::source_location);                                                     \
+    template basic_tensor<T> glorot_normal(const shape_type&, std::source_location);                                                      \
+    template basic_tensor<T> he_uniform(const shape_type&, std::source_location);                                                         \
+    template basic_tensor<T> he_normal(const shape_type&, std::source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

@@ -20,6 +20,7 @@
 
 #include "debug_hooks.hpp"
 #include "diagnostics.hpp"
+#include "guard_count.hpp"
 #include "id_set.hpp"
 #include "static_tls.hpp"
 #include "tape_core.hpp"
@@ -64,13 +65,24 @@ struct tape_state {
 
 namespace {
 
+// Set when this thread's tape stack has been destroyed (at thread exit, or at
+// program exit for the main thread): a GradientTape of static storage duration
+// is destroyed after it and must not touch it. A plain bool, so that it
+// outlives every destructor.
+thread_local bool tapes_gone GRADTAPE_STATIC_TLS = false;
+
 struct thread_tapes {
     // Shared with the GradientTape, so that a tape destroyed on another
     // thread only marks itself orphaned and this thread drops it safely.
     std::vector<std::shared_ptr<tape_state>> active;
-    int pauses = 0;
+    std::shared_ptr<guard_count> pauses;
     const std::source_location* backward_site = nullptr;
     std::string_view backward_op;
+
+    thread_tapes() = default;
+    thread_tapes(const thread_tapes&) = delete;
+    thread_tapes& operator=(const thread_tapes&) = delete;
+    ~thread_tapes() { tapes_gone = true; }
 };
 
 thread_local thread_tapes this_thread GRADTAPE_STATIC_TLS;
@@ -120,11 +132,12 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
         kept.insert(source);
     }
 
-    tape.computing_gradient = true;
     struct restore {
         tape_state& tape;
-        ~restore() { tape.computing_gradient = false; }
+        bool previous = tape.computing_gradient;
+        ~restore() { tape.computing_gradient = previous; }
     } restore_recording{tape};
+    tape.computing_gradient = true;
 
     // A non-persistent pass frees each entry as it goes, so an exception half
     // way (a numeric check, a custom backward) leaves an incomplete tape: it
@@ -186,7 +199,7 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
 
 recorder::recorder(std::span<const tape_input> inputs)
 {
-    if (this_thread.active.empty() || this_thread.pauses > 0) {
+    if (tapes_gone || this_thread.active.empty() || raised(this_thread.pauses)) {
         return;
     }
     std::erase_if(this_thread.active, [](const auto& tape) { return tape->orphaned.load(); });
@@ -255,13 +268,18 @@ std::string_view backward_op()
 GradientTape::GradientTape(tape_options options) : state_(std::make_shared<detail::tape_state>())
 {
     state_->options = options;
-    detail::this_thread.active.push_back(state_);
+    if (!detail::tapes_gone) {
+        detail::this_thread.active.push_back(state_);
+    }
 }
 
 GradientTape::~GradientTape()
 {
     if (state_->owner != std::this_thread::get_id()) {
         state_->orphaned = true;
+        return;
+    }
+    if (detail::tapes_gone) {
         return;
     }
     auto& active = detail::this_thread.active;
@@ -275,8 +293,10 @@ void GradientTape::watch(const basic_tensor<T>& tensor, std::source_location sit
     state_->watched.insert(tensor.id());
 }
 
-void GradientTape::reset()
+void GradientTape::reset(std::source_location site)
 {
+    detail::check_owner(*state_, "reset", site);
+    detail::check_not_computing(*state_, "reset", site);
     state_->entries.clear();
     state_->watched.clear();
     state_->answered = false;
@@ -295,6 +315,9 @@ std::string describe(const detail::tensor_description& tensor)
 std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
 {
     const detail::tape_state& state = *tape.state_;
+    if (state.owner != std::this_thread::get_id()) {
+        throw tape_error("operator<<: a GradientTape can only be printed on the thread that created it");
+    }
     out << "GradientTape (" << (state.options.persistent ? "persistent" : "non-persistent") << ", "
         << state.entries.size() << (state.entries.size() == 1 ? " entry" : " entries") << ", "
         << state.watched.size() << " watched tensors" << (state.answered ? ", answered" : "") << ")";
@@ -314,8 +337,9 @@ std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
     return out;
 }
 
-std::string GradientTape::to_dot() const
+std::string GradientTape::to_dot(std::source_location site) const
 {
+    detail::check_owner(*state_, "to_dot", site);
     // Tensors are ellipses named by id, ops are boxes; an edge per use.
     std::ostringstream dot;
     dot << "digraph gradient_tape {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n";
@@ -348,40 +372,70 @@ std::string GradientTape::to_dot() const
     return dot.str();
 }
 
-std::size_t GradientTape::size() const
+std::size_t GradientTape::size(std::source_location site) const
 {
+    detail::check_owner(*state_, "size", site);
     return state_->entries.size();
 }
 
 namespace detail {
 
-void check_answerable(const tape_state& tape, const std::source_location& site)
+void check_not_computing(const tape_state& tape, std::string_view op, const std::source_location& site)
 {
-    check_owner(tape, "gradient", site);
+    if (tape.computing_gradient) {
+        fail<tape_error>(op, site,
+                         "this tape is computing a gradient: a backward rule it runs cannot ask it for another "
+                         "gradient or reset it (use a tape of its own)");
+    }
+}
+
+void check_answerable(const tape_state& tape, std::string_view op, const std::source_location& site)
+{
+    check_owner(tape, op, site);
+    check_not_computing(tape, op, site);
     if (tape.answered && !tape.broken_by.empty()) {
-        fail<tape_error>("gradient", site,
+        fail<tape_error>(op, site,
                          "this non-persistent GradientTape was stopped by " + tape.broken_by +
                              " and has released part of what it recorded; record the computation again");
     }
     if (tape.answered) {
-        fail<tape_error>("gradient", site,
+        fail<tape_error>(op, site,
                          "this non-persistent GradientTape has already computed a gradient; construct it with "
                          "{.persistent = true} to ask more than once");
     }
 }
 
-tensor_id watched_source(tape_state& tape, const tape_input& input, std::size_t position,
+tensor_id watched_source(tape_state& tape, std::string_view op, const tape_input& input, std::size_t position,
                          const std::source_location& site)
 {
     if (!tape.watches(input)) {
+        if (input.variable && !input.variable->trainable) {
+            fail<tape_error>(op, site,
+                             "variable '" + input.variable->name +
+                                 "' is not trainable, so the tape does not watch it; call tape.watch() on it "
+                                 "before using it, or make it trainable");
+        }
         const std::string what = input.variable ? "variable '" + input.variable->name + "'"
                                                 : "source " + std::to_string(position) + " (shape " +
                                                       format_shape(*input.shape) + ")";
-        fail<tape_error>("gradient", site,
+        fail<tape_error>(op, site,
                          what + " is not watched by this tape; call tape.watch() on it before using it" +
                              (input.variable ? " (or keep watch_accessed_variables on)" : ""));
     }
     return input.id;
+}
+
+void check_recorded(const tape_state& tape, std::string_view op, const tape_input& target,
+                    const std::source_location& origin, const std::source_location& site)
+{
+    if (tape.watched.contains(target.id)) {
+        return;
+    }
+    const std::string where = origin.line() == 0 ? "" : ", computed at " + format_site(origin) + ",";
+    fail<tape_error>(op, site,
+                     "the target (shape " + format_shape(*target.shape) + ")" + where +
+                         " was not recorded by this tape: it was computed before the tape existed, or from "
+                         "nothing the tape watches");
 }
 
 // A non-persistent tape answers once: afterwards it holds nothing.
@@ -400,12 +454,12 @@ template <dtype T, dtype S>
 std::vector<basic_tensor<S>> GradientTape::gradient_of(const basic_tensor<T>& target,
                                                        std::span<const basic_tensor<S>* const> sources,
                                                        const basic_tensor<T>& output_gradient,
-                                                       std::source_location site)
+                                                       unconnected_gradients unconnected, std::source_location site)
 {
     using detail::fail;
     using detail::format_shape;
     detail::tape_state& tape = *state_;
-    detail::check_answerable(tape, site);
+    detail::check_answerable(tape, "gradient", site);
     if (output_gradient.defined() && output_gradient.shape() != target.shape()) {
         fail<shape_error>("gradient", site,
                           "output_gradient has shape " + format_shape(output_gradient.shape()) +
@@ -420,7 +474,10 @@ std::vector<basic_tensor<S>> GradientTape::gradient_of(const basic_tensor<T>& ta
     source_ids.reserve(sources.size());
     for (std::size_t i = 0; i < sources.size(); ++i) {
         source_ids.push_back(
-            detail::watched_source(tape, detail::tape_input_of(*sources[i]), i, site));
+            detail::watched_source(tape, "gradient", detail::tape_input_of(*sources[i]), i, site));
+    }
+    if (unconnected == unconnected_gradients::none) {
+        detail::check_recorded(tape, "gradient", detail::tape_input_of(target), target.node()->origin, site);
     }
 
     basic_tensor<T> seed = output_gradient.defined() ? output_gradient : ones<T>(target.shape());
@@ -431,19 +488,27 @@ std::vector<basic_tensor<S>> GradientTape::gradient_of(const basic_tensor<T>& ta
     std::vector<basic_tensor<S>> result;
     result.reserve(sources.size());
     for (std::size_t i = 0; i < sources.size(); ++i) {
-        result.push_back(detail::gradient_or_zeros<S>(gradients[i], sources[i]->shape()));
+        if (unconnected == unconnected_gradients::none && std::holds_alternative<std::monostate>(gradients[i])) {
+            result.emplace_back();
+        } else {
+            result.push_back(detail::gradient_or_zeros<S>(gradients[i], sources[i]->shape()));
+        }
     }
     return result;
 }
 
 recording_pause::recording_pause()
 {
-    ++detail::this_thread.pauses;
+    if (!detail::tapes_gone) {
+        count_ = detail::raise(detail::this_thread.pauses);
+    }
 }
 
 recording_pause::~recording_pause()
 {
-    --detail::this_thread.pauses;
+    if (count_) {
+        detail::lower(count_);
+    }
 }
 
 recording_pause stop_recording()
@@ -453,18 +518,13 @@ recording_pause stop_recording()
 
 template void GradientTape::watch(const basic_tensor<float>&, std::source_location);
 template void GradientTape::watch(const basic_tensor<double>&, std::source_location);
-template std::vector<basic_tensor<float>> GradientTape::gradient_of(const basic_tensor<float>&,
-                                                                    std::span<const basic_tensor<float>* const>,
-                                                                    const basic_tensor<float>&, std::source_location);
-template std::vector<basic_tensor<double>> GradientTape::gradient_of(const basic_tensor<float>&,
-                                                                     std::span<const basic_tensor<double>* const>,
-                                                                     const basic_tensor<float>&, std::source_location);
-template std::vector<basic_tensor<float>> GradientTape::gradient_of(const basic_tensor<double>&,
-                                                                    std::span<const basic_tensor<float>* const>,
-                                                                    const basic_tensor<double>&, std::source_location);
-template std::vector<basic_tensor<double>> GradientTape::gradient_of(const basic_tensor<double>&,
-                                                                     std::span<const basic_tensor<double>* const>,
-                                                                     const basic_tensor<double>&,
-                                                                     std::source_location);
+#define GRADTAPE_INSTANTIATE_GRADIENT(T, S)                                                                            \
+    template std::vector<basic_tensor<S>> GradientTape::gradient_of(                                                 \
+        const basic_tensor<T>&, std::span<const basic_tensor<S>* const>, const basic_tensor<T>&,                     \
+        unconnected_gradients, std::source_location);
+GRADTAPE_INSTANTIATE_GRADIENT(float, float)
+GRADTAPE_INSTANTIATE_GRADIENT(float, double)
+GRADTAPE_INSTANTIATE_GRADIENT(double, float)
+GRADTAPE_INSTANTIATE_GRADIENT(double, double)
 
 }  // namespace gradtape

@@ -134,11 +134,18 @@ private:
 std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_tensor seed,
                                       std::span<const tensor_id> sources, bool release);
 void check_owner(const tape_state& tape, std::string_view op, const std::source_location& site);
-// Refuses a second question to a non-persistent tape, or one from another thread.
-void check_answerable(const tape_state& tape, const std::source_location& site);
+// Refuses to re-enter a tape from a backward rule it is running.
+void check_not_computing(const tape_state& tape, std::string_view op, const std::source_location& site);
+// Refuses a second question to a non-persistent tape, one from another
+// thread, or one from a backward rule the tape is running.
+void check_answerable(const tape_state& tape, std::string_view op, const std::source_location& site);
 // The source's id, after checking that the tape watches it.
-tensor_id watched_source(tape_state& tape, const tape_input& source, std::size_t position,
+tensor_id watched_source(tape_state& tape, std::string_view op, const tape_input& source, std::size_t position,
                          const std::source_location& site);
+// Refuses a target that the tape did not record: computed before the tape
+// existed, or from nothing it watches.
+void check_recorded(const tape_state& tape, std::string_view op, const tape_input& target,
+                    const std::source_location& origin, const std::source_location& site);
 // A non-persistent tape answers once: afterwards it holds nothing.
 void finish_answer(tape_state& tape);
 

@@ -92,23 +92,24 @@ std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor)
 }
 
 template <dtype T>
-basic_tensor<T> fill(const shape_type& shape, T value)
+basic_tensor<T> fill(const shape_type& shape, T value, std::source_location site)
 {
+    detail::check_allocatable("fill", site, shape, sizeof(T));
     auto filled = xt::xarray<T>::from_shape(shape);
     filled.fill(value);
     return filled;
 }
 
 template <dtype T>
-basic_tensor<T> zeros(const shape_type& shape)
+basic_tensor<T> zeros(const shape_type& shape, std::source_location site)
 {
-    return fill<T>(shape, T(0));
+    return fill<T>(shape, T(0), site);
 }
 
 template <dtype T>
-basic_tensor<T> ones(const shape_type& shape)
+basic_tensor<T> ones(const shape_type& shape, std::source_location site)
 {
-    return fill<T>(shape, T(1));
+    return fill<T>(shape, T(1), site);
 }
 
 template <dtype T>
@@ -124,9 +125,9 @@ basic_tensor<T> linspace(T start, T stop, std::size_t n, std::source_location si
     template std::shared_ptr<detail::tensor_node<T>> detail::make_node(xt::xarray<T>&&);                            \
     template std::shared_ptr<detail::tensor_node<T>> detail::snapshot(const detail::tensor_node<T>&);               \
     template std::ostream& operator<<(std::ostream&, const basic_tensor<T>&);                                       \
-    template basic_tensor<T> fill(const shape_type&, T);                                                            \
-    template basic_tensor<T> zeros(const shape_type&);                                                              \
-    template basic_tensor<T> ones(const shape_type&);                                                               \
+    template basic_tensor<T> fill(const shape_type&, T, std::source_location);                                      \
+    template basic_tensor<T> zeros(const shape_type&, std::source_location);                                        \
+    template basic_tensor<T> ones(const shape_type&, std::source_location);                                         \
     template basic_tensor<T> linspace(T, T, std::size_t, std::source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 

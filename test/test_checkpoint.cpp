@@ -1,7 +1,13 @@
 // Checkpoints: a round trip, and every way a load can fail leaving the variables as they were.
+#include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <thread>
+#include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "support.hpp"
@@ -84,7 +90,7 @@ TEST_CASE("saving goes through a temporary file, so the previous checkpoint surv
     const auto file = scratch.path / "model.npz";
     gt::Variable64 w(gt::fill<double>({2}, 1.0), "w");
     gt::save_checkpoint(file, {w});
-    // What a crash half way through the next save leaves: a partial temporary beside the good file.
+    // What a crash half way through an earlier save left: a partial temporary beside the good file.
     std::ofstream(scratch.path / "model.npz.partial", std::ios::binary) << "PK\x03\x04 half written";
     gt::Variable64 loaded(gt::zeros<double>({2}), "w");
     gt::load_checkpoint(file, {loaded});
@@ -93,5 +99,176 @@ TEST_CASE("saving goes through a temporary file, so the previous checkpoint surv
     gt::save_checkpoint(file, {w});
     gt::load_checkpoint(file, {loaded});
     REQUIRE(xt::all(xt::equal(loaded.value(), 2.0)));
-    REQUIRE_FALSE(std::filesystem::exists(scratch.path / "model.npz.partial"));
+    // The save left no temporary of its own, and did not touch the stale one.
+    std::set<std::string> left;
+    for (const auto& entry : std::filesystem::directory_iterator(scratch.path)) {
+        left.insert(entry.path().filename().string());
+    }
+    REQUIRE(left == std::set<std::string>{"model.npz", "model.npz.partial"});
+}
+
+namespace {
+
+std::string read_bytes(const std::filesystem::path& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_bytes(const std::filesystem::path& path, const std::string& bytes)
+{
+    std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint whose bytes changed is refused by its CRC, not loaded with other values", "[checkpoint]")
+{
+    scratch_directory scratch;
+    const auto file = scratch.path / "model.npz";
+    gt::Variable64 w(gt::fill<double>({4}, 1.0), "w");
+    gt::save_checkpoint(file, {w});
+    std::string bytes = read_bytes(file);
+    // 1.0 is 00 00 00 00 00 00 f0 3f; 1.5 is ... f8 3f: one bit of the last value's exponent byte.
+    const std::size_t at = bytes.rfind(std::string("\x00\x00\xf0\x3f", 4));
+    REQUIRE(at != std::string::npos);
+    bytes[at + 2] = char(0xf8);
+    write_bytes(file, bytes);
+    gt::Variable64 loaded(gt::zeros<double>({4}), "w");
+    REQUIRE_THROWS_WITH(gt::load_checkpoint(file, {loaded}), Contains("not a readable .npz") && Contains("CRC"));
+    REQUIRE(xt::all(xt::equal(loaded.value(), 0.0)));
+}
+
+TEST_CASE("loading writes into each variable's own buffer, as every other update does", "[checkpoint]")
+{
+    scratch_directory scratch;
+    gt::Variable w(gt::fill<float>({3, 2}, 5.f), "w");
+    gt::save_checkpoint(scratch.path / "w.npz", {w});
+    gt::Variable loaded(gt::zeros<float>({3, 2}), "w");
+    const float* buffer = loaded.storage().data();
+    gt::load_checkpoint(scratch.path / "w.npz", {loaded});
+    REQUIRE(loaded.storage().data() == buffer);
+    REQUIRE(xt::all(xt::equal(loaded.value(), 5.f)));
+}
+
+TEST_CASE("a save never writes through a planted symlink, keeps the file's mode and refuses an empty path",
+          "[checkpoint]")
+{
+    scratch_directory scratch;
+    const auto file = scratch.path / "model.npz";
+    const auto victim = scratch.path / "victim.txt";
+    write_bytes(victim, "precious");
+    // Where a fixed-name temporary would be written.
+    std::filesystem::create_symlink(victim, scratch.path / "model.npz.partial");
+    gt::Variable64 w(gt::fill<double>({2}, 1.0), "w");
+    gt::save_checkpoint(file, {w});
+    REQUIRE(read_bytes(victim) == "precious");
+
+    std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    gt::save_checkpoint(file, {w});
+    REQUIRE(std::filesystem::status(file).permissions() ==
+            (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+
+    REQUIRE_THROWS_WITH(gt::save_checkpoint("", {w}), Contains("save_checkpoint") && Contains("path of a file"));
+    REQUIRE_FALSE(std::filesystem::exists(".partial"));
+}
+
+TEST_CASE("a save that cannot replace the file leaves no temporary behind", "[checkpoint]")
+{
+    scratch_directory scratch;
+    // A non-empty directory where the checkpoint should go: the rename fails.
+    const auto occupied = scratch.path / "model.npz";
+    std::filesystem::create_directories(occupied / "inside");
+    gt::Variable64 w(gt::fill<double>({2}, 1.0), "w");
+    REQUIRE_THROWS_WITH(gt::save_checkpoint(occupied, {w}), Contains("cannot replace"));
+    std::size_t entries = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(scratch.path)) {
+        ++entries;
+    }
+    REQUIRE(entries == 1);
+}
+
+TEST_CASE("concurrent saves to one path all succeed and leave a whole checkpoint", "[checkpoint][threads]")
+{
+    scratch_directory scratch;
+    const auto file = scratch.path / "model.npz";
+    std::vector<std::thread> savers;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < 2; ++t) {
+        savers.emplace_back([&, t] {
+            gt::Variable64 w(gt::fill<double>({64}, double(t + 1)), "w");
+            for (int round = 0; round < 50; ++round) {
+                try {
+                    gt::save_checkpoint(file, {w});
+                } catch (const gt::error&) {
+                    ++failures;
+                }
+            }
+        });
+    }
+    for (auto& saver : savers) {
+        saver.join();
+    }
+    REQUIRE(failures == 0);
+    gt::Variable64 loaded(gt::zeros<double>({64}), "w");
+    gt::load_checkpoint(file, {loaded});
+    const double first = loaded.value()(0);
+    REQUIRE((first == 1.0 || first == 2.0));
+    REQUIRE(xt::all(xt::equal(loaded.value(), first)));
+}
+
+TEST_CASE("what a 16-bit ZIP field cannot count is written as ZIP64 or refused before writing", "[checkpoint]")
+{
+    scratch_directory scratch;
+    const auto file = scratch.path / "model.npz";
+    SECTION("65,536 variables")
+    {
+        std::vector<gt::Variable> many;
+        for (int i = 0; i < 65536; ++i) {
+            many.emplace_back(gt::fill<float>({1}, float(i)), "v" + std::to_string(i));
+        }
+        gt::save_checkpoint(file, many);
+        std::vector<gt::Variable> loaded;
+        for (int i = 0; i < 65536; ++i) {
+            loaded.emplace_back(gt::zeros<float>({1}), "v" + std::to_string(i));
+        }
+        gt::load_checkpoint(file, loaded);
+        REQUIRE(loaded.back().item() == 65535.f);
+        REQUIRE(loaded[1234].item() == 1234.f);
+    }
+    SECTION("the longest name a ZIP entry holds, and one byte more")
+    {
+        gt::Variable longest(gt::fill<float>({2}, 3.f), std::string(65531, 'n'));
+        gt::save_checkpoint(file, {longest});
+        const std::string good = read_bytes(file);
+        gt::Variable too_long(gt::fill<float>({2}, 4.f), std::string(65532, 'n'));
+        REQUIRE_THROWS_WITH(gt::save_checkpoint(file, {too_long}), Contains("save_checkpoint") && Contains("65531"));
+        REQUIRE(read_bytes(file) == good);
+        gt::Variable loaded(gt::zeros<float>({2}), std::string(65531, 'n'));
+        gt::load_checkpoint(file, {loaded});
+        REQUIRE(xt::all(xt::equal(loaded.value(), 3.f)));
+    }
+    SECTION("data that holds the bytes of the end-of-directory signature")
+    {
+        // 'PK\5\6' as the low half of a double, twice.
+        double signature = 0;
+        const std::uint64_t bits = 0x3ff0000006054b50ULL;
+        std::memcpy(&signature, &bits, sizeof bits);
+        gt::Variable64 w(gt::fill<double>({2}, signature), "w");
+        gt::save_checkpoint(file, {w});
+        gt::Variable64 loaded(gt::zeros<double>({2}), "w");
+        gt::load_checkpoint(file, {loaded});
+        REQUIRE(loaded.value() == w.value());
+    }
+}
+
+TEST_CASE("only regular files are read: a directory, a device and a FIFO are refused at once", "[checkpoint]")
+{
+    scratch_directory scratch;
+    gt::Variable64 w(gt::zeros<double>({2}), "w");
+    REQUIRE_THROWS_AS(gt::load_checkpoint(scratch.path, {w}), gt::argument_error);
+    REQUIRE_THROWS_WITH(gt::load_checkpoint("/dev/zero", {w}), Contains("not a regular file"));
+    const auto fifo = scratch.path / "pipe.npz";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    REQUIRE_THROWS_WITH(gt::load_checkpoint(fifo, {w}), Contains("not a regular file"));
 }

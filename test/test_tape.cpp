@@ -70,7 +70,8 @@ TEST_CASE("trainable variables are watched when read, unless watch_accessed_vari
     {
         gt::GradientTape tape;
         const Tensor64 y = w * frozen;
-        REQUIRE_THROWS_WITH(tape.gradient(y, frozen), Contains("'frozen'") && Contains("not watched"));
+        REQUIRE_THROWS_WITH(tape.gradient(y, frozen), Contains("'frozen'") && Contains("not trainable") &&
+                                                           Contains("tape.watch()"));
     }
     SECTION("watch_accessed_variables = false watches only what watch() names")
     {
@@ -88,19 +89,60 @@ TEST_CASE("trainable variables are watched when read, unless watch_accessed_vari
     }
 }
 
-TEST_CASE("a source the target does not depend on gets zeros of its shape", "[tape]")
+TEST_CASE("a source the target does not depend on gets an undefined tensor, or zeros when asked", "[tape]")
 {
     gt::Variable64 used(support::random64({2}), "used");
     gt::Variable64 unused(support::random64({3, 2}), "unused");
-    const Tensor64 watched = support::random64({4});
-    gt::GradientTape tape;
-    tape.watch(watched);
+    gt::GradientTape tape({.persistent = true});
     const Tensor64 loss = gt::reduce_sum(used * used);
-    const auto gradients = tape.gradient(loss, {used, unused});
-    REQUIRE(gradients.size() == 2);
-    REQUIRE(gradients[1].shape() == gt::shape_type{3, 2});
-    REQUIRE(xt::all(xt::equal(gradients[1].value(), 0.0)));
-    REQUIRE(xt::allclose(gradients[0].value(), 2.0 * used.value()));
+
+    const auto by_default = tape.gradient(loss, {used, unused});
+    REQUIRE(by_default.size() == 2);
+    REQUIRE(xt::allclose(by_default[0].value(), 2.0 * used.value()));
+    REQUIRE_FALSE(by_default[1].defined());
+
+    const auto as_zeros = tape.gradient(loss, {used, unused}, {}, gt::unconnected_gradients::zero);
+    REQUIRE(as_zeros[1].shape() == gt::shape_type{3, 2});
+    REQUIRE(xt::all(xt::equal(as_zeros[1].value(), 0.0)));
+    REQUIRE(xt::allclose(as_zeros[0].value(), 2.0 * used.value()));
+}
+
+TEST_CASE("a loop that would train nothing fails and names why", "[tape][errors]")
+{
+    gt::Variable64 w(Tensor64(2.0), "w");
+    gt::Variable64 b(Tensor64(1.0), "b");
+    gt::SGD optimizer(0.1);
+    SECTION("a loss computed before the tape existed")
+    {
+        const Tensor64 loss = gt::square(w);
+        const int line = __LINE__ - 1;
+        gt::GradientTape tape;
+        REQUIRE_THROWS_WITH(tape.gradient(loss, w), Contains("gradient") && Contains("not recorded by this tape") &&
+                                                        Contains("test_tape.cpp:" + std::to_string(line)));
+    }
+    SECTION("a loss computed from nothing the tape watches")
+    {
+        gt::GradientTape tape;
+        tape.watch(Tensor64(3.0));
+        const Tensor64 loss = gt::square(Tensor64(4.0));
+        REQUIRE_THROWS_AS(tape.gradient(loss, w), gt::tape_error);
+    }
+    SECTION("a variable the loss does not use, given to the optimizer")
+    {
+        gt::GradientTape tape;
+        const Tensor64 loss = gt::square(w);
+        const auto gradients = tape.gradient(loss, {w, b});
+        REQUIRE_THROWS_WITH(optimizer.apply_gradients(gradients, {w, b}),
+                            Contains("apply_gradients") && Contains("'b'") && Contains("no gradient"));
+        REQUIRE(w.item() == 2.0);
+        REQUIRE(optimizer.iterations() == 0);
+    }
+    SECTION("minimize over a variable the loss does not use")
+    {
+        REQUIRE_THROWS_WITH(optimizer.minimize([&] { return gt::square(w); }, {w, b}),
+                            Contains("'b'") && Contains("no gradient"));
+        REQUIRE(w.item() == 2.0);
+    }
 }
 
 TEST_CASE("gradients are summed over every use of a tensor", "[tape]")

@@ -11,20 +11,30 @@
 // (tape.to_dot(), for Graphviz); tensors print with operator<<.
 #pragma once
 
+#include <memory>
+
 namespace gradtape {
+
+namespace detail {
+struct guard_count;
+}
 
 // Makes the first op whose value, or whose backward rule's gradient, holds a
 // NaN or an infinity throw numeric_error naming the op, its call site and the
 // count of bad elements; on every thread.
 void set_check_numerics(bool enabled);
 
-// The same on the calling thread, while the guard lives.
+// The same on the calling thread, while the guard lives. A guard released on
+// another thread ends the checks of the thread that made it.
 class [[nodiscard]] check_numerics {
 public:
     check_numerics();
     ~check_numerics();
     check_numerics(const check_numerics&) = delete;
     check_numerics& operator=(const check_numerics&) = delete;
+
+private:
+    std::shared_ptr<detail::guard_count> count_;
 };
 
 // Prints one line per executed op to stderr: op, shapes, call site, and

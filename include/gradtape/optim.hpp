@@ -73,7 +73,7 @@ public:
     {
         GradientTape tape;
         basic_tensor<T> loss = loss_fn();
-        apply_gradients(tape.gradient(loss, variables, {}, site), variables, site);
+        apply_gradients(tape.gradient(loss, variables, {}, unconnected_gradients::none, site), variables, site);
         return loss;
     }
 

@@ -33,12 +33,16 @@ template <dtype T = float>
 // The truncated normal redraws values beyond two standard deviations and is
 // scaled so that the stddev is the one named. zeros() is in tensor.hpp.
 template <dtype T = float>
-[[nodiscard]] basic_tensor<T> glorot_uniform(const shape_type& shape);
+[[nodiscard]] basic_tensor<T> glorot_uniform(const shape_type& shape,
+                                            std::source_location site = std::source_location::current());
 template <dtype T = float>
-[[nodiscard]] basic_tensor<T> glorot_normal(const shape_type& shape);
+[[nodiscard]] basic_tensor<T> glorot_normal(const shape_type& shape,
+                                            std::source_location site = std::source_location::current());
 template <dtype T = float>
-[[nodiscard]] basic_tensor<T> he_uniform(const shape_type& shape);
+[[nodiscard]] basic_tensor<T> he_uniform(const shape_type& shape,
+                                            std::source_location site = std::source_location::current());
 template <dtype T = float>
-[[nodiscard]] basic_tensor<T> he_normal(const shape_type& shape);
+[[nodiscard]] basic_tensor<T> he_normal(const shape_type& shape,
+                                            std::source_location site = std::source_location::current());
 
 }  // namespace gradtape

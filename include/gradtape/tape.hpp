@@ -28,6 +28,7 @@ namespace gradtape {
 
 namespace detail {
 struct tape_state;
+struct guard_count;
 }
 
 struct tape_options {
@@ -37,6 +38,12 @@ struct tape_options {
     bool persistent = false;
     bool watch_accessed_variables = true;
 };
+
+// What gradient() gives a watched source that the target does not depend on,
+// as TensorFlow's UnconnectedGradients: an undefined tensor (none, the
+// default, so that a loop that would train nothing fails where the gradient
+// is used: an optimizer refuses it, naming the variable), or zeros.
+enum class unconnected_gradients { none, zero };
 
 class GradientTape {
 public:
@@ -50,17 +57,20 @@ public:
 
     // d target / d source, shaped like source. A target of more than one
     // element needs output_gradient (shaped like target), which seeds the pass.
-    // A watched source the target does not depend on gets zeros; a source the
-    // tape does not watch is an error.
+    // A watched source the target does not depend on gets what `unconnected`
+    // says. A source the tape does not watch is an error; so is a target this
+    // tape did not record (computed before the tape existed, or from nothing
+    // it watches), unless `unconnected` asks for zeros.
     template <dtype T, class Source>
         requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
     [[nodiscard]] basic_tensor<typename Source::value_type> gradient(
         const basic_tensor<T>& target, const Source& source, const basic_tensor<T>& output_gradient = {},
+        unconnected_gradients unconnected = unconnected_gradients::none,
         std::source_location site = std::source_location::current())
     {
         using S = typename Source::value_type;
         const basic_tensor<S>* only = &source;
-        return gradient_of<T, S>(target, std::span(&only, 1), output_gradient, site).front();
+        return gradient_of<T, S>(target, std::span(&only, 1), output_gradient, unconnected, site).front();
     }
 
     // One gradient per source, in order. Sources are any range of tensors or
@@ -71,6 +81,7 @@ public:
                                    std::ranges::range_value_t<Sources>>
     [[nodiscard]] auto gradient(const basic_tensor<T>& target, const Sources& sources,
                                 const basic_tensor<T>& output_gradient = {},
+                                unconnected_gradients unconnected = unconnected_gradients::none,
                                 std::source_location site = std::source_location::current())
     {
         using S = typename std::ranges::range_value_t<Sources>::value_type;
@@ -78,24 +89,26 @@ public:
         for (const auto& source : sources) {
             pointers.push_back(&source);
         }
-        return gradient_of<T, S>(target, pointers, output_gradient, site);
+        return gradient_of<T, S>(target, pointers, output_gradient, unconnected, site);
     }
     // Holds references, so that a braced list of variables is not copied.
     template <dtype T, dtype S = T>
     [[nodiscard]] std::vector<basic_tensor<S>> gradient(
         const basic_tensor<T>& target,
         std::initializer_list<std::reference_wrapper<const basic_tensor<std::type_identity_t<S>>>> sources,
-        const basic_tensor<T>& output_gradient = {}, std::source_location site = std::source_location::current())
+        const basic_tensor<T>& output_gradient = {}, unconnected_gradients unconnected = unconnected_gradients::none,
+        std::source_location site = std::source_location::current())
     {
         std::vector<const basic_tensor<S>*> pointers;
         for (const basic_tensor<S>& source : sources) {
             pointers.push_back(&source);
         }
-        return gradient_of<T, S>(target, pointers, output_gradient, site);
+        return gradient_of<T, S>(target, pointers, output_gradient, unconnected, site);
     }
 
     // d target[i...] / d source[j...] for every element pair: the result's shape
-    // is target's shape followed by source's. One backward pass per target element.
+    // is target's shape followed by source's (zeros where the target does not
+    // depend on the source). One backward pass per target element.
     template <dtype T, class Source>
         requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
     [[nodiscard]] basic_tensor<typename Source::value_type> jacobian(
@@ -116,12 +129,14 @@ public:
         return jacobian_of<T, typename Source::value_type>(target, source, true, site);
     }
 
-    // Forgets every entry and watched tensor, as a new tape would.
-    void reset();
+    // Forgets every entry and watched tensor, as a new tape would. Like every
+    // member, only on the thread that made the tape, and not from a backward
+    // rule that this tape is running.
+    void reset(std::source_location site = std::source_location::current());
     // How many ops this tape holds.
-    [[nodiscard]] std::size_t size() const;
+    [[nodiscard]] std::size_t size(std::source_location site = std::source_location::current()) const;
     // The recorded ops as a Graphviz digraph: `dot -Tpng` draws it.
-    [[nodiscard]] std::string to_dot() const;
+    [[nodiscard]] std::string to_dot(std::source_location site = std::source_location::current()) const;
     // One line per entry: index, op, input shapes -> output shape, file:line.
     friend std::ostream& operator<<(std::ostream& out, const GradientTape& tape);
 
@@ -129,7 +144,8 @@ private:
     template <dtype T, dtype S>
     std::vector<basic_tensor<S>> gradient_of(const basic_tensor<T>& target,
                                              std::span<const basic_tensor<S>* const> sources,
-                                             const basic_tensor<T>& output_gradient, std::source_location site);
+                                             const basic_tensor<T>& output_gradient, unconnected_gradients unconnected,
+                                             std::source_location site);
 
     template <dtype T, dtype S>
     basic_tensor<S> jacobian_of(const basic_tensor<T>& target, const basic_tensor<S>& source, bool batched,
@@ -157,13 +173,18 @@ template <dtype T>
                                               const custom_forward<T>& forward, const custom_backward<T>& backward,
                                               std::source_location site = std::source_location::current());
 
-// While the returned guard lives, no tape of this thread records anything.
+// While the returned guard lives, no tape of the thread that made it records
+// anything. A guard released on another thread (moved there in a
+// unique_ptr, say) ends the pause of the thread that made it.
 class [[nodiscard]] recording_pause {
 public:
     recording_pause();
     ~recording_pause();
     recording_pause(const recording_pause&) = delete;
     recording_pause& operator=(const recording_pause&) = delete;
+
+private:
+    std::shared_ptr<detail::guard_count> count_;
 };
 
 [[nodiscard]] recording_pause stop_recording();

@@ -49,6 +49,8 @@ struct tensor_node {
     std::shared_ptr<const variable_info> variable;
     // Only a variable's own storage is ever changed after construction.
     bool is_variable_storage = false;
+    // The call site of the op that computed the value, for errors about it.
+    std::source_location origin;
 };
 
 template <class T>
@@ -208,12 +210,16 @@ template <dtype T>
 {
     return basic_tensor<T>(std::move(value));
 }
+// A shape whose array could not be allocated throws shape_error.
 template <dtype T = float>
-[[nodiscard]] basic_tensor<T> fill(const shape_type& shape, T value);
+[[nodiscard]] basic_tensor<T> fill(const shape_type& shape, T value,
+                                   std::source_location site = std::source_location::current());
 template <dtype T = float>
-[[nodiscard]] basic_tensor<T> zeros(const shape_type& shape);
+[[nodiscard]] basic_tensor<T> zeros(const shape_type& shape,
+                                    std::source_location site = std::source_location::current());
 template <dtype T = float>
-[[nodiscard]] basic_tensor<T> ones(const shape_type& shape);
+[[nodiscard]] basic_tensor<T> ones(const shape_type& shape,
+                                   std::source_location site = std::source_location::current());
 // n evenly spaced values from start to stop, both included, as numpy.linspace.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> linspace(T start, T stop, std::size_t n,

@@ -61,7 +61,7 @@ xt::xarray<T> broadcast_apply(const xt::xarray<T>& a, const xt::xarray<T>& b, F 
 template <dtype T>
 basic_tensor<T> add(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
-    detail::check_broadcastable("add", site, a.shape(), b.shape());
+    detail::broadcast_shape("add", site, a.shape(), b.shape(), sizeof(T));
     return record_op<T>(
         "add", site, broadcast_apply(a.value(), b.value(), std::plus<>()),
         [sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad) {
@@ -73,7 +73,7 @@ basic_tensor<T> add(const basic_tensor<T>& a, const std::type_identity_t<basic_t
 template <dtype T>
 basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
-    detail::check_broadcastable("subtract", site, a.shape(), b.shape());
+    detail::broadcast_shape("subtract", site, a.shape(), b.shape(), sizeof(T));
     return record_op<T>(
         "subtract", site, broadcast_apply(a.value(), b.value(), std::minus<>()),
         [sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad, detail::input_mask needed) {
@@ -85,7 +85,7 @@ basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<ba
 template <dtype T>
 basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
-    detail::check_broadcastable("multiply", site, a.shape(), b.shape());
+    detail::broadcast_shape("multiply", site, a.shape(), b.shape(), sizeof(T));
     return record_op<T>(
         "multiply", site, broadcast_apply(a.value(), b.value(), std::multiplies<>()),
         [a, b](const basic_tensor<T>& grad, detail::input_mask needed) {
@@ -98,7 +98,7 @@ basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<ba
 template <dtype T>
 basic_tensor<T> divide(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
-    detail::check_broadcastable("divide", site, a.shape(), b.shape());
+    detail::broadcast_shape("divide", site, a.shape(), b.shape(), sizeof(T));
     basic_tensor<T> quotient = broadcast_apply(a.value(), b.value(), std::divides<>());
     return record_op<T>(
         "divide", site, quotient,
@@ -122,10 +122,13 @@ basic_tensor<T> abs(const basic_tensor<T>& x, std::source_location site)
 }
 
 template <dtype T>
-basic_tensor<T> sign(const basic_tensor<T>& x, std::source_location)
+basic_tensor<T> sign(const basic_tensor<T>& x, std::source_location site)
 {
-    // Its gradient is zero everywhere it exists, so it is never recorded.
-    return xt::xarray<T>(xt::sign(x.value()));
+    // Recorded with its zero gradient, as TensorFlow does, so that a target
+    // computed through it stays connected to x. NaN stays NaN, as in NumPy.
+    return record_op<T>(
+        "sign", site, xt::where(xt::isnan(x.value()), x.value(), xt::sign(x.value())),
+        [](const basic_tensor<T>& grad) { return zeros<T>(grad.shape()); }, x);
 }
 
 template <dtype T>
@@ -215,7 +218,7 @@ template <dtype T>
 basic_tensor<T> relu(const basic_tensor<T>& x, std::source_location site)
 {
     return record_op<T>(
-        "relu", site, xt::maximum(x.value(), T(0)),
+        "relu", site, xt::where(x.value() < T(0), T(0), x.value()),
         [positive = greater(x, T(0))](const basic_tensor<T>& grad) { return grad * positive; }, x);
 }
 
@@ -259,7 +262,7 @@ basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, 
 template <dtype T>
 basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y, std::source_location site)
 {
-    detail::check_broadcastable("pow", site, x.shape(), y.shape());
+    detail::broadcast_shape("pow", site, x.shape(), y.shape(), sizeof(T));
     basic_tensor<T> result = xt::pow(x.value(), y.value());
     return record_op<T>(
         "pow", site, result,
@@ -289,20 +292,22 @@ basic_tensor<T> clip_by_value(const basic_tensor<T>& x, std::type_identity_t<T> 
     }
     basic_tensor<T> inside = xt::cast<T>(x.value() >= low && x.value() <= high);
     return record_op<T>(
-        "clip_by_value", site, xt::clip(x.value(), low, high),
+        "clip_by_value", site, xt::where(x.value() < low, low, xt::where(x.value() > high, high, x.value())),
         [inside](const basic_tensor<T>& grad) { return grad * inside; }, x);
 }
 
 namespace {
 
 // maximum and minimum: the gradient goes to a where `a_wins(a, b)` holds, to
-// b elsewhere. The comparison stays lazy: xtensor 0.24 with xsimd fills an
-// xt::xarray<bool> from a broadcasting comparison wrongly.
+// b elsewhere. a wins where it is NaN and b where b is, so that a NaN on
+// either side propagates, as in NumPy. The comparison stays lazy: xtensor
+// 0.24 with xsimd fills an xt::xarray<bool> from a broadcasting comparison
+// wrongly.
 template <dtype T, class Compare>
 basic_tensor<T> select_op(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
                           const basic_tensor<T>& b, Compare a_wins)
 {
-    detail::check_broadcastable(op, site, a.shape(), b.shape());
+    detail::broadcast_shape(op, site, a.shape(), b.shape(), sizeof(T));
     basic_tensor<T> mask_a = xt::xarray<T>(xt::cast<T>(a_wins(a.value(), b.value())));
     return record_op<T>(
         op, site, xt::where(a_wins(a.value(), b.value()), a.value(), b.value()),
@@ -316,7 +321,7 @@ template <dtype T, class Compare>
 basic_tensor<T> compare(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
                         const basic_tensor<T>& b, Compare holds)
 {
-    detail::check_broadcastable(op, site, a.shape(), b.shape());
+    detail::broadcast_shape(op, site, a.shape(), b.shape(), sizeof(T));
     // The comparison is lazy and refers to its operands: it is cast and
     // evaluated in one expression, never kept in a local.
     return broadcast_apply(a.value(), b.value(), [&](const auto& x, const auto& y) {
@@ -334,14 +339,14 @@ template <dtype T>
 basic_tensor<T> maximum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                         std::source_location site)
 {
-    return select_op("maximum", site, a, b, [](const auto& x, const auto& y) { return x >= y; });
+    return select_op("maximum", site, a, b, [](const auto& x, const auto& y) { return x >= y || xt::isnan(x); });
 }
 
 template <dtype T>
 basic_tensor<T> minimum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                         std::source_location site)
 {
-    return select_op("minimum", site, a, b, [](const auto& x, const auto& y) { return x <= y; });
+    return select_op("minimum", site, a, b, [](const auto& x, const auto& y) { return x <= y || xt::isnan(x); });
 }
 
 template <dtype T>
@@ -392,9 +397,8 @@ template <dtype T>
 basic_tensor<T> where(const basic_tensor<T>& condition, const std::type_identity_t<basic_tensor<T>>& a,
                       const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
-    detail::check_broadcastable("where", site, condition.shape(), a.shape());
-    detail::check_broadcastable("where", site, condition.shape(), b.shape());
-    detail::check_broadcastable("where", site, a.shape(), b.shape());
+    detail::broadcast_shape("where", site, detail::broadcast_shape("where", site, condition.shape(), a.shape(), sizeof(T)),
+                            b.shape(), sizeof(T));
     const auto chosen = xt::not_equal(condition.value(), T(0));
     basic_tensor<T> mask = xt::cast<T>(chosen);
     return record_op<T>(

@@ -57,6 +57,7 @@ basic_tensor<T> batched_matmul(const basic_tensor<T>& a, const basic_tensor<T>& 
     shape_type out_shape = batch;
     out_shape.push_back(m);
     out_shape.push_back(n);
+    detail::check_allocatable("matmul", site, out_shape, sizeof(T));
     auto product = xt::xarray<T>::from_shape(out_shape);
     const std::size_t batches = m * n == 0 ? 0 : product.size() / (m * n);
     if (k == 0) {

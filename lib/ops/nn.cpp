@@ -25,10 +25,25 @@ std::size_t class_axis(std::string_view op, const std::source_location& site, st
     return detail::normalize_axes(op, site, {axis}, rank).front();
 }
 
+// The sum of x along `axis`, kept as a dimension of 1. An empty x never
+// reaches xtensor's reducer, which does pointer arithmetic on its null buffer.
+template <dtype T>
+xt::xarray<T> sum_along(const xt::xarray<T>& x, std::size_t axis)
+{
+    auto kept = x.shape();
+    kept[axis] = 1;
+    xt::xarray<T> total = x.size() == 0 ? xt::xarray<T>(xt::zeros<T>(kept)) : xt::xarray<T>(xt::sum(x, {axis}));
+    total.reshape(kept);
+    return total;
+}
+
 // x minus its maximum along `axis`: the same softmax, and exp() cannot overflow.
 template <dtype T>
 xt::xarray<T> shifted(const xt::xarray<T>& x, std::size_t axis)
 {
+    if (x.size() == 0) {
+        return x;
+    }
     xt::xarray<T> maximum = xt::amax(x, {axis});
     maximum = xt::where(xt::isfinite(maximum), maximum, T(0));
     auto kept = x.shape();
@@ -44,11 +59,7 @@ basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::sour
 {
     const std::size_t at = class_axis("softmax", site, axis, x.dimension());
     xt::xarray<T> e = xt::exp(shifted(x.value(), at));
-    auto kept = e.shape();
-    kept[at] = 1;
-    xt::xarray<T> total = xt::sum(e, {at});
-    total.reshape(kept);
-    basic_tensor<T> result = xt::xarray<T>(e / total);
+    basic_tensor<T> result = xt::xarray<T>(e / sum_along(e, at));
     return record_op<T>(
         "softmax", site, result,
         [result, axis](const basic_tensor<T>& grad) {
@@ -62,11 +73,7 @@ basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::
 {
     const std::size_t at = class_axis("log_softmax", site, axis, x.dimension());
     const xt::xarray<T> z = shifted(x.value(), at);
-    auto kept = z.shape();
-    kept[at] = 1;
-    xt::xarray<T> log_total = xt::log(xt::sum(xt::exp(z), {at}));
-    log_total.reshape(kept);
-    basic_tensor<T> result = xt::xarray<T>(z - log_total);
+    basic_tensor<T> result = xt::xarray<T>(z - xt::log(sum_along(xt::xarray<T>(xt::exp(z)), at)));
     return record_op<T>(
         "log_softmax", site, result,
         [result, axis](const basic_tensor<T>& grad) {

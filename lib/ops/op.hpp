@@ -38,6 +38,7 @@ template <dtype T, class Backward, class... Inputs>
 basic_tensor<T> record_op(std::string_view op, const std::source_location& site, basic_tensor<T> result,
                           Backward&& backward, const Inputs&... inputs)
 {
+    result.node()->origin = site;
     const std::array<tape_input, sizeof...(Inputs)> tape_inputs{tape_input_of(inputs)...};
     recorder recording(tape_inputs);
     if (debugging_on()) {
@@ -75,6 +76,7 @@ template <dtype T, class Backward>
 basic_tensor<T> record_op_of_list(std::string_view op, const std::source_location& site, basic_tensor<T> result,
                                   Backward&& backward, const std::vector<basic_tensor<T>>& inputs)
 {
+    result.node()->origin = site;
     std::vector<tape_input> tape_inputs;
     tape_inputs.reserve(inputs.size());
     for (const auto& input : inputs) {

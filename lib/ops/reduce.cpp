@@ -1,6 +1,9 @@
 // Reductions. The gradient spreads back over the reduced axes by broadcasting.
+#include <limits>
 #include <numeric>
 
+#include <xtensor/xadapt.hpp>
+#include <xtensor/xbuilder.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xsort.hpp>
@@ -49,9 +52,17 @@ axes_type every_axis(std::size_t rank)
 }
 
 // Folds x over the planned axes with an xtensor reducer, shaped as planned.
+// An empty x never reaches the reducer (xtensor's reducers do pointer
+// arithmetic on its null buffer): every output element is `empty_value`,
+// the reduction's identity.
 template <dtype T, class Reducer>
-xt::xarray<T> fold(const basic_tensor<T>& x, const reduction& r, Reducer reducer)
+xt::xarray<T> fold(const basic_tensor<T>& x, const reduction& r, Reducer reducer, T empty_value = T(0))
 {
+    if (x.size() == 0) {
+        auto filled = xt::xarray<T>::from_shape(r.output);
+        filled.fill(empty_value);
+        return filled;
+    }
     xt::xarray<T> folded = r.axes.empty() ? x.value() : xt::xarray<T>(reducer(x.value(), r.axes));
     folded.reshape(r.output);
     return folded;
@@ -119,14 +130,24 @@ axes_type axes_of(const reduction& r)
 }
 
 // reduce_max and reduce_min: the gradient is shared equally among the
-// elements equal to the extremum, as TensorFlow does.
+// elements equal to the extremum, as TensorFlow does. A slice holding a NaN
+// reduces to NaN wherever the NaN is, as in NumPy (xtensor's amax keeps or
+// drops it depending on its position).
 template <dtype T, class Reducer>
 basic_tensor<T> extremum(std::string_view op, const std::source_location& site, const basic_tensor<T>& x,
                          const axes_type& axes, bool keepdims, Reducer reducer)
 {
     const reduction r = plan(op, site, x.shape(), axes, keepdims);
     refuse_empty_axis(op, site, x, r);
-    basic_tensor<T> result = fold(x, r, reducer);
+    xt::xarray<T> folded = fold(x, r, reducer);
+    if (xt::any(xt::isnan(x.value()))) {
+        const xt::xarray<T> nans =
+            fold(basic_tensor<T>(xt::cast<T>(xt::isnan(x.value()))), r, [](const auto& v, const auto& a) {
+                return xt::sum(v, a);
+            });
+        folded = xt::where(nans > T(0), std::numeric_limits<T>::quiet_NaN(), folded);
+    }
+    basic_tensor<T> result = std::move(folded);
     const basic_tensor<T> ties = equal(x, spread(result, r, x.shape()));
     const basic_tensor<T> share = ties / broadcast_to(reduce_sum(ties, axes_of(r), true), x.shape());
     return record_op<T>(
@@ -166,33 +187,78 @@ basic_tensor<T> reduce_prod(const basic_tensor<T>& x, std::source_location site)
     return reduce_prod(x, every_axis(x.dimension()), false, site);
 }
 
+namespace {
+
+// d prod / d x_i: the product of the other elements of x_i's slice, written
+// with ops so that an outer tape differentiates it exactly to every order.
+// A slice without a zero takes prod / x_i. A slice with a zero forms each
+// product of the others directly, from n copies of the slice with one element
+// replaced by 1: exact at zeros, at n times the slice's memory.
+template <dtype T>
+basic_tensor<T> product_of_others(const basic_tensor<T>& x, const reduction& r)
+{
+    // The slices as rows: the kept axes first, the reduced ones last.
+    axes_type perm;
+    for (std::size_t i = 0; i < x.dimension(); ++i) {
+        if (std::find(r.axes.begin(), r.axes.end(), i) == r.axes.end()) {
+            perm.push_back(std::ptrdiff_t(i));
+        }
+    }
+    perm.insert(perm.end(), r.axes.begin(), r.axes.end());
+    axes_type inverse(perm.size());
+    for (std::size_t i = 0; i < perm.size(); ++i) {
+        inverse[std::size_t(perm[i])] = std::ptrdiff_t(i);
+    }
+    const basic_tensor<T> moved = transpose(x, perm);
+    const auto n = std::ptrdiff_t(r.count);
+    const auto m = std::ptrdiff_t(x.size() / r.count);
+    const basic_tensor<T> rows = reshape(moved, {m, n});
+
+    auto has_zero = xt::xarray<T>::from_shape({std::size_t(m), 1});
+    std::vector<std::int64_t> zero_row_list;
+    for (std::ptrdiff_t i = 0; i < m; ++i) {
+        const T* row = rows.value().data() + i * n;
+        has_zero.flat(std::size_t(i)) = T(std::find(row, row + n, T(0)) != row + n);
+        if (has_zero.flat(std::size_t(i)) != T(0)) {
+            zero_row_list.push_back(i);
+        }
+    }
+    const basic_tensor<T> without_zeros = where(basic_tensor<T>(has_zero), basic_tensor<T>(T(1)), rows);
+    basic_tensor<T> others = reduce_prod(without_zeros, {1}, true) / without_zeros;
+
+    if (!zero_row_list.empty()) {
+        const xt::xarray<std::int64_t> zero_rows = xt::adapt(zero_row_list, {zero_row_list.size()});
+        const basic_tensor<T> sliced = gather(rows, zero_rows, 0);
+        const auto count = std::ptrdiff_t(zero_rows.size());
+        xt::xarray<T> diagonal = xt::eye<T>(std::size_t(n));
+        diagonal.reshape({1, std::size_t(n), std::size_t(n)});
+        const basic_tensor<T> copies =
+            broadcast_to(reshape(sliced, {count, 1, n}), {std::size_t(count), std::size_t(n), std::size_t(n)});
+        const basic_tensor<T> zero_others =
+            reduce_prod(where(basic_tensor<T>(diagonal), basic_tensor<T>(T(1)), copies), {2});
+        // Row i of the result: row i of `others`, or its row among zero_others.
+        xt::xarray<std::int64_t> pick = xt::arange<std::int64_t>(m);
+        for (std::size_t k = 0; k < zero_rows.size(); ++k) {
+            pick(std::size_t(zero_rows(k))) = m + std::int64_t(k);
+        }
+        others = gather(concat<T>({others, zero_others}, 0), pick, 0);
+    }
+    return transpose(reshape(others, detail::signed_shape(moved.shape())), inverse);
+}
+
+}  // namespace
+
 template <dtype T>
 basic_tensor<T> reduce_prod(const basic_tensor<T>& x, const axes_type& axes, bool keepdims, std::source_location site)
 {
     const reduction r = plan("reduce_prod", site, x.shape(), axes, keepdims);
-    basic_tensor<T> result = fold(x, r, [](const auto& v, const auto& a) { return xt::prod(v, a); });
-    // d prod / d x_i is the product of the others: result / x_i, which a zero
-    // turns into 0/0. Then the product of the others is formed from the count
-    // of zeros in each slice, as a constant: the first derivative is exact,
-    // the second does not flow through it.
-    basic_tensor<T> others_product;
-    if (xt::any(xt::equal(x.value(), T(0)))) {
-        const auto product_of = [](const auto& v, const auto& a) { return xt::prod(v, a); };
-        const auto sum_of = [](const auto& v, const auto& a) { return xt::sum(v, a); };
-        const auto is_zero = xt::equal(x.value(), T(0));
-        xt::xarray<T> nonzero_product = fold(basic_tensor<T>(xt::where(is_zero, T(1), x.value())), r, product_of);
-        xt::xarray<T> zero_count = fold(basic_tensor<T>(xt::cast<T>(is_zero)), r, sum_of);
-        nonzero_product.reshape(r.kept);
-        zero_count.reshape(r.kept);
-        others_product = xt::xarray<T>(xt::where(xt::equal(zero_count, T(0)), nonzero_product / x.value(),
-                                                 xt::where(xt::equal(zero_count, T(1)) && is_zero, nonzero_product, T(0))));
-    }
+    basic_tensor<T> result = fold(x, r, [](const auto& v, const auto& a) { return xt::prod(v, a); }, T(1));
     return record_op<T>(
         "reduce_prod", site, result,
-        [r, x, result, others_product](const basic_tensor<T>& grad) {
+        [r, x, result](const basic_tensor<T>& grad) {
             const basic_tensor<T> spread_grad = spread(grad, r, x.shape());
-            if (others_product.defined()) {
-                return spread_grad * others_product;
+            if (xt::any(xt::equal(x.value(), T(0)))) {
+                return spread_grad * product_of_others(x, r);
             }
             return spread_grad * spread(result, r, x.shape()) / x;
         },
@@ -212,11 +278,11 @@ basic_tensor<T> reduce_logsumexp(const basic_tensor<T>& x, const axes_type& axes
     const reduction r = plan("reduce_logsumexp", site, x.shape(), axes, keepdims);
     refuse_empty_axis("reduce_logsumexp", site, x, r);
     // Shifting by the maximum keeps exp() from overflowing; an all -inf slice keeps a shift of 0.
-    xt::xarray<T> shift = r.axes.empty() ? x.value() : xt::xarray<T>(xt::amax(x.value(), r.axes));
+    xt::xarray<T> shift = fold(x, r, [](const auto& v, const auto& a) { return xt::amax(v, a); });
     shift = xt::where(xt::isfinite(shift), shift, T(0));
     shift.reshape(r.kept);
-    xt::xarray<T> total = r.axes.empty() ? xt::xarray<T>(xt::exp(x.value() - shift))
-                                         : xt::xarray<T>(xt::sum(xt::exp(x.value() - shift), r.axes));
+    xt::xarray<T> total = fold(basic_tensor<T>(xt::exp(x.value() - shift)), r,
+                               [](const auto& v, const auto& a) { return xt::sum(v, a); });
     total.reshape(r.kept);
     xt::xarray<T> result = xt::log(total) + shift;
     result.reshape(r.output);

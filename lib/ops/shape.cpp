@@ -1,4 +1,5 @@
 // Ops that move values without arithmetic: their gradients move them back.
+#include <limits>
 #include <numeric>
 #include <optional>
 
@@ -64,6 +65,7 @@ basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff
             known *= target[i];
         }
     }
+    detail::check_allocatable("reshape", site, target, sizeof(T));
     if (inferred) {
         if (known == 0 || x.size() % known != 0) {
             refuse("no size for the -1 dimension gives that many elements");
@@ -93,6 +95,7 @@ basic_tensor<T> broadcast_to(const basic_tensor<T>& x, const shape_type& shape, 
         fail<shape_error>("broadcast_to", site,
                           "cannot broadcast " + format_shape(from) + " to " + format_shape(shape));
     }
+    detail::check_allocatable("broadcast_to", site, shape, sizeof(T));
     return record_op<T>(
         "broadcast_to", site, xt::broadcast(x.value(), shape),
         [from](const basic_tensor<T>& grad) { return detail::sum_to_shape(grad, from); }, x);
@@ -175,6 +178,7 @@ basic_tensor<T> concat(const std::vector<basic_tensor<T>>& values, std::ptrdiff_
         }
         joined[at] += value.shape()[at];
     }
+    detail::check_allocatable("concat", site, joined, sizeof(T));
     auto result = xt::xarray<T>::from_shape(joined);
     const around_axis out = split_at(joined, at);
     std::vector<std::size_t> offsets;
@@ -377,6 +381,7 @@ basic_tensor<T> gather(const basic_tensor<T>& params, const xt::xarray<std::int6
     shape_type shape(params.shape().begin(), params.shape().begin() + std::ptrdiff_t(at));
     shape.insert(shape.end(), indices.shape().begin(), indices.shape().end());
     shape.insert(shape.end(), params.shape().begin() + std::ptrdiff_t(at) + 1, params.shape().end());
+    detail::check_allocatable("gather", site, shape, sizeof(T));
     auto picked = xt::xarray<T>::from_shape(shape);
     T* target = picked.data();
     for (std::size_t o = 0; o < rows.outer; ++o) {
@@ -394,10 +399,11 @@ basic_tensor<T> gather(const basic_tensor<T>& params, const xt::xarray<std::int6
 }
 
 template <dtype T>
-basic_tensor<T> one_hot(const xt::xarray<std::int64_t>& indices, std::size_t depth, std::source_location)
+basic_tensor<T> one_hot(const xt::xarray<std::int64_t>& indices, std::size_t depth, std::source_location site)
 {
     shape_type shape = indices.shape();
     shape.push_back(depth);
+    detail::check_allocatable("one_hot", site, shape, sizeof(T));
     xt::xarray<T> encoded = xt::zeros<T>(shape);
     for (std::size_t i = 0; i < indices.size(); ++i) {
         const std::int64_t index = indices.flat(i);
@@ -418,8 +424,12 @@ basic_tensor<T> tile(const basic_tensor<T>& x, const std::vector<std::size_t>& m
     }
     shape_type tiled_shape = x.shape();
     for (std::size_t i = 0; i < multiples.size(); ++i) {
-        tiled_shape[i] *= multiples[i];
+        // An overflowing dimension becomes one no array can have, which check_allocatable refuses.
+        if (__builtin_mul_overflow(tiled_shape[i], multiples[i], &tiled_shape[i])) {
+            tiled_shape[i] = std::numeric_limits<std::size_t>::max();
+        }
     }
+    detail::check_allocatable("tile", site, tiled_shape, sizeof(T));
     auto tiled = xt::xarray<T>::from_shape(tiled_shape);
     const std::vector<std::size_t> no_offset(x.dimension(), 0);
     std::vector<std::size_t> source(x.dimension());

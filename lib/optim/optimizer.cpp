@@ -63,14 +63,20 @@ std::pair<std::vector<basic_tensor<T>>, basic_tensor<T>> clip_by_global_norm(
     }
     basic_tensor<T> squares = T(0);
     for (const auto& gradient : gradients) {
-        squares = add(squares, reduce_sum(square(gradient, site), site), site);
+        if (gradient.defined()) {
+            squares = add(squares, reduce_sum(square(gradient, site), site), site);
+        }
     }
     const basic_tensor<T> norm = sqrt(squares, site);
-    const basic_tensor<T> scale = divide(basic_tensor<T>(clip_norm), maximum(norm, clip_norm, site), site);
+    // As tf.clip_by_global_norm: a non-finite norm makes every clipped
+    // gradient NaN (norm - norm is NaN then, and 0 otherwise), so that the
+    // broken step shows instead of being taken by some gradients only.
+    const basic_tensor<T> scale =
+        add(divide(basic_tensor<T>(clip_norm), maximum(norm, clip_norm, site), site), subtract(norm, norm, site), site);
     std::vector<basic_tensor<T>> clipped;
     clipped.reserve(gradients.size());
     for (const auto& gradient : gradients) {
-        clipped.push_back(multiply(gradient, scale, site));
+        clipped.push_back(gradient.defined() ? multiply(gradient, scale, site) : gradient);
     }
     return {std::move(clipped), norm};
 }
@@ -96,7 +102,10 @@ void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
             fail<argument_error>(op, site, "variable '" + variable.name() + "' is not trainable");
         }
         if (!gradients[i].defined()) {
-            fail<argument_error>(op, site, "the gradient for variable '" + variable.name() + "' is undefined");
+            fail<argument_error>(op, site,
+                                 "variable '" + variable.name() +
+                                     "' has no gradient (an undefined tensor): the loss does not depend on it, or "
+                                     "it was read before the tape existed; training would leave it unchanged");
         }
         if (gradients[i].shape() != variable.shape()) {
             fail<shape_error>(op, site,

@@ -410,7 +410,7 @@ Tensor64 weighted_first_gradients(const program& p, const std::vector<Tensor64>&
     for (const auto& input : at) {
         tape.watch(input);
     }
-    const auto gradients = tape.gradient(p(at), at);
+    const auto gradients = tape.gradient(p(at), at, {}, gt::unconnected_gradients::zero);
     Tensor64 total = 0.0;
     for (std::size_t i = 0; i < gradients.size(); ++i) {
         total = total + gt::reduce_sum(gradients[i] * gradients[i]) * (1.0 + double(i));
