@@ -27,17 +27,24 @@ std::string format_site(const std::source_location& site)
     return std::string(where.file_name()) + ":" + std::to_string(where.line());
 }
 
-void check_allocatable(std::string_view op, const std::source_location& site, const shape_type& shape,
-                       std::size_t element_size)
+bool allocatable(const shape_type& shape, std::size_t element_size)
 {
     constexpr auto limit = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max());
     std::size_t bytes = element_size;
     for (std::size_t dim : shape) {
         if (dim != 0 && (__builtin_mul_overflow(bytes, dim, &bytes) || bytes > limit)) {
-            fail<shape_error>(op, site,
-                              "an array of shape " + format_shape(shape) + " would hold more than " +
-                                  std::to_string(limit) + " bytes");
+            return false;
         }
+    }
+    return true;
+}
+
+void check_allocatable(std::string_view op, const std::source_location& site, const shape_type& shape,
+                       std::size_t element_size)
+{
+    if (!allocatable(shape, element_size)) {
+        fail<shape_error>(op, site,
+                          "an array of shape " + format_shape(shape) + " would hold more bytes than memory can address");
     }
 }
 
@@ -53,7 +60,11 @@ shape_type broadcast_shape(std::string_view op, const std::source_location& site
         }
         result[result.size() - i] = da == 1 ? db : da;
     }
-    check_allocatable(op, site, result, element_size);
+    if (!allocatable(result, element_size)) {
+        fail<shape_error>(op, site,
+                          "shapes " + format_shape(a) + " and " + format_shape(b) + " broadcast to " +
+                              format_shape(result) + ", which would hold more bytes than memory can address");
+    }
     return result;
 }
 

@@ -32,6 +32,8 @@ template <class E>
 // overflows either). Every op calls it on the shape it is about to allocate.
 void check_allocatable(std::string_view op, const std::source_location& site, const shape_type& shape,
                        std::size_t element_size);
+// The test behind check_allocatable, for an op that words its own message.
+bool allocatable(const shape_type& shape, std::size_t element_size);
 
 // The shape a and b broadcast to, as in NumPy; throws shape_error when they
 // do not, or when the result could not be allocated (check_allocatable).

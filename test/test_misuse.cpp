@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <typeindex>
@@ -70,6 +71,45 @@ misuse row(std::string what, std::vector<std::string> mentions, std::function<vo
     return {std::move(what), typeid(E), std::move(mentions), std::move(act), names_call_site};
 }
 
+// Runs `act` on the calling thread's behalf from another thread, rethrowing what it threw.
+void on_another_thread(const std::function<void()>& act)
+{
+    std::exception_ptr failure;
+    std::thread([&] {
+        try {
+            act();
+        } catch (...) {
+            failure = std::current_exception();
+        }
+    }).join();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+}
+
+// Asks `tape` for a gradient through an op whose backward rule calls
+// `inside(tape, grad)` on that same tape.
+void reenter_with(gt::GradientTape& tape, const Tensor& x,
+                  const std::function<void(gt::GradientTape&, const Tensor&)>& inside)
+{
+    const Tensor y = gt::custom_gradient<float>(
+        {x}, [](const auto& in) { return in[0] * 1.f; },
+        [&](const Tensor& grad, const auto&, const auto&) {
+            inside(tape, grad);
+            return std::vector{grad};
+        });
+    (void)tape.gradient(gt::reduce_sum(y), x);
+}
+
+// The same on a persistent tape of its own.
+void reenter(const std::function<void(gt::GradientTape&, const Tensor&)>& inside)
+{
+    const Tensor x = gt::ones<float>({2});
+    gt::GradientTape tape({.persistent = true});
+    tape.watch(x);
+    reenter_with(tape, x, inside);
+}
+
 std::string valid_checkpoint_bytes(const std::filesystem::path& directory)
 {
     gt::Variable w(gt::fill<float>({2, 2}, 7.f), "w");
@@ -124,6 +164,32 @@ const std::vector<misuse>& misuses()
                          [](scene& s) {
                              (void)gt::sparse_softmax_cross_entropy_with_logits(xt::xarray<std::int64_t>{0, 1, 1},
                                                                                 Tensor(s.w));
+                         }),
+        // Shapes whose arrays could not exist: refused before anything is allocated.
+        row<shape_error>("one_hot of a depth whose array overflows", {"one_hot", "4611686018427387905"},
+                         [](scene&) { (void)gt::one_hot<float>(xt::xarray<std::int64_t>{0}, (std::size_t{1} << 62) + 1); }),
+        row<shape_error>("zeros of a shape whose element count overflows", {"fill", "(4294967296, 4294967296)"},
+                         [](scene&) { (void)gt::zeros<float>({std::size_t{1} << 32, std::size_t{1} << 32}); }),
+        row<shape_error>("random_normal of a shape whose bytes overflow", {"random_normal"},
+                         [](scene&) { (void)gt::random_normal<double>({std::size_t{1} << 61}); }),
+        row<shape_error>("glorot_uniform of a shape whose element count overflows", {"glorot_uniform"},
+                         [](scene&) { (void)gt::glorot_uniform<float>({std::size_t{1} << 40, std::size_t{1} << 40}); }),
+        row<shape_error>("reshape to a shape whose product wraps to the element count",
+                         {"reshape", "4611686018427387905"},
+                         [](scene& s) { (void)gt::reshape(s.w, {4, (std::ptrdiff_t{1} << 62) + 1}); }),
+        row<shape_error>("tile by a multiple whose product overflows", {"tile"},
+                         [](scene& s) { (void)gt::tile(s.w, {(std::size_t{1} << 62) + 1, 1}); }),
+        row<shape_error>("broadcast_to a shape too large to exist", {"broadcast_to"},
+                         [](scene& s) { (void)gt::broadcast_to(s.w, {std::size_t{1} << 62, 2, 2}); }),
+        row<shape_error>("matmul of two empty operands whose product would not fit", {"matmul", "(4294967296, 4294967296)"},
+                         [](scene&) {
+                             (void)gt::matmul(gt::zeros<float>({std::size_t{1} << 32, 0}),
+                                              gt::zeros<float>({0, std::size_t{1} << 32}));
+                         }),
+        row<shape_error>("add of operands that broadcast to a shape too large to exist",
+                         {"add", "(1099511627776, 1, 0)", "(1, 1099511627776, 0)"}, [](scene&) {
+                             (void)(gt::zeros<float>({std::size_t{1} << 40, 1, 0}) +
+                                    gt::zeros<float>({1, std::size_t{1} << 40, 0}));
                          }),
         // Axes and arguments out of range.
         row<argument_error>("reduce_sum over an axis beyond the rank", {"reduce_sum", "axis 2", "rank 2"},
@@ -202,17 +268,7 @@ const std::vector<misuse>& misuses()
                             (void)once.gradient(y, x);
                         }),
         row<tape_error>("a tape used from another thread", {"gradient", "thread"},
-                        [](scene& s) {
-                            std::exception_ptr failure;
-                            std::thread([&] {
-                                try {
-                                    (void)s.tape.gradient(s.total, s.w);
-                                } catch (...) {
-                                    failure = std::current_exception();
-                                }
-                            }).join();
-                            std::rethrow_exception(failure);
-                        }),
+                        [](scene& s) { on_another_thread([&] { (void)s.tape.gradient(s.total, s.w); }); }),
         row<tape_error>("a gradient from a tape after reset()", {"gradient", "not watched"},
                         [](scene&) {
                             const Tensor x = gt::ones<float>({2});
@@ -234,6 +290,41 @@ const std::vector<misuse>& misuses()
                             gt::GradientTape later;
                             (void)later.gradient(y, x);
                         }),
+        row<tape_error>("gradient asked of a tape by a backward rule it is running",
+                        {"gradient", "computing a gradient"}, [](scene&) {
+                            reenter([](gt::GradientTape& t, const Tensor& x) { (void)t.gradient(gt::reduce_sum(x), x); });
+                        }),
+        row<tape_error>("jacobian asked of a tape by a backward rule it is running",
+                        {"jacobian", "computing a gradient"},
+                        [](scene&) { reenter([](gt::GradientTape& t, const Tensor& x) { (void)t.jacobian(x, x); }); }),
+        row<tape_error>("reset of a tape by a backward rule it is running", {"reset", "computing a gradient"},
+                        [](scene&) { reenter([](gt::GradientTape& t, const Tensor&) { t.reset(); }); }),
+        row<tape_error>("a non-persistent tape re-entered by a backward rule it is running",
+                        {"gradient", "computing a gradient"},
+                        [](scene&) {
+                            const Tensor x = gt::ones<float>({2});
+                            gt::GradientTape once;
+                            once.watch(x);
+                            reenter_with(once, x, [](gt::GradientTape& t, const Tensor& v) {
+                                (void)t.gradient(gt::reduce_sum(v), v);
+                            });
+                        }),
+        row<tape_error>("reset of a tape from another thread", {"reset", "thread"},
+                        [](scene& s) { on_another_thread([&] { s.tape.reset(); }); }),
+        row<tape_error>("size of a tape from another thread", {"size", "thread"},
+                        [](scene& s) { on_another_thread([&] { (void)s.tape.size(); }); }),
+        row<tape_error>("to_dot of a tape from another thread", {"to_dot", "thread"},
+                        [](scene& s) { on_another_thread([&] { (void)s.tape.to_dot(); }); }),
+        row<tape_error>("printing a tape from another thread", {"operator<<", "thread"},
+                        [](scene& s) {
+                            on_another_thread([&] {
+                                std::ostringstream out;
+                                out << s.tape;
+                            });
+                        },
+                        false),
+        row<tape_error>("jacobian of an unwatched source names jacobian", {"jacobian", "not watched"},
+                        [](scene& s) { (void)s.tape.jacobian(s.squared, gt::ones<float>({2})); }),
         // Variables and optimizers.
         row<shape_error>("assign of another shape", {"assign", "'w'", "(2, 2)", "(4,)"},
                          [](scene& s) { s.w.assign(gt::ones<float>({4})); }),

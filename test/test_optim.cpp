@@ -1,5 +1,6 @@
 // SGD: one step against the update of torch.optim.SGD computed by hand.
 #include <cmath>
+#include <limits>
 #include <memory>
 
 #include "support.hpp"
@@ -219,4 +220,30 @@ TEST_CASE("clip_by_global_norm scales all gradients by one factor", "[optim]")
     REQUIRE(unchanged[0].value()(0) == Approx(3.0));
     REQUIRE(same_norm.item() == Approx(5.0));
     REQUIRE_THROWS_AS(gt::clip_by_global_norm(gradients, 0.0), gt::argument_error);
+}
+
+TEST_CASE("clip_by_global_norm with a non-finite norm makes every gradient NaN, as TensorFlow", "[optim]")
+{
+    const double nan = std::nan("");
+    const double inf = std::numeric_limits<double>::infinity();
+    for (const double bad : {nan, inf}) {
+        CAPTURE(bad);
+        const auto [clipped, norm] = gt::clip_by_global_norm<double>({Tensor64(bad), Tensor64(3.0)}, 1.0);
+        REQUIRE_FALSE(std::isfinite(norm.item()));
+        REQUIRE(std::isnan(clipped[0].item()));
+        REQUIRE(std::isnan(clipped[1].item()));
+    }
+}
+
+TEST_CASE("a batch_size near SIZE_MAX gives one batch of every row", "[data]")
+{
+    const xt::xarray<std::int64_t> labels = xt::arange<std::int64_t>(5);
+    gt::minibatches<double> batches({Tensor64(xt::xarray<double>(xt::arange<double>(5.0)))}, {labels},
+                                    {.batch_size = std::numeric_limits<std::size_t>::max()});
+    REQUIRE(batches.size() == 1);
+    std::size_t rows = 0;
+    for (const auto& batch : batches) {
+        rows += batch.rows.size();
+    }
+    REQUIRE(rows == 5);
 }

@@ -137,3 +137,66 @@ TEST_CASE("the gradient of gather adds repeated rows, as an embedding lookup nee
     const Tensor64 gradient = tape.gradient(gt::reduce_sum(gt::gather(table, {3, 1, 3, 3})), table);
     REQUIRE(same(gradient, make64({0, 0, 1, 1, 0, 0, 3, 3}, {4, 2})));
 }
+
+TEST_CASE("the second derivative of reduce_prod is exact at zeros", "[reduce][gradient]")
+{
+    // p = x0 x1 x2; the Hessian-vector product with v = (1, 0, 0) is (0, x2, x1).
+    const auto hessian_times_first_axis = [](const Tensor64& x) {
+        gt::GradientTape outer;
+        outer.watch(x);
+        Tensor64 first;
+        {
+            gt::GradientTape inner;
+            inner.watch(x);
+            first = inner.gradient(gt::reduce_prod(x), x);
+        }
+        return outer.gradient(gt::reduce_sum(first * make64({1, 0, 0})), x);
+    };
+    REQUIRE(same(hessian_times_first_axis(make64({0, 2, 3})), make64({0, 3, 2})));
+    REQUIRE(same(hessian_times_first_axis(make64({1, 2, 3})), make64({0, 3, 2})));
+    REQUIRE(same(hessian_times_first_axis(make64({0, 0, 3})), make64({0, 3, 0})));
+    // Slices with one, two and no zeros, reduced over either axis, against finite differences.
+    const Tensor64 x = make64({2, 0, 3, 0, 0, 5, 4, 1, 2}, {3, 3});
+    support::require_second_gradients([](const auto& in) { return gt::reduce_prod(in[0], {1}); }, {x});
+    support::require_second_gradients([](const auto& in) { return gt::reduce_prod(in[0], {0}, true); }, {x});
+    support::require_second_gradients([](const auto& in) { return gt::reduce_prod(in[0]); }, {x});
+}
+
+TEST_CASE("a NaN propagates through max, min and their relatives wherever it stands", "[reduce][values]")
+{
+    const double nan = std::nan("");
+    const auto is_nan = [](const Tensor64& t) { return std::isnan(t.item()); };
+    REQUIRE(is_nan(gt::reduce_max(make64({nan, 1, 2}))));
+    REQUIRE(is_nan(gt::reduce_max(make64({1, 2, nan}))));
+    REQUIRE(is_nan(gt::reduce_min(make64({nan, 1, 2}))));
+    REQUIRE(is_nan(gt::reduce_min(make64({1, 2, nan}))));
+    const Tensor64 columns = gt::reduce_max(make64({nan, 1, 2, 3}, {2, 2}), {0});
+    REQUIRE(std::isnan(columns.value()(0)));
+    REQUIRE(columns.value()(1) == 3);
+    REQUIRE(is_nan(gt::relu(Tensor64(nan))));
+    REQUIRE(is_nan(gt::sign(Tensor64(nan))));
+    REQUIRE(is_nan(gt::clip_by_value(Tensor64(nan), -1.0, 1.0)));
+    REQUIRE(is_nan(gt::maximum(Tensor64(nan), Tensor64(1.0))));
+    REQUIRE(is_nan(gt::maximum(Tensor64(1.0), Tensor64(nan))));
+    REQUIRE(is_nan(gt::minimum(Tensor64(nan), Tensor64(1.0))));
+    REQUIRE(is_nan(gt::minimum(Tensor64(1.0), Tensor64(nan))));
+    gt::check_numerics guard;
+    REQUIRE_THROWS_AS(gt::relu(Tensor64(nan)), gt::numeric_error);
+}
+
+TEST_CASE("reductions and softmax over an empty axis give the identity, or an empty result", "[reduce][values]")
+{
+    const Tensor64 empty_rows = gt::zeros<double>({2, 0});
+    REQUIRE(gt::reduce_sum(empty_rows, {1}).value() == xt::xarray<double>{0, 0});
+    REQUIRE(gt::reduce_prod(empty_rows, {1}).value() == xt::xarray<double>{1, 1});
+    REQUIRE(xt::all(xt::isnan(gt::reduce_mean(empty_rows, {1}).value())));
+    REQUIRE(gt::reduce_sum(empty_rows).item() == 0);
+    REQUIRE(gt::reduce_max(gt::zeros<double>({0, 3}), {1}).shape() == gt::shape_type{0});
+    REQUIRE(gt::reduce_logsumexp(gt::zeros<double>({0, 3}), {1}).shape() == gt::shape_type{0});
+    REQUIRE(gt::softmax(empty_rows, 1).shape() == gt::shape_type{2, 0});
+    REQUIRE(gt::log_softmax(empty_rows, 1).shape() == gt::shape_type{2, 0});
+    REQUIRE(gt::softmax(gt::zeros<double>({0, 3}), 1).shape() == gt::shape_type{0, 3});
+    gt::GradientTape tape;
+    tape.watch(empty_rows);
+    REQUIRE(tape.gradient(gt::reduce_sum(gt::softmax(empty_rows, 1)), empty_rows).shape() == gt::shape_type{2, 0});
+}

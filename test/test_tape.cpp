@@ -137,6 +137,13 @@ TEST_CASE("a loop that would train nothing fails and names why", "[tape][errors]
         REQUIRE(w.item() == 2.0);
         REQUIRE(optimizer.iterations() == 0);
     }
+    SECTION("minimize over a variable that is not trainable")
+    {
+        gt::Variable64 frozen(Tensor64(1.0), "frozen", false);
+        REQUIRE_THROWS_WITH(optimizer.minimize([&] { return gt::square(w) * frozen; }, {w, frozen}),
+                            Contains("'frozen'") && Contains("not trainable"));
+        REQUIRE(w.item() == 2.0);
+    }
     SECTION("minimize over a variable the loss does not use")
     {
         REQUIRE_THROWS_WITH(optimizer.minimize([&] { return gt::square(w); }, {w, b}),

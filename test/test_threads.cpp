@@ -3,6 +3,7 @@
 // as when trained one after another. Tensors are immutable and safe to share
 // read-only. A variable is not synchronised: see "two threads updating one
 // variable" below for what that means and how to share one.
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -174,4 +175,40 @@ TEST_CASE("two threads updating one variable without a lock neither crash nor br
     REQUIRE(bad_gradients == std::vector<int>{0, 0});
     REQUIRE(xt::all(xt::isfinite(w.value())));
     REQUIRE(xt::all(w.value() < 1.f));
+}
+
+TEST_CASE("a pause or a numeric check released on another thread ends the switch of the thread that made it",
+          "[threads]")
+{
+    const gt::Tensor64 x = 2.0;
+    gt::GradientTape tape;
+    tape.watch(x);
+    auto pause = std::make_unique<gt::recording_pause>();
+    auto checks = std::make_unique<gt::check_numerics>();
+    (void)(x * x);
+    REQUIRE(tape.size() == 0);
+    std::size_t recorded_there = 0;
+    bool checked_there = false;
+    std::thread([&] {
+        gt::GradientTape own;
+        own.watch(x);
+        // The other thread records, and checks nothing, while this one is paused
+        // and checked; releasing this thread's guards there leaves its own state alone.
+        (void)(x * x);
+        pause.reset();
+        checks.reset();
+        (void)(x * x);
+        recorded_there = own.size();
+        try {
+            (void)gt::log(gt::Tensor64(-1.0));
+        } catch (const gt::numeric_error&) {
+            checked_there = true;
+        }
+    }).join();
+    REQUIRE(recorded_there == 2);
+    REQUIRE_FALSE(checked_there);
+    // This thread records again and checks no more.
+    (void)(x * x);
+    REQUIRE(tape.size() == 1);
+    REQUIRE_NOTHROW(gt::log(gt::Tensor64(-1.0)));
 }
