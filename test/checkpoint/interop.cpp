@@ -1,5 +1,7 @@
 // The C++ half of the NumPy interoperability test: `write PATH` saves known
-// values, `read PATH` loads a file NumPy wrote and checks them.
+// values, `read PATH` loads a file NumPy wrote and checks them, `write-unicode
+// PATH` saves a variable with a non-ASCII name, and `refuse PATH` succeeds
+// only when loading the array 'a' of shape (2,) from PATH is refused.
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -30,11 +32,26 @@ xt::xarray<double> expected_bias()
 int main(int argc, char** argv)
 {
     if (argc != 3) {
-        std::cerr << "usage: interop write|read PATH\n";
+        std::cerr << "usage: interop write|read|write-unicode|refuse PATH\n";
         return 2;
     }
     const std::string mode = argv[1];
     const std::string path = argv[2];
+    if (mode == "write-unicode") {
+        gt::save_checkpoint(path, {gt::Variable(gt::fill<float>({2}, 1.5f), "gr\u00f6\u00dfe/\u91cd\u307f")});
+        return 0;
+    }
+    if (mode == "refuse") {
+        gt::Variable64 a(gt::fill<double>({2}, -1.0), "a");
+        try {
+            gt::load_checkpoint(path, {a});
+        } catch (const gt::argument_error& e) {
+            std::cout << "refused: " << e.what() << '\n';
+            return a.value() == xt::xarray<double>{-1.0, -1.0} ? 0 : 1;
+        }
+        std::cout << "loaded " << a << '\n';
+        return 1;
+    }
     if (mode == "write") {
         gt::Variable weights(gt::cast<float>(gt::Tensor64(expected_weights())), "weights");
         gt::Variable bias(gt::cast<float>(gt::Tensor64(expected_bias())), "bias");

@@ -27,7 +27,43 @@ print("numpy read what gradtape wrote")
 '''
 WRITE = '''
 import sys, numpy
-numpy.savez(sys.argv[1], weights=(0.5 * numpy.arange(6.0) - 1.0).reshape(2, 3), bias=10 + numpy.arange(3.0))
+numpy.savez(sys.argv[1], weights=numpy.asfortranarray((0.5 * numpy.arange(6.0) - 1.0).reshape(2, 3)), bias=10 + numpy.arange(3.0))
+'''
+
+UNICODE = '''
+import sys, numpy, zipfile
+name = "gr\\u00f6\\u00dfe/\\u91cd\\u307f"
+with zipfile.ZipFile(sys.argv[1]) as archive:
+    info = archive.infolist()[0]
+    assert info.filename == name + ".npy", info.filename
+    assert info.flag_bits & 0x800, "the UTF-8 flag (bit 11) is not set"
+with numpy.load(sys.argv[1]) as archive:
+    assert archive.files == [name], archive.files
+    assert (archive[name] == 1.5).all()
+print("numpy read the non-ASCII name")
+'''
+
+# .npy headers numpy's own reader refuses or reads differently; gradtape
+# must refuse each, whatever NumPy makes of it.
+BAD_HEADERS = [
+    "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'shape': (3,), }",
+    "{'descr': '<f8', 'fortran_order': False, 'shape': (2, -3), }",
+    "{'descr': '<f8', 'fortran_order': False, 'shape': (2.5,), }",
+    "{'descr': '<f8', 'fortran_order': False, 'shape': (2 3), }",
+    "{'descr': '<f8', 'fortran_order': False, 'shape': (2), }",
+    "{'descr': '<f8', 'fortran_order': False, }",
+    "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'extra': 1, }",
+    "{'descr': '>f8', 'fortran_order': False, 'shape': (2,), }",
+    "{'descr': '<f8', 'fortran_order': Maybe, 'shape': (2,), }",
+    "['descr', '<f8']",
+]
+WRITE_BAD = '''
+import struct, sys, zipfile
+header = sys.argv[2].encode("latin1")
+header += b" " * (63 - (10 + len(header)) % 64) + b"\\n"
+npy = b"\\x93NUMPY\\x01\\x00" + struct.pack("<H", len(header)) + header + struct.pack("<2d", 4.0, 5.0)
+with zipfile.ZipFile(sys.argv[1], "w") as archive:
+    archive.writestr("a.npy", npy)
 '''
 
 with tempfile.TemporaryDirectory() as directory:
@@ -37,4 +73,12 @@ with tempfile.TemporaryDirectory() as directory:
     subprocess.run([numpy_python, '-c', CHECK, from_cpp], check=True)
     subprocess.run([numpy_python, '-c', WRITE, from_numpy], check=True)
     subprocess.run([program, 'read', from_numpy], check=True)
+    unicode = os.path.join(directory, 'unicode.npz')
+    subprocess.run([program, 'write-unicode', unicode], check=True)
+    subprocess.run([numpy_python, '-c', UNICODE, unicode], check=True)
+    for i, header in enumerate(BAD_HEADERS):
+        bad = os.path.join(directory, f'bad{i}.npz')
+        subprocess.run([numpy_python, '-c', WRITE_BAD, bad, header], check=True)
+        if subprocess.run([program, 'refuse', bad]).returncode != 0:
+            sys.exit(f'gradtape did not refuse the header {header}')
 print('checkpoints round-trip between gradtape and numpy')
