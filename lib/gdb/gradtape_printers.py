@@ -109,11 +109,24 @@ def _record_inputs(record):
     return [inline[i] for i in range(int(record['input_count']))]
 
 
+# What the tape printer says when the tape's internals have no debug
+# information: they live in the library alone, which a release build or a
+# distribution's package builds without -g.
+NO_LIBRARY_DEBUG_INFO = ('GradientTape (its entries need the debug information of libgradtape: '
+                         'build the library with -g, or install its debug symbols)')
+
+
 class TapePrinter:
     def __init__(self, value):
         self.value = value
 
     def to_string(self):
+        try:
+            return self._entries()
+        except gdb.error:
+            return NO_LIBRARY_DEBUG_INFO
+
+    def _entries(self):
         state = _shared_ptr_get(self.value['state_']).dereference()
         entries = _vector_items(state['entries'])
         options = state['options']
