@@ -66,8 +66,11 @@ void inspect_forward(std::string_view op, const std::source_location& site, std:
         for (std::size_t i = 0; i < inputs.size(); ++i) {
             line += (i ? ", " : "") + describe(inputs[i]);
         }
-        line += " -> " + describe(tape_input_of(result)) + " at " + format_site(site) +
-                (recorded ? " [recorded]" : " [not recorded]") + "\n";
+        line += " -> " + describe(tape_input_of(result)) + " at " + format_site(site);
+        if (!backward_op().empty()) {
+            line += " (in the backward pass of " + std::string(backward_op()) + ")";
+        }
+        line += std::string(recorded ? " [recorded]" : " [not recorded]") + "\n";
         std::cerr << line;
     }
     if (numerics_checked()) {

@@ -320,7 +320,7 @@ std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
     }
     out << "GradientTape (" << (state.options.persistent ? "persistent" : "non-persistent") << ", "
         << state.entries.size() << (state.entries.size() == 1 ? " entry" : " entries") << ", "
-        << state.watched.size() << " watched tensors" << (state.answered ? ", answered" : "") << ")";
+        << state.watched.size() << " tensors tracked" << (state.answered ? ", answered" : "") << ")";
     for (std::size_t i = 0; i < state.entries.size(); ++i) {
         const auto& record = state.entries[i].record;
         out << "\n  #" << i << ' ';

@@ -159,6 +159,24 @@ TEST_CASE("the trace prints one line per op, recorded or not", "[debug][trace]")
     }
     REQUIRE_THAT(text, Contains("gradtape: exp () float64 -> () float64 at ") && Contains("[recorded]") &&
                            Contains("[not recorded]"));
+    REQUIRE_THAT(text, !Contains("backward pass"));
     const Tensor64 untraced = gt::exp(x);
     (void)untraced;
+}
+
+TEST_CASE("the trace labels the ops a backward rule runs with the op they differentiate", "[debug][trace]")
+{
+    const Tensor64 x = 2.0;
+    gt::GradientTape tape;
+    tape.watch(x);
+    const Tensor64 y = gt::tanh(x);
+    std::string text;
+    {
+        capture_stderr capture;
+        gt::set_trace(true);
+        (void)tape.gradient(y, x);
+        gt::set_trace(false);
+        text = capture.text();
+    }
+    REQUIRE_THAT(text, Contains("(in the backward pass of tanh)"));
 }

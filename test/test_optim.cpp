@@ -247,3 +247,18 @@ TEST_CASE("a batch_size near SIZE_MAX gives one batch of every row", "[data]")
     }
     REQUIRE(rows == 5);
 }
+
+TEST_CASE("a schedule that turns NaN at a later step is refused at that step, changing nothing", "[optim][schedule]")
+{
+    gt::Variable64 w(make64({1, 2}), "w");
+    gt::SGD optimizer({.learning_rate = gt::learning_rate_schedule([](std::uint64_t step) {
+                           return step < 2 ? 0.1 : std::nan("");
+                       })});
+    optimizer.apply_gradients<double>({make64({1, 1})}, {w});
+    optimizer.apply_gradients<double>({make64({1, 1})}, {w});
+    const xt::xarray<double> before = w.value();
+    REQUIRE_THROWS_WITH(optimizer.apply_gradients<double>({make64({1, 1})}, {w}),
+                        Contains("apply_gradients") && Contains("learning rate at step 2"));
+    REQUIRE(w.value() == before);
+    REQUIRE(optimizer.iterations() == 2);
+}

@@ -127,7 +127,10 @@ struct matmul_options {
     bool transpose_a = false;
     bool transpose_b = false;
 };
-// The matrix product of two 2-D tensors, through BLAS.
+// The matrix product, through BLAS: of matrices, of stacks of matrices whose
+// leading (batch) dimensions broadcast, and of vectors by NumPy's rules (a
+// 1-D operand is a row on the left, a column on the right, and that dimension
+// is dropped from the result).
 template <dtype T>
 [[nodiscard]] basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b, matmul_options options = {},
                                      GRADTAPE_SITE);

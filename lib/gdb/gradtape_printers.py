@@ -1,5 +1,6 @@
 # gdb pretty-printers for gradtape: tensors and variables print their dtype,
-# shape and leading values, tapes their entry count and last entries.
+# shape and leading values, tapes their entry count and last entries; they
+# read the library's debug information.
 # Embedded in libgradtape's .debug_gdb_scripts section, so gdb loads them with
 # the library (once its directory is in gdb's auto-load safe-path); or
 # `source` this file by hand.
@@ -9,6 +10,11 @@ import gdb
 
 LEADING_VALUES = 10
 LAST_ENTRIES = 5
+# What a printer says when the types it reads have no debug information: the
+# program's own rarely completes them, and a release build or a
+# distribution's package builds the library without -g.
+NO_LIBRARY_DEBUG_INFO = ('(its %s needs the debug information of libgradtape: '
+                         'build the library with -g, or install its debug symbols)')
 
 
 def _shared_ptr_get(value):
@@ -66,7 +72,10 @@ class TensorPrinter:
         self.value = value
 
     def to_string(self):
-        return describe_tensor(self.value)
+        try:
+            return describe_tensor(self.value)
+        except gdb.error:
+            return '%s %s' % (_dtype(str(self.value.type.strip_typedefs())), NO_LIBRARY_DEBUG_INFO % 'value')
 
 
 def _source_location(site):
@@ -109,13 +118,6 @@ def _record_inputs(record):
     return [inline[i] for i in range(int(record['input_count']))]
 
 
-# What the tape printer says when the tape's internals have no debug
-# information: they live in the library alone, which a release build or a
-# distribution's package builds without -g.
-NO_LIBRARY_DEBUG_INFO = ('GradientTape (its entries need the debug information of libgradtape: '
-                         'build the library with -g, or install its debug symbols)')
-
-
 class TapePrinter:
     def __init__(self, value):
         self.value = value
@@ -124,7 +126,7 @@ class TapePrinter:
         try:
             return self._entries()
         except gdb.error:
-            return NO_LIBRARY_DEBUG_INFO
+            return 'GradientTape ' + NO_LIBRARY_DEBUG_INFO % 'list of entries'
 
     def _entries(self):
         state = _shared_ptr_get(self.value['state_']).dereference()

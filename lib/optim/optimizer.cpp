@@ -113,9 +113,16 @@ void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
                                   ", its gradient has shape " + detail::format_shape(gradients[i].shape()));
         }
     }
+    // The schedule is read at every update: one that turns NaN, infinite or
+    // negative at a later step would otherwise write that into every weight.
+    const double rate = learning_rate();
+    if (!std::isfinite(rate) || rate < 0) {
+        fail<argument_error>(op, site,
+                             "the learning rate at step " + std::to_string(iterations_) + " is " +
+                                 std::to_string(rate) + "; it must be finite and >= 0");
+    }
     // Every check above runs before the first variable changes, so that bad
     // input leaves all of them as they were.
-    const double rate = learning_rate();
     for (std::size_t i = 0; i < variables.size(); ++i) {
         update(variables[i].storage(), gradients[i].value(), variables[i].id(), rate);
     }
