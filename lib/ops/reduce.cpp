@@ -1,4 +1,6 @@
 // Reductions. The gradient spreads back over the reduced axes by broadcasting.
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 
@@ -46,7 +48,7 @@ reduction plan(std::string_view op, const std::source_location& site, const shap
 
 axes_type every_axis(std::size_t rank)
 {
-    axes_type axes(rank);
+    std::vector<std::ptrdiff_t> axes(rank);
     std::iota(axes.begin(), axes.end(), 0);
     return axes;
 }
@@ -140,7 +142,10 @@ basic_tensor<T> extremum(std::string_view op, const std::source_location& site, 
     const reduction r = plan(op, site, x.shape(), axes, keepdims);
     refuse_empty_axis(op, site, x, r);
     xt::xarray<T> folded = fold(x, r, reducer);
-    if (xt::any(xt::isnan(x.value()))) {
+    const xt::xarray<T>& values = x.value();
+    // Over the buffer, not xt::any: xtensor's end stepper offsets the null
+    // data pointer of an empty array.
+    if (std::any_of(values.storage().cbegin(), values.storage().cend(), [](T v) { return std::isnan(v); })) {
         const xt::xarray<T> nans =
             fold(basic_tensor<T>(xt::cast<T>(xt::isnan(x.value()))), r, [](const auto& v, const auto& a) {
                 return xt::sum(v, a);
@@ -198,14 +203,14 @@ template <dtype T>
 basic_tensor<T> product_of_others(const basic_tensor<T>& x, const reduction& r)
 {
     // The slices as rows: the kept axes first, the reduced ones last.
-    axes_type perm;
+    permutation_type perm;
     for (std::size_t i = 0; i < x.dimension(); ++i) {
         if (std::find(r.axes.begin(), r.axes.end(), i) == r.axes.end()) {
             perm.push_back(std::ptrdiff_t(i));
         }
     }
     perm.insert(perm.end(), r.axes.begin(), r.axes.end());
-    axes_type inverse(perm.size());
+    permutation_type inverse(perm.size());
     for (std::size_t i = 0; i < perm.size(); ++i) {
         inverse[std::size_t(perm[i])] = std::ptrdiff_t(i);
     }
@@ -257,7 +262,8 @@ basic_tensor<T> reduce_prod(const basic_tensor<T>& x, const axes_type& axes, boo
         "reduce_prod", site, result,
         [r, x, result](const basic_tensor<T>& grad) {
             const basic_tensor<T> spread_grad = spread(grad, r, x.shape());
-            if (xt::any(xt::equal(x.value(), T(0)))) {
+            const xt::xarray<T>& values = x.value();
+            if (std::ranges::find(values.storage(), T(0)) != values.storage().end()) {
                 return spread_grad * product_of_others(x, r);
             }
             return spread_grad * spread(result, r, x.shape()) / x;
