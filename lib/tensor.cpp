@@ -132,3 +132,8 @@ basic_tensor<T> linspace(T start, T stop, std::size_t n, std::source_location si
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape
+
+std::ostream& xt::operator<<(std::ostream& out, const gradtape::shape_type& shape)
+{
+    return out << gradtape::detail::format_shape(shape);
+}

@@ -1,6 +1,8 @@
 // Reductions and shape ops beyond the basics: values from their definitions,
 // gradients against finite differences, second derivatives where they exist.
 #include <cmath>
+#include <sstream>
+#include <type_traits>
 
 #include "support.hpp"
 
@@ -35,6 +37,44 @@ TEST_CASE("max, min, prod, logsumexp and variance reduce as their definitions sa
     const double mean0 = 3.0, mean1 = 4.0;
     REQUIRE(same(gt::reduce_variance(a, {-1}), make64({(4 + 4 + 0) / 3.0 + 0 * mean0, (0 + 4 + 4) / 3.0 + 0 * mean1})));
     REQUIRE(same(gt::reduce_variance(a), make64({17.5 / 6})));
+}
+
+TEST_CASE("a single axis needs no braces, and only a signed integer is one", "[reduce][values]")
+{
+    const Tensor64 a = make64({1, 5, 3, 4, 2, 6}, {2, 3});
+    REQUIRE(same(gt::reduce_sum(a, 1), make64({9, 12})));
+    REQUIRE(same(gt::reduce_max(a, -1, true), make64({5, 6}, {2, 1})));
+    REQUIRE(same(gt::reduce_mean(a, 0), make64({2.5, 3.5, 4.5})));
+    REQUIRE(gt::squeeze(make64({1, 2}, {1, 2, 1}), 2).shape() == gt::shape_type{1, 2});
+    STATIC_REQUIRE(std::is_convertible_v<int, gt::axes_type>);
+    STATIC_REQUIRE(std::is_convertible_v<std::ptrdiff_t, gt::axes_type>);
+    STATIC_REQUIRE_FALSE(std::is_convertible_v<bool, gt::axes_type>);
+    STATIC_REQUIRE_FALSE(std::is_constructible_v<gt::axes_type, std::size_t>);
+}
+
+TEST_CASE("braced lists of tensors and variables name their dtype themselves", "[shape][values]")
+{
+    const Tensor64 a = make64({1, 2});
+    const gt::Variable64 v(make64({3, 4}), "v");
+    REQUIRE(same(gt::concat({a, v}, 0), make64({1, 2, 3, 4})));
+    REQUIRE(same(gt::stack({v, a}), make64({3, 4, 1, 2}, {2, 2})));
+    const Tensor64 doubled = gt::custom_gradient(
+        {a}, [](const auto& in) { return in[0] * 2.0; },
+        [](const Tensor64& grad, const auto&, const auto&) { return std::vector{grad * 2.0}; });
+    REQUIRE(same(doubled, make64({2, 4})));
+}
+
+TEST_CASE("a shape prints as NumPy writes it", "[shape][debug]")
+{
+    const auto printed = [](const Tensor64& t) {
+        std::ostringstream out;
+        out << t.shape();
+        return out.str();
+    };
+    REQUIRE(printed(make64({1, 2, 3, 4, 5, 6}, {2, 3})) == "(2, 3)");
+    REQUIRE(printed(make64({1, 2, 3})) == "(3,)");
+    REQUIRE(printed(gt::reduce_sum(make64({1, 2}))) == "()");
+    REQUIRE(printed(gt::zeros<double>({4, 0, 1})) == "(4, 0, 1)");
 }
 
 TEST_CASE("reduce_logsumexp stays finite for inputs of plus or minus 1000", "[reduce][stability]")
@@ -94,9 +134,9 @@ TEST_CASE("shape ops place values as TensorFlow does", "[shape][values]")
     REQUIRE(gt::expand_dims(a, -1).shape() == gt::shape_type{2, 3, 1});
     REQUIRE(gt::squeeze(make64({1, 2}, {1, 2, 1})).shape() == gt::shape_type{2});
     REQUIRE(gt::squeeze(make64({1, 2}, {1, 2, 1}), {0}).shape() == gt::shape_type{2, 1});
-    REQUIRE(same(gt::concat<double>({a, make64({7, 8}, {2, 1})}, 1), make64({1, 2, 3, 7, 4, 5, 6, 8}, {2, 4})));
-    REQUIRE(same(gt::concat<double>({a, a}, 0), make64({1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}, {4, 3})));
-    REQUIRE(same(gt::stack<double>({make64({1, 2}), make64({3, 4})}, 1), make64({1, 3, 2, 4}, {2, 2})));
+    REQUIRE(same(gt::concat({a, make64({7, 8}, {2, 1})}, 1), make64({1, 2, 3, 7, 4, 5, 6, 8}, {2, 4})));
+    REQUIRE(same(gt::concat({a, a}, 0), make64({1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}, {4, 3})));
+    REQUIRE(same(gt::stack({make64({1, 2}), make64({3, 4})}, 1), make64({1, 3, 2, 4}, {2, 2})));
     REQUIRE(same(gt::stack<double>({make64({1, 2}), make64({3, 4})}, -1), make64({1, 3, 2, 4}, {2, 2})));
     const auto pieces = gt::split(a, {1, 2}, 1);
     REQUIRE(same(pieces[0], make64({1, 4}, {2, 1})));

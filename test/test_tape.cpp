@@ -428,7 +428,7 @@ namespace {
 // The identity, with its gradient clipped to [-1, 1].
 Tensor64 clip_gradient(const Tensor64& x)
 {
-    return gt::custom_gradient<double>(
+    return gt::custom_gradient(
         {x}, [](const auto& in) { return in[0]; },
         [](const Tensor64& grad, const auto&, const auto&) { return std::vector{gt::clip_by_value(grad, -1.0, 1.0)}; });
 }

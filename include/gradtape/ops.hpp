@@ -10,7 +10,10 @@
 #pragma once
 
 #include <cstddef>
+#include <concepts>
 #include <cstdint>
+#include <initializer_list>
+#include <iterator>
 #include <source_location>
 #include <type_traits>
 #include <vector>
@@ -19,7 +22,26 @@
 
 namespace gradtape {
 
-using axes_type = std::vector<std::ptrdiff_t>;
+// The axes an op works along: one (`reduce_sum(x, 1)`) or a list
+// (`reduce_sum(x, {0, 2})`); `{}` is the empty list. A single axis must be a
+// signed integer: neither `true` nor a size (`axes_type(rank)` is not a list
+// of `rank` axes) converts.
+class axes_type : public std::vector<std::ptrdiff_t> {
+public:
+    axes_type() = default;
+    template <std::signed_integral I>
+    axes_type(I axis) : vector{std::ptrdiff_t(axis)}
+    {
+    }
+    axes_type(std::initializer_list<std::ptrdiff_t> axes) : vector(axes) {}
+    axes_type(std::vector<std::ptrdiff_t> axes) : vector(std::move(axes)) {}
+    template <std::input_iterator I>
+    axes_type(I first, I last) : vector(first, last)
+    {
+    }
+};
+// Dimension i of a transpose's result is dimension perm[i] of its operand.
+using permutation_type = std::vector<std::ptrdiff_t>;
 
 #define GRADTAPE_SITE std::source_location site = std::source_location::current()
 
@@ -139,7 +161,7 @@ template <dtype T>
 template <dtype T> [[nodiscard]] basic_tensor<T> transpose(const basic_tensor<T>& x, GRADTAPE_SITE);
 // Dimension i of the result is dimension perm[i] of x.
 template <dtype T>
-[[nodiscard]] basic_tensor<T> transpose(const basic_tensor<T>& x, const axes_type& perm, GRADTAPE_SITE);
+[[nodiscard]] basic_tensor<T> transpose(const basic_tensor<T>& x, const permutation_type& perm, GRADTAPE_SITE);
 // The same values in another shape; one dimension may be -1 and is then inferred.
 template <dtype T>
 [[nodiscard]] basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff_t>& shape,
@@ -160,6 +182,18 @@ template <dtype T>
 template <dtype T>
 [[nodiscard]] basic_tensor<T> stack(const std::vector<basic_tensor<T>>& values, std::ptrdiff_t axis = 0,
                                     GRADTAPE_SITE);
+// concat({a, b}, 0) and stack({a, b}): a braced list names its dtype itself.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> concat(std::initializer_list<basic_tensor<T>> values, std::ptrdiff_t axis, GRADTAPE_SITE)
+{
+    return concat(std::vector<basic_tensor<T>>(values), axis, site);
+}
+template <dtype T>
+[[nodiscard]] basic_tensor<T> stack(std::initializer_list<basic_tensor<T>> values, std::ptrdiff_t axis = 0,
+                                    GRADTAPE_SITE)
+{
+    return stack(std::vector<basic_tensor<T>>(values), axis, site);
+}
 // Cuts x along `axis` into pieces of the given sizes, which must add up to its dimension.
 template <dtype T>
 [[nodiscard]] std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<std::size_t>& sizes,

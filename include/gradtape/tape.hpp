@@ -159,7 +159,7 @@ private:
 // returns one gradient per input (an undefined tensor for none). Both run
 // with gradtape ops, so that nested tapes differentiate the backward too.
 //
-//   auto clipped = gradtape::custom_gradient<float>(
+//   auto clipped = gradtape::custom_gradient(
 //       {x}, [](const auto& in) { return in[0]; },
 //       [](const auto& grad, const auto&, const auto&) { return std::vector{gradtape::clip_by_value(grad, -1.f, 1.f)}; });
 template <dtype T>
@@ -168,10 +168,20 @@ template <dtype T>
 using custom_backward = std::function<std::vector<basic_tensor<T>>(
     const basic_tensor<T>& grad, const std::vector<basic_tensor<T>>& inputs, const basic_tensor<T>& result)>;
 
+// The dtype comes from the inputs alone, so that lambdas convert.
 template <dtype T>
 [[nodiscard]] basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
-                                              const custom_forward<T>& forward, const custom_backward<T>& backward,
+                                              const std::type_identity_t<custom_forward<T>>& forward,
+                                              const std::type_identity_t<custom_backward<T>>& backward,
                                               std::source_location site = std::source_location::current());
+template <dtype T>
+[[nodiscard]] basic_tensor<T> custom_gradient(std::initializer_list<basic_tensor<T>> inputs,
+                                              const std::type_identity_t<custom_forward<T>>& forward,
+                                              const std::type_identity_t<custom_backward<T>>& backward,
+                                              std::source_location site = std::source_location::current())
+{
+    return custom_gradient(std::vector<basic_tensor<T>>(inputs), forward, backward, site);
+}
 
 // While the returned guard lives, no tape of the thread that made it records
 // anything. A guard released on another thread (moved there in a

@@ -226,3 +226,10 @@ template <dtype T = float>
                                        std::source_location site = std::source_location::current());
 
 }  // namespace gradtape
+
+// Shapes print as NumPy writes them: "(2, 3)", "(4,)", "()". The operator
+// lives in xtensor's namespace, the shape type's own, so that argument-dependent
+// lookup finds it from any code that writes `out << t.shape()`.
+namespace xt {
+std::ostream& operator<<(std::ostream& out, const gradtape::shape_type& shape);
+}  // namespace xt

@@ -6,8 +6,9 @@
 namespace gradtape {
 
 template <dtype T>
-basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs, const custom_forward<T>& forward,
-                                 const custom_backward<T>& backward, std::source_location site)
+basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
+                                 const std::type_identity_t<custom_forward<T>>& forward,
+                                 const std::type_identity_t<custom_backward<T>>& backward, std::source_location site)
 {
     basic_tensor<T> result;
     {

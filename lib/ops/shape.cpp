@@ -17,13 +17,13 @@ using detail::record_op;
 template <dtype T>
 basic_tensor<T> transpose(const basic_tensor<T>& x, std::source_location site)
 {
-    axes_type reversed(x.dimension());
+    permutation_type reversed(x.dimension());
     std::iota(reversed.rbegin(), reversed.rend(), 0);
     return transpose(x, reversed, site);
 }
 
 template <dtype T>
-basic_tensor<T> transpose(const basic_tensor<T>& x, const axes_type& perm, std::source_location site)
+basic_tensor<T> transpose(const basic_tensor<T>& x, const permutation_type& perm, std::source_location site)
 {
     if (perm.size() != x.dimension()) {
         fail<argument_error>("transpose", site,
@@ -31,7 +31,7 @@ basic_tensor<T> transpose(const basic_tensor<T>& x, const axes_type& perm, std::
                                  format_shape(x.shape()));
     }
     const auto order = detail::normalize_axes("transpose", site, perm, x.dimension());
-    axes_type inverse(order.size());
+    permutation_type inverse(order.size());
     for (std::size_t i = 0; i < order.size(); ++i) {
         inverse[order[i]] = static_cast<std::ptrdiff_t>(i);
     }
@@ -490,7 +490,7 @@ std::vector<std::ptrdiff_t> signed_shape(const shape_type& shape)
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> transpose(const basic_tensor<T>&, std::source_location);                               \
-    template basic_tensor<T> transpose(const basic_tensor<T>&, const axes_type&, std::source_location);             \
+    template basic_tensor<T> transpose(const basic_tensor<T>&, const permutation_type&, std::source_location);      \
     template basic_tensor<T> reshape(const basic_tensor<T>&, const std::vector<std::ptrdiff_t>&,                    \
                                      std::source_location);                                                         \
     template basic_tensor<T> broadcast_to(const basic_tensor<T>&, const shape_type&, std::source_location);         \

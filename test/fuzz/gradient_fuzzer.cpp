@@ -268,7 +268,7 @@ private:
             default: return {"l2_loss(" + va + ")", [a](const pool_type& p) { return gt::l2_loss(p[a]); }};
             }
         case 25: {
-            gt::axes_type perm(x.dimension());
+            gt::permutation_type perm(x.dimension());
             std::iota(perm.begin(), perm.end(), 0);
             std::shuffle(perm.begin(), perm.end(), random_);
             std::string text = "transpose(" + va + ", {";
@@ -309,9 +309,9 @@ private:
             const std::ptrdiff_t axis = axis_of(x);
             const std::string text = "(" + va + ", " + vb + ", axis " + std::to_string(axis) + ")";
             if (coin()) {
-                return {"concat" + text, [a, b, axis](const pool_type& p) { return gt::concat<double>({p[a], p[b]}, axis); }};
+                return {"concat" + text, [a, b, axis](const pool_type& p) { return gt::concat({p[a], p[b]}, axis); }};
             }
-            return {"stack" + text, [a, b, axis](const pool_type& p) { return gt::stack<double>({p[a], p[b]}, axis); }};
+            return {"stack" + text, [a, b, axis](const pool_type& p) { return gt::stack({p[a], p[b]}, axis); }};
         }
         case 31: {
             std::vector<std::size_t> multiples;
