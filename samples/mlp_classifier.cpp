@@ -155,9 +155,17 @@ void plot(const std::string& prefix, const network& model, const spiral& data, c
     for (std::size_t k = 0; k < data.labels.size(); ++k) {
         points << data.points.value()(k, 0) << ' ' << data.points.value()(k, 1) << ' ' << data.labels(k) << '\n';
     }
+    // One minibatch's loss is noisy: beside it, an exponential moving average
+    // divided by the weight its start is missing (TensorBoard's smoothing),
+    // which is the curve to read.
     std::ofstream loss_file(prefix + "_loss.dat");
+    constexpr double smoothing = 0.98;
+    double average = 0;
+    double weight = 0;
     for (std::size_t k = 0; k < losses.size(); ++k) {
-        loss_file << k << ' ' << losses[k] << '\n';
+        average = smoothing * average + (1 - smoothing) * losses[k];
+        weight = smoothing * weight + (1 - smoothing);
+        loss_file << k << ' ' << losses[k] << ' ' << average / weight << '\n';
     }
     grid.close();
     points.close();
@@ -178,9 +186,11 @@ void plot(const std::string& prefix, const network& model, const spiral& data, c
                           << "plot '" << prefix << "_regions.dat' using 1:2:3 with image notitle, \\\n"
                           << "     '" << prefix << "_points.dat' using 1:2:($3 == 0 ? 0xc0392b : $3 == 1 ? 0x2e7d32 : 0x1565c0) \\\n"
                           << "     with points pt 7 ps 0.6 lc rgb variable notitle\n"
-                          << "set title 'Loss per step (minibatch)'\nset size noratio\nset autoscale\n"
+                          << "set title 'Training loss'\nset size noratio\nset autoscale\n"
                           << "set xlabel 'step'\nset ylabel 'cross-entropy'\nset logscale y\nset format y '%g'\n"
-                          << "plot '" << prefix << "_loss.dat' using 1:2 with lines notitle\n"
+                          << "set key top right\n"
+                          << "plot '" << prefix << "_loss.dat' using 1:2 with lines lc rgb '#d5d8dc' title 'minibatch', \\\n"
+                          << "     '' using 1:3 with lines lw 2 lc rgb '#1a5276' title 'moving average (0.98)'\n"
                           << "unset multiplot\n";
     if (std::system(("gnuplot '" + script + "'").c_str()) == 0) {
         std::cout << "wrote " << prefix << ".png\n";
