@@ -110,6 +110,54 @@ private:
     std::string_view saved_op_;
 };
 
+// Whether an array of shape `from` is one of shape `to` broadcast: each of
+// to's dimensions, aligned from the end, equals from's or is 1.
+bool broadcasts_to(const shape_type& to, const shape_type& from)
+{
+    if (to.size() > from.size()) {
+        return false;
+    }
+    const std::size_t added = from.size() - to.size();
+    for (std::size_t i = 0; i < to.size(); ++i) {
+        if (to[i] != from[added + i] && to[i] != 1) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// Every backward rule's gradient passes here: one of its input's dtype, and
+// of its input's shape once summed over what broadcasting added, so that no
+// rule reduces broadcast dimensions itself and no wrong rule goes unnoticed.
+void conform(const op_record& record, std::size_t input, any_tensor& gradient)
+{
+    std::visit(
+        [&](auto& grad) {
+            using gradient_type = std::decay_t<decltype(grad)>;
+            if constexpr (!std::is_same_v<gradient_type, std::monostate>) {
+                const tensor_description& expected = record.inputs()[input];
+                const auto wrong = [&](const std::string& got) {
+                    fail<shape_error>(record.op, record.site,
+                                      "the backward rule returned " + got + " for input " + std::to_string(input + 1) +
+                                          ", a " + expected.dtype + " tensor of shape " +
+                                          format_shape(expected.shape));
+                };
+                constexpr const char* dtype = dtype_name<typename gradient_type::value_type>();
+                if (std::string_view(dtype) != expected.dtype) {
+                    wrong(std::string("a ") + dtype + " gradient");
+                }
+                if (grad.shape() == expected.shape) {
+                    return;
+                }
+                if (!broadcasts_to(expected.shape, grad.shape())) {
+                    wrong("a gradient of shape " + format_shape(grad.shape()));
+                }
+                grad = sum_to_shape(grad, expected.shape);
+            }
+        },
+        gradient);
+}
+
 }  // namespace
 
 void check_owner(const tape_state& tape, std::string_view op, const std::source_location& site)
@@ -173,6 +221,12 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
         {
             backward_rule_scope scope(record);
             record.backward(output_gradient, input_mask(entry->watched_inputs), input_gradients);
+            const input_mask needed(entry->watched_inputs);
+            for (std::size_t i = 0; i < input_gradients.size(); ++i) {
+                if (needed[i]) {
+                    conform(record, i, input_gradients[i]);
+                }
+            }
             if (debugging_on()) {
                 inspect_backward(record.op, record.site, input_gradients);
             }

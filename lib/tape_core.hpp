@@ -158,6 +158,11 @@ basic_tensor<S> gradient_or_zeros(any_tensor& gradient, const shape_type& shape)
     return zeros<S>(shape);
 }
 
+// The gradient of a broadcast operand: `gradient` summed over the dimensions
+// broadcasting added or stretched, so that it has `shape` again.
+template <dtype T>
+basic_tensor<T> sum_to_shape(const basic_tensor<T>& gradient, const shape_type& shape);
+
 // The call site of the forward op whose backward rule is running on this thread, if any.
 const std::source_location* backward_site();
 // The name of that forward op, or empty.

@@ -479,6 +479,28 @@ TEST_CASE("custom_gradient refuses a backward that returns the wrong gradients",
     REQUIRE_THROWS_WITH(tape.gradient(gt::reduce_sum(misshapen), x), Contains("(3,)") && Contains("(2,)"));
 }
 
+TEST_CASE("the core sums a gradient over broadcast dimensions and refuses one of the wrong shape", "[tape][custom][errors]")
+{
+    // y = x broadcast to (2, 3) by the forward, with a backward that leaves
+    // the broadcast in place: dL/dx is the column sums of the seed.
+    const Tensor64 x = support::make64({1, 2, 3});
+    gt::GradientTape tape({.persistent = true});
+    tape.watch(x);
+    const Tensor64 rows = gt::custom_gradient(
+        {x}, [](const auto& in) { return gt::broadcast_to(in[0], {2, 3}); },
+        [](const Tensor64& grad, const auto&, const auto&) { return std::vector{grad}; });
+    const Tensor64 seed = support::make64({1, 2, 3, 4, 5, 6}, {2, 3});
+    REQUIRE(tape.gradient(rows, x, seed).value() == support::make64({5, 7, 9}).value());
+
+    const Tensor64 transposed = gt::custom_gradient(
+        {x}, [](const auto& in) { return gt::broadcast_to(in[0], {2, 3}); },
+        [](const Tensor64& grad, const auto&, const auto&) { return std::vector{gt::transpose(grad)}; });
+    REQUIRE_THROWS_AS(tape.gradient(transposed, x, seed), gt::shape_error);
+    REQUIRE_THROWS_WITH(tape.gradient(transposed, x, seed),
+                        Contains("custom_gradient") && Contains("backward rule returned a gradient of shape (3, 2)") &&
+                            Contains("input 1, a float64 tensor of shape (3,)"));
+}
+
 TEST_CASE("a tape of ten thousand ops watching ten thousand tensors answers exactly", "[tape]")
 {
     // y = x * c^n: dy/dx = c^n, and every intermediate is watched through x.

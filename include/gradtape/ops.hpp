@@ -45,28 +45,34 @@ using permutation_type = std::vector<std::ptrdiff_t>;
 
 #define GRADTAPE_SITE std::source_location site = std::source_location::current()
 
-template <dtype T> [[nodiscard]] basic_tensor<T> abs(const basic_tensor<T>& x, GRADTAPE_SITE);
-// -1, 0 or 1; no gradient flows through it.
-template <dtype T> [[nodiscard]] basic_tensor<T> sign(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> sqrt(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> rsqrt(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> square(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> exp(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> log(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> log1p(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> expm1(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> sin(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> cos(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> tanh(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> sigmoid(const basic_tensor<T>& x, GRADTAPE_SITE);
-// The gradient at 0 is 0, as in TensorFlow.
-template <dtype T> [[nodiscard]] basic_tensor<T> relu(const basic_tensor<T>& x, GRADTAPE_SITE);
+// The elementwise functions of one tensor x, each beside its gradient, with
+// y the result (PyTorch's derivatives.yaml writes them so):
+#define GRADTAPE_UNARY_OPS(X)                                                                      \
+    X(abs)      /* grad * sign(x)                                                          */ \
+    X(sign)     /* 0; y is -1, 0 or 1, and NaN where x is                                  */ \
+    X(sqrt)     /* grad / (2 y)                                                            */ \
+    X(rsqrt)    /* grad * (-y^3 / 2)                                                       */ \
+    X(square)   /* grad * 2 x                                                              */ \
+    X(exp)      /* grad * y                                                                */ \
+    X(log)      /* grad / x                                                                */ \
+    X(log1p)    /* grad / (1 + x)                                                          */ \
+    X(expm1)    /* grad * (y + 1)                                                          */ \
+    X(sin)      /* grad * cos(x)                                                           */ \
+    X(cos)      /* -grad * sin(x)                                                          */ \
+    X(tanh)     /* grad * (1 - y^2)                                                        */ \
+    X(sigmoid)  /* grad * (y - y^2)                                                        */ \
+    X(relu)     /* grad * (x > 0): 0 at 0, as in TensorFlow                                */ \
+    X(elu)      /* grad * (x > 0 ? 1 : y + 1); y = x for x > 0, exp(x) - 1 otherwise       */ \
+    X(softplus) /* grad * sigmoid(x); y = log(1 + exp(x)), computed without overflow       */
+
+#define GRADTAPE_DECLARE_UNARY(name) \
+    template <dtype T> [[nodiscard]] basic_tensor<T> name(const basic_tensor<T>& x, GRADTAPE_SITE);
+GRADTAPE_UNARY_OPS(GRADTAPE_DECLARE_UNARY)
+#undef GRADTAPE_DECLARE_UNARY
+
+// x for x > 0, alpha x otherwise: grad * (x > 0 ? 1 : alpha).
 template <dtype T>
 [[nodiscard]] basic_tensor<T> leaky_relu(const basic_tensor<T>& x, T alpha = T(0.2), GRADTAPE_SITE);
-// x for x > 0, exp(x) - 1 otherwise.
-template <dtype T> [[nodiscard]] basic_tensor<T> elu(const basic_tensor<T>& x, GRADTAPE_SITE);
-// log(1 + exp(x)), computed without overflow.
-template <dtype T> [[nodiscard]] basic_tensor<T> softplus(const basic_tensor<T>& x, GRADTAPE_SITE);
 template <dtype T>
 [[nodiscard]] basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, GRADTAPE_SITE);
 // x raised elementwise to y, broadcast; the gradient for y is taken as 0 where x <= 0.

@@ -36,14 +36,6 @@ basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
                                              "the backward function returned " + std::to_string(gradients.size()) +
                                                  " gradients for " + std::to_string(inputs.size()) + " inputs");
             }
-            for (std::size_t i = 0; i < inputs.size(); ++i) {
-                if (gradients[i].defined() && gradients[i].shape() != inputs[i].shape()) {
-                    detail::fail<shape_error>("custom_gradient", site,
-                                              "the gradient for input " + std::to_string(i) + " has shape " +
-                                                  detail::format_shape(gradients[i].shape()) + ", the input " +
-                                                  detail::format_shape(inputs[i].shape()));
-                }
-            }
             return gradients;
         },
         inputs);

@@ -1,15 +1,19 @@
-// Elementwise ops. Binary ones broadcast as NumPy does; the gradient of a
-// broadcast operand is summed back to its shape.
+// Elementwise ops. Binary ones broadcast as NumPy does; the core sums the
+// gradient of a broadcast operand back to its shape (Note [The op contract]).
+#include <cmath>
 #include <functional>
 
 #include <xtensor/xmath.hpp>
+#include <xtensor/xvectorize.hpp>
 
+#include "../kernels/arithmetic.hpp"
 #include "op.hpp"
 
 namespace gradtape {
 
-using detail::record_op;
-using detail::sum_to_shape;
+using detail::apply;
+using detail::backward_args;
+using detail::saved;
 
 namespace {
 
@@ -21,399 +25,487 @@ bool is_trailing_shape(const shape_type& inner, const shape_type& outer)
            std::equal(inner.begin(), inner.end(), outer.end() - std::ptrdiff_t(inner.size()));
 }
 
-// f(a, b) with NumPy broadcasting. xtensor broadcasts through a stepper that
-// visits one element at a time; the two common cases take faster paths: a
+// out = f(a, b) with NumPy broadcasting, out already of the broadcast shape.
+// xtensor broadcasts through a stepper that visits one element at a time; the
+// common cases take contiguous loops instead: operands of one shape, a
 // one-element operand (a scalar, a loss, a constant factor in a backward
-// rule) is passed as a plain number, and an operand repeated along leading
-// dimensions (a bias) is applied row by row.
-template <dtype T, class F>
-xt::xarray<T> broadcast_apply(const xt::xarray<T>& a, const xt::xarray<T>& b, F f)
+// rule), and an operand repeated along leading dimensions (a bias), row by
+// row. `kernel` runs the contiguous loops and, as kernel(x, y), one element.
+template <dtype T, class Kernel>
+void broadcast_into(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b, const Kernel& kernel)
 {
+    if (out.size() == 0) {
+        return;
+    }
+    const T* pa = a.data();
+    const T* pb = b.data();
+    T* po = out.data();
     if (a.shape() == b.shape()) {
-        return f(a, b);
-    }
-    if (a.size() == 1 && a.dimension() <= b.dimension()) {
-        return f(*a.data(), b);
-    }
-    if (b.size() == 1 && b.dimension() <= a.dimension()) {
-        return f(a, *b.data());
-    }
-    const bool b_repeats = is_trailing_shape(b.shape(), a.shape());
-    if ((b_repeats || is_trailing_shape(a.shape(), b.shape())) && a.size() != 0 && b.size() != 0) {
-        const xt::xarray<T>& whole = b_repeats ? a : b;
-        const std::size_t row = b_repeats ? b.size() : a.size();
-        auto result = xt::xarray<T>::from_shape(whole.shape());
-        const T* pa = a.data();
-        const T* pb = b.data();
-        T* out = result.data();
-        for (std::size_t start = 0; start < whole.size(); start += row) {
-            for (std::size_t i = 0; i < row; ++i) {
-                out[start + i] = b_repeats ? f(pa[start + i], pb[i]) : f(pa[i], pb[start + i]);
-            }
+        kernel.same(pa, pb, po, out.size());
+    } else if (a.size() == 1 && a.dimension() <= b.dimension()) {
+        kernel.scalar_left(*pa, pb, po, out.size());
+    } else if (b.size() == 1 && b.dimension() <= a.dimension()) {
+        kernel.scalar_right(pa, *pb, po, out.size());
+    } else if (is_trailing_shape(b.shape(), a.shape())) {
+        for (std::size_t start = 0; start < out.size(); start += b.size()) {
+            kernel.same(pa + start, pb, po + start, b.size());
         }
-        return result;
+    } else if (is_trailing_shape(a.shape(), b.shape())) {
+        for (std::size_t start = 0; start < out.size(); start += a.size()) {
+            kernel.same(pa, pb + start, po + start, a.size());
+        }
+    } else {
+        xt::noalias(out) = xt::vectorize([&kernel](T x, T y) -> T { return kernel(x, y); })(a, b);
     }
-    return f(a, b);
 }
+
+// The contiguous loops of an elementwise function f(x, y) of two numbers.
+template <class F>
+struct loops {
+    F f;
+    template <class T>
+    T operator()(T x, T y) const
+    {
+        return f(x, y);
+    }
+    template <class T>
+    void same(const T* a, const T* b, T* out, std::size_t n) const
+    {
+        for (std::size_t i = 0; i < n; ++i) {
+            out[i] = f(a[i], b[i]);
+        }
+    }
+    template <class T>
+    void scalar_left(T a, const T* b, T* out, std::size_t n) const
+    {
+        for (std::size_t i = 0; i < n; ++i) {
+            out[i] = f(a, b[i]);
+        }
+    }
+    template <class T>
+    void scalar_right(const T* a, T b, T* out, std::size_t n) const
+    {
+        for (std::size_t i = 0; i < n; ++i) {
+            out[i] = f(a[i], b);
+        }
+    }
+};
+template <class F>
+loops(F) -> loops<F>;
+
+// The loops of +, -, * and /: the kernels compiled for the machine's vector width.
+template <detail::arithmetic Op, class F>
+struct arithmetic_loops {
+    template <class T>
+    T operator()(T x, T y) const
+    {
+        return F()(x, y);
+    }
+    template <class T>
+    void same(const T* a, const T* b, T* out, std::size_t n) const
+    {
+        detail::arithmetic_same(Op, a, b, out, n);
+    }
+    template <class T>
+    void scalar_left(T a, const T* b, T* out, std::size_t n) const
+    {
+        detail::arithmetic_scalar_left(Op, a, b, out, n);
+    }
+    template <class T>
+    void scalar_right(const T* a, T b, T* out, std::size_t n) const
+    {
+        detail::arithmetic_scalar_right(Op, a, b, out, n);
+    }
+};
+
+// An unrecorded elementwise function of two broadcast tensors: a mask, say.
+template <dtype T, class F>
+basic_tensor<T> broadcast_value(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
+                                const basic_tensor<T>& b, F f)
+{
+    const shape_type shape = detail::broadcast_shape(op, site, a.shape(), b.shape(), sizeof(T));
+    auto out = xt::xarray<T>::from_shape(shape);
+    broadcast_into(out, a.value(), b.value(), loops{f});
+    return out;
+}
+
+// Where maximum and minimum take a rather than b: where a wins the
+// comparison, and where a is NaN, so that a NaN on either side propagates (as
+// in NumPy).
+template <class Compare>
+struct selects_a {
+    template <class T>
+    T operator()(T a, T b) const
+    {
+        return T(Compare()(a, b) || std::isnan(a));
+    }
+};
+
+}  // namespace
+
+// One row per elementwise function of one tensor (the list is in ops.hpp):
+// its name, what its gradient reads (the input x, the output y), its value as
+// an xtensor expression of x, and its gradient in gradtape ops of grad, x, y.
+#define GRADTAPE_UNARY(NAME, SAVES, VALUE, GRADIENT)                                                                   \
+    template <dtype T>                                                                                                 \
+    struct NAME##_op {                                                                                                 \
+        using value_type = T;                                                                                          \
+        static constexpr std::string_view name = #NAME;                                                                \
+        static constexpr saved saves = saved::SAVES;                                                                   \
+        shape_type shape(const std::source_location&, const shape_type& x) const { return x; }                         \
+        void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { xt::noalias(out) = VALUE; }                   \
+        std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const                                 \
+        {                                                                                                              \
+            [[maybe_unused]] const basic_tensor<T>& grad = args.grad;                                                  \
+            [[maybe_unused]] const basic_tensor<T>& x = args.inputs[0];                                                \
+            [[maybe_unused]] const basic_tensor<T>& y = args.output;                                                   \
+            return {GRADIENT};                                                                                         \
+        }                                                                                                              \
+    };                                                                                                                 \
+    template <dtype T>                                                                                                 \
+    basic_tensor<T> NAME(const basic_tensor<T>& x, std::source_location site)                                          \
+    {                                                                                                                  \
+        return apply(NAME##_op<T>{}, site, x);                                                                         \
+    }
+
+GRADTAPE_UNARY(negative, nothing, -x, negative(grad))
+GRADTAPE_UNARY(abs, inputs, xt::abs(x), grad * sign(x))
+// Recorded with its zero gradient, as TensorFlow does, so that a target
+// computed through it stays connected to x.
+GRADTAPE_UNARY(sign, nothing, xt::where(xt::isnan(x), x, xt::sign(x)), zeros<T>(grad.shape()))
+GRADTAPE_UNARY(sqrt, output, xt::sqrt(x), grad / (T(2) * y))
+GRADTAPE_UNARY(rsqrt, output, T(1) / xt::sqrt(x), grad * (T(-0.5) * y * square(y)))
+GRADTAPE_UNARY(square, inputs, xt::square(x), grad * (T(2) * x))
+GRADTAPE_UNARY(exp, output, xt::exp(x), grad * y)
+GRADTAPE_UNARY(log, inputs, xt::log(x), grad / x)
+GRADTAPE_UNARY(log1p, inputs, xt::log1p(x), grad / (x + T(1)))
+GRADTAPE_UNARY(expm1, output, xt::expm1(x), grad * (y + T(1)))
+GRADTAPE_UNARY(sin, inputs, xt::sin(x), grad * cos(x))
+GRADTAPE_UNARY(cos, inputs, xt::cos(x), -(grad * sin(x)))
+GRADTAPE_UNARY(tanh, output, xt::tanh(x), grad * (T(1) - square(y)))
+// exp(-x) overflows to inf for x far below zero, and 1 / inf is the right 0.
+GRADTAPE_UNARY(sigmoid, output, T(1) / (T(1) + xt::exp(-x)), grad * (y - square(y)))
+// NaN < 0 is false: a NaN passes through.
+GRADTAPE_UNARY(relu, inputs, xt::where(x < T(0), T(0), x), grad * greater(x, T(0)))
+GRADTAPE_UNARY(elu, inputs_and_output, xt::where(x > T(0), x, xt::expm1(x)),
+               grad * where(greater(x, T(0)), T(1), y + T(1)))
+GRADTAPE_UNARY(softplus, inputs, xt::log1p(xt::exp(-xt::abs(x))) + xt::maximum(x, T(0)), grad * sigmoid(x))
+
+#undef GRADTAPE_UNARY
+
+namespace {
+
+template <dtype T>
+struct add_op : detail::broadcasting<add_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "add";
+    static constexpr saved saves = saved::nothing;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
+    {
+        broadcast_into(out, a, b, arithmetic_loops<detail::arithmetic::add, std::plus<>>());
+    }
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const { return {args.grad, args.grad}; }
+};
+
+template <dtype T>
+struct subtract_op : detail::broadcasting<subtract_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "subtract";
+    static constexpr saved saves = saved::nothing;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
+    {
+        broadcast_into(out, a, b, arithmetic_loops<detail::arithmetic::subtract, std::minus<>>());
+    }
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        return {args.grad, args.needed[1] ? negative(args.grad) : basic_tensor<T>{}};
+    }
+};
+
+template <dtype T>
+struct multiply_op : detail::broadcasting<multiply_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "multiply";
+    static constexpr saved saves = saved::inputs;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
+    {
+        broadcast_into(out, a, b, arithmetic_loops<detail::arithmetic::multiply, std::multiplies<>>());
+    }
+    // grad * b, grad * a
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const auto& [a, b] = args.inputs;
+        return {args.needed[0] ? args.grad * b : basic_tensor<T>{}, args.needed[1] ? args.grad * a : basic_tensor<T>{}};
+    }
+};
+
+template <dtype T>
+struct divide_op : detail::broadcasting<divide_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "divide";
+    static constexpr saved saves = saved::inputs_and_output;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
+    {
+        broadcast_into(out, a, b, arithmetic_loops<detail::arithmetic::divide, std::divides<>>());
+    }
+    // grad / b, -grad * y / b
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const basic_tensor<T>& b = args.inputs[1];
+        return {args.needed[0] ? args.grad / b : basic_tensor<T>{},
+                args.needed[1] ? negative(args.grad * args.output / b) : basic_tensor<T>{}};
+    }
+};
+
+// maximum and minimum: the gradient goes to a where `Compare(a, b)` holds
+// (ties included, as in TensorFlow) or a is NaN, to b elsewhere.
+template <dtype T, class Compare>
+struct select_op : detail::broadcasting<select_op<T, Compare>> {
+    using value_type = T;
+    static constexpr std::string_view name = std::is_same_v<Compare, std::greater_equal<>> ? "maximum" : "minimum";
+    static constexpr saved saves = saved::inputs;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
+    {
+        broadcast_into(out, a, b, loops{[](T x, T y) { return selects_a<Compare>()(x, y) != T(0) ? x : y; }});
+    }
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const auto& [a, b] = args.inputs;
+        const basic_tensor<T> mask_a = broadcast_value(name, {}, a, b, selects_a<Compare>());
+        const basic_tensor<T> to_a = args.grad * mask_a;
+        return {to_a, args.needed[1] ? args.grad - to_a : basic_tensor<T>{}};
+    }
+};
+
+template <dtype T>
+struct pow_scalar_op {
+    using value_type = T;
+    static constexpr std::string_view name = "pow";
+    static constexpr saved saves = saved::inputs;
+    T exponent;
+    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { xt::noalias(out) = xt::pow(x, exponent); }
+    // grad * exponent * x^(exponent - 1)
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {args.grad * (exponent * pow(args.inputs[0], exponent - T(1)))};
+    }
+};
+
+template <dtype T>
+struct pow_op : detail::broadcasting<pow_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "pow";
+    static constexpr saved saves = saved::inputs_and_output;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x, const xt::xarray<T>& y) const
+    {
+        broadcast_into(out, x, y, loops{[](T base, T exponent) { return std::pow(base, exponent); }});
+    }
+    // grad * y * x^(y - 1), grad * result * log(x) (0 where x <= 0)
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const auto& [x, y] = args.inputs;
+        basic_tensor<T> grad_x;
+        basic_tensor<T> grad_y;
+        if (args.needed[0]) {
+            grad_x = args.grad * y * pow(x, y - T(1));
+        }
+        if (args.needed[1]) {
+            const basic_tensor<T> positive = greater(x, T(0));
+            const basic_tensor<T> log_x = where(positive, log(where(positive, x, T(1))), T(0));
+            grad_y = args.grad * args.output * log_x;
+        }
+        return {std::move(grad_x), std::move(grad_y)};
+    }
+};
+
+template <dtype T>
+struct leaky_relu_op {
+    using value_type = T;
+    static constexpr std::string_view name = "leaky_relu";
+    static constexpr saved saves = saved::inputs;
+    T alpha;
+    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        xt::noalias(out) = xt::where(x > T(0), x, alpha * x);
+    }
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {args.grad * where(greater(args.inputs[0], T(0)), T(1), alpha)};
+    }
+};
+
+template <dtype T>
+struct clip_by_value_op {
+    using value_type = T;
+    static constexpr std::string_view name = "clip_by_value";
+    static constexpr saved saves = saved::inputs;
+    T low;
+    T high;
+    shape_type shape(const std::source_location& site, const shape_type& x) const
+    {
+        if (!(low <= high)) {
+            detail::fail<argument_error>(name, site,
+                                         "needs low <= high, got " + std::to_string(low) + " and " +
+                                             std::to_string(high));
+        }
+        return x;
+    }
+    // NaN compares false both ways: it passes through.
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        xt::noalias(out) = xt::where(x < low, low, xt::where(x > high, high, x));
+    }
+    // grad where low <= x <= high, 0 elsewhere
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const xt::xarray<T>& x = args.inputs[0].value();
+        return {args.grad * basic_tensor<T>(xt::xarray<T>(xt::cast<T>(x >= low && x <= high)))};
+    }
+};
+
+template <dtype T>
+struct where_op {
+    using value_type = T;
+    static constexpr std::string_view name = "where";
+    static constexpr saved saves = saved::inputs;
+    shape_type shape(const std::source_location& site, const shape_type& condition, const shape_type& a,
+                     const shape_type& b) const
+    {
+        return detail::broadcast_shape(name, site, detail::broadcast_shape(name, site, condition, a, 1), b, 1);
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& condition, const xt::xarray<T>& a,
+                 const xt::xarray<T>& b) const
+    {
+        xt::noalias(out) = xt::where(xt::not_equal(condition, T(0)), a, b);
+    }
+    // nothing for the condition; grad where it holds to a, elsewhere to b
+    std::array<basic_tensor<T>, 3> backward(const backward_args<T, 3>& args) const
+    {
+        const basic_tensor<T>& condition = args.inputs[0];
+        const basic_tensor<T> chosen =
+            broadcast_value(name, {}, condition, basic_tensor<T>(T(0)), [](T c, T zero) { return T(c != zero); });
+        const basic_tensor<T> to_a = args.grad * chosen;
+        return {basic_tensor<T>{}, to_a, args.needed[2] ? args.grad - to_a : basic_tensor<T>{}};
+    }
+};
 
 }  // namespace
 
 template <dtype T>
 basic_tensor<T> add(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
-    detail::broadcast_shape("add", site, a.shape(), b.shape(), sizeof(T));
-    return record_op<T>(
-        "add", site, broadcast_apply(a.value(), b.value(), std::plus<>()),
-        [sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad) {
-            return std::array{sum_to_shape(grad, sa), sum_to_shape(grad, sb)};
-        },
-        a, b);
+    return apply(add_op<T>{}, site, a, b);
 }
 
 template <dtype T>
-basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
+basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                         std::source_location site)
 {
-    detail::broadcast_shape("subtract", site, a.shape(), b.shape(), sizeof(T));
-    return record_op<T>(
-        "subtract", site, broadcast_apply(a.value(), b.value(), std::minus<>()),
-        [sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad, detail::input_mask needed) {
-            return std::array{sum_to_shape(grad, sa), needed[1] ? negative(sum_to_shape(grad, sb)) : basic_tensor<T>{}};
-        },
-        a, b);
+    return apply(subtract_op<T>{}, site, a, b);
 }
 
 template <dtype T>
-basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
+basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                         std::source_location site)
 {
-    detail::broadcast_shape("multiply", site, a.shape(), b.shape(), sizeof(T));
-    return record_op<T>(
-        "multiply", site, broadcast_apply(a.value(), b.value(), std::multiplies<>()),
-        [a, b](const basic_tensor<T>& grad, detail::input_mask needed) {
-            return std::array{needed[0] ? sum_to_shape(grad * b, a.shape()) : basic_tensor<T>{},
-                              needed[1] ? sum_to_shape(grad * a, b.shape()) : basic_tensor<T>{}};
-        },
-        a, b);
+    return apply(multiply_op<T>{}, site, a, b);
 }
 
 template <dtype T>
-basic_tensor<T> divide(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
+basic_tensor<T> divide(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                       std::source_location site)
 {
-    detail::broadcast_shape("divide", site, a.shape(), b.shape(), sizeof(T));
-    basic_tensor<T> quotient = broadcast_apply(a.value(), b.value(), std::divides<>());
-    return record_op<T>(
-        "divide", site, quotient,
-        [quotient, b, sa = a.shape()](const basic_tensor<T>& grad, detail::input_mask needed) {
-            return std::array{needed[0] ? sum_to_shape(grad / b, sa) : basic_tensor<T>{},
-                              needed[1] ? negative(sum_to_shape(grad * quotient / b, b.shape())) : basic_tensor<T>{}};
-        },
-        a, b);
+    return apply(divide_op<T>{}, site, a, b);
 }
-
-template <dtype T>
-basic_tensor<T> negative(const basic_tensor<T>& x, std::source_location site)
-{
-    return record_op<T>("negative", site, -x.value(), [](const basic_tensor<T>& grad) { return negative(grad); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> abs(const basic_tensor<T>& x, std::source_location site)
-{
-    return record_op<T>("abs", site, xt::abs(x.value()), [x](const basic_tensor<T>& grad) { return grad * sign(x); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> sign(const basic_tensor<T>& x, std::source_location site)
-{
-    // Recorded with its zero gradient, as TensorFlow does, so that a target
-    // computed through it stays connected to x. NaN stays NaN, as in NumPy.
-    return record_op<T>(
-        "sign", site, xt::where(xt::isnan(x.value()), x.value(), xt::sign(x.value())),
-        [](const basic_tensor<T>& grad) { return zeros<T>(grad.shape()); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> sqrt(const basic_tensor<T>& x, std::source_location site)
-{
-    basic_tensor<T> result = xt::sqrt(x.value());
-    return record_op<T>(
-        "sqrt", site, result, [result](const basic_tensor<T>& grad) { return grad / (T(2) * result); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> rsqrt(const basic_tensor<T>& x, std::source_location site)
-{
-    basic_tensor<T> result = T(1) / xt::sqrt(x.value());
-    return record_op<T>(
-        "rsqrt", site, result,
-        [result](const basic_tensor<T>& grad) { return grad * (T(-0.5) * result * square(result)); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> square(const basic_tensor<T>& x, std::source_location site)
-{
-    return record_op<T>(
-        "square", site, xt::square(x.value()), [x](const basic_tensor<T>& grad) { return grad * (T(2) * x); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> exp(const basic_tensor<T>& x, std::source_location site)
-{
-    basic_tensor<T> result = xt::exp(x.value());
-    return record_op<T>("exp", site, result, [result](const basic_tensor<T>& grad) { return grad * result; }, x);
-}
-
-template <dtype T>
-basic_tensor<T> log(const basic_tensor<T>& x, std::source_location site)
-{
-    return record_op<T>("log", site, xt::log(x.value()), [x](const basic_tensor<T>& grad) { return grad / x; }, x);
-}
-
-template <dtype T>
-basic_tensor<T> log1p(const basic_tensor<T>& x, std::source_location site)
-{
-    return record_op<T>(
-        "log1p", site, xt::log1p(x.value()), [x](const basic_tensor<T>& grad) { return grad / (x + T(1)); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> expm1(const basic_tensor<T>& x, std::source_location site)
-{
-    basic_tensor<T> result = xt::expm1(x.value());
-    return record_op<T>(
-        "expm1", site, result, [result](const basic_tensor<T>& grad) { return grad * (result + T(1)); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> sin(const basic_tensor<T>& x, std::source_location site)
-{
-    return record_op<T>("sin", site, xt::sin(x.value()), [x](const basic_tensor<T>& grad) { return grad * cos(x); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> cos(const basic_tensor<T>& x, std::source_location site)
-{
-    return record_op<T>(
-        "cos", site, xt::cos(x.value()), [x](const basic_tensor<T>& grad) { return -(grad * sin(x)); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> tanh(const basic_tensor<T>& x, std::source_location site)
-{
-    basic_tensor<T> result = xt::tanh(x.value());
-    return record_op<T>(
-        "tanh", site, result, [result](const basic_tensor<T>& grad) { return grad * (T(1) - square(result)); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> sigmoid(const basic_tensor<T>& x, std::source_location site)
-{
-    // exp(-x) overflows to inf for x far below zero, and 1 / inf is the right 0.
-    basic_tensor<T> result = T(1) / (T(1) + xt::exp(-x.value()));
-    return record_op<T>(
-        "sigmoid", site, result, [result](const basic_tensor<T>& grad) { return grad * (result - square(result)); },
-        x);
-}
-
-template <dtype T>
-basic_tensor<T> relu(const basic_tensor<T>& x, std::source_location site)
-{
-    return record_op<T>(
-        "relu", site, xt::where(x.value() < T(0), T(0), x.value()),
-        [positive = greater(x, T(0))](const basic_tensor<T>& grad) { return grad * positive; }, x);
-}
-
-template <dtype T>
-basic_tensor<T> leaky_relu(const basic_tensor<T>& x, T alpha, std::source_location site)
-{
-    basic_tensor<T> slope = xt::where(x.value() > T(0), T(1), alpha);
-    return record_op<T>(
-        "leaky_relu", site, x.value() * slope.value(),
-        [slope](const basic_tensor<T>& grad) { return grad * slope; }, x);
-}
-
-template <dtype T>
-basic_tensor<T> elu(const basic_tensor<T>& x, std::source_location site)
-{
-    basic_tensor<T> result = xt::where(x.value() > T(0), x.value(), xt::expm1(x.value()));
-    return record_op<T>(
-        "elu", site, result,
-        [result, positive = greater(x, T(0))](const basic_tensor<T>& grad) {
-            return grad * where(positive, T(1), result + T(1));
-        },
-        x);
-}
-
-template <dtype T>
-basic_tensor<T> softplus(const basic_tensor<T>& x, std::source_location site)
-{
-    return record_op<T>(
-        "softplus", site, xt::log1p(xt::exp(-xt::abs(x.value()))) + xt::maximum(x.value(), T(0)),
-        [x](const basic_tensor<T>& grad) { return grad * sigmoid(x); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, std::source_location site)
-{
-    return record_op<T>(
-        "pow", site, xt::pow(x.value(), exponent),
-        [x, exponent](const basic_tensor<T>& grad) { return grad * (exponent * pow(x, exponent - T(1))); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y, std::source_location site)
-{
-    detail::broadcast_shape("pow", site, x.shape(), y.shape(), sizeof(T));
-    basic_tensor<T> result = xt::pow(x.value(), y.value());
-    return record_op<T>(
-        "pow", site, result,
-        [x, y, result](const basic_tensor<T>& grad, detail::input_mask needed) {
-            basic_tensor<T> grad_x;
-            basic_tensor<T> grad_y;
-            if (needed[0]) {
-                grad_x = sum_to_shape(grad * y * pow(x, y - T(1)), x.shape());
-            }
-            if (needed[1]) {
-                const basic_tensor<T> positive = greater(x, T(0));
-                const basic_tensor<T> log_x = where(positive, log(where(positive, x, T(1))), T(0));
-                grad_y = sum_to_shape(grad * result * log_x, y.shape());
-            }
-            return std::array{std::move(grad_x), std::move(grad_y)};
-        },
-        x, y);
-}
-
-template <dtype T>
-basic_tensor<T> clip_by_value(const basic_tensor<T>& x, std::type_identity_t<T> low, std::type_identity_t<T> high,
-                              std::source_location site)
-{
-    if (!(low <= high)) {
-        detail::fail<argument_error>("clip_by_value", site,
-                                     "needs low <= high, got " + std::to_string(low) + " and " + std::to_string(high));
-    }
-    basic_tensor<T> inside = xt::cast<T>(x.value() >= low && x.value() <= high);
-    return record_op<T>(
-        "clip_by_value", site, xt::where(x.value() < low, low, xt::where(x.value() > high, high, x.value())),
-        [inside](const basic_tensor<T>& grad) { return grad * inside; }, x);
-}
-
-namespace {
-
-// maximum and minimum: the gradient goes to a where `a_wins(a, b)` holds, to
-// b elsewhere. a wins where it is NaN and b where b is, so that a NaN on
-// either side propagates, as in NumPy. The comparison stays lazy: xtensor
-// 0.24 with xsimd fills an xt::xarray<bool> from a broadcasting comparison
-// wrongly.
-template <dtype T, class Compare>
-basic_tensor<T> select_op(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
-                          const basic_tensor<T>& b, Compare a_wins)
-{
-    detail::broadcast_shape(op, site, a.shape(), b.shape(), sizeof(T));
-    basic_tensor<T> mask_a = xt::xarray<T>(xt::cast<T>(a_wins(a.value(), b.value())));
-    return record_op<T>(
-        op, site, xt::where(a_wins(a.value(), b.value()), a.value(), b.value()),
-        [mask_a, sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad) {
-            return std::array{sum_to_shape(grad * mask_a, sa), sum_to_shape(grad - grad * mask_a, sb)};
-        },
-        a, b);
-}
-
-template <dtype T, class Compare>
-basic_tensor<T> compare(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
-                        const basic_tensor<T>& b, Compare holds)
-{
-    detail::broadcast_shape(op, site, a.shape(), b.shape(), sizeof(T));
-    // The comparison is lazy and refers to its operands: it is cast and
-    // evaluated in one expression, never kept in a local.
-    return broadcast_apply(a.value(), b.value(), [&](const auto& x, const auto& y) {
-        if constexpr (std::is_same_v<decltype(holds(x, y)), bool>) {
-            return T(holds(x, y));
-        } else {
-            return xt::xarray<T>(xt::cast<T>(holds(x, y)));
-        }
-    });
-}
-
-}  // namespace
 
 template <dtype T>
 basic_tensor<T> maximum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                         std::source_location site)
 {
-    return select_op("maximum", site, a, b, [](const auto& x, const auto& y) { return x >= y || xt::isnan(x); });
+    return apply(select_op<T, std::greater_equal<>>{}, site, a, b);
 }
 
 template <dtype T>
 basic_tensor<T> minimum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                         std::source_location site)
 {
-    return select_op("minimum", site, a, b, [](const auto& x, const auto& y) { return x <= y || xt::isnan(x); });
+    return apply(select_op<T, std::less_equal<>>{}, site, a, b);
 }
 
 template <dtype T>
-basic_tensor<T> greater(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                        std::source_location site)
+basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, std::source_location site)
 {
-    return compare("greater", site, a, b, [](const auto& x, const auto& y) { return x > y; });
+    return apply(pow_scalar_op<T>{exponent}, site, x);
 }
 
 template <dtype T>
-basic_tensor<T> greater_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y, std::source_location site)
+{
+    return apply(pow_op<T>{}, site, x, y);
+}
+
+template <dtype T>
+basic_tensor<T> leaky_relu(const basic_tensor<T>& x, T alpha, std::source_location site)
+{
+    return apply(leaky_relu_op<T>{alpha}, site, x);
+}
+
+template <dtype T>
+basic_tensor<T> clip_by_value(const basic_tensor<T>& x, std::type_identity_t<T> low, std::type_identity_t<T> high,
                               std::source_location site)
 {
-    return compare("greater_equal", site, a, b, [](const auto& x, const auto& y) { return x >= y; });
-}
-
-template <dtype T>
-basic_tensor<T> less(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                     std::source_location site)
-{
-    return compare("less", site, a, b, [](const auto& x, const auto& y) { return x < y; });
-}
-
-template <dtype T>
-basic_tensor<T> less_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                           std::source_location site)
-{
-    return compare("less_equal", site, a, b, [](const auto& x, const auto& y) { return x <= y; });
-}
-
-template <dtype T>
-basic_tensor<T> equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                      std::source_location site)
-{
-    // On two whole expressions, == compares them as a whole: xt::equal is elementwise.
-    return compare("equal", site, a, b, [](const auto& x, const auto& y) {
-        using X = std::decay_t<decltype(x)>;
-        using Y = std::decay_t<decltype(y)>;
-        if constexpr (std::is_arithmetic_v<X> && std::is_arithmetic_v<Y>) {
-            return x == y;
-        } else {
-            return xt::equal(x, y);
-        }
-    });
+    return apply(clip_by_value_op<T>{low, high}, site, x);
 }
 
 template <dtype T>
 basic_tensor<T> where(const basic_tensor<T>& condition, const std::type_identity_t<basic_tensor<T>>& a,
                       const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
 {
-    detail::broadcast_shape("where", site, detail::broadcast_shape("where", site, condition.shape(), a.shape(), sizeof(T)),
-                            b.shape(), sizeof(T));
-    const auto chosen = xt::not_equal(condition.value(), T(0));
-    basic_tensor<T> mask = xt::cast<T>(chosen);
-    return record_op<T>(
-        "where", site, xt::where(chosen, a.value(), b.value()),
-        [mask, sa = a.shape(), sb = b.shape()](const basic_tensor<T>& grad, detail::input_mask needed) {
-            return std::array{basic_tensor<T>{}, needed[1] ? sum_to_shape(grad * mask, sa) : basic_tensor<T>{},
-                              needed[2] ? sum_to_shape(grad - grad * mask, sb) : basic_tensor<T>{}};
-        },
-        condition, a, b);
+    return apply(where_op<T>{}, site, condition, a, b);
+}
+
+// Comparisons are not recorded: no gradient flows through a mask.
+template <dtype T>
+basic_tensor<T> greater(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                        std::source_location site)
+{
+    return broadcast_value("greater", site, a, b, [](T x, T y) { return T(x > y); });
+}
+
+template <dtype T>
+basic_tensor<T> greater_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                              std::source_location site)
+{
+    return broadcast_value("greater_equal", site, a, b, [](T x, T y) { return T(x >= y); });
+}
+
+template <dtype T>
+basic_tensor<T> less(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                     std::source_location site)
+{
+    return broadcast_value("less", site, a, b, [](T x, T y) { return T(x < y); });
+}
+
+template <dtype T>
+basic_tensor<T> less_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                           std::source_location site)
+{
+    return broadcast_value("less_equal", site, a, b, [](T x, T y) { return T(x <= y); });
+}
+
+template <dtype T>
+basic_tensor<T> equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+                      std::source_location site)
+{
+    return broadcast_value("equal", site, a, b, [](T x, T y) { return T(x == y); });
 }
 
 template <dtype To, dtype From>
 basic_tensor<To> cast(const basic_tensor<From>& x, std::source_location site)
 {
-    return record_op<To>(
+    return detail::record_op<To>(
         "cast", site, xt::cast<To>(x.value()), [](const basic_tensor<To>& grad) { return cast<From>(grad); }, x);
 }
 
@@ -437,51 +529,33 @@ void accumulate(any_tensor& total, any_tensor&& addend)
 
 }  // namespace detail
 
+#define GRADTAPE_INSTANTIATE_UNARY_AS(T, NAME) template basic_tensor<T> NAME(const basic_tensor<T>&, std::source_location);
+#define GRADTAPE_INSTANTIATE_UNARY(NAME) GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_UNARY_AS, NAME)
+GRADTAPE_UNARY_OPS(GRADTAPE_INSTANTIATE_UNARY)
+GRADTAPE_INSTANTIATE_UNARY(negative)
+
+#define GRADTAPE_INSTANTIATE_BINARY_AS(T, NAME)                                                                        \
+    template basic_tensor<T> NAME(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,                \
+                                  std::source_location);
+#define GRADTAPE_INSTANTIATE_BINARY(NAME) GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_BINARY_AS, NAME)
+GRADTAPE_INSTANTIATE_BINARY(add)
+GRADTAPE_INSTANTIATE_BINARY(subtract)
+GRADTAPE_INSTANTIATE_BINARY(multiply)
+GRADTAPE_INSTANTIATE_BINARY(divide)
+GRADTAPE_INSTANTIATE_BINARY(maximum)
+GRADTAPE_INSTANTIATE_BINARY(minimum)
+GRADTAPE_INSTANTIATE_BINARY(greater)
+GRADTAPE_INSTANTIATE_BINARY(greater_equal)
+GRADTAPE_INSTANTIATE_BINARY(less)
+GRADTAPE_INSTANTIATE_BINARY(less_equal)
+GRADTAPE_INSTANTIATE_BINARY(equal)
+
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
-    template basic_tensor<T> add(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,         \
-                                 std::source_location);             \
-    template basic_tensor<T> subtract(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,         \
-                                 std::source_location);        \
-    template basic_tensor<T> multiply(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,         \
-                                 std::source_location);        \
-    template basic_tensor<T> divide(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,         \
-                                 std::source_location);          \
-    template basic_tensor<T> negative(const basic_tensor<T>&, std::source_location);                                \
-    template basic_tensor<T> square(const basic_tensor<T>&, std::source_location);                                  \
-    template basic_tensor<T> exp(const basic_tensor<T>&, std::source_location);                                     \
-    template basic_tensor<T> log(const basic_tensor<T>&, std::source_location);                                     \
-    template basic_tensor<T> tanh(const basic_tensor<T>&, std::source_location);                                   \
-    template basic_tensor<T> abs(const basic_tensor<T>&, std::source_location);                                    \
-    template basic_tensor<T> sign(const basic_tensor<T>&, std::source_location);                                   \
-    template basic_tensor<T> sqrt(const basic_tensor<T>&, std::source_location);                                   \
-    template basic_tensor<T> rsqrt(const basic_tensor<T>&, std::source_location);                                  \
-    template basic_tensor<T> log1p(const basic_tensor<T>&, std::source_location);                                  \
-    template basic_tensor<T> expm1(const basic_tensor<T>&, std::source_location);                                  \
-    template basic_tensor<T> sin(const basic_tensor<T>&, std::source_location);                                    \
-    template basic_tensor<T> cos(const basic_tensor<T>&, std::source_location);                                    \
-    template basic_tensor<T> sigmoid(const basic_tensor<T>&, std::source_location);                                \
-    template basic_tensor<T> relu(const basic_tensor<T>&, std::source_location);                                   \
     template basic_tensor<T> leaky_relu(const basic_tensor<T>&, T, std::source_location);                          \
-    template basic_tensor<T> elu(const basic_tensor<T>&, std::source_location);                                    \
-    template basic_tensor<T> softplus(const basic_tensor<T>&, std::source_location);                               \
     template basic_tensor<T> pow(const basic_tensor<T>&, std::type_identity_t<T>, std::source_location);           \
     template basic_tensor<T> pow(const basic_tensor<T>&, const basic_tensor<T>&, std::source_location);            \
     template basic_tensor<T> clip_by_value(const basic_tensor<T>&, std::type_identity_t<T>, std::type_identity_t<T>, \
                                            std::source_location);                                                   \
-    template basic_tensor<T> maximum(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,          \
-                                     std::source_location);                                                         \
-    template basic_tensor<T> minimum(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,          \
-                                     std::source_location);                                                         \
-    template basic_tensor<T> greater(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,          \
-                                     std::source_location);                                                         \
-    template basic_tensor<T> greater_equal(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,    \
-                                           std::source_location);                                                   \
-    template basic_tensor<T> less(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,             \
-                                  std::source_location);                                                            \
-    template basic_tensor<T> less_equal(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,       \
-                                        std::source_location);                                                      \
-    template basic_tensor<T> equal(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,            \
-                                   std::source_location);                                                           \
     template basic_tensor<T> where(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,            \
                                    const std::type_identity_t<basic_tensor<T>>&, std::source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)

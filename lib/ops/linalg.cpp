@@ -6,8 +6,10 @@
 
 namespace gradtape {
 
+using detail::backward_args;
 using detail::fail;
 using detail::format_shape;
+using detail::saved;
 
 namespace {
 
@@ -22,48 +24,54 @@ void gemm(const T* a, std::size_t a_cols, bool transpose_a, const T* b, std::siz
                          index(k), T(1), a, index(a_cols), b, index(b_cols), T(0), c, index(n));
 }
 
-// The 2-D core, with batch dimensions broadcast as NumPy's matmul does.
+// The product of matrices, with batch dimensions broadcast as NumPy's matmul
+// does; both operands of rank 2 or more.
 template <dtype T>
-basic_tensor<T> batched_matmul(const basic_tensor<T>& a, const basic_tensor<T>& b, matmul_options options,
-                               const std::source_location& site)
-{
-    const auto describe = [&] {
-        return format_shape(a.shape()) + (options.transpose_a ? "^T" : "") + " x " + format_shape(b.shape()) +
-               (options.transpose_b ? "^T" : "");
-    };
-    const shape_type& sa = a.shape();
-    const shape_type& sb = b.shape();
-    const std::size_t ra = sa.size();
-    const std::size_t rb = sb.size();
-    const std::size_t m = options.transpose_a ? sa[ra - 1] : sa[ra - 2];
-    const std::size_t k = options.transpose_a ? sa[ra - 2] : sa[ra - 1];
-    const std::size_t k_b = options.transpose_b ? sb[rb - 1] : sb[rb - 2];
-    const std::size_t n = options.transpose_b ? sb[rb - 2] : sb[rb - 1];
-    if (k != k_b) {
-        fail<shape_error>("matmul", site, "inner dimensions differ: " + describe());
-    }
-    const shape_type batch_a(sa.begin(), sa.end() - 2);
-    const shape_type batch_b(sb.begin(), sb.end() - 2);
-    shape_type batch(std::max(batch_a.size(), batch_b.size()));
-    for (std::size_t i = 1; i <= batch.size(); ++i) {
-        const std::size_t da = i <= batch_a.size() ? batch_a[batch_a.size() - i] : 1;
-        const std::size_t db = i <= batch_b.size() ? batch_b[batch_b.size() - i] : 1;
-        if (da != db && da != 1 && db != 1) {
-            fail<shape_error>("matmul", site, "batch dimensions do not broadcast: " + describe());
+struct matmul_op {
+    using value_type = T;
+    static constexpr std::string_view name = "matmul";
+    static constexpr saved saves = saved::inputs;
+    matmul_options options;
+
+    shape_type shape(const std::source_location& site, const shape_type& sa, const shape_type& sb) const
+    {
+        const auto describe = [&] {
+            return format_shape(sa) + (options.transpose_a ? "^T" : "") + " x " + format_shape(sb) +
+                   (options.transpose_b ? "^T" : "");
+        };
+        const auto [m, k] = rows_and_columns(sa, options.transpose_a);
+        const auto [k_b, n] = rows_and_columns(sb, options.transpose_b);
+        if (k != k_b) {
+            fail<shape_error>(name, site, "inner dimensions differ: " + describe());
         }
-        batch[batch.size() - i] = std::max(da, db);
+        const shape_type batch_a(sa.begin(), sa.end() - 2);
+        const shape_type batch_b(sb.begin(), sb.end() - 2);
+        shape_type out(std::max(batch_a.size(), batch_b.size()));
+        for (std::size_t i = 1; i <= out.size(); ++i) {
+            const std::size_t da = i <= batch_a.size() ? batch_a[batch_a.size() - i] : 1;
+            const std::size_t db = i <= batch_b.size() ? batch_b[batch_b.size() - i] : 1;
+            if (da != db && da != 1 && db != 1) {
+                fail<shape_error>(name, site, "batch dimensions do not broadcast: " + describe());
+            }
+            out[out.size() - i] = std::max(da, db);
+        }
+        out.push_back(m);
+        out.push_back(n);
+        return out;
     }
 
-    shape_type out_shape = batch;
-    out_shape.push_back(m);
-    out_shape.push_back(n);
-    detail::check_allocatable("matmul", site, out_shape, sizeof(T));
-    auto product = xt::xarray<T>::from_shape(out_shape);
-    const std::size_t batches = m * n == 0 ? 0 : product.size() / (m * n);
-    if (k == 0) {
-        product.fill(T(0));
-    } else {
+    void forward(xt::xarray<T>& product, const xt::xarray<T>& a, const xt::xarray<T>& b) const
+    {
+        const auto [m, k] = rows_and_columns(a.shape(), options.transpose_a);
+        const std::size_t n = product.shape().back();
+        if (k == 0) {
+            product.fill(T(0));
+            return;
+        }
         // Walk the broadcast batch index and find each operand's matrix by its own (broadcast) index.
+        const shape_type batch(product.shape().begin(), product.shape().end() - 2);
+        const shape_type batch_a(a.shape().begin(), a.shape().end() - 2);
+        const shape_type batch_b(b.shape().begin(), b.shape().end() - 2);
         std::vector<std::size_t> index(batch.size(), 0);
         const auto offset_in = [&](const shape_type& own) {
             std::size_t offset = 0;
@@ -73,9 +81,10 @@ basic_tensor<T> batched_matmul(const basic_tensor<T>& a, const basic_tensor<T>& 
             }
             return offset;
         };
+        const std::size_t batches = m * n == 0 ? 0 : product.size() / (m * n);
         for (std::size_t step = 0; step < batches; ++step) {
-            gemm(a.value().data() + offset_in(batch_a) * m * k, sa[ra - 1], options.transpose_a,
-                 b.value().data() + offset_in(batch_b) * k * n, sb[rb - 1], options.transpose_b,
+            gemm(a.data() + offset_in(batch_a) * m * k, a.shape().back(), options.transpose_a,
+                 b.data() + offset_in(batch_b) * k * n, b.shape().back(), options.transpose_b,
                  product.data() + step * m * n, m, n, k);
             for (std::size_t i = index.size(); i-- > 0;) {
                 if (++index[i] < batch[i]) {
@@ -87,28 +96,36 @@ basic_tensor<T> batched_matmul(const basic_tensor<T>& a, const basic_tensor<T>& 
     }
 
     // With C = op(A) op(B): dA = g op(B)^T and dB = op(A)^T g, each one gemm
-    // by choosing the operand order and flags, then summed over the batch
-    // dimensions that broadcasting added.
-    return detail::record_op<T>(
-        "matmul", site, std::move(product),
-        [a, b, ta = options.transpose_a, tb = options.transpose_b](const basic_tensor<T>& grad,
-                                                                   detail::input_mask needed) {
-            basic_tensor<T> grad_a;
-            basic_tensor<T> grad_b;
-            if (needed[0]) {
-                grad_a = detail::sum_to_shape(ta ? matmul(b, grad, {.transpose_a = tb, .transpose_b = true})
-                                                 : matmul(grad, b, {.transpose_a = false, .transpose_b = !tb}),
-                                              a.shape());
-            }
-            if (needed[1]) {
-                grad_b = detail::sum_to_shape(tb ? matmul(grad, a, {.transpose_a = true, .transpose_b = ta})
-                                                 : matmul(a, grad, {.transpose_a = !ta, .transpose_b = false}),
-                                              b.shape());
-            }
-            return std::array{std::move(grad_a), std::move(grad_b)};
-        },
-        a, b);
-}
+    // by choosing the operand order and flags:
+    //   dA = op(A) == A^T ? op(B) g^T : g op(B)^T,   dB = op(B) == B^T ? g^T op(A) : op(A)^T g.
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const auto& [a, b] = args.inputs;
+        const basic_tensor<T>& grad = args.grad;
+        const bool ta = options.transpose_a;
+        const bool tb = options.transpose_b;
+        basic_tensor<T> grad_a;
+        basic_tensor<T> grad_b;
+        if (args.needed[0]) {
+            grad_a = ta ? matmul(b, grad, {.transpose_a = tb, .transpose_b = true})
+                        : matmul(grad, b, {.transpose_a = false, .transpose_b = !tb});
+        }
+        if (args.needed[1]) {
+            grad_b = tb ? matmul(grad, a, {.transpose_a = true, .transpose_b = ta})
+                        : matmul(a, grad, {.transpose_a = !ta, .transpose_b = false});
+        }
+        return {std::move(grad_a), std::move(grad_b)};
+    }
+
+private:
+    // The rows and columns of op(matrix), from the last two dimensions of its shape.
+    static std::pair<std::size_t, std::size_t> rows_and_columns(const shape_type& shape, bool transposed)
+    {
+        const std::size_t rows = shape[shape.size() - 2];
+        const std::size_t columns = shape[shape.size() - 1];
+        return transposed ? std::pair{columns, rows} : std::pair{rows, columns};
+    }
+};
 
 }  // namespace
 
@@ -122,7 +139,7 @@ basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b, matmu
                               format_shape(b.shape()));
     }
     if (a.dimension() >= 2 && b.dimension() >= 2) {
-        return batched_matmul(a, b, options, site);
+        return detail::apply(matmul_op<T>{options}, site, a, b);
     }
     if ((options.transpose_a && a.dimension() == 1) || (options.transpose_b && b.dimension() == 1)) {
         fail<argument_error>("matmul", site, "transpose flags need operands of rank 2 or more");
@@ -137,7 +154,7 @@ basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b, matmu
     // added dimension is dropped from the result.
     const basic_tensor<T> a2 = a.dimension() == 1 ? reshape(a, {1, -1}, site) : a;
     const basic_tensor<T> b2 = b.dimension() == 1 ? reshape(b, {-1, 1}, site) : b;
-    const basic_tensor<T> product = batched_matmul(a2, b2, options, site);
+    const basic_tensor<T> product = detail::apply(matmul_op<T>{options}, site, a2, b2);
     auto shape = detail::signed_shape(product.shape());
     shape.erase(shape.end() - (b.dimension() == 1 ? 1 : 0), shape.end());
     if (a.dimension() == 1) {

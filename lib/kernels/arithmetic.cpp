@@ -1,0 +1,180 @@
+// One loop per op and layout, written once and compiled once per instruction
+// set by inlining it into functions of that target (GCC's target attribute).
+// The table of the machine's versions is chosen at the first call.
+#include "arithmetic.hpp"
+
+#include <cstdlib>
+#include <functional>
+
+#include "../dtypes.hpp"
+
+namespace gradtape::detail {
+namespace {
+
+template <class F, class T>
+[[gnu::always_inline]] inline void same_loop(const T* a, const T* b, T* out, std::size_t n, F f)
+{
+    for (std::size_t i = 0; i < n; ++i) {
+        out[i] = f(a[i], b[i]);
+    }
+}
+
+template <class F, class T>
+[[gnu::always_inline]] inline void left_loop(T a, const T* b, T* out, std::size_t n, F f)
+{
+    for (std::size_t i = 0; i < n; ++i) {
+        out[i] = f(a, b[i]);
+    }
+}
+
+template <class F, class T>
+[[gnu::always_inline]] inline void right_loop(const T* a, T b, T* out, std::size_t n, F f)
+{
+    for (std::size_t i = 0; i < n; ++i) {
+        out[i] = f(a[i], b);
+    }
+}
+
+// The switch sits outside the loops, so that each loop is one operation.
+template <class Loop>
+[[gnu::always_inline]] inline void dispatch(arithmetic op, Loop loop)
+{
+    switch (op) {
+    case arithmetic::add: loop(std::plus<>()); break;
+    case arithmetic::subtract: loop(std::minus<>()); break;
+    case arithmetic::multiply: loop(std::multiplies<>()); break;
+    case arithmetic::divide: loop(std::divides<>()); break;
+    }
+}
+
+template <class T>
+struct kernel_table {
+    void (*same)(arithmetic, const T*, const T*, T*, std::size_t);
+    void (*scalar_left)(arithmetic, T, const T*, T*, std::size_t);
+    void (*scalar_right)(arithmetic, const T*, T, T*, std::size_t);
+};
+
+// The kernels of one instruction set: ISA names it, TARGET is the attribute
+// that compiles for it.
+#define GRADTAPE_ARITHMETIC_KERNELS(ISA, TARGET)                                                                      \
+    template <class T>                                                                                                 \
+    TARGET void same_##ISA(arithmetic op, const T* a, const T* b, T* out, std::size_t n)             \
+    {                                                                                                                  \
+        dispatch(op, [&](auto f) { same_loop(a, b, out, n, f); });                                                     \
+    }                                                                                                                  \
+    template <class T>                                                                                                 \
+    TARGET void left_##ISA(arithmetic op, T a, const T* b, T* out, std::size_t n)                    \
+    {                                                                                                                  \
+        dispatch(op, [&](auto f) { left_loop(a, b, out, n, f); });                                                     \
+    }                                                                                                                  \
+    template <class T>                                                                                                 \
+    TARGET void right_##ISA(arithmetic op, const T* a, T b, T* out, std::size_t n)                   \
+    {                                                                                                                  \
+        dispatch(op, [&](auto f) { right_loop(a, b, out, n, f); });                                                    \
+    }                                                                                                                  \
+    template <class T>                                                                                                 \
+    constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>, left_##ISA<T>, right_##ISA<T>};
+
+#if defined(__x86_64__)
+GRADTAPE_ARITHMETIC_KERNELS(sse2, [[gnu::target("arch=x86-64")]])
+GRADTAPE_ARITHMETIC_KERNELS(avx2, [[gnu::target("arch=x86-64-v3")]])
+GRADTAPE_ARITHMETIC_KERNELS(avx512, [[gnu::target("arch=x86-64-v4")]])
+
+enum class isa { sse2, avx2, avx512 };
+
+isa machine_isa()
+{
+    __builtin_cpu_init();
+    isa best = isa::sse2;
+    if (__builtin_cpu_supports("x86-64-v4")) {
+        best = isa::avx512;
+    } else if (__builtin_cpu_supports("x86-64-v3")) {
+        best = isa::avx2;
+    }
+    const char* cap = std::getenv("GRADTAPE_MAX_CPU_ISA");
+    const std::string_view wanted = cap ? cap : "";
+    if (wanted == "sse2") {
+        return isa::sse2;
+    }
+    if (wanted == "avx2" && best == isa::avx512) {
+        return isa::avx2;
+    }
+    return best;
+}
+
+isa chosen_isa()
+{
+    static const isa chosen = machine_isa();
+    return chosen;
+}
+
+template <class T>
+const kernel_table<T>& kernels()
+{
+    switch (chosen_isa()) {
+    case isa::avx512: return avx512_kernels<T>;
+    case isa::avx2: return avx2_kernels<T>;
+    case isa::sse2: break;
+    }
+    return sse2_kernels<T>;
+}
+
+const char* isa_name()
+{
+    switch (chosen_isa()) {
+    case isa::avx512: return "avx512";
+    case isa::avx2: return "avx2";
+    case isa::sse2: break;
+    }
+    return "sse2";
+}
+#else
+// Elsewhere, the compiler's baseline for the target.
+GRADTAPE_ARITHMETIC_KERNELS(baseline, )
+
+template <class T>
+const kernel_table<T>& kernels()
+{
+    return baseline_kernels<T>;
+}
+
+const char* isa_name()
+{
+    return "baseline";
+}
+#endif
+
+#undef GRADTAPE_ARITHMETIC_KERNELS
+
+}  // namespace
+
+template <class T>
+void arithmetic_same(arithmetic op, const T* a, const T* b, T* out, std::size_t n)
+{
+    kernels<T>().same(op, a, b, out, n);
+}
+
+template <class T>
+void arithmetic_scalar_left(arithmetic op, T a, const T* b, T* out, std::size_t n)
+{
+    kernels<T>().scalar_left(op, a, b, out, n);
+}
+
+template <class T>
+void arithmetic_scalar_right(arithmetic op, const T* a, T b, T* out, std::size_t n)
+{
+    kernels<T>().scalar_right(op, a, b, out, n);
+}
+
+std::string_view kernel_isa()
+{
+    return isa_name();
+}
+
+#define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template void arithmetic_same(arithmetic, const T*, const T*, T*, std::size_t);                                   \
+    template void arithmetic_scalar_left(arithmetic, T, const T*, T*, std::size_t);                                   \
+    template void arithmetic_scalar_right(arithmetic, const T*, T, T*, std::size_t);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
+
+}  // namespace gradtape::detail
