@@ -7,6 +7,7 @@
 #include <xtensor/xmath.hpp>
 
 #include "debug_hooks.hpp"
+#include "kernels/arithmetic.hpp"
 #include "diagnostics.hpp"
 #include "guard_count.hpp"
 #include "static_tls.hpp"
@@ -137,6 +138,11 @@ void set_trace(bool enabled)
 {
     detail::trace_everywhere = enabled;
     detail::update_debugging();
+}
+
+std::string_view simd_instruction_set()
+{
+    return detail::kernel_isa();
 }
 
 }  // namespace gradtape

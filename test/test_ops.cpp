@@ -4,6 +4,9 @@
 #include <cmath>
 
 #include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <string>
 #include <tuple>
 
 #include "support.hpp"
@@ -414,4 +417,77 @@ TEST_CASE("every op computes in float what it computes in double", "[ops][float]
                gt::sigmoid_cross_entropy_with_logits(v * 0 + 0.5, v) + gt::l2_loss(v) +
                gt::reshape(gt::mean_squared_error(v * 0, v), {3, 1});
     }, x);
+}
+
+namespace {
+
+// The instruction set the library should have chosen: the machine's best,
+// capped by GRADTAPE_MAX_CPU_ISA.
+std::string expected_instruction_set()
+{
+    __builtin_cpu_init();
+    std::string best = __builtin_cpu_supports("x86-64-v4")   ? "avx512"
+                       : __builtin_cpu_supports("x86-64-v3") ? "avx2"
+                                                             : "sse2";
+    const char* cap = std::getenv("GRADTAPE_MAX_CPU_ISA");
+    const std::string wanted = cap ? cap : "";
+    if (wanted == "sse2" || (wanted == "avx2" && best == "avx512")) {
+        return wanted;
+    }
+    return best;
+}
+
+// a op b element by element, one operand of one element or repeated along
+// leading dimensions, from a plain loop: the reference for every kernel path.
+template <class T, class F>
+xt::xarray<T> reference(const xt::xarray<T>& a, const xt::xarray<T>& b, F f)
+{
+    auto out = xt::xarray<T>::from_shape(a.dimension() >= b.dimension() ? a.shape() : b.shape());
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        out.flat(i) = f(a.size() == 1 ? a.flat(0) : a.flat(i % a.size()), b.size() == 1 ? b.flat(0) : b.flat(i % b.size()));
+    }
+    return out;
+}
+
+template <class T>
+void require_exact_arithmetic(const xt::xarray<T>& a, const xt::xarray<T>& b)
+{
+    const gt::basic_tensor<T> ta = a;
+    const gt::basic_tensor<T> tb = b;
+    INFO("shapes " << ta.shape() << " and " << tb.shape());
+    REQUIRE((ta + tb).value() == reference(a, b, std::plus<T>()));
+    REQUIRE((ta - tb).value() == reference(a, b, std::minus<T>()));
+    REQUIRE((ta * tb).value() == reference(a, b, std::multiplies<T>()));
+    REQUIRE((ta / tb).value() == reference(a, b, std::divides<T>()));
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("+, -, * and / are exact on every kernel path, every length and every fast layout",
+                   "[elementwise][arithmetic]", float, double)
+{
+    // The meson tests arithmetic_sse2, _avx2 and _avx512 run this case under
+    // each GRADTAPE_MAX_CPU_ISA.
+    REQUIRE(std::string(gt::simd_instruction_set()) == expected_instruction_set());
+    // Lengths around every vector width and its remainders; values whose
+    // quotients and products round.
+    for (std::size_t n : {0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000, 1027}) {
+        auto a = xt::xarray<TestType>::from_shape({n});
+        auto b = xt::xarray<TestType>::from_shape({n});
+        for (std::size_t i = 0; i < n; ++i) {
+            a(i) = TestType(0.1) * TestType(i + 1) - TestType(3.7);
+            b(i) = TestType(1) / TestType(3 + i % 11);
+        }
+        require_exact_arithmetic(a, b);
+        require_exact_arithmetic(a, xt::xarray<TestType>(TestType(0.3)));
+        require_exact_arithmetic(xt::xarray<TestType>(TestType(-7.1)), b);
+        if (n % 3 == 0 && n > 0) {
+            auto rows = a;
+            rows.reshape({n / 3, 3});
+            auto bias = xt::xarray<TestType>::from_shape({3});
+            std::copy(b.begin(), b.begin() + 3, bias.begin());
+            require_exact_arithmetic(rows, bias);
+            require_exact_arithmetic(bias, rows);
+        }
+    }
 }

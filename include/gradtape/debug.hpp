@@ -12,6 +12,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 namespace gradtape {
 
@@ -41,5 +42,11 @@ private:
 // whether a tape recorded it. The environment variable GRADTAPE_TRACE=1
 // turns it on at startup.
 void set_trace(bool enabled);
+
+// The instruction set the arithmetic kernels run with on this machine:
+// "avx512", "avx2" or "sse2" on x86-64. The environment variable
+// GRADTAPE_MAX_CPU_ISA=sse2|avx2|avx512 caps it, read at the first op; the
+// results are the same on every path.
+[[nodiscard]] std::string_view simd_instruction_set();
 
 }  // namespace gradtape
