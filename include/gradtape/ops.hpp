@@ -115,40 +115,26 @@ template <dtype T>
 template <dtype To, dtype From>
 [[nodiscard]] basic_tensor<To> cast(const basic_tensor<From>& x, GRADTAPE_SITE);
 
-// The sum of every element, as a tensor of shape ().
-template <dtype T> [[nodiscard]] basic_tensor<T> reduce_sum(const basic_tensor<T>& x, GRADTAPE_SITE);
-// The sum over `axes`; an empty list reduces nothing, as in NumPy.
-template <dtype T>
-[[nodiscard]] basic_tensor<T> reduce_sum(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false,
-                                         GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> reduce_mean(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T>
-[[nodiscard]] basic_tensor<T> reduce_mean(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false,
-                                          GRADTAPE_SITE);
+// Reductions over `axes` (an empty list reduces nothing, as in NumPy), or
+// over every axis to a tensor of shape (); keepdims keeps each reduced axis as
+// a dimension of 1. Each beside its gradient, spread back over the reduced
+// axes:
+#define GRADTAPE_REDUCTIONS(X)                                                                        \
+    X(reduce_sum)       /* grad                                                                  */ \
+    X(reduce_mean)      /* grad / count                                                          */ \
+    X(reduce_max)       /* grad shared equally among the elements equal to y (ties), as TF does  */ \
+    X(reduce_min)       /* as reduce_max                                                         */ \
+    X(reduce_prod)      /* grad * (product of the other elements), exact where x has zeros      */ \
+    X(reduce_logsumexp) /* grad * exp(x - y); y = log(sum(exp(x))), computed without overflow    */ \
+    X(reduce_variance)  /* grad * 2 (x - mean) / count; the population variance, as TF           */
 
-// The largest (smallest) element; the gradient is shared equally among ties.
-template <dtype T> [[nodiscard]] basic_tensor<T> reduce_max(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T>
-[[nodiscard]] basic_tensor<T> reduce_max(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false,
-                                         GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> reduce_min(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T>
-[[nodiscard]] basic_tensor<T> reduce_min(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false,
-                                         GRADTAPE_SITE);
-template <dtype T> [[nodiscard]] basic_tensor<T> reduce_prod(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T>
-[[nodiscard]] basic_tensor<T> reduce_prod(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false,
-                                          GRADTAPE_SITE);
-// log(sum(exp(x))), computed without overflow.
-template <dtype T> [[nodiscard]] basic_tensor<T> reduce_logsumexp(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T>
-[[nodiscard]] basic_tensor<T> reduce_logsumexp(const basic_tensor<T>& x, const axes_type& axes,
-                                               bool keepdims = false, GRADTAPE_SITE);
-// The population variance (divided by the count, as tf.math.reduce_variance).
-template <dtype T> [[nodiscard]] basic_tensor<T> reduce_variance(const basic_tensor<T>& x, GRADTAPE_SITE);
-template <dtype T>
-[[nodiscard]] basic_tensor<T> reduce_variance(const basic_tensor<T>& x, const axes_type& axes,
-                                              bool keepdims = false, GRADTAPE_SITE);
+#define GRADTAPE_DECLARE_REDUCTION(name)                                                                  \
+    template <dtype T> [[nodiscard]] basic_tensor<T> name(const basic_tensor<T>& x, GRADTAPE_SITE);       \
+    template <dtype T>                                                                                    \
+    [[nodiscard]] basic_tensor<T> name(const basic_tensor<T>& x, const axes_type& axes, bool keepdims = false, \
+                                       GRADTAPE_SITE);
+GRADTAPE_REDUCTIONS(GRADTAPE_DECLARE_REDUCTION)
+#undef GRADTAPE_DECLARE_REDUCTION
 
 struct matmul_options {
     // Use the transpose of an operand without materialising it (BLAS does).

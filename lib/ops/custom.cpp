@@ -5,6 +5,32 @@
 
 namespace gradtape {
 
+namespace {
+
+// Its value comes from the caller's forward, so it is recorded, not applied.
+template <dtype T>
+struct custom_op {
+    using value_type = T;
+    static constexpr std::string_view name = "custom_gradient";
+    static constexpr detail::saved saves = detail::saved::inputs_and_output;
+    custom_backward<T> backward_function;
+    std::source_location site;
+
+    std::vector<basic_tensor<T>> backward(const detail::backward_args<T, std::dynamic_extent>& args) const
+    {
+        const std::vector<basic_tensor<T>> inputs(args.inputs.begin(), args.inputs.end());
+        std::vector<basic_tensor<T>> gradients = backward_function(args.grad, inputs, args.output);
+        if (gradients.size() != inputs.size()) {
+            detail::fail<argument_error>(name, site,
+                                         "the backward function returned " + std::to_string(gradients.size()) +
+                                             " gradients for " + std::to_string(inputs.size()) + " inputs");
+        }
+        return gradients;
+    }
+};
+
+}  // namespace
+
 template <dtype T>
 basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
                                  const std::type_identity_t<custom_forward<T>>& forward,
@@ -27,18 +53,7 @@ basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
             break;
         }
     }
-    return detail::record_op_of_list<T>(
-        "custom_gradient", site, result,
-        [inputs, result, backward, site](const basic_tensor<T>& grad, detail::input_mask) {
-            std::vector<basic_tensor<T>> gradients = backward(grad, inputs, result);
-            if (gradients.size() != inputs.size()) {
-                detail::fail<argument_error>("custom_gradient", site,
-                                             "the backward function returned " + std::to_string(gradients.size()) +
-                                                 " gradients for " + std::to_string(inputs.size()) + " inputs");
-            }
-            return gradients;
-        },
-        inputs);
+    return detail::record_list(custom_op<T>{backward, site}, site, std::move(result), inputs);
 }
 
 template basic_tensor<float> custom_gradient(const std::vector<basic_tensor<float>>&, const custom_forward<float>&,

@@ -234,8 +234,8 @@ struct multiply_op : detail::broadcasting<multiply_op<T>> {
     // grad * b, grad * a
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
     {
-        const auto& [a, b] = args.inputs;
-        return {args.needed[0] ? args.grad * b : basic_tensor<T>{}, args.needed[1] ? args.grad * a : basic_tensor<T>{}};
+        return {args.needed[0] ? args.grad * args.inputs[1] : basic_tensor<T>{},
+                args.needed[1] ? args.grad * args.inputs[0] : basic_tensor<T>{}};
     }
 };
 
@@ -270,8 +270,7 @@ struct select_op : detail::broadcasting<select_op<T, Compare>> {
     }
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
     {
-        const auto& [a, b] = args.inputs;
-        const basic_tensor<T> mask_a = broadcast_value(name, {}, a, b, selects_a<Compare>());
+        const basic_tensor<T> mask_a = broadcast_value(name, {}, args.inputs[0], args.inputs[1], selects_a<Compare>());
         const basic_tensor<T> to_a = args.grad * mask_a;
         return {to_a, args.needed[1] ? args.grad - to_a : basic_tensor<T>{}};
     }
@@ -304,7 +303,8 @@ struct pow_op : detail::broadcasting<pow_op<T>> {
     // grad * y * x^(y - 1), grad * result * log(x) (0 where x <= 0)
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
     {
-        const auto& [x, y] = args.inputs;
+        const basic_tensor<T>& x = args.inputs[0];
+        const basic_tensor<T>& y = args.inputs[1];
         basic_tensor<T> grad_x;
         basic_tensor<T> grad_y;
         if (args.needed[0]) {
@@ -502,11 +502,29 @@ basic_tensor<T> equal(const basic_tensor<T>& a, const std::type_identity_t<basic
     return broadcast_value("equal", site, a, b, [](T x, T y) { return T(x == y); });
 }
 
+namespace {
+
+template <dtype To, dtype From>
+struct cast_op {
+    using value_type = To;
+    using input_type = From;
+    static constexpr std::string_view name = "cast";
+    static constexpr saved saves = saved::nothing;
+    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    void forward(xt::xarray<To>& out, const xt::xarray<From>& x) const { xt::noalias(out) = xt::cast<To>(x); }
+    // the gradient cast back
+    std::array<basic_tensor<From>, 1> backward(const backward_args<To, 1, From>& args) const
+    {
+        return {cast<From>(args.grad)};
+    }
+};
+
+}  // namespace
+
 template <dtype To, dtype From>
 basic_tensor<To> cast(const basic_tensor<From>& x, std::source_location site)
 {
-    return detail::record_op<To>(
-        "cast", site, xt::cast<To>(x.value()), [](const basic_tensor<To>& grad) { return cast<From>(grad); }, x);
+    return apply(cast_op<To, From>{}, site, x);
 }
 
 namespace detail {

@@ -100,7 +100,8 @@ struct matmul_op {
     //   dA = op(A) == A^T ? op(B) g^T : g op(B)^T,   dB = op(B) == B^T ? g^T op(A) : op(A)^T g.
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
     {
-        const auto& [a, b] = args.inputs;
+        const basic_tensor<T>& a = args.inputs[0];
+        const basic_tensor<T>& b = args.inputs[1];
         const basic_tensor<T>& grad = args.grad;
         const bool ta = options.transpose_a;
         const bool tb = options.transpose_b;

@@ -14,9 +14,10 @@
 
 namespace gradtape {
 
+using detail::backward_args;
 using detail::fail;
 using detail::format_shape;
-using detail::record_op;
+using detail::saved;
 
 namespace {
 
@@ -52,34 +53,113 @@ xt::xarray<T> shifted(const xt::xarray<T>& x, std::size_t axis)
     return x - maximum;
 }
 
+// What softmax and log_softmax share: the class axis and the shape rule.
+template <class Op>
+struct along_classes {
+    std::ptrdiff_t axis;
+    shape_type shape(const std::source_location& site, const shape_type& x) const
+    {
+        class_axis(Op::name, site, axis, x.size());
+        return x;
+    }
+};
+
+template <dtype T>
+struct softmax_op : along_classes<softmax_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "softmax";
+    static constexpr saved saves = saved::output;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        const std::size_t at = class_axis(name, {}, this->axis, x.dimension());
+        xt::noalias(out) = xt::exp(shifted(x, at));
+        out /= sum_along(out, at);
+    }
+    // y * (grad - sum(grad * y))
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const basic_tensor<T>& y = args.output;
+        return {y * (args.grad - reduce_sum(args.grad * y, this->axis, true))};
+    }
+};
+
+template <dtype T>
+struct log_softmax_op : along_classes<log_softmax_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "log_softmax";
+    static constexpr saved saves = saved::output;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        const std::size_t at = class_axis(name, {}, this->axis, x.dimension());
+        const xt::xarray<T> z = shifted(x, at);
+        xt::noalias(out) = z - xt::log(sum_along(xt::xarray<T>(xt::exp(z)), at));
+    }
+    // grad - exp(y) * sum(grad)
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {args.grad - exp(args.output) * reduce_sum(args.grad, this->axis, true)};
+    }
+};
+
+// max(x, 0) - x z + log(1 + exp(-|x|)) for logits x and labels z.
+template <dtype T>
+struct sigmoid_cross_entropy_op {
+    using value_type = T;
+    static constexpr std::string_view name = "sigmoid_cross_entropy_with_logits";
+    static constexpr saved saves = saved::inputs;
+    shape_type shape(const std::source_location& site, const shape_type& labels, const shape_type& logits) const
+    {
+        if (labels != logits) {
+            fail<shape_error>(name, site,
+                              "labels " + format_shape(labels) + " and logits " + format_shape(logits) +
+                                  " must have one shape");
+        }
+        return logits;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& z, const xt::xarray<T>& x) const
+    {
+        xt::noalias(out) = xt::maximum(x, T(0)) - x * z + xt::log1p(xt::exp(-xt::abs(x)));
+    }
+    // -grad * x, grad * (sigmoid(x) - z)
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const basic_tensor<T>& labels = args.inputs[0];
+        const basic_tensor<T>& logits = args.inputs[1];
+        return {args.needed[0] ? -(args.grad * logits) : basic_tensor<T>{},
+                args.needed[1] ? args.grad * (sigmoid(logits) - labels) : basic_tensor<T>{}};
+    }
+};
+
+template <dtype T>
+struct l2_loss_op {
+    using value_type = T;
+    static constexpr std::string_view name = "l2_loss";
+    static constexpr saved saves = saved::inputs;
+    shape_type shape(const std::source_location&, const shape_type&) const { return {}; }
+    // A plain loop: xt::sum over a lazy square steps one element at a time.
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        out() = std::inner_product(x.storage().begin(), x.storage().end(), x.storage().begin(), T(0)) / T(2);
+    }
+    // grad * x
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {args.grad * args.inputs[0]};
+    }
+};
+
 }  // namespace
 
 template <dtype T>
 basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
 {
-    const std::size_t at = class_axis("softmax", site, axis, x.dimension());
-    xt::xarray<T> e = xt::exp(shifted(x.value(), at));
-    basic_tensor<T> result = xt::xarray<T>(e / sum_along(e, at));
-    return record_op<T>(
-        "softmax", site, result,
-        [result, axis](const basic_tensor<T>& grad) {
-            return result * (grad - reduce_sum(grad * result, {axis}, true));
-        },
-        x);
+    return detail::apply(softmax_op<T>{{axis}}, site, x);
 }
 
 template <dtype T>
 basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
 {
-    const std::size_t at = class_axis("log_softmax", site, axis, x.dimension());
-    const xt::xarray<T> z = shifted(x.value(), at);
-    basic_tensor<T> result = xt::xarray<T>(z - xt::log(sum_along(xt::xarray<T>(xt::exp(z)), at)));
-    return record_op<T>(
-        "log_softmax", site, result,
-        [result, axis](const basic_tensor<T>& grad) {
-            return grad - exp(result) * reduce_sum(grad, {axis}, true);
-        },
-        x);
+    return detail::apply(log_softmax_op<T>{{axis}}, site, x);
 }
 
 template <dtype T>
@@ -122,31 +202,13 @@ template <dtype T>
 basic_tensor<T> sigmoid_cross_entropy_with_logits(const basic_tensor<T>& labels, const basic_tensor<T>& logits,
                                                   std::source_location site)
 {
-    if (labels.shape() != logits.shape()) {
-        fail<shape_error>("sigmoid_cross_entropy_with_logits", site,
-                          "labels " + format_shape(labels.shape()) + " and logits " + format_shape(logits.shape()) +
-                              " must have one shape");
-    }
-    const auto& x = logits.value();
-    const auto& z = labels.value();
-    return record_op<T>(
-        "sigmoid_cross_entropy_with_logits", site,
-        xt::maximum(x, T(0)) - x * z + xt::log1p(xt::exp(-xt::abs(x))),
-        [labels, logits](const basic_tensor<T>& grad, detail::input_mask needed) {
-            return std::array{needed[0] ? -(grad * logits) : basic_tensor<T>{},
-                              needed[1] ? grad * (sigmoid(logits) - labels) : basic_tensor<T>{}};
-        },
-        labels, logits);
+    return detail::apply(sigmoid_cross_entropy_op<T>{}, site, labels, logits);
 }
 
 template <dtype T>
 basic_tensor<T> l2_loss(const basic_tensor<T>& x, std::source_location site)
 {
-    // A plain loop: xt::sum over a lazy square steps one element at a time.
-    const auto& values = x.value().storage();
-    xt::xarray<T> half_sum_of_squares(std::inner_product(values.begin(), values.end(), values.begin(), T(0)) / T(2));
-    return record_op<T>(
-        "l2_loss", site, std::move(half_sum_of_squares), [x](const basic_tensor<T>& grad) { return grad * x; }, x);
+    return detail::apply(l2_loss_op<T>{}, site, x);
 }
 
 template <dtype T>

@@ -1,7 +1,8 @@
-// What every op file shares: turning a computed value, its inputs and a
-// backward rule into a recorded op, and the helpers backward rules reuse.
+// What every op file shares: the op contract (Note [The op contract]), which
+// runs an op and records it, and the helpers backward rules reuse.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <concepts>
 #include <source_location>
@@ -9,6 +10,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <xtensor/xnoalias.hpp>
 #include <xtensor/xtensor.hpp>
@@ -32,25 +34,29 @@ void store_gradient(any_tensor& slot, Gradient&& gradient)
 
 // Note [The op contract]
 // An op is a struct whose data members are its attributes (an exponent, the
-// axes of a reduction) and which provides, for N inputs of dtype T:
+// axes of a reduction) and which provides, for N inputs:
 //
-//   using value_type = T;
+//   using value_type = T;               the output's dtype (and the inputs',
+//   using input_type = U;               unless it says otherwise, as cast does)
 //   static constexpr std::string_view name;
-//   static constexpr saved saves;   which of its inputs and output backward reads
+//   static constexpr saved saves;       which of inputs and output backward reads
 //   shape_type shape(const std::source_location& site, const shape_type&... inputs) const;
 //       validates the inputs and gives the output's shape, throwing the error
 //       that names the op, the shapes and the site;
-//   void forward(xt::xarray<T>& out, const xt::xarray<T>&... inputs) const;
+//   void forward(xt::xarray<T>& out, const xt::xarray<U>&... inputs) const;
 //       writes the value into `out`, already of that shape;
-//   std::array<basic_tensor<T>, N> backward(const backward_args<T, N>& args) const;
+//   std::array<basic_tensor<U>, N> backward(const backward_args<T, N, U>& args) const;
 //       the gradient of each input that args.needed asks for (undefined
 //       otherwise), written with gradtape ops so that an outer tape records
 //       it. A gradient may keep the dimensions broadcasting added: the core
 //       sums them away and checks the result against the input (tape.cpp).
 //
-// apply() runs them in that order. The parts are separate so that later
-// modes can call them apart: forward-mode differentiation adds a member
-//   basic_tensor<T> jvp(const jvp_args<T, N>&) const
+// apply() runs them in that order, then record(). An op of a list of inputs
+// (concat) takes spans and returns a vector, through apply_list(); an op
+// whose value comes from elsewhere (custom_gradient) calls record() itself.
+// The parts are separate so that later modes can call them apart:
+// forward-mode differentiation adds a member
+//   basic_tensor<T> jvp(const jvp_args<T, N, U>&) const
 // (the output's tangent from the inputs' tangents, in the same ops), and a
 // captured step replays shape() and forward() on buffers allocated once, with
 // the op object itself as the record of what to run.
@@ -65,57 +71,73 @@ constexpr bool saves_output(saved s)
     return (unsigned(s) & unsigned(saved::output)) != 0;
 }
 
+template <class Op>
+struct input_dtype {
+    using type = typename Op::value_type;
+};
+template <class Op>
+    requires requires { typename Op::input_type; }
+struct input_dtype<Op> {
+    using type = typename Op::input_type;
+};
+template <class Op>
+using input_dtype_t = typename input_dtype<Op>::type;
+
 // What a backward rule reads: the output's gradient, the inputs and the
-// output (each undefined unless the op saves it), and which inputs need a
-// gradient.
-template <dtype T, std::size_t N>
+// output (each undefined unless the op saves it), the inputs' shapes, and
+// which inputs need a gradient. N is std::dynamic_extent for a list op.
+template <dtype T, std::size_t N, dtype U = T>
 struct backward_args {
     const basic_tensor<T>& grad;
-    const std::array<basic_tensor<T>, N>& inputs;
+    std::span<const basic_tensor<U>, N> inputs;
+    std::span<const shape_type, N> input_shapes;
     const basic_tensor<T>& output;
     input_mask needed;
 };
 
-// A recorded op: the op object (its attributes) and the tensors its backward
-// reads, made only once some tape records the op.
-template <class Op, dtype T, std::size_t N>
+template <class Element, std::size_t N>
+using fixed_or_list = std::conditional_t<N == std::dynamic_extent, std::vector<Element>, std::array<Element, N>>;
+
+// A recorded op: the op object (its attributes), the inputs' shapes and the
+// tensors its backward reads, made only once some tape records the op.
+template <class Op, std::size_t N>
 struct saved_op {
+    using T = typename Op::value_type;
+    using U = input_dtype_t<Op>;
     Op op;
-    std::array<basic_tensor<T>, N> inputs;
+    fixed_or_list<basic_tensor<U>, N> inputs;
+    fixed_or_list<shape_type, N> shapes;
     basic_tensor<T> output;
 
     void operator()(const any_tensor& output_gradient, input_mask needed, std::span<any_tensor> input_gradients) const
     {
-        auto gradients = op.backward(backward_args<T, N>{std::get<basic_tensor<T>>(output_gradient), inputs, output, needed});
-        for (std::size_t i = 0; i < N; ++i) {
+        auto gradients = op.backward(backward_args<T, N, U>{std::get<basic_tensor<T>>(output_gradient),
+                                                            std::span<const basic_tensor<U>, N>(inputs),
+                                                            std::span<const shape_type, N>(shapes), output, needed});
+        for (std::size_t i = 0; i < std::min(gradients.size(), input_gradients.size()); ++i) {
             store_gradient(input_gradients[i], std::move(gradients[i]));
         }
     }
 };
 
-// Runs `op` on `inputs` eagerly (Note [The op contract]) and records it on
-// every tape of this thread that watches one of them.
-template <class Op, std::derived_from<basic_tensor<typename Op::value_type>>... Inputs>
-basic_tensor<typename Op::value_type> apply(const Op& op, const std::source_location& site, const Inputs&... inputs)
+// Records `result`, the output of `op` on `inputs`, on every tape of this
+// thread that watches one of them; what backward reads is kept only then.
+template <class Op, class... Inputs>
+basic_tensor<typename Op::value_type> record(const Op& op, const std::source_location& site,
+                                             basic_tensor<typename Op::value_type> result, const Inputs&... inputs)
 {
-    using T = typename Op::value_type;
+    using U = input_dtype_t<Op>;
     constexpr std::size_t n = sizeof...(Inputs);
-    const shape_type shape = op.shape(site, inputs.shape()...);
-    check_allocatable(Op::name, site, shape, sizeof(T));
-    auto value = xt::xarray<T>::from_shape(shape);
-    op.forward(value, inputs.value()...);
-    basic_tensor<T> result(std::move(value));
     result.node()->origin = site;
-
     const std::array<tape_input, n> tape_inputs{tape_input_of(inputs)...};
     recorder recording(tape_inputs);
     if (debugging_on()) {
         inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
     }
     if (recording) {
-        saved_op<Op, T, n> entry{op, {}, {}};
+        saved_op<Op, n> entry{op, {}, {inputs.shape()...}, {}};
         if constexpr (saves_inputs(Op::saves)) {
-            entry.inputs = {basic_tensor<T>(inputs)...};
+            entry.inputs = {basic_tensor<U>(inputs)...};
         }
         if constexpr (saves_output(Op::saves)) {
             entry.output = result;
@@ -123,6 +145,70 @@ basic_tensor<typename Op::value_type> apply(const Op& op, const std::source_loca
         recording.record(Op::name, site, tape_inputs, tape_input_of(result), std::move(entry));
     }
     return result;
+}
+
+// Runs `op` on `inputs` eagerly (Note [The op contract]) and records it.
+template <class Op, std::derived_from<basic_tensor<input_dtype_t<Op>>>... Inputs>
+basic_tensor<typename Op::value_type> apply(const Op& op, const std::source_location& site, const Inputs&... inputs)
+{
+    using T = typename Op::value_type;
+    const shape_type shape = op.shape(site, inputs.shape()...);
+    check_allocatable(Op::name, site, shape, sizeof(T));
+    auto value = xt::xarray<T>::from_shape(shape);
+    op.forward(value, inputs.value()...);
+    return record(op, site, basic_tensor<T>(std::move(value)), inputs...);
+}
+
+// record() for an op of a list of inputs.
+template <class Op>
+basic_tensor<typename Op::value_type> record_list(const Op& op, const std::source_location& site,
+                                                  basic_tensor<typename Op::value_type> result,
+                                                  const std::vector<basic_tensor<input_dtype_t<Op>>>& inputs)
+{
+    result.node()->origin = site;
+    std::vector<tape_input> tape_inputs;
+    tape_inputs.reserve(inputs.size());
+    for (const auto& input : inputs) {
+        tape_inputs.push_back(tape_input_of(input));
+    }
+    recorder recording(tape_inputs);
+    if (debugging_on()) {
+        inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
+    }
+    if (recording) {
+        saved_op<Op, std::dynamic_extent> entry{op, {}, {}, {}};
+        for (const auto& input : inputs) {
+            entry.shapes.push_back(input.shape());
+        }
+        if constexpr (saves_inputs(Op::saves)) {
+            entry.inputs = inputs;
+        }
+        if constexpr (saves_output(Op::saves)) {
+            entry.output = result;
+        }
+        recording.record(Op::name, site, tape_inputs, tape_input_of(result), std::move(entry));
+    }
+    return result;
+}
+
+// apply() for an op of a list of inputs: shape() takes a span of shapes,
+// forward() a span of pointers to the values.
+template <class Op>
+basic_tensor<typename Op::value_type> apply_list(const Op& op, const std::source_location& site,
+                                                 const std::vector<basic_tensor<input_dtype_t<Op>>>& inputs)
+{
+    using T = typename Op::value_type;
+    std::vector<shape_type> shapes;
+    std::vector<const xt::xarray<input_dtype_t<Op>>*> values;
+    for (const auto& input : inputs) {
+        shapes.push_back(input.shape());
+        values.push_back(&input.value());
+    }
+    const shape_type shape = op.shape(site, std::span<const shape_type>(shapes));
+    check_allocatable(Op::name, site, shape, sizeof(T));
+    auto value = xt::xarray<T>::from_shape(shape);
+    op.forward(value, std::span<const xt::xarray<input_dtype_t<Op>>* const>(values));
+    return record_list(op, site, basic_tensor<T>(std::move(value)), inputs);
 }
 
 // The shape rule of an elementwise op of two operands: NumPy broadcasting.
@@ -134,78 +220,6 @@ struct broadcasting {
         return broadcast_shape(Op::name, site, a, b, 1);
     }
 };
-
-// Returns `result` after recording it, on every tape of this thread that
-// watches one of `inputs`, as the output of `op`. The backward rule takes the
-// output's gradient, and optionally the input_mask of the inputs that need
-// one; it returns the inputs' gradients: one tensor, or a std::array with one
-// per input (an undefined tensor where none is needed). It is built only from
-// gradtape ops, so that a tape outside the one computing a gradient records it.
-template <dtype T, class Backward, class... Inputs>
-basic_tensor<T> record_op(std::string_view op, const std::source_location& site, basic_tensor<T> result,
-                          Backward&& backward, const Inputs&... inputs)
-{
-    result.node()->origin = site;
-    const std::array<tape_input, sizeof...(Inputs)> tape_inputs{tape_input_of(inputs)...};
-    recorder recording(tape_inputs);
-    if (debugging_on()) {
-        inspect_forward(op, site, tape_inputs, result, bool(recording));
-    }
-    if (!recording) {
-        return result;
-    }
-    recording.record(
-        op, site, tape_inputs, tape_input_of(result),
-        [rule = std::forward<Backward>(backward)](const any_tensor& output_gradient, input_mask needed,
-                                                 std::span<any_tensor> input_gradients) {
-            const auto& grad = std::get<basic_tensor<T>>(output_gradient);
-            auto gradients = [&] {
-                if constexpr (std::is_invocable_v<const std::decay_t<Backward>&, const basic_tensor<T>&, input_mask>) {
-                    return rule(grad, needed);
-                } else {
-                    return rule(grad);
-                }
-            }();
-            if constexpr (requires { gradients.defined(); }) {
-                store_gradient(input_gradients[0], std::move(gradients));
-            } else {
-                for (std::size_t i = 0; i < gradients.size(); ++i) {
-                    store_gradient(input_gradients[i], std::move(gradients[i]));
-                }
-            }
-        });
-    return result;
-}
-
-// record_op for an op of any number of inputs of one dtype (concat): the
-// backward rule returns a std::vector with one gradient per input.
-template <dtype T, class Backward>
-basic_tensor<T> record_op_of_list(std::string_view op, const std::source_location& site, basic_tensor<T> result,
-                                  Backward&& backward, const std::vector<basic_tensor<T>>& inputs)
-{
-    result.node()->origin = site;
-    std::vector<tape_input> tape_inputs;
-    tape_inputs.reserve(inputs.size());
-    for (const auto& input : inputs) {
-        tape_inputs.push_back(tape_input_of(input));
-    }
-    recorder recording(tape_inputs);
-    if (debugging_on()) {
-        inspect_forward(op, site, tape_inputs, result, bool(recording));
-    }
-    if (!recording) {
-        return result;
-    }
-    recording.record(op, site, tape_inputs, tape_input_of(result),
-                     [rule = std::forward<Backward>(backward)](const any_tensor& output_gradient, input_mask needed,
-                                                              std::span<any_tensor> input_gradients) {
-                         auto gradients = rule(std::get<basic_tensor<T>>(output_gradient), needed);
-                         for (std::size_t i = 0; i < gradients.size(); ++i) {
-                             store_gradient(input_gradients[i], std::move(gradients[i]));
-                         }
-                     });
-    return result;
-}
 
 // Axes in [0, rank), in the given order, from axes that may count from the
 // end; refuses out-of-range and repeated axes.

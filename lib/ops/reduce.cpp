@@ -14,7 +14,8 @@
 
 namespace gradtape {
 
-using detail::record_op;
+using detail::backward_args;
+using detail::saved;
 
 namespace {
 
@@ -53,22 +54,32 @@ axes_type every_axis(std::size_t rank)
     return axes;
 }
 
-// Folds x over the planned axes with an xtensor reducer, shaped as planned.
-// An empty x never reaches the reducer (xtensor's reducers do pointer
-// arithmetic on its null buffer): every output element is `empty_value`,
-// the reduction's identity.
+// Writes x folded over the planned axes by an xtensor reducer into `out`
+// (of the planned output shape). An empty x never reaches the reducer
+// (xtensor's reducers do pointer arithmetic on its null buffer): every output
+// element is `empty_value`, the reduction's identity.
 template <dtype T, class Reducer>
-xt::xarray<T> fold(const basic_tensor<T>& x, const reduction& r, Reducer reducer, T empty_value = T(0))
+void fold_into(xt::xarray<T>& out, const xt::xarray<T>& x, const reduction& r, Reducer reducer, T empty_value = T(0))
 {
     if (x.size() == 0) {
-        auto filled = xt::xarray<T>::from_shape(r.output);
-        filled.fill(empty_value);
-        return filled;
+        out.fill(empty_value);
+    } else if (r.axes.empty()) {
+        std::ranges::copy(x.storage(), out.data());
+    } else {
+        const xt::xarray<T> folded = reducer(x, r.axes);
+        std::ranges::copy(folded.storage(), out.data());
     }
-    xt::xarray<T> folded = r.axes.empty() ? x.value() : xt::xarray<T>(reducer(x.value(), r.axes));
-    folded.reshape(r.output);
-    return folded;
 }
+
+template <dtype T, class Reducer>
+xt::xarray<T> fold(const xt::xarray<T>& x, const reduction& r, Reducer reducer)
+{
+    auto out = xt::xarray<T>::from_shape(r.output);
+    fold_into(out, x, r, reducer);
+    return out;
+}
+
+constexpr auto sum = [](const auto& v, const auto& axes) { return xt::sum(v, axes); };
 
 // A gradient (or any value) of a reduction's output shape, broadcast back to the input's.
 template <dtype T>
@@ -77,122 +88,108 @@ basic_tensor<T> spread(const basic_tensor<T>& value, const reduction& r, const s
     return broadcast_to(reshape(value, detail::signed_shape(r.kept)), input);
 }
 
-template <dtype T>
-// For the reductions that have no identity element: max, min, logsumexp.
-void refuse_empty_axis(std::string_view op, const std::source_location& site, const basic_tensor<T>& x,
-                       const reduction& r)
-{
-    if (r.count == 0) {
-        detail::fail<argument_error>(op, site,
-                                     "cannot reduce over an empty axis of shape " + detail::format_shape(x.shape()) +
-                                         ": the result has no value");
-    }
-}
-
-}  // namespace
-
-template <dtype T>
-basic_tensor<T> reduce_sum(const basic_tensor<T>& x, std::source_location site)
-{
-    return reduce_sum(x, every_axis(x.dimension()), false, site);
-}
-
-template <dtype T>
-basic_tensor<T> reduce_sum(const basic_tensor<T>& x, const axes_type& axes, bool keepdims, std::source_location site)
-{
-    const reduction r = plan("reduce_sum", site, x.shape(), axes, keepdims);
-    return record_op<T>(
-        "reduce_sum", site, fold(x, r, [](const auto& v, const auto& a) { return xt::sum(v, a); }),
-        [r, shape = x.shape()](const basic_tensor<T>& grad) { return spread(grad, r, shape); }, x);
-}
-
-template <dtype T>
-basic_tensor<T> reduce_mean(const basic_tensor<T>& x, std::source_location site)
-{
-    return reduce_mean(x, every_axis(x.dimension()), false, site);
-}
-
-template <dtype T>
-basic_tensor<T> reduce_mean(const basic_tensor<T>& x, const axes_type& axes, bool keepdims,
-                            std::source_location site)
-{
-    const reduction r = plan("reduce_mean", site, x.shape(), axes, keepdims);
-    xt::xarray<T> mean = fold(x, r, [](const auto& v, const auto& a) { return xt::sum(v, a); });
-    mean /= T(r.count);
-    return record_op<T>(
-        "reduce_mean", site, std::move(mean),
-        [r, shape = x.shape()](const basic_tensor<T>& grad) { return spread(grad / T(r.count), r, shape); }, x);
-}
-
-namespace {
-
 axes_type axes_of(const reduction& r)
 {
     return {r.axes.begin(), r.axes.end()};
 }
 
+// What every reduction shares: its attributes and its shape rule. Op::empty
+// says whether reducing an empty axis has a value (the identity of sum and
+// prod) or is refused (max, min, logsumexp).
+template <class Op>
+struct reducing {
+    axes_type axes;
+    bool keepdims;
+
+    reduction plan_for(const std::source_location& site, const shape_type& x) const
+    {
+        return plan(Op::name, site, x, axes, keepdims);
+    }
+    shape_type shape(const std::source_location& site, const shape_type& x) const
+    {
+        reduction r = plan_for(site, x);
+        if (!Op::empty_axis_has_value && r.count == 0) {
+            detail::fail<argument_error>(Op::name, site,
+                                         "cannot reduce over an empty axis of shape " + detail::format_shape(x) +
+                                             ": the result has no value");
+        }
+        return std::move(r.output);
+    }
+};
+
+template <dtype T>
+struct reduce_sum_op : reducing<reduce_sum_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "reduce_sum";
+    static constexpr saved saves = saved::nothing;
+    static constexpr bool empty_axis_has_value = true;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        fold_into(out, x, this->plan_for({}, x.shape()), sum);
+    }
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const shape_type& shape = args.input_shapes[0];
+        return {spread(args.grad, this->plan_for({}, shape), shape)};
+    }
+};
+
+template <dtype T>
+struct reduce_mean_op : reducing<reduce_mean_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "reduce_mean";
+    static constexpr saved saves = saved::nothing;
+    static constexpr bool empty_axis_has_value = true;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        const reduction r = this->plan_for({}, x.shape());
+        fold_into(out, x, r, sum);
+        out /= T(r.count);
+    }
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const shape_type& shape = args.input_shapes[0];
+        const reduction r = this->plan_for({}, shape);
+        return {spread(args.grad / T(r.count), r, shape)};
+    }
+};
+
 // reduce_max and reduce_min: the gradient is shared equally among the
 // elements equal to the extremum, as TensorFlow does. A slice holding a NaN
 // reduces to NaN wherever the NaN is, as in NumPy (xtensor's amax keeps or
 // drops it depending on its position).
-template <dtype T, class Reducer>
-basic_tensor<T> extremum(std::string_view op, const std::source_location& site, const basic_tensor<T>& x,
-                         const axes_type& axes, bool keepdims, Reducer reducer)
-{
-    const reduction r = plan(op, site, x.shape(), axes, keepdims);
-    refuse_empty_axis(op, site, x, r);
-    xt::xarray<T> folded = fold(x, r, reducer);
-    const xt::xarray<T>& values = x.value();
-    // Over the buffer, not xt::any: xtensor's end stepper offsets the null
-    // data pointer of an empty array.
-    if (std::any_of(values.storage().cbegin(), values.storage().cend(), [](T v) { return std::isnan(v); })) {
-        const xt::xarray<T> nans =
-            fold(basic_tensor<T>(xt::cast<T>(xt::isnan(x.value()))), r, [](const auto& v, const auto& a) {
-                return xt::sum(v, a);
-            });
-        folded = xt::where(nans > T(0), std::numeric_limits<T>::quiet_NaN(), folded);
+template <dtype T, bool largest>
+struct extremum_op : reducing<extremum_op<T, largest>> {
+    using value_type = T;
+    static constexpr std::string_view name = largest ? "reduce_max" : "reduce_min";
+    static constexpr saved saves = saved::inputs_and_output;
+    static constexpr bool empty_axis_has_value = false;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        const reduction r = this->plan_for({}, x.shape());
+        fold_into(out, x, r, [](const auto& v, const auto& axes) {
+            if constexpr (largest) {
+                return xt::amax(v, axes);
+            } else {
+                return xt::amin(v, axes);
+            }
+        });
+        // Over the buffer, not xt::any: xtensor's end stepper offsets the null
+        // data pointer of an empty array.
+        if (std::ranges::any_of(x.storage(), [](T v) { return std::isnan(v); })) {
+            const xt::xarray<T> nans = fold(xt::xarray<T>(xt::cast<T>(xt::isnan(x))), r, sum);
+            xt::noalias(out) = xt::where(nans > T(0), std::numeric_limits<T>::quiet_NaN(), out);
+        }
     }
-    basic_tensor<T> result = std::move(folded);
-    const basic_tensor<T> ties = equal(x, spread(result, r, x.shape()));
-    const basic_tensor<T> share = ties / broadcast_to(reduce_sum(ties, axes_of(r), true), x.shape());
-    return record_op<T>(
-        op, site, result,
-        [r, share](const basic_tensor<T>& grad) { return spread(grad, r, share.shape()) * share; }, x);
-}
-
-}  // namespace
-
-template <dtype T>
-basic_tensor<T> reduce_max(const basic_tensor<T>& x, std::source_location site)
-{
-    return reduce_max(x, every_axis(x.dimension()), false, site);
-}
-
-template <dtype T>
-basic_tensor<T> reduce_max(const basic_tensor<T>& x, const axes_type& axes, bool keepdims, std::source_location site)
-{
-    return extremum("reduce_max", site, x, axes, keepdims, [](const auto& v, const auto& a) { return xt::amax(v, a); });
-}
-
-template <dtype T>
-basic_tensor<T> reduce_min(const basic_tensor<T>& x, std::source_location site)
-{
-    return reduce_min(x, every_axis(x.dimension()), false, site);
-}
-
-template <dtype T>
-basic_tensor<T> reduce_min(const basic_tensor<T>& x, const axes_type& axes, bool keepdims, std::source_location site)
-{
-    return extremum("reduce_min", site, x, axes, keepdims, [](const auto& v, const auto& a) { return xt::amin(v, a); });
-}
-
-template <dtype T>
-basic_tensor<T> reduce_prod(const basic_tensor<T>& x, std::source_location site)
-{
-    return reduce_prod(x, every_axis(x.dimension()), false, site);
-}
-
-namespace {
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const basic_tensor<T>& x = args.inputs[0];
+        const reduction r = this->plan_for({}, x.shape());
+        const basic_tensor<T> ties = equal(x, spread(args.output, r, x.shape()));
+        const basic_tensor<T> share = ties / broadcast_to(reduce_sum(ties, axes_of(r), true), x.shape());
+        return {spread(args.grad, r, x.shape()) * share};
+    }
+};
 
 // d prod / d x_i: the product of the other elements of x_i's slice, written
 // with ops so that an outer tape differentiates it exactly to every order.
@@ -229,7 +226,7 @@ basic_tensor<T> product_of_others(const basic_tensor<T>& x, const reduction& r)
         }
     }
     const basic_tensor<T> without_zeros = where(basic_tensor<T>(has_zero), basic_tensor<T>(T(1)), rows);
-    basic_tensor<T> others = reduce_prod(without_zeros, {1}, true) / without_zeros;
+    basic_tensor<T> others = reduce_prod(without_zeros, 1, true) / without_zeros;
 
     if (!zero_row_list.empty()) {
         const xt::xarray<std::int64_t> zero_rows = xt::adapt(zero_row_list, {zero_row_list.size()});
@@ -240,92 +237,109 @@ basic_tensor<T> product_of_others(const basic_tensor<T>& x, const reduction& r)
         const basic_tensor<T> copies =
             broadcast_to(reshape(sliced, {count, 1, n}), {std::size_t(count), std::size_t(n), std::size_t(n)});
         const basic_tensor<T> zero_others =
-            reduce_prod(where(basic_tensor<T>(diagonal), basic_tensor<T>(T(1)), copies), {2});
+            reduce_prod(where(basic_tensor<T>(diagonal), basic_tensor<T>(T(1)), copies), 2);
         // Row i of the result: row i of `others`, or its row among zero_others.
         xt::xarray<std::int64_t> pick = xt::arange<std::int64_t>(m);
         for (std::size_t k = 0; k < zero_rows.size(); ++k) {
             pick(std::size_t(zero_rows(k))) = m + std::int64_t(k);
         }
-        others = gather(concat<T>({others, zero_others}, 0), pick, 0);
+        others = gather(concat({others, zero_others}, 0), pick, 0);
     }
     return transpose(reshape(others, detail::signed_shape(moved.shape())), inverse);
 }
 
+template <dtype T>
+struct reduce_prod_op : reducing<reduce_prod_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "reduce_prod";
+    static constexpr saved saves = saved::inputs_and_output;
+    static constexpr bool empty_axis_has_value = true;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        fold_into(out, x, this->plan_for({}, x.shape()), [](const auto& v, const auto& axes) { return xt::prod(v, axes); },
+                  T(1));
+    }
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const basic_tensor<T>& x = args.inputs[0];
+        const reduction r = this->plan_for({}, x.shape());
+        const basic_tensor<T> spread_grad = spread(args.grad, r, x.shape());
+        if (std::ranges::find(x.value().storage(), T(0)) != x.value().storage().end()) {
+            return {spread_grad * product_of_others(x, r)};
+        }
+        return {spread_grad * spread(args.output, r, x.shape()) / x};
+    }
+};
+
+template <dtype T>
+struct reduce_logsumexp_op : reducing<reduce_logsumexp_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "reduce_logsumexp";
+    static constexpr saved saves = saved::inputs_and_output;
+    static constexpr bool empty_axis_has_value = false;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        const reduction r = this->plan_for({}, x.shape());
+        // Shifting by the maximum keeps exp() from overflowing; an all -inf slice keeps a shift of 0.
+        xt::xarray<T> shift = fold(x, r, [](const auto& v, const auto& axes) { return xt::amax(v, axes); });
+        shift = xt::where(xt::isfinite(shift), shift, T(0));
+        shift.reshape(r.kept);
+        xt::xarray<T> total = fold(xt::xarray<T>(xt::exp(x - shift)), r, sum);
+        total.reshape(r.kept);
+        const xt::xarray<T> result = xt::log(total) + shift;
+        std::ranges::copy(result.storage(), out.data());
+    }
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const basic_tensor<T>& x = args.inputs[0];
+        const reduction r = this->plan_for({}, x.shape());
+        return {spread(args.grad, r, x.shape()) * exp(x - spread(args.output, r, x.shape()))};
+    }
+};
+
+template <dtype T>
+struct reduce_variance_op : reducing<reduce_variance_op<T>> {
+    using value_type = T;
+    static constexpr std::string_view name = "reduce_variance";
+    static constexpr saved saves = saved::inputs;
+    static constexpr bool empty_axis_has_value = true;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        const reduction r = this->plan_for({}, x.shape());
+        xt::xarray<T> mean = fold(x, r, sum) / T(r.count);
+        mean.reshape(r.kept);
+        fold_into(out, xt::xarray<T>(xt::square(x - mean)), r, sum);
+        out /= T(r.count);
+    }
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const basic_tensor<T>& x = args.inputs[0];
+        const reduction r = this->plan_for({}, x.shape());
+        const basic_tensor<T> centred = x - reduce_mean(x, axes_of(r), true);
+        return {spread(args.grad, r, x.shape()) * centred * (T(2) / T(r.count))};
+    }
+};
+
+template <dtype T>
+using reduce_max_op = extremum_op<T, true>;
+template <dtype T>
+using reduce_min_op = extremum_op<T, false>;
+
 }  // namespace
 
-template <dtype T>
-basic_tensor<T> reduce_prod(const basic_tensor<T>& x, const axes_type& axes, bool keepdims, std::source_location site)
-{
-    const reduction r = plan("reduce_prod", site, x.shape(), axes, keepdims);
-    basic_tensor<T> result = fold(x, r, [](const auto& v, const auto& a) { return xt::prod(v, a); }, T(1));
-    return record_op<T>(
-        "reduce_prod", site, result,
-        [r, x, result](const basic_tensor<T>& grad) {
-            const basic_tensor<T> spread_grad = spread(grad, r, x.shape());
-            const xt::xarray<T>& values = x.value();
-            if (std::ranges::find(values.storage(), T(0)) != values.storage().end()) {
-                return spread_grad * product_of_others(x, r);
-            }
-            return spread_grad * spread(result, r, x.shape()) / x;
-        },
-        x);
-}
-
-template <dtype T>
-basic_tensor<T> reduce_logsumexp(const basic_tensor<T>& x, std::source_location site)
-{
-    return reduce_logsumexp(x, every_axis(x.dimension()), false, site);
-}
-
-template <dtype T>
-basic_tensor<T> reduce_logsumexp(const basic_tensor<T>& x, const axes_type& axes, bool keepdims,
-                                 std::source_location site)
-{
-    const reduction r = plan("reduce_logsumexp", site, x.shape(), axes, keepdims);
-    refuse_empty_axis("reduce_logsumexp", site, x, r);
-    // Shifting by the maximum keeps exp() from overflowing; an all -inf slice keeps a shift of 0.
-    xt::xarray<T> shift = fold(x, r, [](const auto& v, const auto& a) { return xt::amax(v, a); });
-    shift = xt::where(xt::isfinite(shift), shift, T(0));
-    shift.reshape(r.kept);
-    xt::xarray<T> total = fold(basic_tensor<T>(xt::exp(x.value() - shift)), r,
-                               [](const auto& v, const auto& a) { return xt::sum(v, a); });
-    total.reshape(r.kept);
-    xt::xarray<T> result = xt::log(total) + shift;
-    result.reshape(r.output);
-    basic_tensor<T> out = std::move(result);
-    return record_op<T>(
-        "reduce_logsumexp", site, out,
-        [r, x, out](const basic_tensor<T>& grad) {
-            return spread(grad, r, x.shape()) * exp(x - spread(out, r, x.shape()));
-        },
-        x);
-}
-
-template <dtype T>
-basic_tensor<T> reduce_variance(const basic_tensor<T>& x, std::source_location site)
-{
-    return reduce_variance(x, every_axis(x.dimension()), false, site);
-}
-
-template <dtype T>
-basic_tensor<T> reduce_variance(const basic_tensor<T>& x, const axes_type& axes, bool keepdims,
-                                std::source_location site)
-{
-    const reduction r = plan("reduce_variance", site, x.shape(), axes, keepdims);
-    xt::xarray<T> mean = fold(x, r, [](const auto& v, const auto& a) { return xt::sum(v, a); }) / T(r.count);
-    mean.reshape(r.kept);
-    const xt::xarray<T> deviation = x.value() - mean;
-    xt::xarray<T> variance =
-        fold(basic_tensor<T>(xt::square(deviation)), r, [](const auto& v, const auto& a) { return xt::sum(v, a); }) /
-        T(r.count);
-    return record_op<T>(
-        "reduce_variance", site, std::move(variance),
-        [r, x](const basic_tensor<T>& grad) {
-            const basic_tensor<T> centred = x - reduce_mean(x, axes_of(r), true);
-            return spread(grad, r, x.shape()) * centred * (T(2) / T(r.count));
-        },
-        x);
-}
+#define GRADTAPE_DEFINE_REDUCTION(NAME)                                                                                \
+    template <dtype T>                                                                                                 \
+    basic_tensor<T> NAME(const basic_tensor<T>& x, std::source_location site)                                          \
+    {                                                                                                                  \
+        return detail::apply(NAME##_op<T>{{every_axis(x.dimension()), false}}, site, x);                               \
+    }                                                                                                                  \
+    template <dtype T>                                                                                                 \
+    basic_tensor<T> NAME(const basic_tensor<T>& x, const axes_type& axes, bool keepdims, std::source_location site)    \
+    {                                                                                                                  \
+        return detail::apply(NAME##_op<T>{{axes, keepdims}}, site, x);                                                 \
+    }
+GRADTAPE_REDUCTIONS(GRADTAPE_DEFINE_REDUCTION)
+#undef GRADTAPE_DEFINE_REDUCTION
 
 namespace detail {
 
@@ -351,17 +365,10 @@ xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const std::sourc
 
 }  // namespace detail
 
-#define GRADTAPE_INSTANTIATE_REDUCTION(T, name)                                                                        \
-    template basic_tensor<T> name(const basic_tensor<T>&, std::source_location);                                    \
-    template basic_tensor<T> name(const basic_tensor<T>&, const axes_type&, bool, std::source_location);
-#define GRADTAPE_INSTANTIATE(T)                                                                                        \
-    GRADTAPE_INSTANTIATE_REDUCTION(T, reduce_sum)                                                                      \
-    GRADTAPE_INSTANTIATE_REDUCTION(T, reduce_mean)                                                                     \
-    GRADTAPE_INSTANTIATE_REDUCTION(T, reduce_max)                                                                      \
-    GRADTAPE_INSTANTIATE_REDUCTION(T, reduce_min)                                                                      \
-    GRADTAPE_INSTANTIATE_REDUCTION(T, reduce_prod)                                                                     \
-    GRADTAPE_INSTANTIATE_REDUCTION(T, reduce_logsumexp)                                                                \
-    GRADTAPE_INSTANTIATE_REDUCTION(T, reduce_variance)
-GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
+#define GRADTAPE_INSTANTIATE_REDUCTION_AS(T, NAME)                                                                     \
+    template basic_tensor<T> NAME(const basic_tensor<T>&, std::source_location);                                    \
+    template basic_tensor<T> NAME(const basic_tensor<T>&, const axes_type&, bool, std::source_location);
+#define GRADTAPE_INSTANTIATE_REDUCTION(NAME) GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_REDUCTION_AS, NAME)
+GRADTAPE_REDUCTIONS(GRADTAPE_INSTANTIATE_REDUCTION)
 
 }  // namespace gradtape

@@ -1,5 +1,7 @@
 // Ops that move values without arithmetic: their gradients move them back.
+#include <algorithm>
 #include <limits>
+#include <span>
 #include <numeric>
 #include <optional>
 
@@ -10,9 +12,129 @@
 
 namespace gradtape {
 
+using detail::backward_args;
 using detail::fail;
 using detail::format_shape;
-using detail::record_op;
+using detail::saved;
+
+namespace {
+
+template <dtype T>
+struct transpose_op {
+    using value_type = T;
+    static constexpr std::string_view name = "transpose";
+    static constexpr saved saves = saved::nothing;
+    permutation_type perm;
+
+    shape_type shape(const std::source_location& site, const shape_type& x) const
+    {
+        if (perm.size() != x.size()) {
+            fail<argument_error>(name, site,
+                                 "perm has " + std::to_string(perm.size()) + " axes for a tensor of shape " +
+                                     format_shape(x));
+        }
+        const auto order = detail::normalize_axes(name, site, perm, x.size());
+        shape_type out(x.size());
+        for (std::size_t i = 0; i < order.size(); ++i) {
+            out[i] = x[order[i]];
+        }
+        return out;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        xt::noalias(out) = xt::transpose(x, detail::normalize_axes(name, {}, perm, x.dimension()));
+    }
+    // transpose(grad, inverse of perm)
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const auto order = detail::normalize_axes(name, {}, perm, perm.size());
+        permutation_type inverse(order.size());
+        for (std::size_t i = 0; i < order.size(); ++i) {
+            inverse[order[i]] = static_cast<std::ptrdiff_t>(i);
+        }
+        return {transpose(args.grad, inverse)};
+    }
+};
+
+template <dtype T>
+struct reshape_op {
+    using value_type = T;
+    static constexpr std::string_view name = "reshape";
+    static constexpr saved saves = saved::nothing;
+    std::vector<std::ptrdiff_t> requested;
+
+    shape_type shape(const std::source_location& site, const shape_type& x) const
+    {
+        std::size_t size = 1;
+        for (std::size_t dim : x) {
+            size *= dim;
+        }
+        const auto refuse = [&](const std::string& why) {
+            std::string wanted = "(";
+            for (std::size_t i = 0; i < requested.size(); ++i) {
+                wanted += (i ? ", " : "") + std::to_string(requested[i]);
+            }
+            fail<shape_error>(name, site,
+                              "cannot reshape " + format_shape(x) + " (" + std::to_string(size) + " elements) to " +
+                                  wanted + (requested.size() == 1 ? ",)" : ")") + ": " + why);
+        };
+        shape_type target(requested.size(), 1);
+        std::optional<std::size_t> inferred;
+        std::size_t known = 1;
+        for (std::size_t i = 0; i < requested.size(); ++i) {
+            if (requested[i] == -1 && !inferred) {
+                inferred = i;
+            } else if (requested[i] < 0) {
+                refuse("a dimension is negative (one -1, for a dimension to infer, is allowed)");
+            } else {
+                target[i] = static_cast<std::size_t>(requested[i]);
+                known *= target[i];
+            }
+        }
+        detail::check_allocatable(name, site, target, sizeof(T));
+        if (inferred) {
+            if (known == 0 || size % known != 0) {
+                refuse("no size for the -1 dimension gives that many elements");
+            }
+            target[*inferred] = size / known;
+        } else if (known != size) {
+            refuse("the element counts differ");
+        }
+        return target;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { std::ranges::copy(x.storage(), out.data()); }
+    // grad in the input's shape
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {reshape(args.grad, detail::signed_shape(args.input_shapes[0]))};
+    }
+};
+
+template <dtype T>
+struct broadcast_to_op {
+    using value_type = T;
+    static constexpr std::string_view name = "broadcast_to";
+    static constexpr saved saves = saved::nothing;
+    shape_type target;
+
+    shape_type shape(const std::source_location& site, const shape_type& from) const
+    {
+        bool fits = from.size() <= target.size();
+        for (std::size_t i = 1; fits && i <= from.size(); ++i) {
+            const std::size_t dim = from[from.size() - i];
+            fits = dim == 1 || dim == target[target.size() - i];
+        }
+        if (!fits) {
+            fail<shape_error>(name, site, "cannot broadcast " + format_shape(from) + " to " + format_shape(target));
+        }
+        return target;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { xt::noalias(out) = xt::broadcast(x, target); }
+    // grad, which the core sums back to the input's shape
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const { return {args.grad}; }
+};
+
+}  // namespace
 
 template <dtype T>
 basic_tensor<T> transpose(const basic_tensor<T>& x, std::source_location site)
@@ -25,80 +147,19 @@ basic_tensor<T> transpose(const basic_tensor<T>& x, std::source_location site)
 template <dtype T>
 basic_tensor<T> transpose(const basic_tensor<T>& x, const permutation_type& perm, std::source_location site)
 {
-    if (perm.size() != x.dimension()) {
-        fail<argument_error>("transpose", site,
-                             "perm has " + std::to_string(perm.size()) + " axes for a tensor of shape " +
-                                 format_shape(x.shape()));
-    }
-    const auto order = detail::normalize_axes("transpose", site, perm, x.dimension());
-    permutation_type inverse(order.size());
-    for (std::size_t i = 0; i < order.size(); ++i) {
-        inverse[order[i]] = static_cast<std::ptrdiff_t>(i);
-    }
-    return record_op<T>(
-        "transpose", site, xt::transpose(x.value(), order),
-        [inverse](const basic_tensor<T>& grad) { return transpose(grad, inverse); }, x);
+    return detail::apply(transpose_op<T>{perm}, site, x);
 }
 
 template <dtype T>
 basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff_t>& shape, std::source_location site)
 {
-    const auto refuse = [&](const std::string& why) {
-        std::string requested = "(";
-        for (std::size_t i = 0; i < shape.size(); ++i) {
-            requested += (i ? ", " : "") + std::to_string(shape[i]);
-        }
-        fail<shape_error>("reshape", site,
-                          "cannot reshape " + format_shape(x.shape()) + " (" + std::to_string(x.size()) +
-                              " elements) to " + requested + (shape.size() == 1 ? ",)" : ")") + ": " + why);
-    };
-    shape_type target(shape.size(), 1);
-    std::optional<std::size_t> inferred;
-    std::size_t known = 1;
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (shape[i] == -1 && !inferred) {
-            inferred = i;
-        } else if (shape[i] < 0) {
-            refuse("a dimension is negative (one -1, for a dimension to infer, is allowed)");
-        } else {
-            target[i] = static_cast<std::size_t>(shape[i]);
-            known *= target[i];
-        }
-    }
-    detail::check_allocatable("reshape", site, target, sizeof(T));
-    if (inferred) {
-        if (known == 0 || x.size() % known != 0) {
-            refuse("no size for the -1 dimension gives that many elements");
-        }
-        target[*inferred] = x.size() / known;
-    } else if (known != x.size()) {
-        refuse("the element counts differ");
-    }
-    xt::xarray<T> reshaped = x.value();
-    reshaped.reshape(target);
-    return record_op<T>(
-        "reshape", site, std::move(reshaped),
-        [original = detail::signed_shape(x.shape())](const basic_tensor<T>& grad) { return reshape(grad, original); },
-        x);
+    return detail::apply(reshape_op<T>{shape}, site, x);
 }
 
 template <dtype T>
 basic_tensor<T> broadcast_to(const basic_tensor<T>& x, const shape_type& shape, std::source_location site)
 {
-    const shape_type& from = x.shape();
-    bool fits = from.size() <= shape.size();
-    for (std::size_t i = 1; fits && i <= from.size(); ++i) {
-        const std::size_t dim = from[from.size() - i];
-        fits = dim == 1 || dim == shape[shape.size() - i];
-    }
-    if (!fits) {
-        fail<shape_error>("broadcast_to", site,
-                          "cannot broadcast " + format_shape(from) + " to " + format_shape(shape));
-    }
-    detail::check_allocatable("broadcast_to", site, shape, sizeof(T));
-    return record_op<T>(
-        "broadcast_to", site, xt::broadcast(x.value(), shape),
-        [from](const basic_tensor<T>& grad) { return detail::sum_to_shape(grad, from); }, x);
+    return detail::apply(broadcast_to_op<T>{shape}, site, x);
 }
 
 template <dtype T>
@@ -156,60 +217,297 @@ std::size_t one_axis(std::string_view op, const std::source_location& site, std:
     return detail::normalize_axes(op, site, {axis}, rank).front();
 }
 
+// Calls visit(index, position) for every multi-index of `shape`, in row-major
+// order; position counts from 0. Copies here go element by element because
+// xtensor 0.24 with xsimd assigns wrongly through strided views.
+template <class Visit>
+void for_each_index(const shape_type& shape, Visit visit)
+{
+    std::size_t count = 1;
+    for (std::size_t dim : shape) {
+        count *= dim;
+    }
+    std::vector<std::size_t> index(shape.size(), 0);
+    for (std::size_t position = 0; position < count; ++position) {
+        visit(index, position);
+        for (std::size_t i = shape.size(); i-- > 0;) {
+            if (++index[i] < shape[i]) {
+                break;
+            }
+            index[i] = 0;
+        }
+    }
+}
+
+// The row-major flat position of `index` shifted by `offset` in an array of `shape`.
+std::size_t flat_position(const shape_type& shape, const std::vector<std::size_t>& index,
+                          const std::vector<std::size_t>& offset)
+{
+    std::size_t position = 0;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        position = position * shape[i] + index[i] + offset[i];
+    }
+    return position;
+}
+
+template <dtype T>
+struct concat_op {
+    using value_type = T;
+    static constexpr std::string_view name = "concat";
+    static constexpr saved saves = saved::nothing;
+    std::ptrdiff_t axis;
+
+    shape_type shape(const std::source_location& site, std::span<const shape_type> inputs) const
+    {
+        if (inputs.empty()) {
+            fail<argument_error>(name, site, "needs at least one tensor");
+        }
+        const shape_type& first = inputs.front();
+        const std::size_t at = one_axis(name, site, axis, first.size());
+        shape_type joined = first;
+        joined[at] = 0;
+        for (const shape_type& input : inputs) {
+            shape_type expected = first;
+            expected[at] = input.size() == first.size() ? input[at] : 0;
+            if (input != expected) {
+                fail<shape_error>(name, site,
+                                  "shapes " + format_shape(first) + " and " + format_shape(input) +
+                                      " differ outside axis " + std::to_string(axis));
+            }
+            joined[at] += input[at];
+        }
+        return joined;
+    }
+    void forward(xt::xarray<T>& out, std::span<const xt::xarray<T>* const> inputs) const
+    {
+        const std::size_t at = one_axis(name, {}, axis, out.dimension());
+        const around_axis whole = split_at(out.shape(), at);
+        std::size_t offset = 0;
+        for (const xt::xarray<T>* input : inputs) {
+            const around_axis part = split_at(input->shape(), at);
+            for (std::size_t o = 0; o < part.outer; ++o) {
+                std::copy_n(input->data() + o * part.length * part.inner, part.length * part.inner,
+                            out.data() + (o * whole.length + offset) * whole.inner);
+            }
+            offset += part.length;
+        }
+    }
+    // each input's block of grad along the axis
+    std::vector<basic_tensor<T>> backward(const backward_args<T, std::dynamic_extent>& args) const
+    {
+        const std::size_t at = one_axis(name, {}, axis, args.grad.dimension());
+        std::vector<basic_tensor<T>> gradients(args.input_shapes.size());
+        std::size_t offset = 0;
+        for (std::size_t i = 0; i < gradients.size(); ++i) {
+            const shape_type& input = args.input_shapes[i];
+            if (args.needed[i]) {
+                std::vector<std::size_t> begin(input.size(), 0);
+                begin[at] = offset;
+                gradients[i] = slice(args.grad, begin, detail::signed_shape(input));
+            }
+            offset += input[at];
+        }
+        return gradients;
+    }
+};
+
+// The gradient of slice: `grad` placed at `begin` in zeros of the input's shape.
+template <dtype T>
+struct slice_gradient_op {
+    using value_type = T;
+    static constexpr std::string_view name = "slice_gradient";
+    static constexpr saved saves = saved::nothing;
+    std::vector<std::size_t> begin;
+    shape_type input;
+
+    shape_type shape(const std::source_location&, const shape_type&) const { return input; }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
+    {
+        out.fill(T(0));
+        for_each_index(grad.shape(), [&](const std::vector<std::size_t>& index, std::size_t position) {
+            out.flat(flat_position(input, index, begin)) = grad.flat(position);
+        });
+    }
+    // the block of g at begin
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {slice(args.grad, begin, detail::signed_shape(args.input_shapes[0]))};
+    }
+};
+
+template <dtype T>
+struct slice_op {
+    using value_type = T;
+    static constexpr std::string_view name = "slice";
+    static constexpr saved saves = saved::nothing;
+    std::vector<std::size_t> begin;
+    std::vector<std::ptrdiff_t> size;
+
+    shape_type shape(const std::source_location& site, const shape_type& x) const
+    {
+        if (begin.size() != x.size() || size.size() != x.size()) {
+            fail<argument_error>(name, site,
+                                 "needs one begin and one size per dimension of " + format_shape(x) + ", got " +
+                                     std::to_string(begin.size()) + " and " + std::to_string(size.size()));
+        }
+        shape_type extent(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            const bool to_end = size[i] == -1;
+            if (begin[i] > x[i] || (!to_end && (size[i] < 0 || begin[i] + std::size_t(size[i]) > x[i]))) {
+                fail<argument_error>(name, site,
+                                     "the block at " + std::to_string(begin[i]) + " of size " +
+                                         std::to_string(size[i]) + " leaves dimension " + std::to_string(i) + " of " +
+                                         format_shape(x));
+            }
+            extent[i] = to_end ? x[i] - begin[i] : std::size_t(size[i]);
+        }
+        return extent;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        for_each_index(out.shape(), [&](const std::vector<std::size_t>& index, std::size_t position) {
+            out.flat(position) = x.flat(flat_position(x.shape(), index, begin));
+        });
+    }
+    // grad placed at begin in zeros of the input's shape
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {detail::apply(slice_gradient_op<T>{begin, args.input_shapes[0]}, std::source_location::current(),
+                              args.grad)};
+    }
+};
+
+// The gradient of gather: `grad`'s rows added into zeros of the params' shape.
+template <dtype T>
+struct gather_gradient_op {
+    using value_type = T;
+    static constexpr std::string_view name = "gather_gradient";
+    static constexpr saved saves = saved::nothing;
+    xt::xarray<std::int64_t> indices;
+    std::size_t axis;
+    shape_type params;
+
+    shape_type shape(const std::source_location&, const shape_type&) const { return params; }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
+    {
+        out.fill(T(0));
+        const around_axis rows = split_at(params, axis);
+        const T* source = grad.data();
+        for (std::size_t o = 0; o < rows.outer; ++o) {
+            for (std::size_t j = 0; j < indices.size(); ++j, source += rows.inner) {
+                T* target = out.data() + (o * rows.length + std::size_t(indices.flat(j))) * rows.inner;
+                for (std::size_t k = 0; k < rows.inner; ++k) {
+                    target[k] += source[k];
+                }
+            }
+        }
+    }
+    // the rows of g that were added
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {gather(args.grad, indices, static_cast<std::ptrdiff_t>(axis))};
+    }
+};
+
+template <dtype T>
+struct gather_op {
+    using value_type = T;
+    static constexpr std::string_view name = "gather";
+    static constexpr saved saves = saved::nothing;
+    xt::xarray<std::int64_t> indices;
+    std::ptrdiff_t axis;
+
+    shape_type shape(const std::source_location& site, const shape_type& params) const
+    {
+        const std::size_t at = one_axis(name, site, axis, params.size());
+        for (std::int64_t index : indices) {
+            if (index < 0 || std::size_t(index) >= params[at]) {
+                fail<argument_error>(name, site,
+                                     "index " + std::to_string(index) + " is out of range for dimension " +
+                                         std::to_string(at) + " of " + format_shape(params));
+            }
+        }
+        shape_type out(params.begin(), params.begin() + std::ptrdiff_t(at));
+        out.insert(out.end(), indices.shape().begin(), indices.shape().end());
+        out.insert(out.end(), params.begin() + std::ptrdiff_t(at) + 1, params.end());
+        return out;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& params) const
+    {
+        const around_axis rows = split_at(params.shape(), one_axis(name, {}, axis, params.dimension()));
+        T* target = out.data();
+        for (std::size_t o = 0; o < rows.outer; ++o) {
+            for (std::size_t j = 0; j < indices.size(); ++j, target += rows.inner) {
+                std::copy_n(params.data() + (o * rows.length + std::size_t(indices.flat(j))) * rows.inner, rows.inner,
+                            target);
+            }
+        }
+    }
+    // grad's rows added into zeros of the params' shape (repeated indices add up)
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const shape_type& params = args.input_shapes[0];
+        return {detail::apply(gather_gradient_op<T>{indices, one_axis(name, {}, axis, params.size()), params},
+                              std::source_location::current(), args.grad)};
+    }
+};
+
+template <dtype T>
+struct tile_op {
+    using value_type = T;
+    static constexpr std::string_view name = "tile";
+    static constexpr saved saves = saved::nothing;
+    std::vector<std::size_t> multiples;
+
+    shape_type shape(const std::source_location& site, const shape_type& x) const
+    {
+        if (multiples.size() != x.size()) {
+            fail<argument_error>(name, site,
+                                 std::to_string(multiples.size()) + " multiples for a tensor of shape " +
+                                     format_shape(x));
+        }
+        shape_type tiled = x;
+        for (std::size_t i = 0; i < multiples.size(); ++i) {
+            // An overflowing dimension becomes one no array can have, which apply() refuses.
+            if (__builtin_mul_overflow(tiled[i], multiples[i], &tiled[i])) {
+                tiled[i] = std::numeric_limits<std::size_t>::max();
+            }
+        }
+        return tiled;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        const std::vector<std::size_t> no_offset(x.dimension(), 0);
+        std::vector<std::size_t> source(x.dimension());
+        for_each_index(out.shape(), [&](const std::vector<std::size_t>& index, std::size_t position) {
+            for (std::size_t i = 0; i < index.size(); ++i) {
+                source[i] = index[i] % x.shape()[i];
+            }
+            out.flat(position) = x.flat(flat_position(x.shape(), source, no_offset));
+        });
+    }
+    // Output dimension i indexes (repetition, original): view grad as
+    // (multiples[i], shape[i]) pairs and sum over the repetitions.
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        const shape_type& shape = args.input_shapes[0];
+        std::vector<std::ptrdiff_t> interleaved;
+        axes_type repetitions;
+        for (std::size_t i = 0; i < shape.size(); ++i) {
+            repetitions.push_back(static_cast<std::ptrdiff_t>(interleaved.size()));
+            interleaved.push_back(static_cast<std::ptrdiff_t>(multiples[i]));
+            interleaved.push_back(static_cast<std::ptrdiff_t>(shape[i]));
+        }
+        return {reshape(reduce_sum(reshape(args.grad, interleaved), repetitions), detail::signed_shape(shape))};
+    }
+};
+
 }  // namespace
 
 template <dtype T>
 basic_tensor<T> concat(const std::vector<basic_tensor<T>>& values, std::ptrdiff_t axis, std::source_location site)
 {
-    if (values.empty()) {
-        fail<argument_error>("concat", site, "needs at least one tensor");
-    }
-    const shape_type& first = values.front().shape();
-    const std::size_t at = one_axis("concat", site, axis, first.size());
-    shape_type joined = first;
-    joined[at] = 0;
-    for (const auto& value : values) {
-        shape_type expected = first;
-        expected[at] = value.dimension() == first.size() ? value.shape()[at] : 0;
-        if (value.shape() != expected) {
-            fail<shape_error>("concat", site,
-                              "shapes " + format_shape(first) + " and " + format_shape(value.shape()) +
-                                  " differ outside axis " + std::to_string(axis));
-        }
-        joined[at] += value.shape()[at];
-    }
-    detail::check_allocatable("concat", site, joined, sizeof(T));
-    auto result = xt::xarray<T>::from_shape(joined);
-    const around_axis out = split_at(joined, at);
-    std::vector<std::size_t> offsets;
-    std::size_t offset = 0;
-    for (const auto& value : values) {
-        const around_axis in = split_at(value.shape(), at);
-        for (std::size_t o = 0; o < in.outer; ++o) {
-            std::copy_n(value.value().data() + o * in.length * in.inner, in.length * in.inner,
-                        result.data() + (o * out.length + offset) * out.inner);
-        }
-        offsets.push_back(offset);
-        offset += in.length;
-    }
-    std::vector<shape_type> shapes;
-    for (const auto& value : values) {
-        shapes.push_back(value.shape());
-    }
-    return detail::record_op_of_list<T>(
-        "concat", site, std::move(result),
-        [at, offsets, shapes](const basic_tensor<T>& grad, detail::input_mask needed) {
-            std::vector<basic_tensor<T>> gradients(shapes.size());
-            for (std::size_t i = 0; i < shapes.size(); ++i) {
-                if (needed[i]) {
-                    std::vector<std::size_t> begin(shapes[i].size(), 0);
-                    begin[at] = offsets[i];
-                    gradients[i] = slice(grad, begin, detail::signed_shape(shapes[i]));
-                }
-            }
-            return gradients;
-        },
-        values);
+    return detail::apply_list(concat_op<T>{axis}, site, values);
 }
 
 template <dtype T>
@@ -254,148 +552,18 @@ std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<s
     return pieces;
 }
 
-namespace {
-
-// Calls visit(index, position) for every multi-index of `shape`, in row-major
-// order; position counts from 0. Copies here go element by element because
-// xtensor 0.24 with xsimd assigns wrongly through strided views.
-template <class Visit>
-void for_each_index(const shape_type& shape, Visit visit)
-{
-    std::size_t count = 1;
-    for (std::size_t dim : shape) {
-        count *= dim;
-    }
-    std::vector<std::size_t> index(shape.size(), 0);
-    for (std::size_t position = 0; position < count; ++position) {
-        visit(index, position);
-        for (std::size_t i = shape.size(); i-- > 0;) {
-            if (++index[i] < shape[i]) {
-                break;
-            }
-            index[i] = 0;
-        }
-    }
-}
-
-// The row-major flat position of `index` shifted by `offset` in an array of `shape`.
-std::size_t flat_position(const shape_type& shape, const std::vector<std::size_t>& index,
-                          const std::vector<std::size_t>& offset)
-{
-    std::size_t position = 0;
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        position = position * shape[i] + index[i] + offset[i];
-    }
-    return position;
-}
-
-// The gradient of slice: `grad` placed at `begin` in zeros of the input's shape.
-template <dtype T>
-basic_tensor<T> slice_gradient(const basic_tensor<T>& grad, const std::vector<std::size_t>& begin,
-                               const shape_type& input_shape)
-{
-    xt::xarray<T> placed = xt::zeros<T>(input_shape);
-    for_each_index(grad.shape(), [&](const std::vector<std::size_t>& index, std::size_t position) {
-        placed.flat(flat_position(input_shape, index, begin)) = grad.value().flat(position);
-    });
-    return detail::record_op<T>(
-        "slice_gradient", std::source_location::current(), std::move(placed),
-        [begin, extent = detail::signed_shape(grad.shape())](const basic_tensor<T>& g) {
-            return slice(g, begin, extent);
-        },
-        grad);
-}
-
-}  // namespace
-
 template <dtype T>
 basic_tensor<T> slice(const basic_tensor<T>& x, const std::vector<std::size_t>& begin,
                       const std::vector<std::ptrdiff_t>& size, std::source_location site)
 {
-    if (begin.size() != x.dimension() || size.size() != x.dimension()) {
-        fail<argument_error>("slice", site,
-                             "needs one begin and one size per dimension of " + format_shape(x.shape()) + ", got " +
-                                 std::to_string(begin.size()) + " and " + std::to_string(size.size()));
-    }
-    shape_type extent(x.dimension());
-    for (std::size_t i = 0; i < x.dimension(); ++i) {
-        const std::size_t dim = x.shape()[i];
-        const bool to_end = size[i] == -1;
-        if (begin[i] > dim || (!to_end && (size[i] < 0 || begin[i] + std::size_t(size[i]) > dim))) {
-            fail<argument_error>("slice", site,
-                                 "the block at " + std::to_string(begin[i]) + " of size " + std::to_string(size[i]) +
-                                     " leaves dimension " + std::to_string(i) + " of " + format_shape(x.shape()));
-        }
-        extent[i] = to_end ? dim - begin[i] : std::size_t(size[i]);
-    }
-    auto block = xt::xarray<T>::from_shape(extent);
-    for_each_index(extent, [&](const std::vector<std::size_t>& index, std::size_t position) {
-        block.flat(position) = x.value().flat(flat_position(x.shape(), index, begin));
-    });
-    return detail::record_op<T>(
-        "slice", site, std::move(block),
-        [begin, shape = x.shape()](const basic_tensor<T>& grad) { return slice_gradient(grad, begin, shape); }, x);
+    return detail::apply(slice_op<T>{begin, size}, site, x);
 }
-
-namespace {
-
-// The gradient of gather: `grad`'s rows added into zeros of the params' shape.
-template <dtype T>
-basic_tensor<T> scatter_add(const basic_tensor<T>& grad, const xt::xarray<std::int64_t>& indices, std::size_t axis,
-                            const shape_type& params_shape)
-{
-    xt::xarray<T> total = xt::zeros<T>(params_shape);
-    const around_axis rows = split_at(params_shape, axis);
-    const T* source = grad.value().data();
-    for (std::size_t o = 0; o < rows.outer; ++o) {
-        for (std::size_t j = 0; j < indices.size(); ++j, source += rows.inner) {
-            T* target = total.data() + (o * rows.length + std::size_t(indices.flat(j))) * rows.inner;
-            for (std::size_t k = 0; k < rows.inner; ++k) {
-                target[k] += source[k];
-            }
-        }
-    }
-    return detail::record_op<T>(
-        "gather_gradient", std::source_location::current(), std::move(total),
-        [indices, axis](const basic_tensor<T>& g) {
-            return gather(g, indices, static_cast<std::ptrdiff_t>(axis));
-        },
-        grad);
-}
-
-}  // namespace
 
 template <dtype T>
 basic_tensor<T> gather(const basic_tensor<T>& params, const xt::xarray<std::int64_t>& indices, std::ptrdiff_t axis,
                        std::source_location site)
 {
-    const std::size_t at = one_axis("gather", site, axis, params.dimension());
-    const around_axis rows = split_at(params.shape(), at);
-    for (std::int64_t index : indices) {
-        if (index < 0 || std::size_t(index) >= rows.length) {
-            fail<argument_error>("gather", site,
-                                 "index " + std::to_string(index) + " is out of range for dimension " +
-                                     std::to_string(at) + " of " + format_shape(params.shape()));
-        }
-    }
-    shape_type shape(params.shape().begin(), params.shape().begin() + std::ptrdiff_t(at));
-    shape.insert(shape.end(), indices.shape().begin(), indices.shape().end());
-    shape.insert(shape.end(), params.shape().begin() + std::ptrdiff_t(at) + 1, params.shape().end());
-    detail::check_allocatable("gather", site, shape, sizeof(T));
-    auto picked = xt::xarray<T>::from_shape(shape);
-    T* target = picked.data();
-    for (std::size_t o = 0; o < rows.outer; ++o) {
-        for (std::size_t j = 0; j < indices.size(); ++j, target += rows.inner) {
-            std::copy_n(params.value().data() + (o * rows.length + std::size_t(indices.flat(j))) * rows.inner,
-                        rows.inner, target);
-        }
-    }
-    return detail::record_op<T>(
-        "gather", site, std::move(picked),
-        [indices, at, shape = params.shape()](const basic_tensor<T>& grad) {
-            return scatter_add(grad, indices, at, shape);
-        },
-        params);
+    return detail::apply(gather_op<T>{indices, axis}, site, params);
 }
 
 template <dtype T>
@@ -417,43 +585,7 @@ basic_tensor<T> one_hot(const xt::xarray<std::int64_t>& indices, std::size_t dep
 template <dtype T>
 basic_tensor<T> tile(const basic_tensor<T>& x, const std::vector<std::size_t>& multiples, std::source_location site)
 {
-    if (multiples.size() != x.dimension()) {
-        fail<argument_error>("tile", site,
-                             std::to_string(multiples.size()) + " multiples for a tensor of shape " +
-                                 format_shape(x.shape()));
-    }
-    shape_type tiled_shape = x.shape();
-    for (std::size_t i = 0; i < multiples.size(); ++i) {
-        // An overflowing dimension becomes one no array can have, which check_allocatable refuses.
-        if (__builtin_mul_overflow(tiled_shape[i], multiples[i], &tiled_shape[i])) {
-            tiled_shape[i] = std::numeric_limits<std::size_t>::max();
-        }
-    }
-    detail::check_allocatable("tile", site, tiled_shape, sizeof(T));
-    auto tiled = xt::xarray<T>::from_shape(tiled_shape);
-    const std::vector<std::size_t> no_offset(x.dimension(), 0);
-    std::vector<std::size_t> source(x.dimension());
-    for_each_index(tiled_shape, [&](const std::vector<std::size_t>& index, std::size_t position) {
-        for (std::size_t i = 0; i < index.size(); ++i) {
-            source[i] = index[i] % x.shape()[i];
-        }
-        tiled.flat(position) = x.value().flat(flat_position(x.shape(), source, no_offset));
-    });
-    return detail::record_op<T>(
-        "tile", site, std::move(tiled),
-        [multiples, shape = x.shape()](const basic_tensor<T>& grad) {
-            // Output dimension i indexes (repetition, original): view it as
-            // (multiples[i], shape[i]) and sum over the repetitions.
-            std::vector<std::ptrdiff_t> interleaved;
-            axes_type repetitions;
-            for (std::size_t i = 0; i < shape.size(); ++i) {
-                repetitions.push_back(static_cast<std::ptrdiff_t>(interleaved.size()));
-                interleaved.push_back(static_cast<std::ptrdiff_t>(multiples[i]));
-                interleaved.push_back(static_cast<std::ptrdiff_t>(shape[i]));
-            }
-            return reshape(reduce_sum(reshape(grad, interleaved), repetitions), detail::signed_shape(shape));
-        },
-        x);
+    return detail::apply(tile_op<T>{multiples}, site, x);
 }
 
 template <dtype T>
