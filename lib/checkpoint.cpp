@@ -29,6 +29,7 @@
 
 #include "diagnostics.hpp"
 #include "dtypes.hpp"
+#include "tensor_access.hpp"
 
 namespace gradtape {
 
@@ -600,12 +601,13 @@ void load(const std::filesystem::path& path, const std::vector<basic_variable<T>
     // Only once every array is read and checked does any variable change,
     // and each changes in place, as every other update does.
     for (std::size_t i = 0; i < variables.size(); ++i) {
-        xt::xarray<T>& storage = variables[i].storage();
-        if (arrays[i].descr == npy_descr<float>()) {
-            copy_into<T, float>(arrays[i], storage);
-        } else {
-            copy_into<T, double>(arrays[i], storage);
-        }
+        detail::write_variable(variables[i], [&](xt::xarray<T>& value) {
+            if (arrays[i].descr == npy_descr<float>()) {
+                copy_into<T, float>(arrays[i], value);
+            } else {
+                copy_into<T, double>(arrays[i], value);
+            }
+        });
     }
 }
 

@@ -26,7 +26,7 @@ basic_tensor<S> GradientTape::jacobian_of(const basic_tensor<T>& target, const b
                               " must share their first (batch) dimension");
     }
     const tensor_id source_id = detail::watched_source(tape, op, detail::tape_input_of(source), 0, site);
-    detail::check_recorded(tape, op, detail::tape_input_of(target), target.node()->origin, site);
+    detail::check_recorded(tape, op, detail::tape_input_of(target), detail::tensor_access::node(target)->origin, site);
 
     std::vector<std::ptrdiff_t> shape = detail::signed_shape(target.shape());
     const auto source_shape = detail::signed_shape(source.shape());

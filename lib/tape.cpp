@@ -531,7 +531,7 @@ std::vector<basic_tensor<S>> GradientTape::gradient_of(const basic_tensor<T>& ta
             detail::watched_source(tape, "gradient", detail::tape_input_of(*sources[i]), i, site));
     }
     if (unconnected == unconnected_gradients::none) {
-        detail::check_recorded(tape, "gradient", detail::tape_input_of(target), target.node()->origin, site);
+        detail::check_recorded(tape, "gradient", detail::tape_input_of(target), detail::tensor_access::node(target)->origin, site);
     }
 
     basic_tensor<T> seed = output_gradient.defined() ? output_gradient : ones<T>(target.shape());

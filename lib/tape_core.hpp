@@ -18,6 +18,8 @@
 
 #include <gradtape/tensor.hpp>
 
+#include "tensor_access.hpp"
+
 namespace gradtape::detail {
 
 using any_tensor = std::variant<std::monostate, basic_tensor<float>, basic_tensor<double>>;
@@ -40,7 +42,7 @@ constexpr const char* dtype_name()
 template <dtype T>
 tape_input tape_input_of(const basic_tensor<T>& tensor)
 {
-    return {tensor.id(), tensor.node()->variable.get(), &tensor.shape(), dtype_name<T>()};
+    return {tensor.id(), tensor_access::node(tensor)->variable.get(), &tensor.shape(), dtype_name<T>()};
 }
 
 // Which inputs of an op lead to something the tape watches; the backward rule

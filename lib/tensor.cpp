@@ -16,6 +16,7 @@
 #include "dtypes.hpp"
 #include "static_tls.hpp"
 #include "tape_core.hpp"
+#include "tensor_access.hpp"
 
 namespace gradtape {
 namespace detail {
@@ -63,10 +64,13 @@ std::shared_ptr<tensor_node<T>> make_node(xt::xarray<T>&& value)
 }
 
 template <class T>
-std::shared_ptr<tensor_node<T>> snapshot(const tensor_node<T>& variable_storage)
+std::shared_ptr<tensor_node<T>> read(const std::shared_ptr<tensor_node<T>>& node)
 {
-    return std::make_shared<tensor_node<T>>(variable_storage.value, variable_storage.id, variable_storage.variable,
-                                            false);
+    if (!node || !node->is_variable_storage) {
+        return node;
+    }
+    const std::lock_guard lock(node->variable->mutex);
+    return node->current;
 }
 
 }  // namespace detail
@@ -77,7 +81,7 @@ std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor)
     if (!tensor.defined()) {
         return out << "<undefined tensor>";
     }
-    const auto& node = *tensor.node();
+    const auto& node = *detail::tensor_access::node(tensor);
     out << '<' << detail::dtype_name<T>();
     if (node.variable) {
         out << " variable '" << node.variable->name << "'";
@@ -123,7 +127,7 @@ basic_tensor<T> linspace(T start, T stop, std::size_t n, std::source_location si
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template std::shared_ptr<detail::tensor_node<T>> detail::make_node(xt::xarray<T>&&);                            \
-    template std::shared_ptr<detail::tensor_node<T>> detail::snapshot(const detail::tensor_node<T>&);               \
+    template std::shared_ptr<detail::tensor_node<T>> detail::read(const std::shared_ptr<detail::tensor_node<T>>&);  \
     template std::ostream& operator<<(std::ostream&, const basic_tensor<T>&);                                       \
     template basic_tensor<T> fill(const shape_type&, T, std::source_location);                                      \
     template basic_tensor<T> zeros(const shape_type&, std::source_location);                                        \

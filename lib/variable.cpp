@@ -3,6 +3,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "diagnostics.hpp"
+#include "tensor_access.hpp"
 
 namespace gradtape {
 
@@ -24,32 +25,37 @@ void check_same_shape(std::string_view op, const std::source_location& site, con
 
 template <dtype T>
 basic_variable<T>::basic_variable(const basic_tensor<T>& initial, std::string name, bool trainable)
-    : basic_tensor<T>(basic_tensor<T>::share_node, detail::make_node(xt::xarray<T>(initial.value())))
+    : basic_tensor<T>(basic_tensor<T>::share_node, detail::make_node(xt::xarray<T>()))
 {
-    this->node_->variable =
-        std::make_shared<const detail::variable_info>(detail::variable_info{name.empty() ? "Variable" : name, trainable});
-    this->node_->is_variable_storage = true;
+    auto info = std::make_shared<detail::variable_info>();
+    info->name = name.empty() ? "Variable" : std::move(name);
+    info->trainable = trainable;
+    detail::tensor_node<T>& storage = *this->node_;
+    storage.variable = std::move(info);
+    storage.is_variable_storage = true;
+    storage.current =
+        std::make_shared<detail::tensor_node<T>>(xt::xarray<T>(initial.value()), storage.id, storage.variable, false);
 }
 
 template <dtype T>
 void basic_variable<T>::assign(const basic_tensor<T>& value, std::source_location site)
 {
     check_same_shape("assign", site, *this, value);
-    xt::noalias(storage()) = value.value();
+    detail::write_variable(*this, [&](xt::xarray<T>& current) { xt::noalias(current) = value.value(); });
 }
 
 template <dtype T>
 void basic_variable<T>::assign_add(const basic_tensor<T>& delta, std::source_location site)
 {
     check_same_shape("assign_add", site, *this, delta);
-    xt::noalias(storage()) += delta.value();
+    detail::write_variable(*this, [&](xt::xarray<T>& current) { xt::noalias(current) += delta.value(); });
 }
 
 template <dtype T>
 void basic_variable<T>::assign_sub(const basic_tensor<T>& delta, std::source_location site)
 {
     check_same_shape("assign_sub", site, *this, delta);
-    xt::noalias(storage()) -= delta.value();
+    detail::write_variable(*this, [&](xt::xarray<T>& current) { xt::noalias(current) -= delta.value(); });
 }
 
 template class basic_variable<float>;

@@ -145,9 +145,9 @@ TEST_CASE("loading writes into each variable's own buffer, as every other update
     gt::Variable w(gt::fill<float>({3, 2}, 5.f), "w");
     gt::save_checkpoint(scratch.path / "w.npz", {w});
     gt::Variable loaded(gt::zeros<float>({3, 2}), "w");
-    const float* buffer = loaded.storage().data();
+    const float* buffer = loaded.value().data();
     gt::load_checkpoint(scratch.path / "w.npz", {loaded});
-    REQUIRE(loaded.storage().data() == buffer);
+    REQUIRE(loaded.value().data() == buffer);
     REQUIRE(xt::all(xt::equal(loaded.value(), 5.f)));
 }
 

@@ -110,6 +110,30 @@ TEST_CASE("copies of a variable share it; a tensor copied from it keeps the valu
     REQUIRE(w.item() == 2.0);
 }
 
+TEST_CASE("a read shares a variable's buffer; a write copies it only while a read holds it", "[variable]")
+{
+    gt::Variable w(gt::fill<float>({1000}, 1.f), "w");
+    const float* original = w.value().data();
+    {
+        const Tensor read = w;
+        REQUIRE(read.value().data() == original);
+        gt::GradientTape tape;
+        const Tensor squares = gt::square(w);
+        w.assign_add(gt::ones<float>({1000}));
+        REQUIRE(w.value().data() != original);
+        REQUIRE(xt::all(xt::equal(read.value(), 1.f)));
+        REQUIRE(xt::all(xt::equal(w.value(), 2.f)));
+        // The recorded square read the value before the write: 2 x at x = 1.
+        REQUIRE(xt::all(xt::equal(tape.gradient(gt::reduce_sum(squares), w).value(), 2.f)));
+    }
+    // With no read left, writes go in place again.
+    const float* current = w.value().data();
+    w.assign_sub(gt::ones<float>({1000}));
+    gt::SGD(0.5).apply_gradients<float>({gt::ones<float>({1000})}, {w});
+    REQUIRE(w.value().data() == current);
+    REQUIRE(xt::all(xt::equal(w.value(), 0.5f)));
+}
+
 TEST_CASE("a variable refuses a value of another shape and keeps its own", "[variable][errors]")
 {
     gt::Variable w(gt::ones<float>({2, 1}), "weights");

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <mutex>
 #include <source_location>
 #include <string>
 #include <type_traits>
@@ -36,10 +37,12 @@ using Tensor64 = basic_tensor<double>;
 namespace detail {
 
 // Carried by a variable's storage and by every value read from it, so that a
-// tape can watch the variable and an error can name it.
+// tape can watch the variable and an error can name it. The mutex orders the
+// variable's reads and writes (see tensor_node::current).
 struct variable_info {
     std::string name;
-    bool trainable;
+    bool trainable = true;
+    mutable std::mutex mutex;
 };
 
 template <class T>
@@ -47,8 +50,13 @@ struct tensor_node {
     xt::xarray<T> value;
     tensor_id id;
     std::shared_ptr<const variable_info> variable;
-    // Only a variable's own storage is ever changed after construction.
+    // A variable's own storage holds no value: `current` is the node of its
+    // present value, which every read of the variable shares without a copy.
+    // A write goes into it in place when nothing else holds it, and into a
+    // fresh copy when a read (a recorded op, a tensor) still does, so that a
+    // read keeps the value of its moment.
     bool is_variable_storage = false;
+    std::shared_ptr<tensor_node> current;
     // The call site of the op that computed the value, for errors about it.
     std::source_location origin;
 };
@@ -56,15 +64,11 @@ struct tensor_node {
 template <class T>
 std::shared_ptr<tensor_node<T>> make_node(xt::xarray<T>&& value);
 
-// A read of a variable: its current value, under the variable's identity.
+// A read of a variable (its current value's node, shared), or the node itself.
 template <class T>
-std::shared_ptr<tensor_node<T>> snapshot(const tensor_node<T>& variable_storage);
+std::shared_ptr<tensor_node<T>> read(const std::shared_ptr<tensor_node<T>>& node);
 
-template <class T>
-std::shared_ptr<tensor_node<T>> share_or_snapshot(const std::shared_ptr<tensor_node<T>>& node)
-{
-    return node && node->is_variable_storage ? snapshot(*node) : node;
-}
+struct tensor_access;
 
 [[noreturn]] void throw_undefined_tensor();
 [[noreturn]] void throw_rebind_variable(const variable_info& variable);
@@ -121,12 +125,12 @@ public:
 
     // Copying a variable into a tensor reads it: the copy keeps the value of
     // that moment, whatever assign() does later.
-    basic_tensor(const basic_tensor& other) : node_(detail::share_or_snapshot(other.node_)) {}
+    basic_tensor(const basic_tensor& other) : node_(detail::read(other.node_)) {}
     basic_tensor(basic_tensor&& other) : node_(take(other)) {}
     basic_tensor& operator=(const basic_tensor& other)
     {
         refuse_rebinding_variable();
-        node_ = detail::share_or_snapshot(other.node_);
+        node_ = detail::read(other.node_);
         return *this;
     }
     basic_tensor& operator=(basic_tensor&& other)
@@ -138,7 +142,11 @@ public:
     ~basic_tensor() = default;
 
     [[nodiscard]] bool defined() const noexcept { return node_ != nullptr; }
-    [[nodiscard]] const xt::xarray<T>& value() const { return checked_node().value; }
+    [[nodiscard]] const xt::xarray<T>& value() const
+    {
+        const detail::tensor_node<T>& node = checked_node();
+        return (node.is_variable_storage ? *node.current : node).value;
+    }
     [[nodiscard]] const shape_type& shape() const { return value().shape(); }
     [[nodiscard]] std::size_t size() const { return value().size(); }
     [[nodiscard]] std::size_t dimension() const { return value().dimension(); }
@@ -153,8 +161,6 @@ public:
     }
     // Identity as the tape sees it: a variable and every read of it share one id.
     [[nodiscard]] tensor_id id() const { return checked_node().id; }
-    // For the library's own use: the shared state behind this handle.
-    [[nodiscard]] const std::shared_ptr<detail::tensor_node<T>>& node() const noexcept { return node_; }
 
     friend basic_tensor operator+(located_tensor<T> a, const basic_tensor& b) { return add(a.tensor, b, a.site); }
     friend basic_tensor operator-(located_tensor<T> a, const basic_tensor& b) { return subtract(a.tensor, b, a.site); }
@@ -171,6 +177,7 @@ public:
     friend basic_tensor operator-(located_tensor<T> x) { return negative(x.tensor, x.site); }
 
 protected:
+    friend struct detail::tensor_access;
     struct share_node_t {};
     static constexpr share_node_t share_node{};
     basic_tensor(share_node_t, std::shared_ptr<detail::tensor_node<T>> node) : node_(std::move(node)) {}
@@ -181,7 +188,7 @@ private:
     static std::shared_ptr<detail::tensor_node<T>> take(basic_tensor& other)
     {
         if (other.node_ && other.node_->is_variable_storage) {
-            return detail::snapshot(*other.node_);
+            return detail::read(other.node_);
         }
         return std::move(other.node_);
     }

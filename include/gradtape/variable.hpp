@@ -6,7 +6,9 @@
 //   w.assign_sub(0.002f * grad);              // in place, no reallocation
 //
 // Copies of a variable share it (a second handle to the same state); copying
-// one into a plain Tensor reads it, keeping the value of that moment.
+// one into a plain Tensor reads it, keeping the value of that moment. A read
+// shares the variable's buffer; a later write copies it first only while a
+// read (a recorded op, a tensor) still holds it.
 #pragma once
 
 #include <string>
@@ -41,8 +43,6 @@ public:
     void assign_sub(const basic_tensor<T>& delta,
                     std::source_location site = std::source_location::current());
 
-    // For the library's own updates (optimizers), which have already checked the shape.
-    [[nodiscard]] xt::xarray<T>& storage() const { return this->node_->value; }
 };
 
 using Variable = basic_variable<float>;

@@ -50,7 +50,9 @@ def describe_tensor(value):
     if int(node) == 0:
         return 'undefined tensor'
     node = node.dereference()
-    xarray = node['value']
+    # A variable's storage keeps its value in the node of its current value.
+    holder = _shared_ptr_get(node['current']).dereference() if bool(node['is_variable_storage']) else node
+    xarray = holder['value']
     storage = xarray['m_storage']
     begin, end = storage['p_begin'], storage['p_end']
     count = int(end - begin)

@@ -8,6 +8,7 @@
 #include <source_location>
 #include <span>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -122,22 +123,28 @@ struct saved_op {
 
 // Records `result`, the output of `op` on `inputs`, on every tape of this
 // thread that watches one of them; what backward reads is kept only then.
-template <class Op, class... Inputs>
+template <class Op, std::size_t N>
 basic_tensor<typename Op::value_type> record(const Op& op, const std::source_location& site,
-                                             basic_tensor<typename Op::value_type> result, const Inputs&... inputs)
+                                             basic_tensor<typename Op::value_type> result,
+                                             std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs)
 {
-    using U = input_dtype_t<Op>;
-    constexpr std::size_t n = sizeof...(Inputs);
-    result.node()->origin = site;
-    const std::array<tape_input, n> tape_inputs{tape_input_of(inputs)...};
+    tensor_access::node(result)->origin = site;
+    std::array<tape_input, N> tape_inputs;
+    std::array<shape_type, N> shapes;
+    for (std::size_t i = 0; i < N; ++i) {
+        tape_inputs[i] = tape_input_of(inputs[i]);
+    }
     recorder recording(tape_inputs);
     if (debugging_on()) {
         inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
     }
     if (recording) {
-        saved_op<Op, n> entry{op, {}, {inputs.shape()...}, {}};
+        for (std::size_t i = 0; i < N; ++i) {
+            shapes[i] = inputs[i].shape();
+        }
+        saved_op<Op, N> entry{op, {}, std::move(shapes), {}};
         if constexpr (saves_inputs(Op::saves)) {
-            entry.inputs = {basic_tensor<U>(inputs)...};
+            entry.inputs = std::move(inputs);
         }
         if constexpr (saves_output(Op::saves)) {
             entry.output = result;
@@ -147,16 +154,19 @@ basic_tensor<typename Op::value_type> record(const Op& op, const std::source_loc
     return result;
 }
 
-// Runs `op` on `inputs` eagerly (Note [The op contract]) and records it.
+// Runs `op` on `inputs` eagerly (Note [The op contract]) and records it. The
+// inputs are read first: a variable's value is then held by the op, and a
+// write to the variable elsewhere cannot free it under the kernel.
 template <class Op, std::derived_from<basic_tensor<input_dtype_t<Op>>>... Inputs>
 basic_tensor<typename Op::value_type> apply(const Op& op, const std::source_location& site, const Inputs&... inputs)
 {
     using T = typename Op::value_type;
-    const shape_type shape = op.shape(site, inputs.shape()...);
+    std::array<basic_tensor<input_dtype_t<Op>>, sizeof...(Inputs)> read{basic_tensor<input_dtype_t<Op>>(inputs)...};
+    const shape_type shape = std::apply([&](const auto&... in) { return op.shape(site, in.shape()...); }, read);
     check_allocatable(Op::name, site, shape, sizeof(T));
     auto value = xt::xarray<T>::from_shape(shape);
-    op.forward(value, inputs.value()...);
-    return record(op, site, basic_tensor<T>(std::move(value)), inputs...);
+    std::apply([&](const auto&... in) { op.forward(value, in.value()...); }, read);
+    return record(op, site, basic_tensor<T>(std::move(value)), std::move(read));
 }
 
 // record() for an op of a list of inputs.
@@ -165,7 +175,7 @@ basic_tensor<typename Op::value_type> record_list(const Op& op, const std::sourc
                                                   basic_tensor<typename Op::value_type> result,
                                                   const std::vector<basic_tensor<input_dtype_t<Op>>>& inputs)
 {
-    result.node()->origin = site;
+    tensor_access::node(result)->origin = site;
     std::vector<tape_input> tape_inputs;
     tape_inputs.reserve(inputs.size());
     for (const auto& input : inputs) {

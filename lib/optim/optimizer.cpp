@@ -6,6 +6,7 @@
 
 #include "../diagnostics.hpp"
 #include "../dtypes.hpp"
+#include "../tensor_access.hpp"
 
 namespace gradtape {
 
@@ -124,7 +125,9 @@ void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
     // Every check above runs before the first variable changes, so that bad
     // input leaves all of them as they were.
     for (std::size_t i = 0; i < variables.size(); ++i) {
-        update(variables[i].storage(), gradients[i].value(), variables[i].id(), rate);
+        detail::write_variable(variables[i], [&](xt::xarray<T>& value) {
+            update(value, gradients[i].value(), variables[i].id(), rate);
+        });
     }
     ++iterations_;
 }
