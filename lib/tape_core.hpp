@@ -100,7 +100,7 @@ struct recorded_op final : op_record {
     void backward(const any_tensor& output_gradient, input_mask needed,
                   std::span<any_tensor> input_gradients) const override
     {
-        rule(output_gradient, needed, input_gradients);
+        rule(output_gradient, needed, inputs(), input_gradients);
     }
     Rule rule;
 };
@@ -113,7 +113,8 @@ class recorder {
 public:
     explicit recorder(std::span<const tape_input> inputs);
     explicit operator bool() const { return !tapes_.empty(); }
-    // `rule` is invoked as rule(output_gradient, needed, input_gradients).
+    // `rule` is invoked as rule(output_gradient, needed, inputs, input_gradients),
+    // with the inputs' descriptions (their shapes) as recorded.
     template <class Rule>
     void record(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
                 const tape_input& output, Rule&& rule)

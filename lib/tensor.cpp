@@ -64,13 +64,10 @@ std::shared_ptr<tensor_node<T>> make_node(xt::xarray<T>&& value)
 }
 
 template <class T>
-std::shared_ptr<tensor_node<T>> read(const std::shared_ptr<tensor_node<T>>& node)
+std::shared_ptr<tensor_node<T>> read_variable(const tensor_node<T>& storage)
 {
-    if (!node || !node->is_variable_storage) {
-        return node;
-    }
-    const std::lock_guard lock(node->variable->mutex);
-    return node->current;
+    const std::lock_guard lock(storage.variable->mutex);
+    return storage.current;
 }
 
 }  // namespace detail
@@ -127,7 +124,7 @@ basic_tensor<T> linspace(T start, T stop, std::size_t n, std::source_location si
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template std::shared_ptr<detail::tensor_node<T>> detail::make_node(xt::xarray<T>&&);                            \
-    template std::shared_ptr<detail::tensor_node<T>> detail::read(const std::shared_ptr<detail::tensor_node<T>>&);  \
+    template std::shared_ptr<detail::tensor_node<T>> detail::read_variable(const detail::tensor_node<T>&);          \
     template std::ostream& operator<<(std::ostream&, const basic_tensor<T>&);                                       \
     template basic_tensor<T> fill(const shape_type&, T, std::source_location);                                      \
     template basic_tensor<T> zeros(const shape_type&, std::source_location);                                        \

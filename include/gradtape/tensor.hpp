@@ -64,9 +64,16 @@ struct tensor_node {
 template <class T>
 std::shared_ptr<tensor_node<T>> make_node(xt::xarray<T>&& value);
 
-// A read of a variable (its current value's node, shared), or the node itself.
+// A read of a variable's storage: the node of its current value, shared.
 template <class T>
-std::shared_ptr<tensor_node<T>> read(const std::shared_ptr<tensor_node<T>>& node);
+std::shared_ptr<tensor_node<T>> read_variable(const tensor_node<T>& storage);
+
+// A read of a variable, or the node itself.
+template <class T>
+std::shared_ptr<tensor_node<T>> read(const std::shared_ptr<tensor_node<T>>& node)
+{
+    return node && node->is_variable_storage ? read_variable(*node) : node;
+}
 
 struct tensor_access;
 
@@ -188,7 +195,7 @@ private:
     static std::shared_ptr<detail::tensor_node<T>> take(basic_tensor& other)
     {
         if (other.node_ && other.node_->is_variable_storage) {
-            return detail::read(other.node_);
+            return detail::read_variable(*other.node_);
         }
         return std::move(other.node_);
     }

@@ -91,30 +91,33 @@ template <dtype T, std::size_t N, dtype U = T>
 struct backward_args {
     const basic_tensor<T>& grad;
     std::span<const basic_tensor<U>, N> inputs;
-    std::span<const shape_type, N> input_shapes;
+    std::span<const tensor_description> described;
     const basic_tensor<T>& output;
     input_mask needed;
+
+    [[nodiscard]] const shape_type& input_shape(std::size_t i) const { return described[i].shape; }
+    [[nodiscard]] std::size_t input_count() const { return described.size(); }
 };
 
 template <class Element, std::size_t N>
 using fixed_or_list = std::conditional_t<N == std::dynamic_extent, std::vector<Element>, std::array<Element, N>>;
 
-// A recorded op: the op object (its attributes), the inputs' shapes and the
-// tensors its backward reads, made only once some tape records the op.
+// A recorded op: the op object (its attributes) and the tensors its backward
+// reads, made only once some tape records the op.
 template <class Op, std::size_t N>
 struct saved_op {
     using T = typename Op::value_type;
     using U = input_dtype_t<Op>;
     Op op;
     fixed_or_list<basic_tensor<U>, N> inputs;
-    fixed_or_list<shape_type, N> shapes;
     basic_tensor<T> output;
 
-    void operator()(const any_tensor& output_gradient, input_mask needed, std::span<any_tensor> input_gradients) const
+    void operator()(const any_tensor& output_gradient, input_mask needed,
+                    std::span<const tensor_description> described, std::span<any_tensor> input_gradients) const
     {
         auto gradients = op.backward(backward_args<T, N, U>{std::get<basic_tensor<T>>(output_gradient),
-                                                            std::span<const basic_tensor<U>, N>(inputs),
-                                                            std::span<const shape_type, N>(shapes), output, needed});
+                                                            std::span<const basic_tensor<U>, N>(inputs), described,
+                                                            output, needed});
         for (std::size_t i = 0; i < std::min(gradients.size(), input_gradients.size()); ++i) {
             store_gradient(input_gradients[i], std::move(gradients[i]));
         }
@@ -130,7 +133,6 @@ basic_tensor<typename Op::value_type> record(const Op& op, const std::source_loc
 {
     tensor_access::node(result)->origin = site;
     std::array<tape_input, N> tape_inputs;
-    std::array<shape_type, N> shapes;
     for (std::size_t i = 0; i < N; ++i) {
         tape_inputs[i] = tape_input_of(inputs[i]);
     }
@@ -139,10 +141,7 @@ basic_tensor<typename Op::value_type> record(const Op& op, const std::source_loc
         inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
     }
     if (recording) {
-        for (std::size_t i = 0; i < N; ++i) {
-            shapes[i] = inputs[i].shape();
-        }
-        saved_op<Op, N> entry{op, {}, std::move(shapes), {}};
+        saved_op<Op, N> entry{op, {}, {}};
         if constexpr (saves_inputs(Op::saves)) {
             entry.inputs = std::move(inputs);
         }
@@ -186,10 +185,7 @@ basic_tensor<typename Op::value_type> record_list(const Op& op, const std::sourc
         inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
     }
     if (recording) {
-        saved_op<Op, std::dynamic_extent> entry{op, {}, {}, {}};
-        for (const auto& input : inputs) {
-            entry.shapes.push_back(input.shape());
-        }
+        saved_op<Op, std::dynamic_extent> entry{op, {}, {}};
         if constexpr (saves_inputs(Op::saves)) {
             entry.inputs = inputs;
         }

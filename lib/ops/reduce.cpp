@@ -129,7 +129,7 @@ struct reduce_sum_op : reducing<reduce_sum_op<T>> {
     }
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        const shape_type& shape = args.input_shapes[0];
+        const shape_type& shape = args.input_shape(0);
         return {spread(args.grad, this->plan_for({}, shape), shape)};
     }
 };
@@ -148,7 +148,7 @@ struct reduce_mean_op : reducing<reduce_mean_op<T>> {
     }
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        const shape_type& shape = args.input_shapes[0];
+        const shape_type& shape = args.input_shape(0);
         const reduction r = this->plan_for({}, shape);
         return {spread(args.grad / T(r.count), r, shape)};
     }

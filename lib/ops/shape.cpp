@@ -106,7 +106,7 @@ struct reshape_op {
     // grad in the input's shape
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        return {reshape(args.grad, detail::signed_shape(args.input_shapes[0]))};
+        return {reshape(args.grad, detail::signed_shape(args.input_shape(0)))};
     }
 };
 
@@ -296,10 +296,10 @@ struct concat_op {
     std::vector<basic_tensor<T>> backward(const backward_args<T, std::dynamic_extent>& args) const
     {
         const std::size_t at = one_axis(name, {}, axis, args.grad.dimension());
-        std::vector<basic_tensor<T>> gradients(args.input_shapes.size());
+        std::vector<basic_tensor<T>> gradients(args.input_count());
         std::size_t offset = 0;
         for (std::size_t i = 0; i < gradients.size(); ++i) {
-            const shape_type& input = args.input_shapes[i];
+            const shape_type& input = args.input_shape(i);
             if (args.needed[i]) {
                 std::vector<std::size_t> begin(input.size(), 0);
                 begin[at] = offset;
@@ -331,7 +331,7 @@ struct slice_gradient_op {
     // the block of g at begin
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        return {slice(args.grad, begin, detail::signed_shape(args.input_shapes[0]))};
+        return {slice(args.grad, begin, detail::signed_shape(args.input_shape(0)))};
     }
 };
 
@@ -372,7 +372,7 @@ struct slice_op {
     // grad placed at begin in zeros of the input's shape
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        return {detail::apply(slice_gradient_op<T>{begin, args.input_shapes[0]}, std::source_location::current(),
+        return {detail::apply(slice_gradient_op<T>{begin, args.input_shape(0)}, std::source_location::current(),
                               args.grad)};
     }
 };
@@ -446,7 +446,7 @@ struct gather_op {
     // grad's rows added into zeros of the params' shape (repeated indices add up)
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        const shape_type& params = args.input_shapes[0];
+        const shape_type& params = args.input_shape(0);
         return {detail::apply(gather_gradient_op<T>{indices, one_axis(name, {}, axis, params.size()), params},
                               std::source_location::current(), args.grad)};
     }
@@ -490,7 +490,7 @@ struct tile_op {
     // (multiples[i], shape[i]) pairs and sum over the repetitions.
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        const shape_type& shape = args.input_shapes[0];
+        const shape_type& shape = args.input_shape(0);
         std::vector<std::ptrdiff_t> interleaved;
         axes_type repetitions;
         for (std::size_t i = 0; i < shape.size(); ++i) {
