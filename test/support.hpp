@@ -25,6 +25,26 @@ inline Tensor64 make64(std::initializer_list<double> values, gradtape::shape_typ
     return array;
 }
 
+// Requires `actual` to have `shape` and, element by element, the expected
+// values to a relative (or, near zero, absolute) 1e-12.
+inline void require_values(const Tensor64& actual, std::initializer_list<double> expected,
+                           const gradtape::shape_type& shape)
+{
+    INFO(actual);
+    REQUIRE(actual.shape() == shape);
+    std::size_t i = 0;
+    for (double e : expected) {
+        REQUIRE_THAT(actual.value().flat(i++),
+                     Catch::Matchers::WithinRel(e, 1e-12) || Catch::Matchers::WithinAbs(e, 1e-12));
+    }
+}
+
+// Whether two tensors have one shape and values within 1e-12.
+inline bool same(const Tensor64& actual, const Tensor64& expected)
+{
+    return actual.shape() == expected.shape() && xt::allclose(actual.value(), expected.value(), 1e-12, 1e-12);
+}
+
 inline Tensor64 random64(const gradtape::shape_type& shape, double low = -1.5, double high = 1.5)
 {
     return gradtape::random_uniform<double>(shape, low, high);

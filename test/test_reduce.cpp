@@ -1,27 +1,54 @@
-// Reductions and shape ops beyond the basics: values from their definitions,
-// gradients against finite differences, second derivatives where they exist.
+// lib/ops/reduce.cpp: reductions over any axes, their values against their
+// definitions, gradients and second derivatives, ties, NaN and empty axes.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <functional>
 #include <sstream>
+#include <string>
+#include <tuple>
 #include <type_traits>
 
 #include "support.hpp"
 
 namespace gt = gradtape;
+using gt::Tensor;
 using gt::Tensor64;
 using support::make64;
 using support::random64;
 using support::require_gradients;
 using support::require_second_gradients;
+using support::require_values;
+using support::same;
+using Catch::Matchers::Contains;
 using Catch::Matchers::WithinRel;
 
-namespace {
-
-bool same(const Tensor64& actual, const Tensor64& expected)
+TEST_CASE("reductions take negative axes and keepdims", "[ops][values]")
 {
-    return actual.shape() == expected.shape() && xt::allclose(actual.value(), expected.value(), 1e-12, 1e-12);
+    const Tensor64 a = make64({1, 2, 3, 4, 5, 6}, {2, 3});
+    require_values(gt::reduce_sum(a), {21}, {});
+    require_values(gt::reduce_sum(a, {0}), {5, 7, 9}, {3});
+    require_values(gt::reduce_sum(a, {-1}), {6, 15}, {2});
+    require_values(gt::reduce_sum(a, {1}, true), {6, 15}, {2, 1});
+    require_values(gt::reduce_sum(a, {0, 1}, true), {21}, {1, 1});
+    require_values(gt::reduce_sum(a, gt::axes_type{}), {1, 2, 3, 4, 5, 6}, {2, 3});
+    require_values(gt::reduce_mean(a), {3.5}, {});
+    require_values(gt::reduce_mean(a, {-2}), {2.5, 3.5, 4.5}, {3});
+    require_values(gt::reduce_mean(a, {1}, true), {2, 5}, {2, 1});
 }
 
-}  // namespace
+TEST_CASE("gradients of reductions over any axes", "[ops][gradient]")
+{
+    const Tensor64 x = random64({2, 3, 4});
+    require_gradients([](const auto& in) { return gt::reduce_sum(in[0]); }, {x});
+    require_gradients([](const auto& in) { return gt::reduce_mean(in[0]); }, {x});
+    const gt::axes_type axes = GENERATE(gt::axes_type{0}, gt::axes_type{-1}, gt::axes_type{1, -1},
+                                        gt::axes_type{0, 1, 2}, gt::axes_type{});
+    const bool keepdims = GENERATE(false, true);
+    CAPTURE(axes, keepdims);
+    require_gradients([&](const auto& in) { return gt::reduce_sum(in[0], axes, keepdims); }, {x});
+    require_gradients([&](const auto& in) { return gt::reduce_mean(in[0], axes, keepdims); }, {x});
+}
 
 TEST_CASE("max, min, prod, logsumexp and variance reduce as their definitions say", "[reduce][values]")
 {
@@ -50,31 +77,6 @@ TEST_CASE("a single axis needs no braces, and only a signed integer is one", "[r
     STATIC_REQUIRE(std::is_convertible_v<std::ptrdiff_t, gt::axes_type>);
     STATIC_REQUIRE_FALSE(std::is_convertible_v<bool, gt::axes_type>);
     STATIC_REQUIRE_FALSE(std::is_constructible_v<gt::axes_type, std::size_t>);
-}
-
-TEST_CASE("braced lists of tensors and variables name their dtype themselves", "[shape][values]")
-{
-    const Tensor64 a = make64({1, 2});
-    const gt::Variable64 v(make64({3, 4}), "v");
-    REQUIRE(same(gt::concat({a, v}, 0), make64({1, 2, 3, 4})));
-    REQUIRE(same(gt::stack({v, a}), make64({3, 4, 1, 2}, {2, 2})));
-    const Tensor64 doubled = gt::custom_gradient(
-        {a}, [](const auto& in) { return in[0] * 2.0; },
-        [](const Tensor64& grad, const auto&, const auto&) { return std::vector{grad * 2.0}; });
-    REQUIRE(same(doubled, make64({2, 4})));
-}
-
-TEST_CASE("a shape prints as NumPy writes it", "[shape][debug]")
-{
-    const auto printed = [](const Tensor64& t) {
-        std::ostringstream out;
-        out << t.shape();
-        return out.str();
-    };
-    REQUIRE(printed(make64({1, 2, 3, 4, 5, 6}, {2, 3})) == "(2, 3)");
-    REQUIRE(printed(make64({1, 2, 3})) == "(3,)");
-    REQUIRE(printed(gt::reduce_sum(make64({1, 2}))) == "()");
-    REQUIRE(printed(gt::zeros<double>({4, 0, 1})) == "(4, 0, 1)");
 }
 
 TEST_CASE("reduce_logsumexp stays finite for inputs of plus or minus 1000", "[reduce][stability]")
@@ -125,57 +127,6 @@ TEST_CASE("gradients of the reductions over any axes", "[reduce][gradient]")
     require_second_gradients([&](const auto& in) { return gt::reduce_logsumexp(in[0], axes, keepdims); }, {x});
     require_second_gradients([&](const auto& in) { return gt::reduce_variance(in[0], axes, keepdims); }, {x});
     require_second_gradients([&](const auto& in) { return gt::square(gt::reduce_max(in[0], axes, keepdims)); }, {x});
-}
-
-TEST_CASE("shape ops place values as TensorFlow does", "[shape][values]")
-{
-    const Tensor64 a = make64({1, 2, 3, 4, 5, 6}, {2, 3});
-    REQUIRE(gt::expand_dims(a, 1).shape() == gt::shape_type{2, 1, 3});
-    REQUIRE(gt::expand_dims(a, -1).shape() == gt::shape_type{2, 3, 1});
-    REQUIRE(gt::squeeze(make64({1, 2}, {1, 2, 1})).shape() == gt::shape_type{2});
-    REQUIRE(gt::squeeze(make64({1, 2}, {1, 2, 1}), {0}).shape() == gt::shape_type{2, 1});
-    REQUIRE(same(gt::concat({a, make64({7, 8}, {2, 1})}, 1), make64({1, 2, 3, 7, 4, 5, 6, 8}, {2, 4})));
-    REQUIRE(same(gt::concat({a, a}, 0), make64({1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}, {4, 3})));
-    REQUIRE(same(gt::stack({make64({1, 2}), make64({3, 4})}, 1), make64({1, 3, 2, 4}, {2, 2})));
-    REQUIRE(same(gt::stack<double>({make64({1, 2}), make64({3, 4})}, -1), make64({1, 3, 2, 4}, {2, 2})));
-    const auto pieces = gt::split(a, {1, 2}, 1);
-    REQUIRE(same(pieces[0], make64({1, 4}, {2, 1})));
-    REQUIRE(same(pieces[1], make64({2, 3, 5, 6}, {2, 2})));
-    REQUIRE(same(gt::slice(a, {1, 1}, {1, -1}), make64({5, 6}, {1, 2})));
-    REQUIRE(same(gt::gather(a, {1, 0, 1}), make64({4, 5, 6, 1, 2, 3, 4, 5, 6}, {3, 3})));
-    REQUIRE(same(gt::gather(a, {2, 2}, 1), make64({3, 3, 6, 6}, {2, 2})));
-    xt::xarray<std::int64_t> grid = {0, 1, 1, 0};
-    grid.reshape({2, 2});
-    REQUIRE(gt::gather(a, grid).shape() == gt::shape_type{2, 2, 3});
-    REQUIRE(same(gt::one_hot<double>({2, 0, 5}, 3), make64({0, 0, 1, 1, 0, 0, 0, 0, 0}, {3, 3})));
-    REQUIRE(same(gt::tile(make64({1, 2}, {1, 2}), {2, 2}), make64({1, 2, 1, 2, 1, 2, 1, 2}, {2, 4})));
-}
-
-TEST_CASE("gradients of the shape ops", "[shape][gradient]")
-{
-    const Tensor64 x = random64({2, 3});
-    const Tensor64 y = random64({2, 2});
-    require_gradients([](const auto& in) { return gt::expand_dims(gt::square(in[0]), 1); }, {x});
-    require_gradients([](const auto& in) { return gt::squeeze(gt::expand_dims(in[0], 0)); }, {x});
-    require_gradients([](const auto& in) { return gt::concat(in, 1); }, {x, y});
-    require_gradients([](const auto& in) { return gt::stack(std::vector{in[0], in[0] * 2.0}, 1); }, {x});
-    require_gradients([](const auto& in) { return gt::split(in[0], {2, 1}, -1)[1] * 3.0; }, {x});
-    require_gradients([](const auto& in) { return gt::slice(in[0], {0, 1}, {2, 2}); }, {x});
-    require_gradients([](const auto& in) { return gt::tile(in[0], {2, 3}); }, {x});
-    require_gradients([](const auto& in) { return gt::gather(in[0], {2, 0, 2}, 1); }, {x});
-    require_second_gradients([](const auto& in) { return gt::square(gt::concat(in, 1)); }, {x, y});
-    require_second_gradients([](const auto& in) { return gt::square(gt::slice(in[0], {1, 0}, {1, -1})); }, {x});
-    require_second_gradients([](const auto& in) { return gt::exp(gt::gather(in[0], {1, 1, 0})); }, {x});
-    require_second_gradients([](const auto& in) { return gt::square(gt::tile(in[0], {1, 2})); }, {x});
-}
-
-TEST_CASE("the gradient of gather adds repeated rows, as an embedding lookup needs", "[shape][gradient]")
-{
-    const Tensor64 table = random64({4, 2});
-    gt::GradientTape tape;
-    tape.watch(table);
-    const Tensor64 gradient = tape.gradient(gt::reduce_sum(gt::gather(table, {3, 1, 3, 3})), table);
-    REQUIRE(same(gradient, make64({0, 0, 1, 1, 0, 0, 3, 3}, {4, 2})));
 }
 
 TEST_CASE("the second derivative of reduce_prod is exact at zeros", "[reduce][gradient]")

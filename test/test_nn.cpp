@@ -1,54 +1,27 @@
-// Batched matmul and the nn ops: values against their definitions, gradients
-// against finite differences, stability at plus or minus 1000.
+// lib/ops/nn.cpp: softmax, the losses and dropout: values against their
+// definitions, gradients, and stability at plus or minus 1000.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <type_traits>
 
 #include "support.hpp"
 
 namespace gt = gradtape;
+using gt::Tensor;
 using gt::Tensor64;
 using support::make64;
 using support::random64;
 using support::require_gradients;
 using support::require_second_gradients;
-
-TEST_CASE("matmul broadcasts batch dimensions and follows NumPy's rules for vectors", "[linalg][values]")
-{
-    const Tensor64 a = random64({2, 1, 3, 4});
-    const Tensor64 b = random64({5, 4, 2});
-    const Tensor64 product = gt::matmul(a, b);
-    REQUIRE(product.shape() == gt::shape_type{2, 5, 3, 2});
-    for (std::size_t i = 0; i < 2; ++i) {
-        for (std::size_t j = 0; j < 5; ++j) {
-            for (std::size_t r = 0; r < 3; ++r) {
-                for (std::size_t c = 0; c < 2; ++c) {
-                    double expected = 0;
-                    for (std::size_t k = 0; k < 4; ++k) {
-                        expected += a.value()(i, 0, r, k) * b.value()(j, k, c);
-                    }
-                    REQUIRE(product.value()(i, j, r, c) == Approx(expected));
-                }
-            }
-        }
-    }
-    const Tensor64 v = make64({1, 2, 3});
-    const Tensor64 m = make64({1, 0, 0, 1, 1, 1}, {3, 2});
-    REQUIRE(gt::matmul(v, m).value() == xt::xarray<double>{4, 5});
-    REQUIRE(gt::matmul(gt::transpose(m), v).value() == xt::xarray<double>{4, 5});
-    REQUIRE(gt::matmul(v, v).dimension() == 0);
-    REQUIRE(gt::matmul(v, v).item() == 14.0);
-}
-
-TEST_CASE("gradients of batched and vector matmul", "[linalg][gradient]")
-{
-    const bool transpose_b = GENERATE(false, true);
-    const gt::matmul_options options{.transpose_b = transpose_b};
-    const Tensor64 a = random64({2, 3, 4});
-    const Tensor64 b = transpose_b ? random64({2, 4}) : random64({4, 2});
-    require_gradients([&](const auto& in) { return gt::matmul(in[0], in[1], options); }, {a, b});
-    require_second_gradients([&](const auto& in) { return gt::square(gt::matmul(in[0], in[1], options)); }, {a, b});
-    require_gradients([](const auto& in) { return gt::matmul(in[0], in[1]); }, {random64({4}), random64({3, 4, 2})});
-    require_gradients([](const auto& in) { return gt::matmul(in[0], in[1]); }, {random64({3, 4}), random64({4})});
-}
+using support::require_values;
+using support::same;
+using Catch::Matchers::Contains;
+using Catch::Matchers::WithinRel;
 
 TEST_CASE("softmax and log_softmax sum to one and stay finite at plus or minus 1000", "[nn][values]")
 {
