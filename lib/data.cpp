@@ -120,7 +120,7 @@ void minibatches<T>::iterator::load()
     }
 }
 
-template class minibatches<float>;
-template class minibatches<double>;
+#define GRADTAPE_INSTANTIATE(T) template class minibatches<T>;
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

@@ -20,6 +20,7 @@
 
 #include "debug_hooks.hpp"
 #include "diagnostics.hpp"
+#include "dtypes.hpp"
 #include "guard_count.hpp"
 #include "id_set.hpp"
 #include "static_tls.hpp"
@@ -570,8 +571,8 @@ recording_pause stop_recording()
     return {};
 }
 
-template void GradientTape::watch(const basic_tensor<float>&, std::source_location);
-template void GradientTape::watch(const basic_tensor<double>&, std::source_location);
+#define GRADTAPE_INSTANTIATE_WATCH(T) template void GradientTape::watch(const basic_tensor<T>&, std::source_location);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_WATCH)
 #define GRADTAPE_INSTANTIATE_GRADIENT(T, S)                                                                            \
     template std::vector<basic_tensor<S>> GradientTape::gradient_of(                                                 \
         const basic_tensor<T>&, std::span<const basic_tensor<S>* const>, const basic_tensor<T>&,                     \

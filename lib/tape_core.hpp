@@ -18,11 +18,14 @@
 
 #include <gradtape/tensor.hpp>
 
+#include "dtypes.hpp"
 #include "tensor_access.hpp"
 
 namespace gradtape::detail {
 
-using any_tensor = std::variant<std::monostate, basic_tensor<float>, basic_tensor<double>>;
+#define GRADTAPE_TENSOR_ALTERNATIVE(T) , basic_tensor<T>
+using any_tensor = std::variant<std::monostate GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_TENSOR_ALTERNATIVE)>;
+#undef GRADTAPE_TENSOR_ALTERNATIVE
 
 // A tensor as a tape sees it: its id, the variable it was read from, and
 // (for printing) its shape and dtype. Valid while the tensor lives.
@@ -32,12 +35,6 @@ struct tape_input {
     const shape_type* shape;
     const char* dtype;
 };
-
-template <dtype T>
-constexpr const char* dtype_name()
-{
-    return std::is_same_v<T, float> ? "float32" : "float64";
-}
 
 template <dtype T>
 tape_input tape_input_of(const basic_tensor<T>& tensor)

@@ -3,6 +3,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "diagnostics.hpp"
+#include "dtypes.hpp"
 #include "tensor_access.hpp"
 
 namespace gradtape {
@@ -58,7 +59,7 @@ void basic_variable<T>::assign_sub(const basic_tensor<T>& delta, std::source_loc
     detail::write_variable(*this, [&](xt::xarray<T>& current) { xt::noalias(current) -= delta.value(); });
 }
 
-template class basic_variable<float>;
-template class basic_variable<double>;
+#define GRADTAPE_INSTANTIATE(T) template class basic_variable<T>;
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

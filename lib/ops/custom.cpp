@@ -1,6 +1,7 @@
 // custom_gradient: an op made of a caller's forward and backward functions.
 #include <gradtape/tape.hpp>
 
+#include "../dtypes.hpp"
 #include "op.hpp"
 
 namespace gradtape {
@@ -56,9 +57,9 @@ basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
     return detail::record_list(custom_op<T>{backward, site}, site, std::move(result), inputs);
 }
 
-template basic_tensor<float> custom_gradient(const std::vector<basic_tensor<float>>&, const custom_forward<float>&,
-                                             const custom_backward<float>&, std::source_location);
-template basic_tensor<double> custom_gradient(const std::vector<basic_tensor<double>>&, const custom_forward<double>&,
-                                              const custom_backward<double>&, std::source_location);
+#define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>&, const custom_forward<T>&,          \
+                                             const custom_backward<T>&, std::source_location);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape
