@@ -35,6 +35,14 @@ template <class F, class T>
     }
 }
 
+template <class T>
+[[gnu::always_inline]] inline void subtract_scaled_loop(T* a, const T* b, T scale, std::size_t n)
+{
+    for (std::size_t i = 0; i < n; ++i) {
+        a[i] -= scale * b[i];
+    }
+}
+
 // The switch sits outside the loops, so that each loop is one operation.
 template <class Loop>
 [[gnu::always_inline]] inline void dispatch(arithmetic op, Loop loop)
@@ -52,6 +60,7 @@ struct kernel_table {
     void (*same)(arithmetic, const T*, const T*, T*, std::size_t);
     void (*scalar_left)(arithmetic, T, const T*, T*, std::size_t);
     void (*scalar_right)(arithmetic, const T*, T, T*, std::size_t);
+    void (*subtract_scaled)(T*, const T*, T, std::size_t);
 };
 
 // The kernels of one instruction set: ISA names it, TARGET is the attribute
@@ -73,7 +82,12 @@ struct kernel_table {
         dispatch(op, [&](auto f) { right_loop(a, b, out, n, f); });                                                    \
     }                                                                                                                  \
     template <class T>                                                                                                 \
-    constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>, left_##ISA<T>, right_##ISA<T>};
+    TARGET void subtract_scaled_##ISA(T* a, const T* b, T scale, std::size_t n)                                       \
+    {                                                                                                                  \
+        subtract_scaled_loop(a, b, scale, n);                                                                          \
+    }                                                                                                                  \
+    template <class T>                                                                                                 \
+    constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>, left_##ISA<T>, right_##ISA<T>, subtract_scaled_##ISA<T>};
 
 #if defined(__x86_64__)
 GRADTAPE_ARITHMETIC_KERNELS(sse2, [[gnu::target("arch=x86-64")]])
@@ -166,6 +180,12 @@ void arithmetic_scalar_right(arithmetic op, const T* a, T b, T* out, std::size_t
     kernels<T>().scalar_right(op, a, b, out, n);
 }
 
+template <class T>
+void subtract_scaled(T* a, const T* b, T scale, std::size_t n)
+{
+    kernels<T>().subtract_scaled(a, b, scale, n);
+}
+
 std::string_view kernel_isa()
 {
     return isa_name();
@@ -174,7 +194,8 @@ std::string_view kernel_isa()
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template void arithmetic_same(arithmetic, const T*, const T*, T*, std::size_t);                                   \
     template void arithmetic_scalar_left(arithmetic, T, const T*, T*, std::size_t);                                   \
-    template void arithmetic_scalar_right(arithmetic, const T*, T, T*, std::size_t);
+    template void arithmetic_scalar_right(arithmetic, const T*, T, T*, std::size_t);                                  \
+    template void subtract_scaled(T*, const T*, T, std::size_t);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape::detail

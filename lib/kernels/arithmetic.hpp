@@ -1,4 +1,4 @@
-// The four arithmetic ops on contiguous buffers, compiled for several
+// The four arithmetic ops, and the update of SGD, on contiguous buffers, compiled for several
 // instruction sets and chosen once, at the first call, for the machine that
 // runs them: AVX-512, AVX2 or the x86-64 baseline (SSE2). The library's ABI
 // and xt::xarray's allocator stay the baseline's, so a program built for any
@@ -25,6 +25,11 @@ void arithmetic_scalar_left(arithmetic op, T a, const T* b, T* out, std::size_t 
 // out[i] = a[i] op b.
 template <class T>
 void arithmetic_scalar_right(arithmetic op, const T* a, T b, T* out, std::size_t n);
+
+// a[i] -= scale * b[i], the plain gradient-descent update: the product is
+// rounded, then the difference, as in the two separate operations.
+template <class T>
+void subtract_scaled(T* a, const T* b, T scale, std::size_t n);
 
 // The instruction set the kernels run with on this machine: "avx512", "avx2"
 // or "sse2" (on x86-64; "baseline" elsewhere).

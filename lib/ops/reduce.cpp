@@ -10,6 +10,7 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xsort.hpp>
 
+#include "../kernels/arithmetic.hpp"
 #include "op.hpp"
 
 namespace gradtape {
@@ -81,6 +82,23 @@ xt::xarray<T> fold(const xt::xarray<T>& x, const reduction& r, Reducer reducer)
 
 constexpr auto sum = [](const auto& v, const auto& axes) { return xt::sum(v, axes); };
 
+// The sum over leading axes (a bias's gradient, summed over the batch) adds
+// whole rows, at the kernels' width; other axes go through xtensor's reducer.
+template <dtype T>
+void sum_into(xt::xarray<T>& out, const xt::xarray<T>& x, const reduction& r)
+{
+    const bool leading_axes = !r.axes.empty() && r.axes.back() + 1 == r.axes.size();
+    if (x.size() == 0 || !leading_axes) {
+        fold_into(out, x, r, sum);
+        return;
+    }
+    const std::size_t row = x.size() / r.count;
+    std::copy_n(x.data(), row, out.data());
+    for (std::size_t i = 1; i < r.count; ++i) {
+        detail::arithmetic_same(detail::arithmetic::add, out.data(), x.data() + i * row, out.data(), row);
+    }
+}
+
 // A gradient (or any value) of a reduction's output shape, broadcast back to the input's.
 template <dtype T>
 basic_tensor<T> spread(const basic_tensor<T>& value, const reduction& r, const shape_type& input)
@@ -125,7 +143,7 @@ struct reduce_sum_op : reducing<reduce_sum_op<T>> {
     static constexpr bool empty_axis_has_value = true;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        fold_into(out, x, this->plan_for({}, x.shape()), sum);
+        sum_into(out, x, this->plan_for({}, x.shape()));
     }
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
@@ -143,7 +161,7 @@ struct reduce_mean_op : reducing<reduce_mean_op<T>> {
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
         const reduction r = this->plan_for({}, x.shape());
-        fold_into(out, x, r, sum);
+        sum_into(out, x, r);
         out /= T(r.count);
     }
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const

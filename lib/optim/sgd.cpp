@@ -3,6 +3,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "../diagnostics.hpp"
+#include "../kernels/arithmetic.hpp"
 
 namespace gradtape {
 
@@ -48,7 +49,7 @@ void SGD::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id 
     const T momentum = T(options_.momentum);
     const T weight_decay = T(options_.weight_decay);
     if (momentum == 0 && weight_decay == 0) {
-        xt::noalias(weights) -= rate * gradient;
+        detail::subtract_scaled(weights.data(), gradient.data(), rate, weights.size());
         return;
     }
     xt::xarray<T> direction = gradient + weight_decay * weights;
@@ -66,7 +67,7 @@ void SGD::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id 
             xt::noalias(direction) = buffer;
         }
     }
-    xt::noalias(weights) -= rate * direction;
+    detail::subtract_scaled(weights.data(), direction.data(), rate, weights.size());
 }
 
 }  // namespace gradtape
