@@ -7,11 +7,11 @@
 #include <xtensor/xmath.hpp>
 
 #include "debug_hooks.hpp"
-#include "kernels/arithmetic.hpp"
 #include "diagnostics.hpp"
-#include "guard_count.hpp"
-#include "static_tls.hpp"
 #include "dtypes.hpp"
+#include "guard_count.hpp"
+#include "kernels/isa.hpp"
+#include "static_tls.hpp"
 
 namespace gradtape {
 namespace detail {
@@ -142,7 +142,7 @@ void set_trace(bool enabled)
 
 std::string_view simd_instruction_set()
 {
-    return detail::kernel_isa();
+    return detail::isa_name(detail::chosen_isa());
 }
 
 }  // namespace gradtape

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -381,7 +382,7 @@ void require_exact_arithmetic(const xt::xarray<T>& a, const xt::xarray<T>& b)
 }  // namespace
 
 TEMPLATE_TEST_CASE("+, -, * and / are exact on every kernel path, every length and every fast layout",
-                   "[elementwise][arithmetic]", float, double)
+                   "[elementwise][kernels]", float, double)
 {
     // The meson tests arithmetic_sse2, _avx2 and _avx512 run this case under
     // each GRADTAPE_MAX_CPU_ISA.
@@ -405,6 +406,55 @@ TEMPLATE_TEST_CASE("+, -, * and / are exact on every kernel path, every length a
             std::copy(b.begin(), b.begin() + 3, bias.begin());
             require_exact_arithmetic(rows, bias);
             require_exact_arithmetic(bias, rows);
+        }
+    }
+}
+
+TEMPLATE_TEST_CASE("the functions computed by kernels agree with the C library on every path and every length",
+                   "[elementwise][kernels]", float, double)
+{
+    using T = TestType;
+    REQUIRE(std::string(gt::simd_instruction_set()) == expected_instruction_set());
+    // A few ulps: the kernels evaluate their own polynomials (with fused
+    // multiply-adds on the AVX-512 path).
+    const double tolerance = 8 * std::numeric_limits<T>::epsilon();
+    const auto agrees = [&](T got, double expected) {
+        if (std::isnan(expected)) {
+            return std::isnan(got);
+        }
+        if (std::isinf(expected)) {
+            return got == T(expected);
+        }
+        return std::abs(double(got) - expected) <= tolerance * std::max(1.0, std::abs(expected));
+    };
+    const std::vector<std::pair<const char*, std::function<gt::basic_tensor<T>(const gt::basic_tensor<T>&)>>> ops{
+        {"exp", [](const auto& x) { return gt::exp(x); }},       {"log", [](const auto& x) { return gt::log(x); }},
+        {"log1p", [](const auto& x) { return gt::log1p(x); }},   {"expm1", [](const auto& x) { return gt::expm1(x); }},
+        {"tanh", [](const auto& x) { return gt::tanh(x); }},     {"sqrt", [](const auto& x) { return gt::sqrt(x); }},
+        {"sigmoid", [](const auto& x) { return gt::sigmoid(x); }},
+    };
+    const std::vector<std::function<double(double)>> references{
+        [](double v) { return std::exp(v); },   [](double v) { return std::log(v); },
+        [](double v) { return std::log1p(v); }, [](double v) { return std::expm1(v); },
+        [](double v) { return std::tanh(v); },  [](double v) { return std::sqrt(v); },
+        [](double v) { return 1 / (1 + std::exp(-v)); },
+    };
+    const T inf = std::numeric_limits<T>::infinity();
+    const std::vector<T> special{T(0), T(-0.0), T(1), T(-1), T(1e-7), T(20), T(-20), T(88), T(-700), T(1000),
+                                 inf, -inf, std::numeric_limits<T>::quiet_NaN()};
+    for (std::size_t n : {1, 3, 7, 8, 9, 16, 17, 33, 100}) {
+        auto x = xt::xarray<T>::from_shape({n + special.size()});
+        for (std::size_t i = 0; i < n; ++i) {
+            x(i) = T(-4) + T(8) * T(i) / T(n);
+        }
+        std::copy(special.begin(), special.end(), x.begin() + std::ptrdiff_t(n));
+        for (std::size_t k = 0; k < ops.size(); ++k) {
+            const auto y = ops[k].second(gt::basic_tensor<T>(x));
+            for (std::size_t i = 0; i < x.size(); ++i) {
+                // The reference in double, of the same (rounded) input.
+                INFO(ops[k].first << "(" << x(i) << ") at length " << x.size());
+                REQUIRE(agrees(y.value()(i), double(T(references[k](double(x(i)))))));
+            }
         }
     }
 }

@@ -1,12 +1,12 @@
 // One loop per op and layout, written once and compiled once per instruction
 // set by inlining it into functions of that target (GCC's target attribute).
-// The table of the machine's versions is chosen at the first call.
+// The table of the machine's versions is chosen at the first call (isa.hpp).
 #include "arithmetic.hpp"
 
-#include <cstdlib>
 #include <functional>
 
 #include "../dtypes.hpp"
+#include "isa.hpp"
 
 namespace gradtape::detail {
 namespace {
@@ -94,54 +94,17 @@ GRADTAPE_ARITHMETIC_KERNELS(sse2, [[gnu::target("arch=x86-64")]])
 GRADTAPE_ARITHMETIC_KERNELS(avx2, [[gnu::target("arch=x86-64-v3")]])
 GRADTAPE_ARITHMETIC_KERNELS(avx512, [[gnu::target("arch=x86-64-v4")]])
 
-enum class isa { sse2, avx2, avx512 };
-
-isa machine_isa()
-{
-    __builtin_cpu_init();
-    isa best = isa::sse2;
-    if (__builtin_cpu_supports("x86-64-v4")) {
-        best = isa::avx512;
-    } else if (__builtin_cpu_supports("x86-64-v3")) {
-        best = isa::avx2;
-    }
-    const char* cap = std::getenv("GRADTAPE_MAX_CPU_ISA");
-    const std::string_view wanted = cap ? cap : "";
-    if (wanted == "sse2") {
-        return isa::sse2;
-    }
-    if (wanted == "avx2" && best == isa::avx512) {
-        return isa::avx2;
-    }
-    return best;
-}
-
-isa chosen_isa()
-{
-    static const isa chosen = machine_isa();
-    return chosen;
-}
-
 template <class T>
 const kernel_table<T>& kernels()
 {
     switch (chosen_isa()) {
     case isa::avx512: return avx512_kernels<T>;
     case isa::avx2: return avx2_kernels<T>;
-    case isa::sse2: break;
+    case isa::baseline: break;
     }
     return sse2_kernels<T>;
 }
 
-const char* isa_name()
-{
-    switch (chosen_isa()) {
-    case isa::avx512: return "avx512";
-    case isa::avx2: return "avx2";
-    case isa::sse2: break;
-    }
-    return "sse2";
-}
 #else
 // Elsewhere, the compiler's baseline for the target.
 GRADTAPE_ARITHMETIC_KERNELS(baseline, )
@@ -152,10 +115,6 @@ const kernel_table<T>& kernels()
     return baseline_kernels<T>;
 }
 
-const char* isa_name()
-{
-    return "baseline";
-}
 #endif
 
 #undef GRADTAPE_ARITHMETIC_KERNELS
@@ -184,11 +143,6 @@ template <class T>
 void subtract_scaled(T* a, const T* b, T scale, std::size_t n)
 {
     kernels<T>().subtract_scaled(a, b, scale, n);
-}
-
-std::string_view kernel_isa()
-{
-    return isa_name();
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \

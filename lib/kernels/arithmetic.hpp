@@ -1,16 +1,11 @@
-// The four arithmetic ops, and the update of SGD, on contiguous buffers, compiled for several
-// instruction sets and chosen once, at the first call, for the machine that
-// runs them: AVX-512, AVX2 or the x86-64 baseline (SSE2). The library's ABI
-// and xt::xarray's allocator stay the baseline's, so a program built for any
-// x86-64 machine links and runs unchanged.
-//
-// GRADTAPE_MAX_CPU_ISA=sse2|avx2|avx512 caps the choice (to reproduce a
-// slower machine's numbers, or to test each path on one machine). The results
+// The four arithmetic ops, and the update of SGD, on contiguous buffers,
+// compiled for several instruction sets and run with the machine's (isa.hpp).
+// The library's ABI and xt::xarray's allocator stay the baseline's, so a
+// program built for any x86-64 machine links and runs unchanged. The results
 // are the same on every path: each element is one IEEE operation.
 #pragma once
 
 #include <cstddef>
-#include <string_view>
 
 namespace gradtape::detail {
 
@@ -30,9 +25,5 @@ void arithmetic_scalar_right(arithmetic op, const T* a, T b, T* out, std::size_t
 // rounded, then the difference, as in the two separate operations.
 template <class T>
 void subtract_scaled(T* a, const T* b, T scale, std::size_t n);
-
-// The instruction set the kernels run with on this machine: "avx512", "avx2"
-// or "sse2" (on x86-64; "baseline" elsewhere).
-std::string_view kernel_isa();
 
 }  // namespace gradtape::detail

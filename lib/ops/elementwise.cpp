@@ -7,6 +7,7 @@
 #include <xtensor/xvectorize.hpp>
 
 #include "../kernels/arithmetic.hpp"
+#include "../kernels/unary.hpp"
 #include "op.hpp"
 
 namespace gradtape {
@@ -143,9 +144,31 @@ struct selects_a {
 
 }  // namespace
 
+namespace {
+
+// A row's value computed by a kernel at the machine's width (kernels/unary.hpp).
+struct kernel_of {
+    detail::unary_function function;
+};
+
+template <dtype T>
+void evaluate(xt::xarray<T>& out, const xt::xarray<T>& x, kernel_of kernel)
+{
+    detail::unary_kernel(kernel.function, x.data(), out.data(), x.size());
+}
+
+template <dtype T, class Expression>
+void evaluate(xt::xarray<T>& out, const xt::xarray<T>&, const Expression& value)
+{
+    xt::noalias(out) = value;
+}
+
+}  // namespace
+
 // One row per elementwise function of one tensor (the list is in ops.hpp):
-// its name, what its gradient reads (the input x, the output y), its value as
-// an xtensor expression of x, and its gradient in gradtape ops of grad, x, y.
+// its name, what its gradient reads (the input x, the output y), its value (a
+// kernel, or an xtensor expression of x), and its gradient in gradtape ops of
+// grad, x and y.
 #define GRADTAPE_UNARY(NAME, SAVES, VALUE, GRADIENT)                                                                   \
     template <dtype T>                                                                                                 \
     struct NAME##_op {                                                                                                 \
@@ -153,7 +176,7 @@ struct selects_a {
         static constexpr std::string_view name = #NAME;                                                                \
         static constexpr saved saves = saved::SAVES;                                                                   \
         shape_type shape(const std::source_location&, const shape_type& x) const { return x; }                         \
-        void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { xt::noalias(out) = VALUE; }                   \
+        void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { evaluate(out, x, VALUE); }                   \
         std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const                                 \
         {                                                                                                              \
             [[maybe_unused]] const basic_tensor<T>& grad = args.grad;                                                  \
@@ -173,18 +196,18 @@ GRADTAPE_UNARY(abs, inputs, xt::abs(x), grad * sign(x))
 // Recorded with its zero gradient, as TensorFlow does, so that a target
 // computed through it stays connected to x.
 GRADTAPE_UNARY(sign, nothing, xt::where(xt::isnan(x), x, xt::sign(x)), zeros<T>(grad.shape()))
-GRADTAPE_UNARY(sqrt, output, xt::sqrt(x), grad / (T(2) * y))
+GRADTAPE_UNARY(sqrt, output, kernel_of{detail::unary_function::sqrt}, grad / (T(2) * y))
 GRADTAPE_UNARY(rsqrt, output, T(1) / xt::sqrt(x), grad * (T(-0.5) * y * square(y)))
 GRADTAPE_UNARY(square, inputs, xt::square(x), grad * (T(2) * x))
-GRADTAPE_UNARY(exp, output, xt::exp(x), grad * y)
-GRADTAPE_UNARY(log, inputs, xt::log(x), grad / x)
-GRADTAPE_UNARY(log1p, inputs, xt::log1p(x), grad / (x + T(1)))
-GRADTAPE_UNARY(expm1, output, xt::expm1(x), grad * (y + T(1)))
+GRADTAPE_UNARY(exp, output, kernel_of{detail::unary_function::exp}, grad * y)
+GRADTAPE_UNARY(log, inputs, kernel_of{detail::unary_function::log}, grad / x)
+GRADTAPE_UNARY(log1p, inputs, kernel_of{detail::unary_function::log1p}, grad / (x + T(1)))
+GRADTAPE_UNARY(expm1, output, kernel_of{detail::unary_function::expm1}, grad * (y + T(1)))
 GRADTAPE_UNARY(sin, inputs, xt::sin(x), grad * cos(x))
 GRADTAPE_UNARY(cos, inputs, xt::cos(x), -(grad * sin(x)))
-GRADTAPE_UNARY(tanh, output, xt::tanh(x), grad * (T(1) - square(y)))
+GRADTAPE_UNARY(tanh, output, kernel_of{detail::unary_function::tanh}, grad * (T(1) - square(y)))
 // exp(-x) overflows to inf for x far below zero, and 1 / inf is the right 0.
-GRADTAPE_UNARY(sigmoid, output, T(1) / (T(1) + xt::exp(-x)), grad * (y - square(y)))
+GRADTAPE_UNARY(sigmoid, output, kernel_of{detail::unary_function::sigmoid}, grad * (y - square(y)))
 // NaN < 0 is false: a NaN passes through.
 GRADTAPE_UNARY(relu, inputs, xt::where(x < T(0), T(0), x), grad * greater(x, T(0)))
 GRADTAPE_UNARY(elu, inputs_and_output, xt::where(x > T(0), x, xt::expm1(x)),

@@ -1,0 +1,6 @@
+// unary.hpp's functions for the architecture the library is compiled for.
+#include "unary_impl.hpp"
+
+namespace gradtape::detail {
+GRADTAPE_INSTANTIATE_UNARY_MATH(xsimd::default_arch)
+}  // namespace gradtape::detail
