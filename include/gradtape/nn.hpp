@@ -1,9 +1,10 @@
-// Activations over an axis, losses, and dropout.
+// Activations over an axis, losses, dropout, and convolutions.
 //
 //   auto logits = gradtape::matmul(hidden, w2);
 //   auto loss = gradtape::reduce_mean(gradtape::sparse_softmax_cross_entropy_with_logits(labels, logits));
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <source_location>
@@ -46,6 +47,45 @@ template <dtype T>
 // 1 / (1 - rate), drawing from this thread's seeded generator.
 template <dtype T>
 [[nodiscard]] basic_tensor<T> dropout(const basic_tensor<T>& x, double rate, GRADTAPE_SITE);
+
+// TensorFlow's padding: `valid` pads nothing; `same` pads so that the output
+// has ceil(input / stride) positions, in total
+// max((ceil(in / stride) - 1) * stride + (k - 1) * dilation + 1 - in, 0),
+// the smaller half before.
+enum class padding { valid, same };
+
+struct conv2d_options {
+    std::array<std::ptrdiff_t, 2> strides{1, 1};
+    ::gradtape::padding padding = ::gradtape::padding::valid;
+    std::array<std::ptrdiff_t, 2> dilations{1, 1};
+};
+
+// input [N, H, W, C] (NHWC), filters [KH, KW, C, O] -> [N, OH, OW, O].
+// Gradients: conv2d_transpose(grad, filters) for the input, the correlation
+// of input and grad for the filters; both are convolutions again, so every
+// order of derivative is exact.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> conv2d(const basic_tensor<T>& input, const basic_tensor<T>& filters,
+                                     conv2d_options options = {}, GRADTAPE_SITE);
+
+// The gradient of conv2d with respect to its input, as tf.nn.conv2d_transpose:
+// input [N, OH, OW, O], filters [KH, KW, C, O] (as conv2d's) -> output_shape
+// [N, H, W, C], which must be a shape conv2d maps to input's.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> conv2d_transpose(const basic_tensor<T>& input, const basic_tensor<T>& filters,
+                                               const shape_type& output_shape, conv2d_options options = {},
+                                               GRADTAPE_SITE);
+
+struct conv1d_options {
+    std::ptrdiff_t stride = 1;
+    ::gradtape::padding padding = ::gradtape::padding::valid;
+    std::ptrdiff_t dilation = 1;
+};
+
+// input [N, W, C], filters [K, C, O] -> [N, OW, O]: conv2d over a height of 1.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> conv1d(const basic_tensor<T>& input, const basic_tensor<T>& filters,
+                                     conv1d_options options = {}, GRADTAPE_SITE);
 
 #undef GRADTAPE_SITE
 

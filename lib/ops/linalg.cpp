@@ -1,7 +1,6 @@
 // Matrix products, through BLAS (xtensor-blas's cxxblas over OpenBLAS).
 // Transposed operands are passed to gemm as flags, never materialised.
-#include <xtensor-blas/xblas.hpp>
-
+#include "gemm.hpp"
 #include "op.hpp"
 
 namespace gradtape {
@@ -9,20 +8,10 @@ namespace gradtape {
 using detail::backward_args;
 using detail::fail;
 using detail::format_shape;
+using detail::gemm;
 using detail::saved;
 
 namespace {
-
-// One row-major gemm: c (m x n) = op(a) op(b), with a stored as a_rows x a_cols.
-template <dtype T>
-void gemm(const T* a, std::size_t a_cols, bool transpose_a, const T* b, std::size_t b_cols, bool transpose_b, T* c,
-          std::size_t m, std::size_t n, std::size_t k)
-{
-    using index = xt::blas_index_t;
-    const auto flag = [](bool transposed) { return transposed ? cxxblas::Trans : cxxblas::NoTrans; };
-    cxxblas::gemm<index>(cxxblas::StorageOrder::RowMajor, flag(transpose_a), flag(transpose_b), index(m), index(n),
-                         index(k), T(1), a, index(a_cols), b, index(b_cols), T(0), c, index(n));
-}
 
 // The product of matrices, with batch dimensions broadcast as NumPy's matmul
 // does; both operands of rank 2 or more.

@@ -1,0 +1,343 @@
+// Convolutions over NHWC data, by im2col and one BLAS product per image. The
+// three ops here are each other's gradients: for y = conv2d(x, w),
+//   dx = conv2d_transpose(g, w)              (the adjoint of x -> conv2d(x, w))
+//   dw = filter_correlation(x, g)            (the adjoint of w -> conv2d(x, w))
+// and each of those is linear in both inputs, so its own gradients are the
+// other two ops again: derivatives of every order stay exact.
+#include <gradtape/nn.hpp>
+
+#include <algorithm>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gemm.hpp"
+#include "op.hpp"
+
+namespace gradtape {
+
+using detail::backward_args;
+using detail::fail;
+using detail::format_shape;
+using detail::gemm;
+using detail::saved;
+
+namespace {
+
+// Where a convolution's windows fall: the input (N, H, W, C), the filters
+// (KH, KW, C, O), the output (N, OH, OW, O), and the steps between.
+struct conv_geometry {
+    std::size_t n, h, w, c;
+    std::size_t kh, kw, o;
+    std::size_t oh, ow;
+    std::size_t stride_h, stride_w, dilation_h, dilation_w;
+    std::size_t pad_top, pad_left;
+
+    [[nodiscard]] std::size_t patch() const { return kh * kw * c; }
+    [[nodiscard]] std::size_t positions() const { return oh * ow; }
+    [[nodiscard]] shape_type input_shape() const { return {n, h, w, c}; }
+    [[nodiscard]] shape_type filter_shape() const { return {kh, kw, c, o}; }
+    [[nodiscard]] shape_type output_shape() const { return {n, oh, ow, o}; }
+};
+
+std::string describe(const shape_type& input, const shape_type& filters, const conv2d_options& options)
+{
+    return "input " + format_shape(input) + ", filters " + format_shape(filters) + ", strides (" +
+           std::to_string(options.strides[0]) + ", " + std::to_string(options.strides[1]) + "), dilations (" +
+           std::to_string(options.dilations[0]) + ", " + std::to_string(options.dilations[1]) + "), padding " +
+           (options.padding == padding::same ? "same" : "valid");
+}
+
+// The output size along one axis and the padding before it, by TensorFlow's rules.
+std::pair<std::size_t, std::size_t> output_extent(std::size_t in, std::size_t kernel, std::size_t stride,
+                                                  std::size_t dilation, padding kind)
+{
+    const std::size_t span = (kernel - 1) * dilation + 1;
+    if (kind == padding::same) {
+        const std::size_t out = (in + stride - 1) / stride;
+        const std::size_t needed = out == 0 ? 0 : (out - 1) * stride + span;
+        const std::size_t total = needed > in ? needed - in : 0;
+        return {out, total / 2};
+    }
+    return {in < span ? 0 : (in - span) / stride + 1, 0};
+}
+
+conv_geometry plan_conv(std::string_view op, const std::source_location& site, const shape_type& input,
+                        const shape_type& filters, const conv2d_options& options)
+{
+    const auto refuse = [&](const std::string& why) {
+        fail<shape_error>(op, site, why + ": " + describe(input, filters, options));
+    };
+    if (input.size() != 4 || filters.size() != 4) {
+        refuse("needs an input of rank 4 (N, H, W, C) and filters of rank 4 (KH, KW, C, O)");
+    }
+    for (std::ptrdiff_t step : {options.strides[0], options.strides[1], options.dilations[0], options.dilations[1]}) {
+        if (step <= 0) {
+            fail<argument_error>(op, site, "strides and dilations must be positive: " +
+                                               describe(input, filters, options));
+        }
+    }
+    if (filters[2] != input[3]) {
+        refuse("the filters' input channels differ from the input's");
+    }
+    if (filters[0] == 0 || filters[1] == 0) {
+        refuse("the filters are empty");
+    }
+    conv_geometry g{};
+    g.n = input[0];
+    g.h = input[1];
+    g.w = input[2];
+    g.c = input[3];
+    g.kh = filters[0];
+    g.kw = filters[1];
+    g.o = filters[3];
+    g.stride_h = std::size_t(options.strides[0]);
+    g.stride_w = std::size_t(options.strides[1]);
+    g.dilation_h = std::size_t(options.dilations[0]);
+    g.dilation_w = std::size_t(options.dilations[1]);
+    std::tie(g.oh, g.pad_top) = output_extent(g.h, g.kh, g.stride_h, g.dilation_h, options.padding);
+    std::tie(g.ow, g.pad_left) = output_extent(g.w, g.kw, g.stride_w, g.dilation_w, options.padding);
+    if (options.padding == padding::valid && (g.oh == 0 || g.ow == 0)) {
+        refuse("the (dilated) kernel is larger than the input, which valid padding does not pad");
+    }
+    return g;
+}
+
+// Calls visit(position, tap, row, column) for every output position and
+// every filter tap whose input pixel lies inside the image (padding reads 0).
+template <class Visit>
+void for_each_tap(const conv_geometry& g, Visit visit)
+{
+    for (std::size_t oy = 0; oy < g.oh; ++oy) {
+        for (std::size_t ox = 0; ox < g.ow; ++ox) {
+            const std::size_t position = oy * g.ow + ox;
+            for (std::size_t ky = 0; ky < g.kh; ++ky) {
+                const std::ptrdiff_t iy = std::ptrdiff_t(oy * g.stride_h + ky * g.dilation_h) - std::ptrdiff_t(g.pad_top);
+                if (iy < 0 || iy >= std::ptrdiff_t(g.h)) {
+                    continue;
+                }
+                for (std::size_t kx = 0; kx < g.kw; ++kx) {
+                    const std::ptrdiff_t ix =
+                        std::ptrdiff_t(ox * g.stride_w + kx * g.dilation_w) - std::ptrdiff_t(g.pad_left);
+                    if (ix >= 0 && ix < std::ptrdiff_t(g.w)) {
+                        visit(position, ky * g.kw + kx, std::size_t(iy), std::size_t(ix));
+                    }
+                }
+            }
+        }
+    }
+}
+
+// One image's patches as rows: columns (positions, KH * KW * C), zero where
+// a window reaches into the padding.
+template <dtype T>
+void image_to_columns(const conv_geometry& g, const T* image, T* columns)
+{
+    std::fill_n(columns, g.positions() * g.patch(), T(0));
+    for_each_tap(g, [&](std::size_t position, std::size_t tap, std::size_t iy, std::size_t ix) {
+        std::copy_n(image + (iy * g.w + ix) * g.c, g.c, columns + position * g.patch() + tap * g.c);
+    });
+}
+
+// The adjoint: each patch row added back into the image where it was read.
+template <dtype T>
+void columns_to_image(const conv_geometry& g, const T* columns, T* image)
+{
+    for_each_tap(g, [&](std::size_t position, std::size_t tap, std::size_t iy, std::size_t ix) {
+        const T* from = columns + position * g.patch() + tap * g.c;
+        T* to = image + (iy * g.w + ix) * g.c;
+        for (std::size_t k = 0; k < g.c; ++k) {
+            to[k] += from[k];
+        }
+    });
+}
+
+template <dtype T>
+basic_tensor<T> filter_correlation(const basic_tensor<T>& input, const basic_tensor<T>& grad,
+                                   const shape_type& filter_shape, const conv2d_options& options,
+                                   const std::source_location& site);
+
+// conv2d: each image's columns times the filters, seen as (KH * KW * C, O).
+template <dtype T>
+struct conv2d_op {
+    using value_type = T;
+    static constexpr std::string_view name = "conv2d";
+    static constexpr saved saves = saved::inputs;
+    conv2d_options options;
+
+    shape_type shape(const std::source_location& site, const shape_type& input, const shape_type& filters) const
+    {
+        return plan_conv(name, site, input, filters, options).output_shape();
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& filters) const
+    {
+        const conv_geometry g = plan_conv(name, {}, input.shape(), filters.shape(), options);
+        if (g.patch() == 0) {
+            out.fill(T(0));
+            return;
+        }
+        std::vector<T> columns(g.positions() * g.patch());
+        for (std::size_t b = 0; b < g.n; ++b) {
+            image_to_columns(g, input.data() + b * g.h * g.w * g.c, columns.data());
+            gemm(columns.data(), g.patch(), false, filters.data(), g.o, false, out.data() + b * g.positions() * g.o,
+                 g.positions(), g.o, g.patch());
+        }
+    }
+    // conv2d_transpose(grad, w) for the input, filter_correlation(x, grad) for the filters
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const basic_tensor<T>& input = args.inputs[0];
+        const basic_tensor<T>& filters = args.inputs[1];
+        return {args.needed[0] ? conv2d_transpose(args.grad, filters, input.shape(), options) : basic_tensor<T>{},
+                args.needed[1] ? filter_correlation(input, args.grad, filters.shape(), options, {})
+                               : basic_tensor<T>{}};
+    }
+};
+
+// conv2d_transpose: grad times the filters transposed, added back into the image.
+template <dtype T>
+struct conv2d_transpose_op {
+    using value_type = T;
+    static constexpr std::string_view name = "conv2d_transpose";
+    static constexpr saved saves = saved::inputs;
+    conv2d_options options;
+    shape_type output;
+
+    shape_type shape(const std::source_location& site, const shape_type& grad, const shape_type& filters) const
+    {
+        const conv_geometry g = plan_conv(name, site, output, filters, options);
+        if (grad != g.output_shape()) {
+            fail<shape_error>(name, site,
+                              "conv2d maps " + format_shape(output) + " to " + format_shape(g.output_shape()) +
+                                  ", not to the input's " + format_shape(grad) + ": " +
+                                  describe(output, filters, options));
+        }
+        return output;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad, const xt::xarray<T>& filters) const
+    {
+        const conv_geometry g = plan_conv(name, {}, output, filters.shape(), options);
+        out.fill(T(0));
+        if (grad.size() == 0 || out.size() == 0) {
+            return;
+        }
+        std::vector<T> columns(g.positions() * g.patch());
+        for (std::size_t b = 0; b < g.n; ++b) {
+            gemm(grad.data() + b * g.positions() * g.o, g.o, false, filters.data(), g.o, true, columns.data(),
+                 g.positions(), g.patch(), g.o);
+            columns_to_image(g, columns.data(), out.data() + b * g.h * g.w * g.c);
+        }
+    }
+    // conv2d(z, w) for grad, filter_correlation(z, grad) for the filters
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const basic_tensor<T>& grad = args.inputs[0];
+        const basic_tensor<T>& filters = args.inputs[1];
+        return {args.needed[0] ? conv2d(args.grad, filters, options) : basic_tensor<T>{},
+                args.needed[1] ? filter_correlation(args.grad, grad, filters.shape(), options, {})
+                               : basic_tensor<T>{}};
+    }
+};
+
+// The filters' gradient: the sum over images of columns^T times grad.
+template <dtype T>
+struct filter_correlation_op {
+    using value_type = T;
+    static constexpr std::string_view name = "conv2d_filter_gradient";
+    static constexpr saved saves = saved::inputs;
+    conv2d_options options;
+    shape_type filters;
+
+    shape_type shape(const std::source_location& site, const shape_type& input, const shape_type& grad) const
+    {
+        const conv_geometry g = plan_conv(name, site, input, filters, options);
+        if (grad != g.output_shape()) {
+            fail<shape_error>(name, site,
+                              "grad " + format_shape(grad) + " is not conv2d's output " +
+                                  format_shape(g.output_shape()) + ": " + describe(input, filters, options));
+        }
+        return filters;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& grad) const
+    {
+        const conv_geometry g = plan_conv(name, {}, input.shape(), filters, options);
+        out.fill(T(0));
+        if (input.size() == 0 || out.size() == 0 || g.positions() == 0) {
+            return;
+        }
+        std::vector<T> columns(g.positions() * g.patch());
+        for (std::size_t b = 0; b < g.n; ++b) {
+            image_to_columns(g, input.data() + b * g.h * g.w * g.c, columns.data());
+            gemm(columns.data(), g.patch(), true, grad.data() + b * g.positions() * g.o, g.o, false, out.data(),
+                 g.patch(), g.o, g.positions(), T(1));
+        }
+    }
+    // conv2d_transpose(grad, z) for the input, conv2d(x, z) for grad
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const basic_tensor<T>& input = args.inputs[0];
+        const basic_tensor<T>& grad = args.inputs[1];
+        return {args.needed[0] ? conv2d_transpose(grad, args.grad, input.shape(), options) : basic_tensor<T>{},
+                args.needed[1] ? conv2d(input, args.grad, options) : basic_tensor<T>{}};
+    }
+};
+
+template <dtype T>
+basic_tensor<T> filter_correlation(const basic_tensor<T>& input, const basic_tensor<T>& grad,
+                                   const shape_type& filter_shape, const conv2d_options& options,
+                                   const std::source_location& site)
+{
+    return detail::apply(filter_correlation_op<T>{options, filter_shape}, site, input, grad);
+}
+
+}  // namespace
+
+template <dtype T>
+basic_tensor<T> conv2d(const basic_tensor<T>& input, const basic_tensor<T>& filters, conv2d_options options,
+                       std::source_location site)
+{
+    return detail::apply(conv2d_op<T>{options}, site, input, filters);
+}
+
+template <dtype T>
+basic_tensor<T> conv2d_transpose(const basic_tensor<T>& input, const basic_tensor<T>& filters,
+                                 const shape_type& output_shape, conv2d_options options, std::source_location site)
+{
+    if (output_shape.size() != 4) {
+        fail<shape_error>("conv2d_transpose", site,
+                          "needs an output shape of rank 4 (N, H, W, C), got " + format_shape(output_shape));
+    }
+    return detail::apply(conv2d_transpose_op<T>{options, output_shape}, site, input, filters);
+}
+
+template <dtype T>
+basic_tensor<T> conv1d(const basic_tensor<T>& input, const basic_tensor<T>& filters, conv1d_options options,
+                       std::source_location site)
+{
+    if (input.dimension() != 3 || filters.dimension() != 3) {
+        fail<shape_error>("conv1d", site,
+                          "needs an input of rank 3 (N, W, C) and filters of rank 3 (K, C, O), got " +
+                              format_shape(input.shape()) + " and " + format_shape(filters.shape()));
+    }
+    const auto& in = input.shape();
+    const auto& k = filters.shape();
+    const conv2d_options as_2d{.strides = {1, options.stride},
+                               .padding = options.padding,
+                               .dilations = {1, options.dilation}};
+    const basic_tensor<T> image = reshape(input, {std::ptrdiff_t(in[0]), 1, std::ptrdiff_t(in[1]), std::ptrdiff_t(in[2])}, site);
+    const basic_tensor<T> kernel = reshape(filters, {1, std::ptrdiff_t(k[0]), std::ptrdiff_t(k[1]), std::ptrdiff_t(k[2])}, site);
+    const basic_tensor<T> out = conv2d(image, kernel, as_2d, site);
+    return reshape(out, {std::ptrdiff_t(out.shape()[0]), std::ptrdiff_t(out.shape()[2]), std::ptrdiff_t(out.shape()[3])},
+                   site);
+}
+
+#define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template basic_tensor<T> conv2d(const basic_tensor<T>&, const basic_tensor<T>&, conv2d_options,                  \
+                                    std::source_location);                                                          \
+    template basic_tensor<T> conv2d_transpose(const basic_tensor<T>&, const basic_tensor<T>&, const shape_type&,     \
+                                              conv2d_options, std::source_location);                                \
+    template basic_tensor<T> conv1d(const basic_tensor<T>&, const basic_tensor<T>&, conv1d_options,                  \
+                                    std::source_location);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
+
+}  // namespace gradtape

@@ -1,0 +1,202 @@
+// lib/ops/conv.cpp: conv2d, conv2d_transpose and conv1d against a direct
+// convolution written out here from TensorFlow's definition, a case worked by
+// hand, their first and second derivatives, and their errors.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+namespace gt = gradtape;
+using gt::Tensor64;
+using support::make64;
+using support::random64;
+using support::require_gradients;
+using support::require_second_gradients;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// TensorFlow's definition, summed directly: out[n, oy, ox, o] is the sum over
+// the window of input[n, oy*s + ky*d - pad, ox*s + kx*d - pad, c] *
+// filters[ky, kx, c, o], with positions outside the input read as 0.
+xt::xarray<double> direct_conv2d(const xt::xarray<double>& x, const xt::xarray<double>& w, gt::conv2d_options o)
+{
+    const std::size_t n = x.shape()[0], h = x.shape()[1], wd = x.shape()[2], c = x.shape()[3];
+    const std::size_t kh = w.shape()[0], kw = w.shape()[1], out_c = w.shape()[3];
+    const auto extent = [&](std::size_t in, std::size_t k, std::ptrdiff_t stride, std::ptrdiff_t dilation) {
+        const std::size_t s = std::size_t(stride), span = (k - 1) * std::size_t(dilation) + 1;
+        if (o.padding == gt::padding::same) {
+            const std::size_t out = (in + s - 1) / s;
+            const std::ptrdiff_t total = std::max<std::ptrdiff_t>(std::ptrdiff_t((out - 1) * s + span) - std::ptrdiff_t(in), 0);
+            return std::pair{out, total / 2};
+        }
+        return std::pair{(in - span) / s + 1, std::ptrdiff_t(0)};
+    };
+    const auto [oh, top] = extent(h, kh, o.strides[0], o.dilations[0]);
+    const auto [ow, left] = extent(wd, kw, o.strides[1], o.dilations[1]);
+    xt::xarray<double> out = xt::zeros<double>({n, oh, ow, out_c});
+    for (std::size_t b = 0; b < n; ++b) {
+        for (std::size_t oy = 0; oy < oh; ++oy) {
+            for (std::size_t ox = 0; ox < ow; ++ox) {
+                for (std::size_t q = 0; q < out_c; ++q) {
+                    double sum = 0;
+                    for (std::size_t ky = 0; ky < kh; ++ky) {
+                        for (std::size_t kx = 0; kx < kw; ++kx) {
+                            const std::ptrdiff_t iy = std::ptrdiff_t(oy) * o.strides[0] + std::ptrdiff_t(ky) * o.dilations[0] - top;
+                            const std::ptrdiff_t ix = std::ptrdiff_t(ox) * o.strides[1] + std::ptrdiff_t(kx) * o.dilations[1] - left;
+                            if (iy < 0 || ix < 0 || iy >= std::ptrdiff_t(h) || ix >= std::ptrdiff_t(wd)) {
+                                continue;
+                            }
+                            for (std::size_t k = 0; k < c; ++k) {
+                                sum += x(b, std::size_t(iy), std::size_t(ix), k) * w(ky, kx, k, q);
+                            }
+                        }
+                    }
+                    out(b, oy, ox, q) = sum;
+                }
+            }
+        }
+    }
+    return out;
+}
+
+struct conv_case {
+    gt::shape_type input;
+    gt::shape_type filters;
+    gt::conv2d_options options;
+};
+
+std::string describe(const conv_case& c)
+{
+    std::ostringstream out;
+    out << "input " << c.input << " filters " << c.filters << " strides " << c.options.strides[0] << ","
+        << c.options.strides[1] << " dilations " << c.options.dilations[0] << "," << c.options.dilations[1]
+        << (c.options.padding == gt::padding::same ? " same" : " valid");
+    return out.str();
+}
+
+const std::vector<conv_case> every_combination = [] {
+    std::vector<conv_case> cases;
+    for (gt::padding padding : {gt::padding::valid, gt::padding::same}) {
+        for (std::ptrdiff_t stride : {1, 2, 3}) {
+            for (std::ptrdiff_t dilation : {1, 2}) {
+                cases.push_back({{2, 7, 6, 3}, {3, 2, 3, 4}, {{stride, stride}, padding, {dilation, dilation}}});
+            }
+        }
+        cases.push_back({{1, 8, 5, 2}, {2, 3, 2, 3}, {{2, 1}, padding, {1, 2}}});
+        cases.push_back({{1, 4, 4, 1}, {4, 4, 1, 1}, {{1, 1}, padding, {1, 1}}});
+    }
+    return cases;
+}();
+
+}  // namespace
+
+TEST_CASE("conv2d equals TensorFlow's definition for every padding, stride and dilation", "[conv][values]")
+{
+    for (const conv_case& c : every_combination) {
+        INFO(describe(c));
+        const Tensor64 x = random64(c.input);
+        const Tensor64 w = random64(c.filters);
+        const Tensor64 y = gt::conv2d(x, w, c.options);
+        const xt::xarray<double> expected = direct_conv2d(x.value(), w.value(), c.options);
+        REQUIRE(y.shape() == expected.shape());
+        REQUIRE(xt::allclose(y.value(), expected, 1e-12, 1e-12));
+    }
+}
+
+TEST_CASE("same padding puts the smaller half of the padding before, as TensorFlow does", "[conv][values]")
+{
+    // A 4-wide row, a 2-wide kernel of ones, stride 2: the output has 2
+    // positions, the total padding is (2 - 1) * 2 + 2 - 4 = 0. With stride 1
+    // and a 4-wide kernel it is 3: 1 before, 2 after, so position 0 sums
+    // x[0..2] and position 3 sums x[2..3].
+    const Tensor64 x = make64({1, 2, 3, 4}, {1, 1, 4, 1});
+    const Tensor64 wide = gt::ones<double>({1, 4, 1, 1});
+    const Tensor64 y = gt::conv2d(x, wide, {.padding = gt::padding::same});
+    REQUIRE(y.value() == make64({6, 10, 9, 7}, {1, 1, 4, 1}).value());
+    const Tensor64 pairs = gt::conv2d(x, gt::ones<double>({1, 2, 1, 1}), {.strides = {1, 2}, .padding = gt::padding::same});
+    REQUIRE(pairs.value() == make64({3, 7}, {1, 1, 2, 1}).value());
+}
+
+TEST_CASE("conv2d_transpose is the adjoint of conv2d, and shapes its output as asked", "[conv][values]")
+{
+    // <conv2d(x, w), g> = <x, conv2d_transpose(g, w)> for every x and g.
+    for (const conv_case& c : every_combination) {
+        INFO(describe(c));
+        const Tensor64 x = random64(c.input);
+        const Tensor64 w = random64(c.filters);
+        const Tensor64 y = gt::conv2d(x, w, c.options);
+        const Tensor64 g = random64(y.shape());
+        const Tensor64 back = gt::conv2d_transpose(g, w, c.input, c.options);
+        REQUIRE(back.shape() == c.input);
+        const double forward = xt::sum(y.value() * g.value())();
+        const double adjoint = xt::sum(x.value() * back.value())();
+        REQUIRE_THAT(adjoint, Catch::Matchers::WithinRel(forward, 1e-12));
+    }
+}
+
+TEST_CASE("gradients and second derivatives of conv2d, conv2d_transpose and conv1d", "[conv][gradient]")
+{
+    const std::vector<conv_case> cases{
+        {{2, 5, 4, 2}, {3, 2, 2, 3}, {{1, 1}, gt::padding::valid, {1, 1}}},
+        {{1, 6, 5, 2}, {3, 3, 2, 2}, {{2, 2}, gt::padding::same, {1, 1}}},
+        {{1, 7, 6, 1}, {2, 2, 1, 2}, {{1, 2}, gt::padding::same, {2, 1}}},
+    };
+    for (const conv_case& c : cases) {
+        INFO(describe(c));
+        const auto convolve = [&](const auto& in) { return gt::conv2d(in[0], in[1], c.options); };
+        require_gradients(convolve, {random64(c.input), random64(c.filters)});
+        require_second_gradients([&](const auto& in) { return gt::square(convolve(in)); },
+                                 {random64(c.input), random64(c.filters)});
+        const gt::shape_type out = gt::conv2d(random64(c.input), random64(c.filters), c.options).shape();
+        const auto transpose = [&](const auto& in) { return gt::conv2d_transpose(in[0], in[1], c.input, c.options); };
+        require_gradients(transpose, {random64(out), random64(c.filters)});
+        require_second_gradients([&](const auto& in) { return gt::square(transpose(in)); },
+                                 {random64(out), random64(c.filters)});
+    }
+    const auto conv1d = [](const auto& in) {
+        return gt::conv1d(in[0], in[1], {.stride = 2, .padding = gt::padding::same, .dilation = 1});
+    };
+    require_gradients(conv1d, {random64({2, 7, 3}), random64({3, 3, 2})});
+    require_second_gradients([&](const auto& in) { return gt::tanh(conv1d(in)); }, {random64({2, 7, 3}), random64({3, 3, 2})});
+}
+
+TEST_CASE("conv1d is conv2d over a height of one", "[conv][values]")
+{
+    const Tensor64 x = random64({2, 9, 3});
+    const Tensor64 w = random64({4, 3, 5});
+    const Tensor64 y = gt::conv1d(x, w, {.stride = 2, .padding = gt::padding::same, .dilation = 2});
+    const xt::xarray<double> expected =
+        direct_conv2d(xt::xarray<double>(xt::reshape_view(x.value(), {2, 1, 9, 3})),
+                      xt::xarray<double>(xt::reshape_view(w.value(), {1, 4, 3, 5})),
+                      {.strides = {1, 2}, .padding = gt::padding::same, .dilations = {1, 2}});
+    REQUIRE(y.shape() == gt::shape_type{2, 5, 5});
+    REQUIRE(xt::allclose(y.value(), xt::reshape_view(expected, {2, 5, 5}), 1e-12, 1e-12));
+}
+
+TEST_CASE("a convolution refuses mismatched shapes and steps, naming op, shapes and line", "[conv][errors]")
+{
+    const Tensor64 x = random64({1, 5, 5, 3});
+    const std::string line = "test_conv.cpp:";
+    REQUIRE_THROWS_AS(gt::conv2d(x, random64({2, 2, 4, 1})), gt::shape_error);
+    REQUIRE_THROWS_WITH(gt::conv2d(x, random64({2, 2, 4, 1})),
+                        Contains("conv2d") && Contains("input channels") && Contains("(1, 5, 5, 3)") &&
+                            Contains("(2, 2, 4, 1)") && Contains(line));
+    REQUIRE_THROWS_WITH(gt::conv2d(x, random64({6, 2, 3, 1})), Contains("larger than the input"));
+    REQUIRE_NOTHROW(gt::conv2d(x, random64({6, 2, 3, 1}), {.padding = gt::padding::same}));
+    REQUIRE_THROWS_WITH(gt::conv2d(x, random64({3, 3, 3, 1}), {.dilations = {3, 1}}), Contains("larger than the input"));
+    REQUIRE_THROWS_AS(gt::conv2d(x, random64({2, 2, 3, 1}), {.strides = {0, 1}}), gt::argument_error);
+    REQUIRE_THROWS_AS(gt::conv2d(x, random64({2, 2, 3, 1}), {.strides = {1, -2}}), gt::argument_error);
+    REQUIRE_THROWS_AS(gt::conv2d(x, random64({2, 2, 3, 1}), {.dilations = {0, 1}}), gt::argument_error);
+    REQUIRE_THROWS_WITH(gt::conv2d(random64({5, 5, 3}), random64({2, 2, 3, 1})), Contains("rank 4"));
+    REQUIRE_THROWS_WITH(gt::conv2d_transpose(random64({1, 3, 3, 1}), random64({2, 2, 3, 1}), {1, 5, 5, 3}),
+                        Contains("conv2d_transpose") && Contains("(1, 4, 4, 1)") && Contains("(1, 3, 3, 1)"));
+    REQUIRE_THROWS_WITH(gt::conv1d(x, random64({2, 3, 1})), Contains("conv1d") && Contains("rank 3"));
+
+    // A failed op records nothing.
+    gt::GradientTape tape;
+    tape.watch(x);
+    REQUIRE_THROWS(gt::conv2d(x, random64({2, 2, 4, 1})));
+    REQUIRE(tape.size() == 0);
+}
