@@ -1,7 +1,12 @@
-// lib/ops/conv.cpp: conv2d, conv2d_transpose and conv1d against a direct
-// convolution written out here from TensorFlow's definition, a case worked by
+// lib/ops/conv.cpp: conv2d, conv2d_transpose, conv1d and the pools against
+// direct sums written out here from TensorFlow's definitions, cases worked by
 // hand, their first and second derivatives, and their errors.
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -199,4 +204,106 @@ TEST_CASE("a convolution refuses mismatched shapes and steps, naming op, shapes 
     tape.watch(x);
     REQUIRE_THROWS(gt::conv2d(x, random64({2, 2, 4, 1})));
     REQUIRE(tape.size() == 0);
+}
+
+namespace {
+
+// The pools written out: each window's elements inside the input, reduced.
+xt::xarray<double> direct_pool(const xt::xarray<double>& x, gt::pool2d_options o, bool maximum)
+{
+    const std::size_t n = x.shape()[0], h = x.shape()[1], w = x.shape()[2], c = x.shape()[3];
+    const auto extent = [&](std::size_t in, std::ptrdiff_t k, std::ptrdiff_t s) {
+        if (o.padding == gt::padding::same) {
+            const std::size_t out = (in + std::size_t(s) - 1) / std::size_t(s);
+            const std::ptrdiff_t total = std::max<std::ptrdiff_t>(std::ptrdiff_t(out - 1) * s + k - std::ptrdiff_t(in), 0);
+            return std::pair{out, total / 2};
+        }
+        return std::pair{(in - std::size_t(k)) / std::size_t(s) + 1, std::ptrdiff_t(0)};
+    };
+    const auto [oh, top] = extent(h, o.ksize[0], o.strides[0]);
+    const auto [ow, left] = extent(w, o.ksize[1], o.strides[1]);
+    xt::xarray<double> out = xt::zeros<double>({n, oh, ow, c});
+    for (std::size_t b = 0; b < n; ++b) {
+        for (std::size_t oy = 0; oy < oh; ++oy) {
+            for (std::size_t ox = 0; ox < ow; ++ox) {
+                for (std::size_t k = 0; k < c; ++k) {
+                    std::vector<double> window;
+                    for (std::ptrdiff_t dy = 0; dy < o.ksize[0]; ++dy) {
+                        for (std::ptrdiff_t dx = 0; dx < o.ksize[1]; ++dx) {
+                            const std::ptrdiff_t iy = std::ptrdiff_t(oy) * o.strides[0] + dy - top;
+                            const std::ptrdiff_t ix = std::ptrdiff_t(ox) * o.strides[1] + dx - left;
+                            if (iy >= 0 && ix >= 0 && iy < std::ptrdiff_t(h) && ix < std::ptrdiff_t(w)) {
+                                window.push_back(x(b, std::size_t(iy), std::size_t(ix), k));
+                            }
+                        }
+                    }
+                    out(b, oy, ox, k) = maximum ? *std::max_element(window.begin(), window.end())
+                                                : std::accumulate(window.begin(), window.end(), 0.0) / double(window.size());
+                }
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("max_pool2d and avg_pool2d equal their definitions; same padding averages the input's elements only",
+          "[conv][pool][values]")
+{
+    for (gt::padding padding : {gt::padding::valid, gt::padding::same}) {
+        for (const gt::pool2d_options options : {gt::pool2d_options{{2, 2}, {2, 2}, padding},
+                                                 gt::pool2d_options{{3, 2}, {1, 2}, padding},
+                                                 gt::pool2d_options{{3, 3}, {2, 1}, padding}}) {
+            INFO("ksize " << options.ksize[0] << "," << options.ksize[1] << " strides " << options.strides[0] << ","
+                          << options.strides[1] << (padding == gt::padding::same ? " same" : " valid"));
+            const Tensor64 x = random64({2, 5, 7, 3});
+            REQUIRE(gt::max_pool2d(x, options).value() == direct_pool(x.value(), options, true));
+            REQUIRE(xt::allclose(gt::avg_pool2d(x, options).value(), direct_pool(x.value(), options, false), 1e-12, 1e-12));
+        }
+    }
+    // A 3x3 image of 1..9, 2x2 windows, stride 2, same padding: the corner
+    // window averages 9 alone, not 9 and three padded zeros.
+    const Tensor64 x = make64({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 3, 3, 1});
+    const gt::pool2d_options same{{2, 2}, {2, 2}, gt::padding::same};
+    REQUIRE(gt::avg_pool2d(x, same).value() == make64({3, 4.5, 7.5, 9}, {1, 2, 2, 1}).value());
+    REQUIRE(gt::max_pool2d(x, same).value() == make64({5, 6, 8, 9}, {1, 2, 2, 1}).value());
+}
+
+TEST_CASE("max_pool2d routes the gradient to the first largest element; a NaN wins its window", "[conv][pool][gradient]")
+{
+    const Tensor64 x = make64({1, 3, 3, 2}, {1, 2, 2, 1});
+    gt::GradientTape tape;
+    tape.watch(x);
+    const Tensor64 pooled = gt::max_pool2d(x);
+    REQUIRE(pooled.item() == 3);
+    REQUIRE(tape.gradient(pooled, x).value() == make64({0, 1, 0, 0}, {1, 2, 2, 1}).value());
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    REQUIRE(std::isnan(gt::max_pool2d(make64({1, nan, 5, 2}, {1, 2, 2, 1})).item()));
+}
+
+TEST_CASE("gradients and second derivatives of the pools", "[conv][pool][gradient]")
+{
+    for (gt::padding padding : {gt::padding::valid, gt::padding::same}) {
+        const gt::pool2d_options options{{3, 2}, {2, 1}, padding};
+        // Distinct values, so that no window has a tie where max has no derivative.
+        xt::xarray<double> values = xt::arange<double>(2 * 5 * 4 * 2) * 0.37;
+        std::shuffle(values.begin(), values.end(), std::mt19937(7));
+        values.reshape({2, 5, 4, 2});
+        const Tensor64 x = values;
+        require_gradients([&](const auto& in) { return gt::max_pool2d(in[0], options); }, {x});
+        require_second_gradients([&](const auto& in) { return gt::square(gt::max_pool2d(in[0], options)); }, {x});
+        require_gradients([&](const auto& in) { return gt::avg_pool2d(in[0], options); }, {random64({2, 5, 4, 2})});
+        require_second_gradients([&](const auto& in) { return gt::square(gt::avg_pool2d(in[0], options)); },
+                                 {random64({2, 5, 4, 2})});
+    }
+}
+
+TEST_CASE("a pool refuses bad windows and ranks", "[conv][pool][errors]")
+{
+    const Tensor64 x = random64({1, 4, 4, 2});
+    REQUIRE_THROWS_AS(gt::max_pool2d(x, {.ksize = {0, 2}}), gt::argument_error);
+    REQUIRE_THROWS_AS(gt::avg_pool2d(x, {.strides = {2, 0}}), gt::argument_error);
+    REQUIRE_THROWS_WITH(gt::max_pool2d(x, {.ksize = {5, 2}}), Contains("max_pool2d") && Contains("larger than the input"));
+    REQUIRE_THROWS_WITH(gt::avg_pool2d(random64({4, 4, 2})), Contains("avg_pool2d") && Contains("rank 4"));
 }

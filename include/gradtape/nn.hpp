@@ -87,6 +87,23 @@ template <dtype T>
 [[nodiscard]] basic_tensor<T> conv1d(const basic_tensor<T>& input, const basic_tensor<T>& filters,
                                      conv1d_options options = {}, GRADTAPE_SITE);
 
+struct pool2d_options {
+    std::array<std::ptrdiff_t, 2> ksize{2, 2};
+    std::array<std::ptrdiff_t, 2> strides{2, 2};
+    ::gradtape::padding padding = ::gradtape::padding::valid;
+};
+
+// The largest element of each window, per channel, over [N, H, W, C]; same
+// padding never picks the padding. The gradient goes to that element (the
+// first of equal ones, as in TensorFlow); a NaN in a window is its maximum.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> max_pool2d(const basic_tensor<T>& input, pool2d_options options = {}, GRADTAPE_SITE);
+// The mean of each window, over the elements inside the input only (same
+// padding, as TensorFlow); the gradient spreads evenly over the window.
+// Global average pooling is reduce_mean over axes {1, 2}.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> avg_pool2d(const basic_tensor<T>& input, pool2d_options options = {}, GRADTAPE_SITE);
+
 #undef GRADTAPE_SITE
 
 }  // namespace gradtape

@@ -1,4 +1,5 @@
-// Convolutions over NHWC data, by im2col and one BLAS product per image. The
+// Convolutions and pooling over NHWC data. Convolutions go by im2col and one
+// BLAS product per image. The
 // three ops here are each other's gradients: for y = conv2d(x, w),
 //   dx = conv2d_transpose(g, w)              (the adjoint of x -> conv2d(x, w))
 //   dw = filter_correlation(x, g)            (the adjoint of w -> conv2d(x, w))
@@ -7,6 +8,8 @@
 #include <gradtape/nn.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -290,7 +293,150 @@ basic_tensor<T> filter_correlation(const basic_tensor<T>& input, const basic_ten
     return detail::apply(filter_correlation_op<T>{options, filter_shape}, site, input, grad);
 }
 
+// A pooling window is a filter of ksize over each channel alone.
+conv_geometry plan_pool(std::string_view op, const std::source_location& site, const shape_type& input,
+                        const pool2d_options& options)
+{
+    if (input.size() != 4) {
+        fail<shape_error>(op, site, "needs an input of rank 4 (N, H, W, C), got " + format_shape(input));
+    }
+    for (std::ptrdiff_t size : options.ksize) {
+        if (size <= 0) {
+            fail<argument_error>(op, site, "ksize must be positive, got (" + std::to_string(options.ksize[0]) + ", " +
+                                               std::to_string(options.ksize[1]) + ")");
+        }
+    }
+    return plan_conv(op, site, input, {std::size_t(options.ksize[0]), std::size_t(options.ksize[1]), input[3], input[3]},
+                     {.strides = options.strides, .padding = options.padding, .dilations = {1, 1}});
+}
+
+// For each output element of a max pool, the flat index into the input of
+// the element it takes: the first largest of its window, or its first NaN.
+template <dtype T>
+xt::xarray<std::int64_t> max_pool_routes(const conv_geometry& g, const xt::xarray<T>& input)
+{
+    xt::xarray<std::int64_t> routes = xt::xarray<std::int64_t>::from_shape(g.output_shape());
+    std::vector<bool> seen(g.positions());
+    for (std::size_t b = 0; b < g.n; ++b) {
+        const std::size_t image = b * g.h * g.w * g.c;
+        std::int64_t* out = routes.data() + b * g.positions() * g.c;
+        std::fill(seen.begin(), seen.end(), false);
+        for_each_tap(g, [&](std::size_t position, std::size_t, std::size_t iy, std::size_t ix) {
+            const std::size_t pixel = image + (iy * g.w + ix) * g.c;
+            std::int64_t* best = out + position * g.c;
+            for (std::size_t k = 0; k < g.c; ++k) {
+                if (!seen[position]) {
+                    best[k] = std::int64_t(pixel + k);
+                    continue;
+                }
+                const T candidate = input.flat(pixel + k);
+                const T current = input.flat(std::size_t(best[k]));
+                if (!std::isnan(current) && (candidate > current || std::isnan(candidate))) {
+                    best[k] = std::int64_t(pixel + k);
+                }
+            }
+            seen[position] = true;
+        });
+    }
+    return routes;
+}
+
+template <dtype T>
+struct avg_pool_gradient_op;
+
+// The mean over each window's elements inside the input.
+template <dtype T>
+struct avg_pool_op {
+    using value_type = T;
+    static constexpr std::string_view name = "avg_pool2d";
+    static constexpr saved saves = saved::nothing;
+    pool2d_options options;
+
+    shape_type shape(const std::source_location& site, const shape_type& input) const
+    {
+        return plan_pool(name, site, input, options).output_shape();
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& input) const
+    {
+        const conv_geometry g = plan_pool(name, {}, input.shape(), options);
+        out.fill(T(0));
+        const std::vector<T> counts = window_counts(g);
+        for (std::size_t b = 0; b < g.n; ++b) {
+            const T* image = input.data() + b * g.h * g.w * g.c;
+            T* pooled = out.data() + b * g.positions() * g.c;
+            for_each_tap(g, [&](std::size_t position, std::size_t, std::size_t iy, std::size_t ix) {
+                for (std::size_t k = 0; k < g.c; ++k) {
+                    pooled[position * g.c + k] += image[(iy * g.w + ix) * g.c + k] / counts[position];
+                }
+            });
+        }
+    }
+    // grad / count spread over each window
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {detail::apply(avg_pool_gradient_op<T>{options, args.input_shape(0)}, {}, args.grad)};
+    }
+
+    // How many input elements each output position's window holds.
+    static std::vector<T> window_counts(const conv_geometry& g)
+    {
+        std::vector<T> counts(g.positions(), T(0));
+        for_each_tap(g, [&](std::size_t position, std::size_t, std::size_t, std::size_t) { counts[position] += T(1); });
+        return counts;
+    }
+};
+
+// avg_pool2d's adjoint: each output's gradient, divided by its window's
+// count, added to the window's elements. Its own gradient is avg_pool2d.
+template <dtype T>
+struct avg_pool_gradient_op {
+    using value_type = T;
+    static constexpr std::string_view name = "avg_pool2d_gradient";
+    static constexpr saved saves = saved::nothing;
+    pool2d_options options;
+    shape_type input;
+
+    shape_type shape(const std::source_location&, const shape_type&) const { return input; }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
+    {
+        const conv_geometry g = plan_pool(name, {}, input, options);
+        out.fill(T(0));
+        const std::vector<T> counts = avg_pool_op<T>::window_counts(g);
+        for (std::size_t b = 0; b < g.n; ++b) {
+            const T* spread = grad.data() + b * g.positions() * g.c;
+            T* image = out.data() + b * g.h * g.w * g.c;
+            for_each_tap(g, [&](std::size_t position, std::size_t, std::size_t iy, std::size_t ix) {
+                for (std::size_t k = 0; k < g.c; ++k) {
+                    image[(iy * g.w + ix) * g.c + k] += spread[position * g.c + k] / counts[position];
+                }
+            });
+        }
+    }
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {detail::apply(avg_pool_op<T>{options}, {}, args.grad)};
+    }
+};
+
 }  // namespace
+
+template <dtype T>
+basic_tensor<T> max_pool2d(const basic_tensor<T>& input, pool2d_options options, std::source_location site)
+{
+    // The elements the windows take, gathered from the flattened input: the
+    // gradient then adds into exactly those (gather's rule), and the second
+    // derivative gathers again.
+    const conv_geometry g = plan_pool("max_pool2d", site, input.shape(), options);
+    detail::check_allocatable("max_pool2d", site, g.output_shape(), sizeof(T));
+    const xt::xarray<std::int64_t> routes = max_pool_routes(g, input.value());
+    return gather(reshape(input, {-1}, site), routes, 0, site);
+}
+
+template <dtype T>
+basic_tensor<T> avg_pool2d(const basic_tensor<T>& input, pool2d_options options, std::source_location site)
+{
+    return detail::apply(avg_pool_op<T>{options}, site, input);
+}
 
 template <dtype T>
 basic_tensor<T> conv2d(const basic_tensor<T>& input, const basic_tensor<T>& filters, conv2d_options options,
@@ -337,7 +483,9 @@ basic_tensor<T> conv1d(const basic_tensor<T>& input, const basic_tensor<T>& filt
     template basic_tensor<T> conv2d_transpose(const basic_tensor<T>&, const basic_tensor<T>&, const shape_type&,     \
                                               conv2d_options, std::source_location);                                \
     template basic_tensor<T> conv1d(const basic_tensor<T>&, const basic_tensor<T>&, conv1d_options,                  \
-                                    std::source_location);
+                                    std::source_location);                                                          \
+    template basic_tensor<T> max_pool2d(const basic_tensor<T>&, pool2d_options, std::source_location);              \
+    template basic_tensor<T> avg_pool2d(const basic_tensor<T>&, pool2d_options, std::source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

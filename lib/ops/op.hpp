@@ -232,6 +232,22 @@ struct broadcasting {
 xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const std::source_location& site,
                                            const axes_type& axes, std::size_t rank);
 
+// A shape seen as (outer, length, inner) around one axis, for row-major loops.
+struct around_axis {
+    std::size_t outer = 1;
+    std::size_t length = 1;
+    std::size_t inner = 1;
+};
+
+inline around_axis split_at(const shape_type& shape, std::size_t axis)
+{
+    around_axis parts;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        (i < axis ? parts.outer : i == axis ? parts.length : parts.inner) *= shape[i];
+    }
+    return parts;
+}
+
 // A shape as reshape() takes it.
 std::vector<std::ptrdiff_t> signed_shape(const shape_type& shape);
 

@@ -12,10 +12,12 @@
 
 namespace gradtape {
 
+using detail::around_axis;
 using detail::backward_args;
 using detail::fail;
 using detail::format_shape;
 using detail::saved;
+using detail::split_at;
 
 namespace {
 
@@ -195,22 +197,6 @@ basic_tensor<T> squeeze(const basic_tensor<T>& x, const axes_type& axes, std::so
 }
 
 namespace {
-
-// A shape seen as (outer, length, inner) around one axis, for row-major copies.
-struct around_axis {
-    std::size_t outer = 1;
-    std::size_t length = 1;
-    std::size_t inner = 1;
-};
-
-around_axis split_at(const shape_type& shape, std::size_t axis)
-{
-    around_axis parts;
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        (i < axis ? parts.outer : i == axis ? parts.length : parts.inner) *= shape[i];
-    }
-    return parts;
-}
 
 std::size_t one_axis(std::string_view op, const std::source_location& site, std::ptrdiff_t axis, std::size_t rank)
 {
