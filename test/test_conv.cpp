@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <xtensor/xview.hpp>
+
 #include "support.hpp"
 
 namespace gt = gradtape;
@@ -306,4 +308,23 @@ TEST_CASE("a pool refuses bad windows and ranks", "[conv][pool][errors]")
     REQUIRE_THROWS_AS(gt::avg_pool2d(x, {.strides = {2, 0}}), gt::argument_error);
     REQUIRE_THROWS_WITH(gt::max_pool2d(x, {.ksize = {5, 2}}), Contains("max_pool2d") && Contains("larger than the input"));
     REQUIRE_THROWS_WITH(gt::avg_pool2d(random64({4, 4, 2})), Contains("avg_pool2d") && Contains("rank 4"));
+}
+
+TEST_CASE("depthwise_conv2d convolves each channel with its own filters", "[conv][values][gradient]")
+{
+    const Tensor64 x = random64({2, 6, 5, 3});
+    const Tensor64 w = random64({3, 2, 3, 2});
+    const gt::depthwise_conv2d_options options{{2, 1}, gt::padding::same, {1, 2}};
+    const Tensor64 y = gt::depthwise_conv2d(x, w, options);
+    REQUIRE(y.shape() == gt::shape_type{2, 3, 5, 6});
+    for (std::size_t c = 0; c < 3; ++c) {
+        const xt::xarray<double> plane = xt::view(x.value(), xt::all(), xt::all(), xt::all(), xt::range(c, c + 1));
+        const xt::xarray<double> kernels = xt::view(w.value(), xt::all(), xt::all(), xt::range(c, c + 1), xt::all());
+        const xt::xarray<double> expected = direct_conv2d(plane, kernels, {options.strides, options.padding, options.dilations});
+        const xt::xarray<double> got = xt::view(y.value(), xt::all(), xt::all(), xt::all(), xt::range(2 * c, 2 * c + 2));
+        REQUIRE(xt::allclose(got, expected, 1e-12, 1e-12));
+    }
+    require_gradients([&](const auto& in) { return gt::depthwise_conv2d(in[0], in[1], options); },
+                      {random64({1, 4, 3, 2}), random64({2, 2, 2, 2})});
+    REQUIRE_THROWS_WITH(gt::depthwise_conv2d(x, random64({2, 2, 4, 1})), Contains("depthwise_conv2d") && Contains("(2, 2, 4, 1)"));
 }

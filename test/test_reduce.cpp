@@ -9,6 +9,8 @@
 #include <tuple>
 #include <type_traits>
 
+#include <limits>
+
 #include "support.hpp"
 
 namespace gt = gradtape;
@@ -190,4 +192,25 @@ TEST_CASE("reductions and softmax over an empty axis give the identity, or an em
     gt::GradientTape tape;
     tape.watch(empty_rows);
     REQUIRE(tape.gradient(gt::reduce_sum(gt::softmax(empty_rows, 1)), empty_rows).shape() == gt::shape_type{2, 0});
+}
+
+TEST_CASE("argmax, argmin and top_k pick as NumPy and TensorFlow do: first of ties, NaN first", "[reduce][arg]")
+{
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const Tensor64 x = make64({3, 1, 3, 2, 7, 0, 7, 7, nan, 2, 1, 2}, {3, 4});
+    REQUIRE((gt::argmax(x, 1) == xt::xarray<std::int64_t>{0, 0, 0}));
+    REQUIRE((gt::argmax(x, 0) == xt::xarray<std::int64_t>{2, 2, 1, 1}));
+    REQUIRE((gt::argmin(x, -1) == xt::xarray<std::int64_t>{1, 1, 0}));
+    REQUIRE(gt::argmax(make64({1, 5, 5, 2}), 0)() == 1);
+
+    const Tensor64 y = make64({4, 9, 1, 9, 3, 0, 5, 2}, {2, 4});
+    gt::GradientTape tape;
+    tape.watch(y);
+    const auto [values, indices] = gt::top_k(y, 2);
+    REQUIRE(same(values, make64({9, 9, 5, 3}, {2, 2})));
+    REQUIRE((indices == xt::xarray<std::int64_t>{{1, 3}, {2, 0}}));
+    REQUIRE(same(tape.gradient(gt::reduce_sum(values * make64({1, 2, 3, 4}, {2, 2})), y),
+                 make64({0, 1, 0, 2, 4, 0, 3, 0}, {2, 4})));
+    REQUIRE_THROWS_AS(gt::top_k(y, 5), gt::argument_error);
+    REQUIRE_THROWS_WITH(gt::argmax(gt::zeros<double>({2, 0}), 1), Contains("argmax") && Contains("empty"));
 }

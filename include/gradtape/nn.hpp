@@ -8,7 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <source_location>
+#include <type_traits>
+#include <utility>
 
+#include "ops.hpp"
 #include "tensor.hpp"
 
 namespace gradtape {
@@ -103,6 +106,68 @@ template <dtype T>
 // Global average pooling is reduce_mean over axes {1, 2}.
 template <dtype T>
 [[nodiscard]] basic_tensor<T> avg_pool2d(const basic_tensor<T>& input, pool2d_options options = {}, GRADTAPE_SITE);
+
+struct depthwise_conv2d_options {
+    std::array<std::ptrdiff_t, 2> strides{1, 1};
+    ::gradtape::padding padding = ::gradtape::padding::valid;
+    std::array<std::ptrdiff_t, 2> dilations{1, 1};
+};
+// Each input channel convolved with its own M filters: input [N, H, W, C],
+// filter [KH, KW, C, M] -> [N, OH, OW, C * M], channel c * M + m from input
+// channel c and filter[..., c, m], as tf.nn.depthwise_conv2d.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> depthwise_conv2d(const basic_tensor<T>& input, const basic_tensor<T>& filter,
+                                               depthwise_conv2d_options options = {}, GRADTAPE_SITE);
+
+// Rows of params picked by integer ids: params[ids[...], :] with shape
+// ids + params[1:]. Repeated ids add their gradients; an id outside
+// [0, rows) is an argument_error.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> embedding_lookup(const basic_tensor<T>& params, const xt::xarray<std::int64_t>& ids,
+                                               GRADTAPE_SITE);
+
+// The mean and the (population) variance of x over `axes`. Both carry their
+// whole gradient, the variance's through the mean too, so that derivatives of
+// every order are exact (tf.nn.moments stops the mean's gradient inside the
+// variance).
+template <dtype T>
+[[nodiscard]] std::pair<basic_tensor<T>, basic_tensor<T>> moments(const basic_tensor<T>& x, const axes_type& axes,
+                                                                  bool keepdims = false, GRADTAPE_SITE);
+
+// (x - mean) / sqrt(variance + variance_epsilon) * scale + offset, all
+// broadcast; an undefined offset or scale is left out (tf.nn.batch_normalization).
+template <dtype T>
+[[nodiscard]] basic_tensor<T> batch_normalization(const basic_tensor<T>& x, const basic_tensor<T>& mean,
+                                                  const basic_tensor<T>& variance, const basic_tensor<T>& offset,
+                                                  const basic_tensor<T>& scale, std::type_identity_t<T> variance_epsilon,
+                                                  GRADTAPE_SITE);
+
+struct layer_normalization_options {
+    axes_type axes{-1};
+    double epsilon = 1e-3;
+};
+// x normalised by its own moments over `axes`, then * gamma + beta (as
+// Keras's LayerNormalization; gamma and beta broadcast against x).
+template <dtype T>
+[[nodiscard]] basic_tensor<T> layer_normalization(const basic_tensor<T>& x, const basic_tensor<T>& gamma,
+                                                  const basic_tensor<T>& beta, layer_normalization_options options = {},
+                                                  GRADTAPE_SITE);
+
+template <dtype T>
+struct attention_options {
+    // Where it is 0, a query may not attend to a key; broadcast against the
+    // scores [..., T_q, T_k]. Undefined: no mask.
+    basic_tensor<T> mask;
+    // Query i attends to keys 0..i only.
+    bool causal = false;
+};
+// softmax(q k^T / sqrt(D) masked) v over q [..., T_q, D], k [..., T_k, D],
+// v [..., T_k, D_v]; leading dimensions broadcast, so that heads are one more
+// leading dimension. A query row with every key masked gives NaN, as in PyTorch.
+template <dtype T>
+[[nodiscard]] basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const basic_tensor<T>& k,
+                                                           const basic_tensor<T>& v, attention_options<T> options = {},
+                                                           GRADTAPE_SITE);
 
 #undef GRADTAPE_SITE
 

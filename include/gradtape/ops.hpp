@@ -208,6 +208,23 @@ template <dtype T>
 [[nodiscard]] basic_tensor<T> tile(const basic_tensor<T>& x, const std::vector<std::size_t>& multiples,
                                    GRADTAPE_SITE);
 
+// The index of the largest (smallest) element along `axis`: the first of
+// equal ones, or the first NaN, as NumPy's argmax. No gradient: indices.
+template <dtype T>
+[[nodiscard]] xt::xarray<std::int64_t> argmax(const basic_tensor<T>& x, std::ptrdiff_t axis, GRADTAPE_SITE);
+template <dtype T>
+[[nodiscard]] xt::xarray<std::int64_t> argmin(const basic_tensor<T>& x, std::ptrdiff_t axis, GRADTAPE_SITE);
+
+template <dtype T>
+struct top_k_result {
+    basic_tensor<T> values;
+    xt::xarray<std::int64_t> indices;
+};
+// The k largest elements along the last axis, largest first (of equal ones
+// the lower index first, as tf.math.top_k); the values carry the gradient.
+template <dtype T>
+[[nodiscard]] top_k_result<T> top_k(const basic_tensor<T>& x, std::size_t k, GRADTAPE_SITE);
+
 // The same value, through which no gradient flows.
 template <dtype T> [[nodiscard]] basic_tensor<T> stop_gradient(const basic_tensor<T>& x, GRADTAPE_SITE);
 

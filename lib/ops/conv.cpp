@@ -457,6 +457,34 @@ basic_tensor<T> conv2d_transpose(const basic_tensor<T>& input, const basic_tenso
 }
 
 template <dtype T>
+basic_tensor<T> depthwise_conv2d(const basic_tensor<T>& input, const basic_tensor<T>& filter,
+                                 depthwise_conv2d_options options, std::source_location site)
+{
+    constexpr std::string_view op = "depthwise_conv2d";
+    if (input.dimension() != 4 || filter.dimension() != 4 || filter.shape()[2] != input.shape()[3]) {
+        fail<shape_error>(op, site,
+                          "needs input [N, H, W, C] and filter [KH, KW, C, M], got " + format_shape(input.shape()) +
+                              " and " + format_shape(filter.shape()));
+    }
+    // One conv2d per channel, joined: each is a recorded conv2d, so the
+    // gradients are conv2d's.
+    const std::size_t channels = input.shape()[3];
+    const auto& f = filter.shape();
+    const conv2d_options per_channel{.strides = options.strides, .padding = options.padding, .dilations = options.dilations};
+    std::vector<basic_tensor<T>> outputs;
+    for (std::size_t c = 0; c < channels; ++c) {
+        const basic_tensor<T> plane = slice(input, {0, 0, 0, c}, {-1, -1, -1, 1}, site);
+        const basic_tensor<T> kernels = slice(filter, {0, 0, c, 0}, {-1, -1, 1, -1}, site);
+        outputs.push_back(conv2d(plane, kernels, per_channel, site));
+    }
+    if (outputs.empty()) {
+        const conv_geometry g = plan_conv(op, site, input.shape(), {f[0], f[1], 0, 0}, per_channel);
+        return zeros<T>({g.n, g.oh, g.ow, 0}, site);
+    }
+    return concat(outputs, 3, site);
+}
+
+template <dtype T>
 basic_tensor<T> conv1d(const basic_tensor<T>& input, const basic_tensor<T>& filters, conv1d_options options,
                        std::source_location site)
 {
@@ -484,6 +512,8 @@ basic_tensor<T> conv1d(const basic_tensor<T>& input, const basic_tensor<T>& filt
                                               conv2d_options, std::source_location);                                \
     template basic_tensor<T> conv1d(const basic_tensor<T>&, const basic_tensor<T>&, conv1d_options,                  \
                                     std::source_location);                                                          \
+    template basic_tensor<T> depthwise_conv2d(const basic_tensor<T>&, const basic_tensor<T>&,                        \
+                                              depthwise_conv2d_options, std::source_location);                      \
     template basic_tensor<T> max_pool2d(const basic_tensor<T>&, pool2d_options, std::source_location);              \
     template basic_tensor<T> avg_pool2d(const basic_tensor<T>&, pool2d_options, std::source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)

@@ -2,6 +2,8 @@
 // compositions of recorded ops; their derivatives follow from those.
 #include <gradtape/nn.hpp>
 
+#include <cmath>
+#include <limits>
 #include <numeric>
 
 #include <gradtape/random.hpp>
@@ -235,7 +237,108 @@ basic_tensor<T> dropout(const basic_tensor<T>& x, double rate, std::source_locat
     return multiply(x, keep, site);
 }
 
+template <dtype T>
+basic_tensor<T> embedding_lookup(const basic_tensor<T>& params, const xt::xarray<std::int64_t>& ids,
+                                 std::source_location site)
+{
+    if (params.dimension() == 0) {
+        fail<shape_error>("embedding_lookup", site, "needs params of rank 1 or more, got " + format_shape(params.shape()));
+    }
+    for (std::int64_t id : ids) {
+        if (id < 0 || std::size_t(id) >= params.shape()[0]) {
+            fail<argument_error>("embedding_lookup", site,
+                                 "id " + std::to_string(id) + " is not a row of params " + format_shape(params.shape()));
+        }
+    }
+    return gather(params, ids, 0, site);
+}
+
+template <dtype T>
+std::pair<basic_tensor<T>, basic_tensor<T>> moments(const basic_tensor<T>& x, const axes_type& axes, bool keepdims,
+                                                    std::source_location site)
+{
+    const basic_tensor<T> mean = reduce_mean(x, axes, true, site);
+    const basic_tensor<T> variance = reduce_mean(square(subtract(x, mean, site), site), axes, true, site);
+    if (keepdims) {
+        return {mean, variance};
+    }
+    return {squeeze(mean, axes, site), squeeze(variance, axes, site)};
+}
+
+template <dtype T>
+basic_tensor<T> batch_normalization(const basic_tensor<T>& x, const basic_tensor<T>& mean,
+                                    const basic_tensor<T>& variance, const basic_tensor<T>& offset,
+                                    const basic_tensor<T>& scale, std::type_identity_t<T> variance_epsilon,
+                                    std::source_location site)
+{
+    if (!(variance_epsilon >= 0)) {
+        fail<argument_error>("batch_normalization", site,
+                             "variance_epsilon must be >= 0, got " + std::to_string(variance_epsilon));
+    }
+    basic_tensor<T> normalized =
+        multiply(subtract(x, mean, site), rsqrt(add(variance, basic_tensor<T>(variance_epsilon), site), site), site);
+    if (scale.defined()) {
+        normalized = multiply(normalized, scale, site);
+    }
+    return offset.defined() ? add(normalized, offset, site) : normalized;
+}
+
+template <dtype T>
+basic_tensor<T> layer_normalization(const basic_tensor<T>& x, const basic_tensor<T>& gamma, const basic_tensor<T>& beta,
+                                    layer_normalization_options options, std::source_location site)
+{
+    const auto [mean, variance] = moments(x, options.axes, true, site);
+    return batch_normalization(x, mean, variance, beta, gamma, T(options.epsilon), site);
+}
+
+template <dtype T>
+basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const basic_tensor<T>& k,
+                                             const basic_tensor<T>& v, attention_options<T> options,
+                                             std::source_location site)
+{
+    constexpr std::string_view op = "scaled_dot_product_attention";
+    if (q.dimension() < 2 || k.dimension() < 2 || v.dimension() < 2 || q.shape().back() != k.shape().back() ||
+        k.shape()[k.dimension() - 2] != v.shape()[v.dimension() - 2]) {
+        fail<shape_error>(op, site,
+                          "needs q [..., T_q, D], k [..., T_k, D] and v [..., T_k, D_v], got " +
+                              format_shape(q.shape()) + ", " + format_shape(k.shape()) + " and " +
+                              format_shape(v.shape()));
+    }
+    const T scale = T(1) / std::sqrt(T(q.shape().back()));
+    basic_tensor<T> scores = multiply(matmul(q, k, {.transpose_b = true}, site), basic_tensor<T>(scale), site);
+    const basic_tensor<T> masked(-std::numeric_limits<T>::infinity());
+    if (options.causal) {
+        const std::size_t queries = q.shape()[q.dimension() - 2];
+        const std::size_t keys = k.shape()[k.dimension() - 2];
+        xt::xarray<T> allowed = xt::zeros<T>({queries, keys});
+        for (std::size_t i = 0; i < queries; ++i) {
+            for (std::size_t j = 0; j <= i && j < keys; ++j) {
+                allowed(i, j) = T(1);
+            }
+        }
+        scores = where(basic_tensor<T>(std::move(allowed)), scores, masked, site);
+    }
+    if (options.mask.defined()) {
+        scores = where(options.mask, scores, masked, site);
+    }
+    return matmul(softmax(scores, -1, site), v, {}, site);
+}
+
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template basic_tensor<T> embedding_lookup(const basic_tensor<T>&, const xt::xarray<std::int64_t>&,              \
+                                              std::source_location);                                                \
+    template std::pair<basic_tensor<T>, basic_tensor<T>> moments(const basic_tensor<T>&, const axes_type&, bool,    \
+                                                                 std::source_location);                             \
+    template basic_tensor<T> batch_normalization(const basic_tensor<T>&, const basic_tensor<T>&,                    \
+                                                 const basic_tensor<T>&, const basic_tensor<T>&,                    \
+                                                 const basic_tensor<T>&, std::type_identity_t<T>,                   \
+                                                 std::source_location);                                             \
+    template basic_tensor<T> layer_normalization(const basic_tensor<T>&, const basic_tensor<T>&,                    \
+                                                 const basic_tensor<T>&, layer_normalization_options,               \
+                                                 std::source_location);                                             \
+    template basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>&, const basic_tensor<T>&,           \
+                                                          const basic_tensor<T>&, attention_options<T>,             \
+                                                          std::source_location);                                    \
     template basic_tensor<T> softmax(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);                 \
     template basic_tensor<T> log_softmax(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);             \
     template basic_tensor<T> softmax_cross_entropy_with_logits(const basic_tensor<T>&, const basic_tensor<T>&,       \

@@ -1,6 +1,7 @@
 // Reductions. The gradient spreads back over the reduced axes by broadcasting.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 
@@ -359,6 +360,89 @@ using reduce_min_op = extremum_op<T, false>;
 GRADTAPE_REDUCTIONS(GRADTAPE_DEFINE_REDUCTION)
 #undef GRADTAPE_DEFINE_REDUCTION
 
+namespace {
+
+// The first index along `axis` whose element `wins` over every other (a NaN
+// wins over any number, as in NumPy).
+template <dtype T, class Wins>
+xt::xarray<std::int64_t> arg_extremum(std::string_view op, const std::source_location& site, const basic_tensor<T>& x,
+                                      std::ptrdiff_t axis, Wins wins)
+{
+    const std::size_t at = detail::normalize_axes(op, site, {axis}, x.dimension()).front();
+    if (x.shape()[at] == 0) {
+        detail::fail<argument_error>(op, site,
+                                     "axis " + std::to_string(axis) + " of " + detail::format_shape(x.shape()) +
+                                         " is empty: there is no element to pick");
+    }
+    shape_type shape = x.shape();
+    shape.erase(shape.begin() + std::ptrdiff_t(at));
+    auto indices = xt::xarray<std::int64_t>::from_shape(shape);
+    const detail::around_axis parts = detail::split_at(x.shape(), at);
+    const T* values = x.value().data();
+    for (std::size_t o = 0; o < parts.outer; ++o) {
+        for (std::size_t i = 0; i < parts.inner; ++i) {
+            const T* line = values + o * parts.length * parts.inner + i;
+            std::size_t best = 0;
+            for (std::size_t j = 1; j < parts.length && !std::isnan(line[best * parts.inner]); ++j) {
+                const T candidate = line[j * parts.inner];
+                if (std::isnan(candidate) || wins(candidate, line[best * parts.inner])) {
+                    best = j;
+                }
+            }
+            indices.flat(o * parts.inner + i) = std::int64_t(best);
+        }
+    }
+    return indices;
+}
+
+}  // namespace
+
+template <dtype T>
+xt::xarray<std::int64_t> argmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
+{
+    return arg_extremum("argmax", site, x, axis, std::greater<T>());
+}
+
+template <dtype T>
+xt::xarray<std::int64_t> argmin(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
+{
+    return arg_extremum("argmin", site, x, axis, std::less<T>());
+}
+
+template <dtype T>
+top_k_result<T> top_k(const basic_tensor<T>& x, std::size_t k, std::source_location site)
+{
+    if (x.dimension() == 0 || k > x.shape().back()) {
+        detail::fail<argument_error>("top_k", site,
+                                     "k = " + std::to_string(k) + " needs a last axis of at least k elements, got " +
+                                         detail::format_shape(x.shape()));
+    }
+    const std::size_t length = x.shape().back();
+    const std::size_t rows = length == 0 ? 0 : x.size() / length;
+    shape_type shape = x.shape();
+    shape.back() = k;
+    top_k_result<T> result{{}, xt::xarray<std::int64_t>::from_shape(shape)};
+    auto flat = xt::xarray<std::int64_t>::from_shape(shape);
+    std::vector<std::size_t> order(length);
+    const T* values = x.value().data();
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* row = values + r * length;
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        // Largest first, a NaN before any number; stable, so equal ones keep their order.
+        std::stable_sort(order.begin(), order.end(), [row](std::size_t a, std::size_t b) {
+            return (std::isnan(row[a]) && !std::isnan(row[b])) || row[a] > row[b];
+        });
+        for (std::size_t j = 0; j < k; ++j) {
+            result.indices.flat(r * k + j) = std::int64_t(order[j]);
+            flat.flat(r * k + j) = std::int64_t(r * length + order[j]);
+        }
+    }
+    // The values gathered from the flattened input, so that the gradient adds
+    // into exactly the picked elements.
+    result.values = gather(reshape(x, {-1}, site), flat, 0, site);
+    return result;
+}
+
 namespace detail {
 
 xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const std::source_location& site,
@@ -388,5 +472,11 @@ xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const std::sourc
     template basic_tensor<T> NAME(const basic_tensor<T>&, const axes_type&, bool, std::source_location);
 #define GRADTAPE_INSTANTIATE_REDUCTION(NAME) GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_REDUCTION_AS, NAME)
 GRADTAPE_REDUCTIONS(GRADTAPE_INSTANTIATE_REDUCTION)
+
+#define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template xt::xarray<std::int64_t> argmax(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);         \
+    template xt::xarray<std::int64_t> argmin(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);         \
+    template top_k_result<T> top_k(const basic_tensor<T>&, std::size_t, std::source_location);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape
