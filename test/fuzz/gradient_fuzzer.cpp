@@ -25,6 +25,7 @@
 
 #include <gradtape/gradtape.hpp>
 
+#include <xtensor/xmanipulation.hpp>
 #include <xtensor/xsort.hpp>
 
 namespace gt = gradtape;
@@ -212,6 +213,39 @@ private:
             const bool keepdims = coin();
             return {std::string(name) + "(" + o.va + ", " + std::to_string(axis) + ", " + (keepdims ? "true" : "false") + ")",
                     [a = o.a, axis, keepdims, over_axes](const pool_type& p) { return over_axes(p[a], axis, keepdims); }};
+        };
+    }
+
+    using windowed_op = Tensor64 (*)(const Tensor64& image, const Tensor64& filters, const gt::conv2d_options&);
+
+    // A convolution or pool of x as one image, with random steps and padding,
+    // and (for the convolutions) filters drawn here. Max pooling is used only
+    // away from ties, where it has a derivative.
+    row_type windowed_row(std::string_view name, windowed_op apply)
+    {
+        return [this, name, apply](const operands& o) -> candidate_type {
+            if (o.x.dimension() < 2 || o.x.dimension() > 3) {
+                return {};
+            }
+            if (name == "max_pool2d" && o.x.size() > 1 &&
+                xt::amin(xt::abs(xt::diff(xt::sort(xt::flatten(o.x.value())))))() < 1e-3) {
+                return {};
+            }
+            const std::ptrdiff_t channels = o.x.dimension() == 3 ? std::ptrdiff_t(o.x.shape()[2]) : 1;
+            const gt::conv2d_options options{{std::ptrdiff_t(pick(1, 2)), std::ptrdiff_t(pick(1, 2))},
+                                             coin() ? gt::padding::same : gt::padding::valid,
+                                             {std::ptrdiff_t(pick(1, 2)), 1}};
+            const Tensor64 filters = gt::random_uniform<double>({pick(1, 2), pick(1, 2), std::size_t(channels), pick(1, 2)}, -1, 1);
+            const std::string text = std::string(name) + "(" + o.va + " as an image, strides " +
+                                     std::to_string(options.strides[0]) + "," + std::to_string(options.strides[1]) +
+                                     ", dilation " + std::to_string(options.dilations[0]) +
+                                     (options.padding == gt::padding::same ? ", same)" : ", valid)");
+            return {text, [a = o.a, apply, filters, options](const pool_type& p) {
+                        const auto& shape = p[a].shape();
+                        const Tensor64 image = gt::reshape(
+                            p[a], {1, std::ptrdiff_t(shape[0]), std::ptrdiff_t(shape[1]), shape.size() == 3 ? std::ptrdiff_t(shape[2]) : 1});
+                        return apply(image, filters, options);
+                    }};
         };
     }
 
@@ -448,6 +482,76 @@ private:
                 return {"mean_squared_error(" + vb + ", " + va + ")",
                         [a, b](const pool_type& p) { return gt::mean_squared_error(p[b], p[a]); }};
             }
+        },
+        // The windowed ops take a value of rank 2 or 3 as one image, (1, H, W)
+        // plus a channel axis if it has none.
+        windowed_row("conv2d", [](const Tensor64& image, const Tensor64& filters, const gt::conv2d_options& options) {
+            return gt::conv2d(image, filters, options);
+        }),
+        windowed_row("depthwise_conv2d",
+                     [](const Tensor64& image, const Tensor64& filters, const gt::conv2d_options& options) {
+                         return gt::depthwise_conv2d(image, filters, {options.strides, options.padding, options.dilations});
+                     }),
+        windowed_row("avg_pool2d", [](const Tensor64& image, const Tensor64&, const gt::conv2d_options& options) {
+            return gt::avg_pool2d(image, {{2, 2}, options.strides, options.padding});
+        }),
+        windowed_row("max_pool2d", [](const Tensor64& image, const Tensor64&, const gt::conv2d_options& options) {
+            return gt::max_pool2d(image, {{2, 2}, options.strides, options.padding});
+        }),
+        [this](const operands& o) -> candidate_type {
+            // 1x1 filters from another value of the pool, so that their gradient is checked too.
+            if (o.x.dimension() != 3 || o.y.dimension() != 2 || o.y.shape()[0] != o.x.shape()[2]) {
+                return {};
+            }
+            const std::ptrdiff_t in = std::ptrdiff_t(o.y.shape()[0]), out = std::ptrdiff_t(o.y.shape()[1]);
+            return {"conv2d(" + o.va + " as an image, 1x1 filters " + o.vb + ")",
+                    [a = o.a, b = o.b, in, out](const pool_type& p) {
+                        return gt::conv2d(gt::expand_dims(p[a], 0), gt::reshape(p[b], {1, 1, in, out}));
+                    }};
+        },
+        [this](const operands& o) -> candidate_type {
+            if (o.x.dimension() < 2) {
+                return {};
+            }
+            const std::ptrdiff_t axis = axis_of(o.x);
+            switch (pick(0, 2)) {
+            case 0:
+                return {"moments(" + o.va + ", " + std::to_string(axis) + ").variance",
+                        [a = o.a, axis](const pool_type& p) { return gt::moments(p[a], axis).second; }};
+            case 1:
+                return {"layer_normalization(" + o.va + ", 1 + 0.5 " + o.va + ", " + o.va + ", axis " +
+                            std::to_string(axis) + ")",
+                        [a = o.a, axis](const pool_type& p) {
+                            const Tensor64 gamma = gt::reduce_mean(p[a], axis, true) * 0.5 + 1.0;
+                            return gt::layer_normalization(p[a], gamma, gt::reduce_mean(p[a], axis, true), {.axes = {axis}});
+                        }};
+            default:
+                if (o.x.size() > 1 && xt::amin(xt::abs(xt::diff(xt::sort(xt::flatten(o.x.value())))))() < 1e-3) {
+                    return {};
+                }
+                return {"top_k(" + o.va + ", 2).values", [a = o.a](const pool_type& p) { return gt::top_k(p[a], 2).values; }};
+            }
+        },
+        [this](const operands& o) -> candidate_type {
+            if (o.x.dimension() < 2 || o.y.dimension() < 2 || o.x.shape().back() != o.y.shape().back()) {
+                return {};
+            }
+            const bool causal = coin();
+            return {"scaled_dot_product_attention(" + o.va + ", " + o.vb + ", " + o.vb + (causal ? ", causal)" : ")"),
+                    [a = o.a, b = o.b, causal](const pool_type& p) {
+                        return gt::scaled_dot_product_attention(p[a], p[b], p[b], {.causal = causal});
+                    }};
+        },
+        [this](const operands& o) -> candidate_type {
+            if (o.x.dimension() == 0) {
+                return {};
+            }
+            xt::xarray<std::int64_t> ids = xt::zeros<std::int64_t>({pick(1, 3), pick(1, 2)});
+            for (auto& id : ids) {
+                id = std::int64_t(pick(0, o.x.shape()[0] - 1));  // repeats included
+            }
+            return {"embedding_lookup(" + o.va + ", ids)",
+                    [a = o.a, ids](const pool_type& p) { return gt::embedding_lookup(p[a], ids); }};
         },
     };
 #undef GRADTAPE_FUZZ_UNARY
