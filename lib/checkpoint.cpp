@@ -567,7 +567,9 @@ void save(const std::filesystem::path& path, const std::vector<basic_variable<T>
                                      " bytes long; a .npz holds names of at most " +
                                      std::to_string(longest_entry_name - 4) + " bytes");
         }
-        files.emplace_back(std::move(entry), npy(variable.value()));
+        // A read, under the variable's lock: a write elsewhere cannot change it mid-copy.
+        const basic_tensor<T> value = variable;
+        files.emplace_back(std::move(entry), npy(value.value()));
     }
     replace_file(path, zip_archive(files, site), site);
 }

@@ -31,6 +31,7 @@ basic_variable<T>::basic_variable(const basic_tensor<T>& initial, std::string na
     auto info = std::make_shared<detail::variable_info>();
     info->name = name.empty() ? "Variable" : std::move(name);
     info->trainable = trainable;
+    info->shape = initial.shape();
     detail::tensor_node<T>& storage = *this->node_;
     storage.variable = std::move(info);
     storage.is_variable_storage = true;

@@ -42,6 +42,8 @@ namespace detail {
 struct variable_info {
     std::string name;
     bool trainable = true;
+    // Fixed when the variable is made: reading it needs no lock.
+    shape_type shape;
     mutable std::mutex mutex;
 };
 
@@ -149,14 +151,28 @@ public:
     ~basic_tensor() = default;
 
     [[nodiscard]] bool defined() const noexcept { return node_ != nullptr; }
+    // Of a variable, the value as it is now, until its next write: on a
+    // thread other than the writer's, read the variable into a tensor first
+    // (`Tensor now = w;`, which takes the variable's lock).
     [[nodiscard]] const xt::xarray<T>& value() const
     {
         const detail::tensor_node<T>& node = checked_node();
         return (node.is_variable_storage ? *node.current : node).value;
     }
-    [[nodiscard]] const shape_type& shape() const { return value().shape(); }
-    [[nodiscard]] std::size_t size() const { return value().size(); }
-    [[nodiscard]] std::size_t dimension() const { return value().dimension(); }
+    [[nodiscard]] const shape_type& shape() const
+    {
+        const detail::tensor_node<T>& node = checked_node();
+        return node.is_variable_storage ? node.variable->shape : node.value.shape();
+    }
+    [[nodiscard]] std::size_t size() const
+    {
+        std::size_t count = 1;
+        for (std::size_t dim : shape()) {
+            count *= dim;
+        }
+        return count;
+    }
+    [[nodiscard]] std::size_t dimension() const { return shape().size(); }
     // The value of a tensor that holds exactly one element, whatever its shape.
     [[nodiscard]] T item() const
     {

@@ -2,7 +2,9 @@
 // in one run of this program. Run with `meson test -C build --benchmark -v`
 // or directly: bench [threads]. Never part of the unit tests.
 #include <cstdio>
+#include <array>
 #include <cstdlib>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -169,6 +171,106 @@ std::pair<double, double> matmul_of_variable_ns()
     return {variable, tensor};
 }
 
+// 8. The Fashion-MNIST CNN of the dataset's benchmark (convnet.py): one Adam
+// step at batch 100 on random 28x28 images.
+double cnn_step_ns()
+{
+    gt::set_seed(1);
+    const gt::Tensor images = gt::random_uniform<float>({100, 28, 28, 1});
+    xt::xarray<std::int64_t> labels = xt::zeros<std::int64_t>({100});
+    for (std::size_t i = 0; i < 100; ++i) {
+        labels(i) = std::int64_t(i % 10);
+    }
+    gt::Variable k1(gt::glorot_uniform<float>({5, 5, 1, 32}), "k1");
+    gt::Variable b1(gt::zeros<float>({32}), "b1");
+    gt::Variable k2(gt::glorot_uniform<float>({5, 5, 32, 64}), "k2");
+    gt::Variable b2(gt::zeros<float>({64}), "b2");
+    gt::Variable w3(gt::glorot_uniform<float>({7 * 7 * 64, 1024}), "w3");
+    gt::Variable b3(gt::zeros<float>({1024}), "b3");
+    gt::Variable w4(gt::glorot_uniform<float>({1024, 10}), "w4");
+    gt::Variable b4(gt::zeros<float>({10}), "b4");
+    gt::Adam optimizer({.learning_rate = 1e-3});
+    const gt::conv2d_options same{.padding = gt::padding::same};
+    return median_ns(
+        [&] {
+            optimizer.minimize(
+                [&] {
+                    gt::Tensor h = gt::max_pool2d(gt::relu(gt::conv2d(images, k1, same) + b1));
+                    h = gt::max_pool2d(gt::relu(gt::conv2d(h, k2, same) + b2));
+                    h = gt::dropout(gt::relu(gt::matmul(gt::reshape(h, {100, -1}), w3) + b3), 0.4);
+                    return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(labels, gt::matmul(h, w4) + b4));
+                },
+                {k1, b1, k2, b2, w3, b3, w4, b4});
+        },
+        5);
+}
+
+// 9. conv2d forward and backward, same padding, square images.
+double conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t filters, std::size_t kernel)
+{
+    const gt::Tensor input = gt::random_uniform<float>({batch, size, size, channels});
+    const gt::Tensor weights = gt::random_uniform<float>({kernel, kernel, channels, filters});
+    const gt::Tensor seed = gt::random_uniform<float>({batch, size, size, filters});
+    return median_ns(
+        [&] {
+            gt::GradientTape tape;
+            tape.watch(input);
+            tape.watch(weights);
+            (void)tape.gradient(gt::conv2d(input, weights, {.padding = gt::padding::same}), {input, weights}, seed);
+        },
+        7);
+}
+
+// 10. One step of a transformer encoder block, post-norm as PyTorch's
+// TransformerEncoderLayer: batch 32, sequence 128, width 128, 4 heads,
+// feed-forward 512, no dropout, Adam.
+double transformer_step_ns()
+{
+    gt::set_seed(1);
+    constexpr std::ptrdiff_t batch = 32, length = 128, width = 128, heads = 4, ffn = 512;
+    const gt::Tensor x = gt::random_uniform<float>({batch, length, width});
+    std::vector<gt::Variable> parameters;
+    const auto dense = [&](std::size_t in, std::size_t out, const std::string& name) {
+        parameters.emplace_back(gt::glorot_uniform<float>({in, out}), name + "/kernel");
+        parameters.emplace_back(gt::zeros<float>({out}), name + "/bias");
+        return std::pair{parameters[parameters.size() - 2], parameters.back()};
+    };
+    const auto [wq, bq] = dense(width, width, "q");
+    const auto [wk, bk] = dense(width, width, "k");
+    const auto [wv, bv] = dense(width, width, "v");
+    const auto [wo, bo] = dense(width, width, "o");
+    const auto [w1, b1] = dense(width, ffn, "ffn1");
+    const auto [w2, b2] = dense(ffn, width, "ffn2");
+    for (const char* name : {"norm1", "norm2"}) {
+        parameters.emplace_back(gt::ones<float>({width}), std::string(name) + "/gamma");
+        parameters.emplace_back(gt::zeros<float>({width}), std::string(name) + "/beta");
+    }
+    const gt::Variable g1 = parameters[12], be1 = parameters[13], g2 = parameters[14], be2 = parameters[15];
+    gt::Adam optimizer({.learning_rate = 1e-3});
+    const auto split_heads = [&](const gt::Tensor& t) {
+        return gt::transpose(gt::reshape(t, {batch, length, heads, width / heads}), {0, 2, 1, 3});
+    };
+    return median_ns(
+        [&] {
+            optimizer.minimize(
+                [&] {
+                    const gt::Tensor q = split_heads(gt::matmul(x, wq) + bq);
+                    const gt::Tensor k = split_heads(gt::matmul(x, wk) + bk);
+                    const gt::Tensor v = split_heads(gt::matmul(x, wv) + bv);
+                    const gt::Tensor attended = gt::reshape(
+                        gt::transpose(gt::scaled_dot_product_attention(q, k, v), {0, 2, 1, 3}), {batch, length, width});
+                    const gt::Tensor x1 =
+                        gt::layer_normalization(x + gt::matmul(attended, wo) + bo, g1, be1, {.epsilon = 1e-5});
+                    const gt::Tensor hidden = gt::relu(gt::matmul(x1, w1) + b1);
+                    const gt::Tensor out =
+                        gt::layer_normalization(x1 + gt::matmul(hidden, w2) + b2, g2, be2, {.epsilon = 1e-5});
+                    return gt::reduce_mean(gt::square(out));
+                },
+                parameters);
+        },
+        7);
+}
+
 // 6. Resident memory over 100,000 tutorial steps: after the first thousand, and at the end.
 std::pair<long, long> tutorial_rss_kib(const tutorial::data& data)
 {
@@ -230,6 +332,31 @@ int main(int argc, char** argv)
     row("3. MLP step, batch 128, 784-256-10", "us", mlp_step);
 #endif
     row("4. matmul 1024^2 forward + backward", "ms", matmul / 1e6, "three cblas_sgemm", sgemm / 1e6, 1.05);
+    const double cnn = cnn_step_ns() / 1e6;
+#if GRADTAPE_BENCH_LIBTORCH
+    row("8. Fashion-MNIST CNN step, batch 100, Adam", "ms", cnn, "LibTorch", bench::libtorch::cnn_step_ns() / 1e6, 0.8);
+#else
+    row("8. Fashion-MNIST CNN step, batch 100, Adam", "ms", cnn);
+#endif
+    for (const auto [batch, size, channels, filters, kernel] :
+         {std::array<std::size_t, 5>{100, 28, 1, 32, 5}, {100, 14, 32, 64, 5}, {8, 56, 64, 64, 3}}) {
+        char workload[64];
+        std::snprintf(workload, sizeof workload, "9. conv2d fwd+bwd %zux%zux%zux%zu, %zux%zu to %zu", batch, size, size,
+                      channels, kernel, kernel, filters);
+        const double ours = conv2d_ns(batch, size, channels, filters, kernel) / 1e6;
+#if GRADTAPE_BENCH_LIBTORCH
+        row(workload, "ms", ours, "LibTorch", bench::libtorch::conv2d_ns(batch, size, channels, filters, kernel) / 1e6);
+#else
+        row(workload, "ms", ours);
+#endif
+    }
+    const double transformer = transformer_step_ns() / 1e6;
+#if GRADTAPE_BENCH_LIBTORCH
+    row("10. transformer block step, 32x128x128, 4 heads", "ms", transformer, "LibTorch",
+        bench::libtorch::transformer_step_ns() / 1e6);
+#else
+    row("10. transformer block step, 32x128x128, 4 heads", "ms", transformer);
+#endif
     const auto [of_variable, of_tensor] = matmul_of_variable_ns();
     row("7. matmul (32, 256) x (256, 128), no tape", "us", of_variable / 1e3, "the same of a tensor", of_tensor / 1e3,
         1.1);

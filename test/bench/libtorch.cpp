@@ -91,4 +91,71 @@ double matmul_ns()
         7);
 }
 
+// The Fashion-MNIST CNN of the dataset's benchmark (convnet.py): conv 5x5x32
+// same, relu, max-pool 2, conv 5x5x64 same, relu, max-pool 2, dense 1024
+// relu, dropout 0.4, dense 10; one Adam step at batch 100 on random images.
+double cnn_step_ns()
+{
+    torch::manual_seed(1);
+    const torch::Tensor images = torch::rand({100, 1, 28, 28});
+    const torch::Tensor labels = torch::arange(100, torch::kLong).remainder(10);
+    torch::nn::Conv2d conv1(torch::nn::Conv2dOptions(1, 32, 5).padding(2));
+    torch::nn::Conv2d conv2(torch::nn::Conv2dOptions(32, 64, 5).padding(2));
+    torch::nn::Linear dense(7 * 7 * 64, 1024);
+    torch::nn::Linear logits(1024, 10);
+    std::vector<torch::Tensor> parameters;
+    for (const auto& module : {conv1->parameters(), conv2->parameters(), dense->parameters(), logits->parameters()}) {
+        parameters.insert(parameters.end(), module.begin(), module.end());
+    }
+    torch::optim::Adam optimizer(parameters, torch::optim::AdamOptions(1e-3));
+    namespace F = torch::nn::functional;
+    return median_ns(
+        [&] {
+            optimizer.zero_grad();
+            torch::Tensor h = F::max_pool2d(torch::relu(conv1(images)), F::MaxPool2dFuncOptions(2));
+            h = F::max_pool2d(torch::relu(conv2(h)), F::MaxPool2dFuncOptions(2));
+            h = F::dropout(torch::relu(dense(h.flatten(1))), F::DropoutFuncOptions().p(0.4).training(true));
+            const torch::Tensor loss = F::cross_entropy(logits(h), labels);
+            loss.backward();
+            optimizer.step();
+        },
+        5);
+}
+
+// conv2d forward and backward, same padding, NCHW as LibTorch keeps images.
+double conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t filters, std::size_t kernel)
+{
+    const auto b = std::int64_t(batch), s = std::int64_t(size), c = std::int64_t(channels), f = std::int64_t(filters),
+               k = std::int64_t(kernel);
+    const torch::Tensor input = torch::rand({b, c, s, s}, torch::requires_grad());
+    const torch::Tensor weight = torch::rand({f, c, k, k}, torch::requires_grad());
+    const torch::Tensor seed = torch::rand({b, f, s, s});
+    return median_ns(
+        [&] {
+            torch::conv2d(input, weight, {}, 1, k / 2).backward(seed);
+            input.mutable_grad().reset();
+            weight.mutable_grad().reset();
+        },
+        7);
+}
+
+// One step of a transformer encoder block (post-norm, as nn::TransformerEncoderLayer):
+// batch 32, sequence 128, width 128, 4 heads, feed-forward 512, no dropout, Adam.
+double transformer_step_ns()
+{
+    torch::manual_seed(1);
+    const torch::Tensor x = torch::rand({128, 32, 128});
+    torch::nn::TransformerEncoderLayer block(
+        torch::nn::TransformerEncoderLayerOptions(128, 4).dim_feedforward(512).dropout(0.0));
+    torch::optim::Adam optimizer(block->parameters(), torch::optim::AdamOptions(1e-3));
+    return median_ns(
+        [&] {
+            optimizer.zero_grad();
+            const torch::Tensor loss = block(x).square().mean();
+            loss.backward();
+            optimizer.step();
+        },
+        7);
+}
+
 }  // namespace bench::libtorch
