@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -369,6 +370,58 @@ xt::xarray<std::int64_t> max_pool_routes(const conv_geometry& g, const xt::xarra
 }
 
 template <dtype T>
+struct place_op;
+
+// out[i] = x.flat(routes[i]): the elements a max pool takes, read in place
+// (no flattened copy of x).
+template <dtype T>
+struct pick_op {
+    using value_type = T;
+    static constexpr std::string_view name = "max_pool2d";
+    static constexpr saved saves = saved::nothing;
+    std::shared_ptr<const xt::xarray<std::int64_t>> routes;
+
+    shape_type shape(const std::source_location&, const shape_type&) const { return routes->shape(); }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        const T* values = x.data();
+        const std::int64_t* from = routes->data();
+        for (std::size_t i = 0; i < out.size(); ++i) {
+            out.data()[i] = values[from[i]];
+        }
+    }
+    // grad added back where each element came from
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {detail::apply(place_op<T>{routes, args.input_shape(0)}, {}, args.grad)};
+    }
+};
+
+// pick's adjoint: each value added into zeros of the input's shape at its route.
+template <dtype T>
+struct place_op {
+    using value_type = T;
+    static constexpr std::string_view name = "max_pool2d_gradient";
+    static constexpr saved saves = saved::nothing;
+    std::shared_ptr<const xt::xarray<std::int64_t>> routes;
+    shape_type input;
+
+    shape_type shape(const std::source_location&, const shape_type&) const { return input; }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
+    {
+        out.fill(T(0));
+        const std::int64_t* to = routes->data();
+        for (std::size_t i = 0; i < grad.size(); ++i) {
+            out.data()[to[i]] += grad.data()[i];
+        }
+    }
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {detail::apply(pick_op<T>{routes}, {}, args.grad)};
+    }
+};
+
+template <dtype T>
 struct avg_pool_gradient_op;
 
 // The mean over each window's elements inside the input.
@@ -450,13 +503,13 @@ struct avg_pool_gradient_op {
 template <dtype T>
 basic_tensor<T> max_pool2d(const basic_tensor<T>& input, pool2d_options options, std::source_location site)
 {
-    // The elements the windows take, gathered from the flattened input: the
-    // gradient then adds into exactly those (gather's rule), and the second
-    // derivative gathers again.
+    // The elements the windows take, picked by their flat index: the gradient
+    // then adds into exactly those, and the second derivative picks again.
     const conv_geometry g = plan_pool("max_pool2d", site, input.shape(), options);
     detail::check_allocatable("max_pool2d", site, g.output_shape(), sizeof(T));
-    const xt::xarray<std::int64_t> routes = max_pool_routes(g, input.value());
-    return gather(reshape(input, {-1}, site), routes, 0, site);
+    const basic_tensor<T> read = input;
+    auto routes = std::make_shared<const xt::xarray<std::int64_t>>(max_pool_routes(g, read.value()));
+    return detail::apply(pick_op<T>{std::move(routes)}, site, read);
 }
 
 template <dtype T>
