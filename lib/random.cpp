@@ -20,8 +20,10 @@ basic_tensor<T> draw(std::string_view op, const std::source_location& site, cons
 {
     detail::check_allocatable(op, site, shape, sizeof(T));
     auto values = xt::xarray<T>::from_shape(shape);
-    for (T& value : values) {
-        value = distribution(generator);
+    auto& engine = generator;
+    T* out = values.data();
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        out[i] = distribution(engine);
     }
     return values;
 }
