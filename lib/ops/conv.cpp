@@ -372,12 +372,12 @@ xt::xarray<std::int64_t> max_pool_routes(const conv_geometry& g, const xt::xarra
 template <dtype T>
 struct place_op;
 
-// out[i] = x.flat(routes[i]): the elements a max pool takes, read in place
-// (no flattened copy of x).
+// out[i] = x.flat(routes[i]): the elements a max pool took, read in place
+// (no flattened copy of x); the second derivative of max_pool2d.
 template <dtype T>
 struct pick_op {
     using value_type = T;
-    static constexpr std::string_view name = "max_pool2d";
+    static constexpr std::string_view name = "max_pool2d_pick";
     static constexpr saved saves = saved::nothing;
     std::shared_ptr<const xt::xarray<std::int64_t>> routes;
 
@@ -418,6 +418,32 @@ struct place_op {
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
         return {detail::apply(pick_op<T>{routes}, {}, args.grad)};
+    }
+};
+
+// max_pool2d: the routes are found by the forward kernel itself (so that a
+// replayed step finds them anew) and kept for the backward rule.
+template <dtype T>
+struct max_pool_op {
+    using value_type = T;
+    static constexpr std::string_view name = "max_pool2d";
+    static constexpr saved saves = saved::nothing;
+    pool2d_options options;
+    std::shared_ptr<xt::xarray<std::int64_t>> routes = std::make_shared<xt::xarray<std::int64_t>>();
+
+    shape_type shape(const std::source_location& site, const shape_type& input) const
+    {
+        return plan_pool(name, site, input, options).output_shape();
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& input) const
+    {
+        *routes = max_pool_routes(plan_pool(name, {}, input.shape(), options), input);
+        pick_op<T>{routes}.forward(out, input);
+    }
+    // grad added where each output came from
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {detail::apply(place_op<T>{routes, args.input_shape(0)}, {}, args.grad)};
     }
 };
 
@@ -503,13 +529,7 @@ struct avg_pool_gradient_op {
 template <dtype T>
 basic_tensor<T> max_pool2d(const basic_tensor<T>& input, pool2d_options options, std::source_location site)
 {
-    // The elements the windows take, picked by their flat index: the gradient
-    // then adds into exactly those, and the second derivative picks again.
-    const conv_geometry g = plan_pool("max_pool2d", site, input.shape(), options);
-    detail::check_allocatable("max_pool2d", site, g.output_shape(), sizeof(T));
-    const basic_tensor<T> read = input;
-    auto routes = std::make_shared<const xt::xarray<std::int64_t>>(max_pool_routes(g, read.value()));
-    return detail::apply(pick_op<T>{std::move(routes)}, site, read);
+    return detail::apply(max_pool_op<T>{options}, site, input);
 }
 
 template <dtype T>

@@ -54,7 +54,9 @@ void store_gradient(any_tensor& slot, Gradient&& gradient)
 //
 // apply() runs them in that order, then record(). An op of a list of inputs
 // (concat) takes spans and returns a vector, through apply_list(); an op
-// whose value comes from elsewhere (custom_gradient) calls record() itself.
+// whose value comes from elsewhere (custom_gradient) calls record_list()
+// itself. A kernel keeps anything its backward rule needs beyond the saved
+// tensors in the op object (max_pool2d's routes), so that a replay refreshes it.
 // The parts are separate so that later modes can call them apart:
 // forward-mode differentiation adds a member
 //   basic_tensor<T> jvp(const jvp_args<T, N, U>&) const
