@@ -29,6 +29,7 @@
 
 #include "diagnostics.hpp"
 #include "dtypes.hpp"
+#include "files.hpp"
 #include "tensor_access.hpp"
 
 namespace gradtape {
@@ -293,60 +294,6 @@ struct zip_file_deleter {
 };
 using zip_handle = std::unique_ptr<zip_t, zip_deleter>;
 
-// A file descriptor closed when it goes out of scope.
-class descriptor {
-public:
-    explicit descriptor(int fd) : fd_(fd) {}
-    ~descriptor()
-    {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    descriptor(const descriptor&) = delete;
-    descriptor& operator=(const descriptor&) = delete;
-    [[nodiscard]] int get() const { return fd_; }
-    // Closes now, reporting the error that a deferred write may show only here.
-    bool close()
-    {
-        const int fd = std::exchange(fd_, -1);
-        return ::close(fd) == 0;
-    }
-
-private:
-    int fd_;
-};
-
-// The whole of a regular file, its size known before reading: a directory, a
-// FIFO or a device (/dev/zero) is refused, never read.
-std::string read_regular_file(const std::filesystem::path& path, const std::source_location& site)
-{
-    // O_NONBLOCK: opening a FIFO must not wait for a writer.
-    descriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-    if (file.get() < 0) {
-        fail<argument_error>("load_checkpoint", site, "cannot open '" + path.string() + "': " + std::strerror(errno));
-    }
-    struct stat status {};
-    if (::fstat(file.get(), &status) != 0 || !S_ISREG(status.st_mode)) {
-        fail<argument_error>("load_checkpoint", site, "'" + path.string() + "' is not a regular file");
-    }
-    std::string bytes(std::size_t(status.st_size), '\0');
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t got = ::read(file.get(), bytes.data() + done, bytes.size() - done);
-        if (got < 0 && errno == EINTR) {
-            continue;
-        }
-        if (got <= 0) {
-            fail<argument_error>("load_checkpoint", site,
-                                 "cannot read '" + path.string() + "'" +
-                                     (got < 0 ? ": " + std::string(std::strerror(errno)) : " (it shrank while read)"));
-        }
-        done += std::size_t(got);
-    }
-    return bytes;
-}
-
 // The named entries of a .npz, read and CRC-checked by libzip.
 class npz_reader {
 public:
@@ -478,7 +425,7 @@ std::string zip_archive(const std::vector<std::pair<std::string, std::string>>& 
 
 void sync_directory(const std::filesystem::path& directory)
 {
-    descriptor handle(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    detail::descriptor handle(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (handle.get() >= 0) {
         ::fsync(handle.get());
     }
@@ -508,7 +455,7 @@ void replace_file(const std::filesystem::path& path, const std::string& bytes, c
     if (fd < 0) {
         refuse("cannot create a temporary file in '" + directory.string() + "'");
     }
-    descriptor file(fd);
+    detail::descriptor file(fd);
     struct remove_unless_renamed {
         const std::filesystem::path& temporary;
         bool renamed = false;
@@ -578,7 +525,7 @@ template <dtype T>
 void load(const std::filesystem::path& path, const std::vector<basic_variable<T>>& variables,
           const std::source_location& site)
 {
-    const std::string bytes = read_regular_file(path, site);
+    const std::string bytes = detail::read_regular_file("load_checkpoint", path, site);
     npz_reader archive(path, bytes, site);
     std::vector<std::string> contents;
     std::vector<npy_array> arrays;

@@ -14,6 +14,7 @@
 
 #include "checkpoint.hpp"
 #include "data.hpp"
+#include "datasets.hpp"
 #include "debug.hpp"
 #include "error.hpp"
 #include "gradcheck.hpp"

@@ -1,0 +1,143 @@
+// lib/datasets.cpp: IDX files written here byte by byte, plain and gzipped,
+// read back; malformed ones refused; and Fashion-MNIST as Debian installs it.
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include "support.hpp"
+
+namespace gt = gradtape;
+using Catch::Matchers::Contains;
+
+namespace {
+
+struct scratch_directory {
+    std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                 ("gradtape_datasets_" + std::to_string(::getpid()));
+    scratch_directory() { std::filesystem::create_directories(path); }
+    ~scratch_directory() { std::filesystem::remove_all(path); }
+};
+
+// An IDX file: zero, zero, type, rank, the dimensions as big-endian 32-bit
+// numbers, then the elements, big-endian.
+std::string idx_bytes(std::uint8_t type, const std::vector<std::uint32_t>& dims, const std::vector<std::uint8_t>& data)
+{
+    std::string bytes{char(0), char(0), char(type), char(dims.size())};
+    for (std::uint32_t dim : dims) {
+        for (int shift = 24; shift >= 0; shift -= 8) {
+            bytes += char((dim >> shift) & 0xff);
+        }
+    }
+    bytes.append(data.begin(), data.end());
+    return bytes;
+}
+
+std::filesystem::path write(const std::filesystem::path& path, const std::string& bytes, bool gzipped = false)
+{
+    if (gzipped) {
+        gzFile file = gzopen(path.c_str(), "wb");
+        REQUIRE(file != nullptr);
+        REQUIRE(gzwrite(file, bytes.data(), unsigned(bytes.size())) == int(bytes.size()));
+        REQUIRE(gzclose(file) == Z_OK);
+    } else {
+        std::ofstream(path, std::ios::binary) << bytes;
+    }
+    return path;
+}
+
+}  // namespace
+
+TEST_CASE("read_idx reads every IDX element type, plain or gzipped", "[datasets]")
+{
+    scratch_directory scratch;
+    // 2 x 3 unsigned bytes, 0..255 as stored.
+    const std::string pixels = idx_bytes(0x08, {2, 3}, {0, 1, 2, 253, 254, 255});
+    for (bool gzipped : {false, true}) {
+        const auto path = write(scratch.path / (gzipped ? "pixels.gz" : "pixels"), pixels, gzipped);
+        const auto read = gt::read_idx<std::int64_t>(path);
+        REQUIRE((read == xt::xarray<std::int64_t>{{0, 1, 2}, {253, 254, 255}}));
+        REQUIRE((gt::read_idx<float>(path) == xt::xarray<float>{{0, 1, 2}, {253, 254, 255}}));
+    }
+    // Signed bytes, 16- and 32-bit integers, float and double, big-endian.
+    REQUIRE((gt::read_idx<std::int64_t>(write(scratch.path / "s8", idx_bytes(0x09, {2}, {0xff, 0x80}))) ==
+             xt::xarray<std::int64_t>{-1, -128}));
+    REQUIRE((gt::read_idx<std::int64_t>(write(scratch.path / "s16", idx_bytes(0x0B, {1}, {0x12, 0x34}))) ==
+             xt::xarray<std::int64_t>{0x1234}));
+    REQUIRE((gt::read_idx<std::int64_t>(write(scratch.path / "s32", idx_bytes(0x0C, {1}, {0xff, 0xff, 0xff, 0xfe}))) ==
+             xt::xarray<std::int64_t>{-2}));
+    // 1.5f is 0x3fc00000; -0.25 is 0xbfd0000000000000.
+    REQUIRE((gt::read_idx<float>(write(scratch.path / "f32", idx_bytes(0x0D, {1}, {0x3f, 0xc0, 0, 0}))) ==
+             xt::xarray<float>{1.5f}));
+    REQUIRE((gt::read_idx<double>(write(scratch.path / "f64", idx_bytes(0x0E, {1}, {0xbf, 0xd0, 0, 0, 0, 0, 0, 0}))) ==
+             xt::xarray<double>{-0.25}));
+}
+
+TEST_CASE("read_idx refuses malformed files, naming the file and the fault", "[datasets][errors]")
+{
+    scratch_directory scratch;
+    const auto refused = [&](const std::string& name, const std::string& bytes, const std::string& fault,
+                             bool gzipped = false) {
+        INFO(name);
+        const auto path = write(scratch.path / name, bytes, gzipped);
+        REQUIRE_THROWS_AS(gt::read_idx<float>(path), gt::argument_error);
+        REQUIRE_THROWS_WITH(gt::read_idx<float>(path), Contains("read_idx") && Contains(name) && Contains(fault));
+    };
+    refused("magic", std::string("\x01\x00\x08\x01\x00\x00\x00\x01\x07", 9), "magic");
+    refused("type", idx_bytes(0x07, {1}, {0}), "unknown element type");
+    refused("rank", std::string("\x00\x00\x08\x03\x00\x00\x00\x01", 8), "cut short");
+    refused("short", idx_bytes(0x08, {2, 3}, {1, 2, 3, 4, 5}), "need 6 bytes of data, it has 5");
+    refused("long", idx_bytes(0x08, {2}, {1, 2, 3}), "need 2 bytes of data, it has 3");
+    refused("huge", idx_bytes(0x08, {0xffffffff, 0xffffffff, 0xffffffff}, {}), "too large");
+    // A gzip stream whose data was damaged fails zlib's checks.
+    const std::string good = idx_bytes(0x08, {4}, {1, 2, 3, 4});
+    write(scratch.path / "damaged", good, true);
+    std::string damaged;
+    {
+        std::ifstream in(scratch.path / "damaged", std::ios::binary);
+        damaged.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    damaged[damaged.size() - 6] = char(damaged[damaged.size() - 6] ^ 0x55);
+    refused("damaged", damaged, "not a valid gzip stream");
+    REQUIRE_THROWS_WITH(gt::read_idx<float>(scratch.path / "nothing"), Contains("cannot open"));
+}
+
+TEST_CASE("fashion_mnist reads Debian's dataset-fashion-mnist: 60,000 and 10,000 balanced images", "[datasets]")
+{
+    const std::filesystem::path directory = "/usr/share/datasets/fashion-mnist";
+    if (!std::filesystem::exists(directory / "train-images-idx3-ubyte.gz")) {
+        WARN("skipped: the Debian package dataset-fashion-mnist is not installed");
+        return;
+    }
+    const gt::image_dataset data = gt::fashion_mnist();
+    REQUIRE(data.train_images.shape() == gt::shape_type{60000, 28, 28, 1});
+    REQUIRE(data.test_images.shape() == gt::shape_type{10000, 28, 28, 1});
+    REQUIRE(xt::amin(data.train_images.value())() == 0.f);
+    REQUIRE(xt::amax(data.train_images.value())() == 1.f);
+    // Every class has 6,000 training images and 1,000 test images.
+    std::array<int, 10> train{}, test{};
+    for (std::int64_t label : data.train_labels) {
+        ++train[std::size_t(label)];
+    }
+    for (std::int64_t label : data.test_labels) {
+        ++test[std::size_t(label)];
+    }
+    for (std::size_t c = 0; c < 10; ++c) {
+        REQUIRE(train[c] == 6000);
+        REQUIRE(test[c] == 1000);
+    }
+    // The first training image is an ankle boot (class 9).
+    REQUIRE(data.train_labels(0) == 9);
+}
+
+TEST_CASE("fashion_mnist names the package when its files are missing", "[datasets][errors]")
+{
+    REQUIRE_THROWS_AS(gt::fashion_mnist("/nonexistent"), gt::argument_error);
+    REQUIRE_THROWS_WITH(gt::fashion_mnist("/nonexistent"),
+                        Contains("fashion_mnist") && Contains("dataset-fashion-mnist") && Contains("test_datasets.cpp:"));
+}
