@@ -1,10 +1,15 @@
 // Helpers the tests share: float64 inputs, a scalar that weighs every output
-// element differently (so that a transposed or misplaced gradient shows), and
-// first- and second-order gradient checks through check_gradients.
+// element differently (so that a transposed or misplaced gradient shows),
+// first- and second-order gradient checks through check_gradients, and a
+// scratch directory.
 #pragma once
 
+#include <filesystem>
 #include <functional>
+#include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <gradtape/gradtape.hpp>
@@ -16,6 +21,18 @@ namespace support {
 
 using gradtape::Tensor64;
 using function = std::function<Tensor64(const std::vector<Tensor64>&)>;
+
+// A directory of this process's own for a test's files, removed with it.
+struct scratch_directory {
+    scratch_directory() : path(std::filesystem::temp_directory_path() / ("gradtape_test_" + std::to_string(::getpid())))
+    {
+        std::filesystem::create_directories(path);
+    }
+    ~scratch_directory() { std::filesystem::remove_all(path); }
+    scratch_directory(const scratch_directory&) = delete;
+    scratch_directory& operator=(const scratch_directory&) = delete;
+    std::filesystem::path path;
+};
 
 // A float64 tensor of the given values, laid out in `shape` (by default, a vector).
 inline Tensor64 make64(std::initializer_list<double> values, gradtape::shape_type shape = {})

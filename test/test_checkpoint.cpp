@@ -14,19 +14,7 @@
 
 namespace gt = gradtape;
 using Catch::Matchers::Contains;
-
-namespace {
-
-struct scratch_directory {
-    scratch_directory() : path(std::filesystem::temp_directory_path() / ("gradtape_test_" + std::to_string(::getpid())))
-    {
-        std::filesystem::create_directories(path);
-    }
-    ~scratch_directory() { std::filesystem::remove_all(path); }
-    std::filesystem::path path;
-};
-
-}  // namespace
+using support::scratch_directory;
 
 TEST_CASE("a checkpoint saves and loads named variables, float and double", "[checkpoint]")
 {

@@ -7,22 +7,15 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
 #include <zlib.h>
 
 #include "support.hpp"
 
 namespace gt = gradtape;
 using Catch::Matchers::Contains;
+using support::scratch_directory;
 
 namespace {
-
-struct scratch_directory {
-    std::filesystem::path path = std::filesystem::temp_directory_path() /
-                                 ("gradtape_datasets_" + std::to_string(::getpid()));
-    scratch_directory() { std::filesystem::create_directories(path); }
-    ~scratch_directory() { std::filesystem::remove_all(path); }
-};
 
 // An IDX file: zero, zero, type, rank, the dimensions as big-endian 32-bit
 // numbers, then the elements, big-endian.
