@@ -157,7 +157,7 @@ template <dtype T>
 struct attention_options {
     // Where it is 0, a query may not attend to a key; broadcast against the
     // scores [..., T_q, T_k]. Undefined: no mask.
-    basic_tensor<T> mask;
+    basic_tensor<T> mask{};
     // Query i attends to keys 0..i only.
     bool causal = false;
 };

@@ -156,13 +156,28 @@ void columns_to_image(const conv_geometry& g, const T* columns, T* image)
     });
 }
 
-// Images are turned into columns a chunk at a time, as many as fit in 2 MiB
-// of floats: the columns stay in cache between their writing and the BLAS
-// product (a 64 MiB chunk made the Fashion-MNIST CNN's step twice as slow).
-std::size_t images_per_chunk(const conv_geometry& g)
+// Images are taken a chunk at a time, as many as fit in 2 MiB of columns:
+// the columns stay in cache between their writing and the BLAS product (a
+// 64 MiB chunk made the Fashion-MNIST CNN's step twice as slow). Calls
+// visit(columns, first, count) per chunk of images first..first+count, with
+// the chunk's columns already made from `input` when `input` is given; the
+// buffer is left uninitialised otherwise, for a product to write.
+template <dtype T, class Visit>
+void for_each_chunk(const conv_geometry& g, const T* input, Visit visit)
 {
-    const std::size_t per_image = std::max<std::size_t>(g.positions() * g.patch(), 1);
-    return std::clamp<std::size_t>((std::size_t{1} << 19) / per_image, 1, std::max<std::size_t>(g.n, 1));
+    const std::size_t per_image = g.positions() * g.patch();
+    const std::size_t chunk =
+        std::clamp<std::size_t>((std::size_t{1} << 19) / std::max<std::size_t>(per_image, 1), 1, std::max<std::size_t>(g.n, 1));
+    const std::unique_ptr<T[]> columns(new T[chunk * per_image]);
+    for (std::size_t first = 0; first < g.n; first += chunk) {
+        const std::size_t count = std::min(chunk, g.n - first);
+        if (input != nullptr) {
+            for (std::size_t b = 0; b < count; ++b) {
+                image_to_columns(g, input + (first + b) * g.h * g.w * g.c, columns.get() + b * per_image);
+            }
+        }
+        visit(columns.get(), first, count);
+    }
 }
 
 template <dtype T>
@@ -189,17 +204,10 @@ struct conv2d_op {
             out.fill(T(0));
             return;
         }
-        const std::size_t chunk = images_per_chunk(g);
-        std::vector<T> columns(chunk * g.positions() * g.patch());
-        for (std::size_t first = 0; first < g.n; first += chunk) {
-            const std::size_t count = std::min(chunk, g.n - first);
-            for (std::size_t b = 0; b < count; ++b) {
-                image_to_columns(g, input.data() + (first + b) * g.h * g.w * g.c,
-                                 columns.data() + b * g.positions() * g.patch());
-            }
-            gemm(columns.data(), g.patch(), false, filters.data(), g.o, false,
-                 out.data() + first * g.positions() * g.o, count * g.positions(), g.o, g.patch());
-        }
+        for_each_chunk(g, input.data(), [&](const T* columns, std::size_t first, std::size_t count) {
+            gemm(columns, g.patch(), false, filters.data(), g.o, false, out.data() + first * g.positions() * g.o,
+                 count * g.positions(), g.o, g.patch());
+        });
     }
     // conv2d_transpose(grad, w) for the input, filter_correlation(x, grad) for the filters
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -239,17 +247,13 @@ struct conv2d_transpose_op {
         if (grad.size() == 0 || out.size() == 0) {
             return;
         }
-        const std::size_t chunk = images_per_chunk(g);
-        std::vector<T> columns(chunk * g.positions() * g.patch());
-        for (std::size_t first = 0; first < g.n; first += chunk) {
-            const std::size_t count = std::min(chunk, g.n - first);
-            gemm(grad.data() + first * g.positions() * g.o, g.o, false, filters.data(), g.o, true, columns.data(),
+        for_each_chunk<T>(g, nullptr, [&](T* columns, std::size_t first, std::size_t count) {
+            gemm(grad.data() + first * g.positions() * g.o, g.o, false, filters.data(), g.o, true, columns,
                  count * g.positions(), g.patch(), g.o);
             for (std::size_t b = 0; b < count; ++b) {
-                columns_to_image(g, columns.data() + b * g.positions() * g.patch(),
-                                 out.data() + (first + b) * g.h * g.w * g.c);
+                columns_to_image(g, columns + b * g.positions() * g.patch(), out.data() + (first + b) * g.h * g.w * g.c);
             }
-        }
+        });
     }
     // conv2d(z, w) for grad, filter_correlation(z, grad) for the filters
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -288,17 +292,10 @@ struct filter_correlation_op {
         if (input.size() == 0 || out.size() == 0 || g.positions() == 0) {
             return;
         }
-        const std::size_t chunk = images_per_chunk(g);
-        std::vector<T> columns(chunk * g.positions() * g.patch());
-        for (std::size_t first = 0; first < g.n; first += chunk) {
-            const std::size_t count = std::min(chunk, g.n - first);
-            for (std::size_t b = 0; b < count; ++b) {
-                image_to_columns(g, input.data() + (first + b) * g.h * g.w * g.c,
-                                 columns.data() + b * g.positions() * g.patch());
-            }
-            gemm(columns.data(), g.patch(), true, grad.data() + first * g.positions() * g.o, g.o, false, out.data(),
+        for_each_chunk(g, input.data(), [&](const T* columns, std::size_t first, std::size_t count) {
+            gemm(columns, g.patch(), true, grad.data() + first * g.positions() * g.o, g.o, false, out.data(),
                  g.patch(), g.o, count * g.positions(), T(1));
-        }
+        });
     }
     // conv2d_transpose(grad, z) for the input, conv2d(x, z) for grad
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
