@@ -40,6 +40,8 @@ struct tape_state {
     tape_options options;
     std::thread::id owner = std::this_thread::get_id();
     id_set watched;
+    // The trainable variables watched because an op read them, by id and name.
+    std::vector<std::pair<tensor_id, std::string>> accessed_variables;
     std::vector<tape_entry> entries;
     bool computing_gradient = false;
     bool answered = false;
@@ -58,6 +60,7 @@ struct tape_state {
         }
         if (input.variable && input.variable->trainable && options.watch_accessed_variables) {
             watched.insert(input.id);
+            accessed_variables.emplace_back(input.id, input.variable->name);
             return true;
         }
         return false;
@@ -354,6 +357,7 @@ void GradientTape::reset(std::source_location site)
     detail::check_not_computing(*state_, "reset", site);
     state_->entries.clear();
     state_->watched.clear();
+    state_->accessed_variables.clear();
     state_->answered = false;
     state_->broken_by.clear();
 }
@@ -431,6 +435,12 @@ std::size_t GradientTape::size(std::source_location site) const
 {
     detail::check_owner(*state_, "size", site);
     return state_->entries.size();
+}
+
+std::vector<std::pair<tensor_id, std::string>> GradientTape::accessed_variables(std::source_location site) const
+{
+    detail::check_owner(*state_, "accessed_variables", site);
+    return state_->accessed_variables;
 }
 
 namespace detail {

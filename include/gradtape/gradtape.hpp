@@ -18,6 +18,7 @@
 #include "debug.hpp"
 #include "error.hpp"
 #include "gradcheck.hpp"
+#include "layers.hpp"
 #include "nn.hpp"
 #include "ops.hpp"
 #include "optim.hpp"

@@ -135,6 +135,10 @@ public:
     void reset(std::source_location site = std::source_location::current());
     // How many ops this tape holds.
     [[nodiscard]] std::size_t size(std::source_location site = std::source_location::current()) const;
+    // The trainable variables this tape watches because a recorded op read
+    // them (TensorFlow's watched_variables), as id and name, in the order first read.
+    [[nodiscard]] std::vector<std::pair<tensor_id, std::string>> accessed_variables(
+        std::source_location site = std::source_location::current()) const;
     // The recorded ops as a Graphviz digraph: `dot -Tpng` draws it.
     [[nodiscard]] std::string to_dot(std::source_location site = std::source_location::current()) const;
     // One line per entry: index, op, input shapes -> output shape, file:line.

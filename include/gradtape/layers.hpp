@@ -1,0 +1,342 @@
+// Layers that own their variables, and models made of layers, with Keras's
+// names and defaults.
+//
+//   gt::Sequential model({gt::Conv2D(32, {5, 5}, {.padding = gt::padding::same, .activation = "relu"}),
+//                         gt::MaxPool2D(), gt::Flatten(), gt::Dense(10)});
+//   auto loss = optimizer.minimize([&] { return loss_of(model(images, true)); }, model);
+//
+// A layer is a handle: copies share one layer and its variables. Variables are
+// made on the first call, from the input's shape (or by build()), and named
+// by the layer's place in its model: "cnn/conv2d_1/kernel". A model written
+// as a class derives from Model and adds its layers:
+//
+//   class cnn : public gt::Model {
+//   public:
+//       cnn() : gt::Model("cnn") {}
+//       gt::Tensor call(const gt::Tensor& x, bool training) override { return dense_(flatten_(x)); }
+//   private:
+//       gt::Flatten flatten_ = add(gt::Flatten());
+//       gt::Dense dense_ = add(gt::Dense(10));
+//   };
+//
+// A layer used in a step but never added is found by optimizer.minimize(fn,
+// model), which refuses to take the step.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <source_location>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn.hpp"
+#include "variable.hpp"
+
+namespace gradtape {
+
+template <dtype T>
+class basic_sequential;
+
+namespace detail {
+template <dtype T>
+class layer_node;
+struct layer_access;
+}  // namespace detail
+
+// An activation by Keras's name: "linear" (the default: none), "relu",
+// "sigmoid", "tanh", "elu", "softplus", "softmax" (over the last axis),
+// "swish" (also "silu": x * sigmoid(x)). An unknown name is an argument_error
+// when the layer is made.
+struct activation {
+    activation(const char* name = "linear") : name(name) {}
+    activation(std::string name) : name(std::move(name)) {}
+    std::string name;
+};
+
+template <dtype T>
+class basic_layer {
+public:
+    using value_type = T;
+
+    // Runs the layer; `training` switches dropout and batch normalization to
+    // their training behaviour. The first call makes the variables from
+    // input's shape; a later input of another shape is a shape_error naming
+    // the layer, the shape it takes and the one given.
+    basic_tensor<T> operator()(const basic_tensor<T>& input, bool training = false,
+                               std::source_location site = std::source_location::current()) const;
+
+    // Makes the variables now, for an input of `input_shape` (any batch size).
+    void build(const shape_type& input_shape, std::source_location site = std::source_location::current()) const;
+    [[nodiscard]] bool built() const;
+
+    // The name among its siblings ("conv2d_1") and the path from the model
+    // that holds it ("cnn/conv2d_1"); both are the name until it is added.
+    [[nodiscard]] const std::string& name() const;
+    [[nodiscard]] const std::string& path() const;
+
+    // Every variable of this layer and the layers under it, each once, in the
+    // order of their layers; named by path, as checkpoints store them.
+    [[nodiscard]] std::vector<std::pair<std::string, basic_variable<T>>> named_variables() const;
+    [[nodiscard]] std::vector<basic_variable<T>> variables() const;
+    [[nodiscard]] std::vector<basic_variable<T>> trainable_variables() const;
+    // One line per layer: path, output shape of its last call, variable count.
+    [[nodiscard]] std::string summary() const;
+
+protected:
+    friend struct detail::layer_access;
+    friend class basic_sequential<T>;
+
+    basic_layer() = default;
+    explicit basic_layer(std::shared_ptr<detail::layer_node<T>> node) : node_(std::move(node)) {}
+
+    std::shared_ptr<detail::layer_node<T>> node_;
+};
+
+// A model written as a class: derive, add layers (and other models) as
+// members, and write call(). Not copyable: its layers are part of it.
+template <dtype T>
+class basic_model : public basic_layer<T> {
+public:
+    explicit basic_model(std::string name = "model");
+    basic_model(const basic_model&) = delete;
+    basic_model& operator=(const basic_model&) = delete;
+    virtual ~basic_model();
+
+    virtual basic_tensor<T> call(const basic_tensor<T>& input, bool training) = 0;
+
+protected:
+    // Makes `layer` a part of this model, named uniquely among the others
+    // ("dense", "dense_1", ...), and returns it.
+    template <class Layer>
+        requires std::is_base_of_v<basic_layer<T>, Layer> && std::is_copy_constructible_v<Layer>
+    Layer add(Layer layer, std::source_location site = std::source_location::current())
+    {
+        adopt(layer, site);
+        return layer;
+    }
+    // A model held as a member, made a part of this one; the handle calls it.
+    basic_layer<T> add(basic_model& model, std::source_location site = std::source_location::current())
+    {
+        adopt(model, site);
+        return model;
+    }
+
+private:
+    void adopt(const basic_layer<T>& layer, const std::source_location& site);
+};
+
+// Layers applied in order.
+template <dtype T>
+class basic_sequential : public basic_layer<T> {
+public:
+    explicit basic_sequential(std::vector<basic_layer<T>> layers, std::string name = "sequential",
+                              std::source_location site = std::source_location::current());
+    // Appends a layer.
+    void add(const basic_layer<T>& layer, std::source_location site = std::source_location::current());
+    [[nodiscard]] std::vector<basic_layer<T>> layers() const;
+};
+
+struct dense_options {
+    ::gradtape::activation activation{};
+    bool use_bias = true;
+    std::string name = "dense";
+};
+// activation(x kernel + bias) over the last axis; kernel [in, units] glorot_uniform, bias zeros.
+template <dtype T>
+class basic_dense : public basic_layer<T> {
+public:
+    explicit basic_dense(std::size_t units, dense_options options = {},
+                         std::source_location site = std::source_location::current());
+};
+
+struct conv_options {
+    std::array<std::ptrdiff_t, 2> strides{1, 1};
+    ::gradtape::padding padding = ::gradtape::padding::valid;
+    std::array<std::ptrdiff_t, 2> dilation_rate{1, 1};
+    ::gradtape::activation activation{};
+    bool use_bias = true;
+    std::string name{};
+};
+// conv2d with kernel [KH, KW, C, filters] (glorot_uniform) and a bias per filter.
+template <dtype T>
+class basic_conv2d : public basic_layer<T> {
+public:
+    basic_conv2d(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size, conv_options options = {},
+                 std::source_location site = std::source_location::current());
+};
+// conv1d over [N, W, C]: kernel [K, C, filters]; strides[0] and dilation_rate[0] are used.
+template <dtype T>
+class basic_conv1d : public basic_layer<T> {
+public:
+    basic_conv1d(std::size_t filters, std::ptrdiff_t kernel_size, conv_options options = {},
+                 std::source_location site = std::source_location::current());
+};
+// conv2d_transpose with kernel [KH, KW, filters, C]: the output has
+// input * stride positions with same padding, (input - 1) * stride + kernel with valid.
+template <dtype T>
+class basic_conv2d_transpose : public basic_layer<T> {
+public:
+    basic_conv2d_transpose(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size, conv_options options = {},
+                           std::source_location site = std::source_location::current());
+};
+// depthwise_conv2d with depthwise_kernel [KH, KW, C, depth_multiplier] and a bias per output channel.
+template <dtype T>
+class basic_depthwise_conv2d : public basic_layer<T> {
+public:
+    basic_depthwise_conv2d(std::array<std::ptrdiff_t, 2> kernel_size, std::size_t depth_multiplier = 1,
+                           conv_options options = {}, std::source_location site = std::source_location::current());
+};
+
+struct pool_options {
+    std::array<std::ptrdiff_t, 2> pool_size{2, 2};
+    // Zero: the pool size, as in Keras.
+    std::array<std::ptrdiff_t, 2> strides{0, 0};
+    ::gradtape::padding padding = ::gradtape::padding::valid;
+    std::string name{};
+};
+template <dtype T>
+class basic_max_pool2d : public basic_layer<T> {
+public:
+    explicit basic_max_pool2d(pool_options options = {}, std::source_location site = std::source_location::current());
+};
+template <dtype T>
+class basic_average_pool2d : public basic_layer<T> {
+public:
+    explicit basic_average_pool2d(pool_options options = {},
+                                  std::source_location site = std::source_location::current());
+};
+// The mean over height and width: [N, H, W, C] -> [N, C].
+template <dtype T>
+class basic_global_average_pooling2d : public basic_layer<T> {
+public:
+    explicit basic_global_average_pooling2d(std::string name = "global_average_pooling2d");
+};
+// [N, ...] -> [N, product of the rest].
+template <dtype T>
+class basic_flatten : public basic_layer<T> {
+public:
+    explicit basic_flatten(std::string name = "flatten");
+};
+// dropout(x, rate) when training, x otherwise.
+template <dtype T>
+class basic_dropout : public basic_layer<T> {
+public:
+    explicit basic_dropout(double rate, std::string name = "dropout",
+                           std::source_location site = std::source_location::current());
+};
+// An activation as a layer of its own.
+template <dtype T>
+class basic_activation_layer : public basic_layer<T> {
+public:
+    explicit basic_activation_layer(::gradtape::activation activation,
+                                    std::source_location site = std::source_location::current());
+};
+
+struct batch_normalization_options {
+    double momentum = 0.99;
+    double epsilon = 1e-3;
+    bool center = true;  // a trainable offset, beta
+    bool scale = true;   // a trainable scale, gamma
+    std::string name = "batch_normalization";
+};
+// Over the last axis, as Keras's BatchNormalization: when training, the
+// batch's own moments, and moving_mean/moving_variance (non-trainable) move
+// towards them by 1 - momentum; otherwise the moving ones.
+template <dtype T>
+class basic_batch_normalization : public basic_layer<T> {
+public:
+    explicit basic_batch_normalization(batch_normalization_options options = {},
+                                       std::source_location site = std::source_location::current());
+};
+
+struct layer_normalization_layer_options {
+    double epsilon = 1e-3;
+    std::string name = "layer_normalization";
+};
+// layer_normalization over the last axis with gamma (ones) and beta (zeros).
+template <dtype T>
+class basic_layer_normalization : public basic_layer<T> {
+public:
+    explicit basic_layer_normalization(layer_normalization_layer_options options = {},
+                                       std::source_location site = std::source_location::current());
+};
+
+// Rows of embeddings [input_dim, output_dim] (uniform on [-0.05, 0.05], as
+// Keras) picked by ids; called with a tensor, its values must be whole numbers.
+template <dtype T>
+class basic_embedding : public basic_layer<T> {
+public:
+    basic_embedding(std::size_t input_dim, std::size_t output_dim, std::string name = "embedding",
+                    std::source_location site = std::source_location::current());
+    basic_tensor<T> operator()(const xt::xarray<std::int64_t>& ids,
+                               std::source_location site = std::source_location::current()) const;
+    using basic_layer<T>::operator();
+};
+
+struct multi_head_attention_options {
+    // Zero: key_dim.
+    std::size_t value_dim = 0;
+    bool use_bias = true;
+    // Query i attends to keys 0..i only when called with one tensor.
+    bool use_causal_mask = false;
+    std::string name = "multi_head_attention";
+};
+// Keras's MultiHeadAttention: query, key and value projected to num_heads
+// heads of key_dim (kernels [D, heads, key_dim]), scaled dot-product
+// attention per head, and the heads projected back to the query's width.
+// Called with one tensor it is self-attention.
+template <dtype T>
+class basic_multi_head_attention : public basic_layer<T> {
+public:
+    basic_multi_head_attention(std::size_t num_heads, std::size_t key_dim, multi_head_attention_options options = {},
+                               std::source_location site = std::source_location::current());
+    // query [B, T_q, D], value [B, T_k, D_v], key (default: value) [B, T_k, D_k].
+    basic_tensor<T> operator()(const basic_tensor<T>& query, const basic_tensor<T>& value,
+                               const basic_tensor<T>& key, attention_options<T> options, bool training = false,
+                               std::source_location site = std::source_location::current()) const;
+    using basic_layer<T>::operator();
+};
+
+using Layer = basic_layer<float>;
+using Model = basic_model<float>;
+using Sequential = basic_sequential<float>;
+using Dense = basic_dense<float>;
+using Conv1D = basic_conv1d<float>;
+using Conv2D = basic_conv2d<float>;
+using Conv2DTranspose = basic_conv2d_transpose<float>;
+using DepthwiseConv2D = basic_depthwise_conv2d<float>;
+using MaxPool2D = basic_max_pool2d<float>;
+using AveragePool2D = basic_average_pool2d<float>;
+using GlobalAveragePooling2D = basic_global_average_pooling2d<float>;
+using Flatten = basic_flatten<float>;
+using Dropout = basic_dropout<float>;
+using Activation = basic_activation_layer<float>;
+using BatchNormalization = basic_batch_normalization<float>;
+using LayerNormalization = basic_layer_normalization<float>;
+using Embedding = basic_embedding<float>;
+using MultiHeadAttention = basic_multi_head_attention<float>;
+
+using Layer64 = basic_layer<double>;
+using Model64 = basic_model<double>;
+using Sequential64 = basic_sequential<double>;
+using Dense64 = basic_dense<double>;
+using Conv1D64 = basic_conv1d<double>;
+using Conv2D64 = basic_conv2d<double>;
+using Conv2DTranspose64 = basic_conv2d_transpose<double>;
+using DepthwiseConv2D64 = basic_depthwise_conv2d<double>;
+using MaxPool2D64 = basic_max_pool2d<double>;
+using AveragePool2D64 = basic_average_pool2d<double>;
+using GlobalAveragePooling2D64 = basic_global_average_pooling2d<double>;
+using Flatten64 = basic_flatten<double>;
+using Dropout64 = basic_dropout<double>;
+using Activation64 = basic_activation_layer<double>;
+using BatchNormalization64 = basic_batch_normalization<double>;
+using LayerNormalization64 = basic_layer_normalization<double>;
+using Embedding64 = basic_embedding<double>;
+using MultiHeadAttention64 = basic_multi_head_attention<double>;
+
+}  // namespace gradtape

@@ -1,0 +1,338 @@
+#include <cmath>
+
+#include "support.hpp"
+
+using gradtape::Tensor64;
+using support::random64;
+using support::same;
+using Catch::Matchers::Contains;
+
+namespace {
+
+namespace gt = gradtape;
+
+std::vector<std::string> names_of(const gt::Layer64& layer)
+{
+    std::vector<std::string> names;
+    for (const auto& [path, variable] : layer.named_variables()) {
+        names.push_back(path);
+    }
+    return names;
+}
+
+// A model written as a class, holding another model.
+class block : public gt::Model64 {
+public:
+    block() : gt::Model64("block") {}
+    Tensor64 call(const Tensor64& x, bool training) override { return norm_(conv_(x), training); }
+
+private:
+    gt::Conv2D64 conv_ = add(gt::Conv2D64(4, {3, 3}, {.padding = gt::padding::same, .activation = "relu"}));
+    gt::BatchNormalization64 norm_ = add(gt::BatchNormalization64());
+};
+
+class cnn : public gt::Model64 {
+public:
+    cnn() : gt::Model64("cnn") {}
+    Tensor64 call(const Tensor64& x, bool training) override
+    {
+        return head_(flatten_(pool_(second_(first_(x, training), training))));
+    }
+
+private:
+    block first_block_;
+    block second_block_;
+    gt::Layer64 first_ = add(first_block_);
+    gt::Layer64 second_ = add(second_block_);
+    gt::MaxPool2D64 pool_ = add(gt::MaxPool2D64());
+    gt::Flatten64 flatten_ = add(gt::Flatten64());
+    gt::Dense64 head_ = add(gt::Dense64(3));
+};
+
+}  // namespace
+
+TEST_CASE("a dense layer makes its variables on the first call, with Keras's defaults", "[layers]")
+{
+    gt::set_seed(3);
+    gt::Dense64 dense(2, {.activation = "tanh"});
+    REQUIRE_FALSE(dense.built());
+    REQUIRE(dense.variables().empty());
+    const Tensor64 x = random64({4, 3});
+    const Tensor64 y = dense(x);
+    REQUIRE(dense.built());
+    REQUIRE(names_of(dense) == std::vector<std::string>{"dense/kernel", "dense/bias"});
+    const auto variables = dense.variables();
+    REQUIRE(variables[0].shape() == gt::shape_type{3, 2});
+    // glorot_uniform: within sqrt(6 / (3 + 2)); bias zeros.
+    REQUIRE(xt::amax(xt::abs(variables[0].value()))() <= std::sqrt(6.0 / 5.0));
+    REQUIRE(xt::all(xt::equal(variables[1].value(), 0.0)));
+    // tanh(x kernel + bias), by the formula.
+    const auto& k = variables[0].value();
+    for (std::size_t i = 0; i < 4; ++i) {
+        for (std::size_t j = 0; j < 2; ++j) {
+            double sum = 0;
+            for (std::size_t m = 0; m < 3; ++m) {
+                sum += x.value()(i, m) * k(m, j);
+            }
+            REQUIRE_THAT(y.value()(i, j), Catch::Matchers::WithinAbs(std::tanh(sum), 1e-12));
+        }
+    }
+    // Leading dimensions pass through.
+    REQUIRE(dense(random64({5, 4, 3})).shape() == gt::shape_type{5, 4, 2});
+}
+
+TEST_CASE("layers are named by their place in the model, uniquely among siblings", "[layers]")
+{
+    gt::Sequential64 model({gt::Dense64(4), gt::Dense64(4), gt::Dropout64(0.5), gt::Dense64(2, {.name = "logits"})},
+                           "mlp");
+    (void)model(random64({2, 3}));
+    REQUIRE(names_of(model) == std::vector<std::string>{"mlp/dense/kernel", "mlp/dense/bias", "mlp/dense_1/kernel",
+                                                         "mlp/dense_1/bias", "mlp/logits/kernel", "mlp/logits/bias"});
+    REQUIRE(model.layers()[1].path() == "mlp/dense_1");
+    REQUIRE(model.variables()[2].name() == "mlp/dense_1/kernel");
+
+    cnn net;
+    net.build({2, 6, 6, 1});
+    const auto names = names_of(net);
+    REQUIRE(names.front() == "cnn/block/conv2d/kernel");
+    REQUIRE(std::ranges::count(names, std::string("cnn/block_1/batch_normalization/moving_mean")) == 1);
+    REQUIRE(names.back() == "cnn/dense/bias");
+    // Moving statistics are variables, but not trainable ones.
+    REQUIRE(net.variables().size() == 2 * 6 + 2);
+    REQUIRE(net.trainable_variables().size() == 2 * 4 + 2);
+    REQUIRE_THAT(net.summary(), Contains("cnn/block_1/conv2d  output (2, 6, 6, 4)  148 parameters"));
+}
+
+TEST_CASE("a layer shared by two models keeps one set of variables", "[layers]")
+{
+    gt::Dense64 shared(3);
+    gt::Sequential64 a({shared, gt::Dense64(1)}, "a");
+    gt::Sequential64 b({gt::Dense64(3), shared}, "b");
+    (void)a(random64({2, 3}));
+    (void)b(random64({2, 4}));
+    REQUIRE(shared.path() == "a/dense");
+    REQUIRE(a.variables()[0].id() == b.variables()[2].id());
+    // Listed once even when a model holds it twice.
+    gt::Sequential64 twice({shared}, "twice");
+    twice.add(gt::Sequential64({shared}));
+    REQUIRE(twice.variables().size() == 2);
+}
+
+TEST_CASE("a layer called with a wrongly shaped input names itself, both shapes and the call site", "[layers]")
+{
+    gt::Sequential64 model({gt::Conv2D64(2, {3, 3}), gt::Flatten64(), gt::Dense64(2)}, "net");
+    (void)model(random64({1, 5, 5, 1}));
+    const auto before = model.variables()[0].value();
+    REQUIRE_THROWS_WITH(model(random64({1, 5, 5, 3})),
+                        Contains("layer 'net/conv2d'") && Contains("(?, ?, ?, 1)") && Contains("(1, 5, 5, 3)") &&
+                            Contains("test_layers.cpp"));
+    REQUIRE_THROWS_AS(model(random64({1, 6, 6, 1})), gt::shape_error);
+    REQUIRE_THROWS_WITH(model(random64({1, 6, 6, 1})), Contains("layer 'net/dense'") && Contains("(..., 18)"));
+    REQUIRE(xt::all(xt::equal(model.variables()[0].value(), before)));
+
+    REQUIRE_THROWS_AS(gt::Dense64(0), gt::argument_error);
+    REQUIRE_THROWS_WITH(gt::Dense64(2, {.activation = "relu6"}), Contains("no activation is named 'relu6'"));
+    REQUIRE_THROWS_AS(gt::Dropout64(1.0), gt::argument_error);
+    REQUIRE_THROWS_AS(gt::Conv2D64(2, {0, 3}), gt::argument_error);
+    gt::Sequential64 loop({gt::Dense64(2)});
+    REQUIRE_THROWS_WITH(loop.add(loop), Contains("cannot be a part of itself"));
+}
+
+TEST_CASE("a training step through a model's layers has the gradient of its ops", "[layers]")
+{
+    gt::set_seed(11);
+    gt::Sequential64 model({gt::Conv2D64(2, {2, 2}, {.padding = gt::padding::same, .activation = "tanh"}),
+                            gt::BatchNormalization64(), gt::AveragePool2D64(), gt::Flatten64(),
+                            gt::LayerNormalization64(), gt::Dense64(3, {.activation = "softplus"})});
+    const Tensor64 x = random64({3, 4, 4, 2});
+    model.build(x.shape());
+    auto variables = model.trainable_variables();
+    REQUIRE(variables.size() == 8);
+    const auto loss = [&](bool training) { return support::weighted_sum(model(x, training)); };
+    gt::GradientTape tape;
+    const Tensor64 value = loss(true);
+    const auto gradients = tape.gradient(value, variables);
+    for (std::size_t v = 0; v < variables.size(); ++v) {
+        const xt::xarray<double> start = variables[v].value();
+        for (std::size_t i = 0; i < start.size(); i += 3) {
+            const double step = 1e-6;
+            const auto at = [&](double delta) {
+                xt::xarray<double> moved = start;
+                moved.flat(i) += delta;
+                variables[v].assign(Tensor64(moved));
+                const auto pause = gt::stop_recording();
+                return loss(true).item();
+            };
+            const double numeric = (at(step) - at(-step)) / (2 * step);
+            variables[v].assign(Tensor64(start));
+            INFO(variables[v].name() << " element " << i);
+            REQUIRE_THAT(gradients[v].value().flat(i), Catch::Matchers::WithinAbs(numeric, 1e-6));
+        }
+    }
+}
+
+TEST_CASE("batch normalization trains on the batch's moments and infers with its moving ones", "[layers]")
+{
+    gt::BatchNormalization64 norm({.momentum = 0.9, .epsilon = 1e-3});
+    const Tensor64 x = support::make64({1, 10, 2, 20, 3, 60}, {3, 2});
+    const Tensor64 y = norm(x, true);
+    // Column 0: mean 2, variance 2/3; column 1: mean 30, variance 1400/3.
+    const double mean[2] = {2, 30};
+    const double variance[2] = {2.0 / 3.0, 1400.0 / 3.0};
+    for (std::size_t i = 0; i < 3; ++i) {
+        for (std::size_t j = 0; j < 2; ++j) {
+            REQUIRE_THAT(y.value()(i, j), Catch::Matchers::WithinAbs(
+                                              (x.value()(i, j) - mean[j]) / std::sqrt(variance[j] + 1e-3), 1e-12));
+        }
+    }
+    const auto variables = norm.named_variables();
+    REQUIRE(variables[2].first == "batch_normalization/moving_mean");
+    REQUIRE_FALSE(variables[2].second.trainable());
+    support::require_values(variables[2].second, {0.1 * 2, 0.1 * 30}, {2});
+    support::require_values(variables[3].second, {0.9 + 0.1 * 2.0 / 3.0, 0.9 + 0.1 * 1400.0 / 3.0}, {2});
+    // Inference uses the moving statistics and changes nothing.
+    const Tensor64 z = norm(x, false);
+    REQUIRE_THAT(z.value()(0, 1),
+                 Catch::Matchers::WithinAbs((10 - 3.0) / std::sqrt(0.9 + 140.0 / 3.0 + 1e-3), 1e-12));
+    support::require_values(variables[2].second, {0.2, 3}, {2});
+}
+
+TEST_CASE("dropout acts only in training", "[layers]")
+{
+    gt::Dropout64 drop(0.5);
+    const Tensor64 x = gt::ones<double>({1000});
+    REQUIRE(same(drop(x), x));
+    const Tensor64 y = drop(x, true);
+    const auto zeros = std::ranges::count(y.value(), 0.0);
+    REQUIRE(zeros > 400);
+    REQUIRE(zeros < 600);
+    REQUIRE(std::ranges::count(y.value(), 2.0) == 1000 - zeros);
+}
+
+TEST_CASE("embedding, convolution layers and pooling give their ops' shapes", "[layers]")
+{
+    gt::Embedding64 embedding(10, 4);
+    const xt::xarray<std::int64_t> ids = {{1, 2, 1}, {9, 0, 3}};
+    const Tensor64 rows = embedding(ids);
+    REQUIRE(rows.shape() == gt::shape_type{2, 3, 4});
+    const auto table = embedding.variables()[0].value();
+    REQUIRE(xt::amax(xt::abs(table))() <= 0.05);
+    REQUIRE(rows.value()(1, 0, 2) == table(9, 2));
+    REQUIRE(same(embedding(Tensor64(xt::xarray<double>(ids))), rows));
+    REQUIRE_THROWS_WITH(embedding(support::make64({1.5})), Contains("whole-number ids"));
+
+    REQUIRE(gt::Conv2DTranspose64(3, {3, 3}, {.strides = {2, 2}, .padding = gt::padding::same})(random64({2, 4, 5, 2}))
+                .shape() == gt::shape_type{2, 8, 10, 3});
+    REQUIRE(gt::Conv2DTranspose64(3, {3, 3}, {.strides = {2, 2}})(random64({2, 4, 5, 2})).shape() ==
+            gt::shape_type{2, 9, 11, 3});
+    REQUIRE(gt::Conv1D64(5, 3)(random64({2, 7, 2})).shape() == gt::shape_type{2, 5, 5});
+    gt::DepthwiseConv2D64 depthwise({3, 3}, 2);
+    REQUIRE(depthwise(random64({1, 5, 5, 3})).shape() == gt::shape_type{1, 3, 3, 6});
+    REQUIRE(names_of(depthwise) ==
+            std::vector<std::string>{"depthwise_conv2d/depthwise_kernel", "depthwise_conv2d/bias"});
+    REQUIRE(gt::MaxPool2D64({.pool_size = {3, 3}})(random64({1, 7, 6, 2})).shape() == gt::shape_type{1, 2, 2, 2});
+    REQUIRE(gt::GlobalAveragePooling2D64()(random64({2, 3, 3, 4})).shape() == gt::shape_type{2, 4});
+}
+
+TEST_CASE("multi-head attention projects, attends per head and projects back", "[layers]")
+{
+    gt::set_seed(5);
+    const std::size_t heads = 2;
+    const std::size_t dim = 3;
+    gt::MultiHeadAttention64 attention(heads, dim, {.use_causal_mask = true});
+    const Tensor64 x = random64({2, 4, 5});
+    const Tensor64 y = attention(x);
+    REQUIRE(y.shape() == gt::shape_type{2, 4, 5});
+    const auto named = attention.named_variables();
+    REQUIRE(named[0].first == "multi_head_attention/query/kernel");
+    REQUIRE(named[0].second.shape() == gt::shape_type{5, heads, dim});
+    const auto& wq = named[0].second.value();
+    const auto& bq = named[1].second.value();
+    const auto& wk = named[2].second.value();
+    const auto& bk = named[3].second.value();
+    const auto& wv = named[4].second.value();
+    const auto& bv = named[5].second.value();
+    const auto& wo = named[6].second.value();
+    const auto& bo = named[7].second.value();
+    const auto& in = x.value();
+    // By the definition, one batch, head and query at a time.
+    for (std::size_t b = 0; b < 2; ++b) {
+        for (std::size_t t = 0; t < 4; ++t) {
+            std::vector<double> out(5);
+            for (std::size_t c = 0; c < 5; ++c) {
+                out[c] = bo(c);
+            }
+            for (std::size_t h = 0; h < heads; ++h) {
+                const auto project = [&](const auto& w, const auto& bias, std::size_t s, std::size_t d) {
+                    double sum = bias(h, d);
+                    for (std::size_t c = 0; c < 5; ++c) {
+                        sum += in(b, s, c) * w(c, h, d);
+                    }
+                    return sum;
+                };
+                std::vector<double> scores;
+                for (std::size_t s = 0; s <= t; ++s) {
+                    double dot = 0;
+                    for (std::size_t d = 0; d < dim; ++d) {
+                        dot += project(wq, bq, t, d) * project(wk, bk, s, d);
+                    }
+                    scores.push_back(dot / std::sqrt(double(dim)));
+                }
+                const double top = *std::ranges::max_element(scores);
+                double total = 0;
+                for (double& score : scores) {
+                    score = std::exp(score - top);
+                    total += score;
+                }
+                for (std::size_t d = 0; d < dim; ++d) {
+                    double attended = 0;
+                    for (std::size_t s = 0; s <= t; ++s) {
+                        attended += scores[s] / total * project(wv, bv, s, d);
+                    }
+                    for (std::size_t c = 0; c < 5; ++c) {
+                        out[c] += attended * wo(h, d, c);
+                    }
+                }
+            }
+            for (std::size_t c = 0; c < 5; ++c) {
+                REQUIRE_THAT(y.value()(b, t, c), Catch::Matchers::WithinAbs(out[c], 1e-12));
+            }
+        }
+    }
+    // Cross-attention checks the key and value against what it was built for.
+    REQUIRE_THROWS_WITH(attention(x, random64({2, 3, 6}), {}, {}), Contains("value of shape (?, ?, 5)"));
+}
+
+TEST_CASE("minimize refuses a step when the loss reads a layer the model does not hold", "[layers]")
+{
+    gt::Sequential64 model({gt::Dense64(3)}, "model");
+    gt::Dense64 forgotten(1);
+    gt::SGD optimizer(0.1);
+    const Tensor64 x = random64({4, 2});
+    const auto loss = [&] { return gt::reduce_sum(forgotten(model(x))); };
+    (void)loss();
+    const auto before = model.variables()[0].value();
+    REQUIRE_THROWS_WITH(optimizer.minimize(loss, model),
+                        Contains("'dense/kernel'") && Contains("model 'model' does not hold"));
+    REQUIRE(xt::all(xt::equal(model.variables()[0].value(), before)));
+    REQUIRE(optimizer.iterations() == 0);
+
+    gt::Sequential64 whole({model, forgotten}, "whole");
+    const Tensor64 first = optimizer.minimize(loss, whole);
+    REQUIRE(optimizer.iterations() == 1);
+    REQUIRE(loss().item() < first.item());
+}
+
+TEST_CASE("a handle that outlives its model object is refused, not followed", "[layers]")
+{
+    gt::Layer64 handle = [] {
+        gt::Sequential64 holder({}, "holder");
+        struct tiny : gt::Model64 {
+            Tensor64 call(const Tensor64& x, bool) override { return x; }
+        };
+        tiny model;
+        holder.add(model);
+        return holder;
+    }();
+    REQUIRE_THROWS_WITH(handle(random64({1})), Contains("outlived its model object"));
+}
