@@ -4,6 +4,10 @@
 // as numpy.lib.format reads it.
 #include <gradtape/checkpoint.hpp>
 
+#include <gradtape/layers.hpp>
+#include <gradtape/optim.hpp>
+#include <gradtape/random.hpp>
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -12,6 +16,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -23,6 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
+
+#include <xtensor/xadapt.hpp>
 
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xnoalias.hpp>
@@ -43,14 +50,58 @@ static_assert(std::endian::native == std::endian::little, "the .npy writer assum
 // Keys of a .npz entry: the array's name and ".npy", at most a ZIP name's 65,535 bytes.
 constexpr std::size_t longest_entry_name = std::numeric_limits<std::uint16_t>::max();
 
-template <dtype T>
-constexpr std::string_view npy_descr()
+// The element types a .npy may hold here, by NumPy's descr: the library's
+// dtypes, and the integers of labels, ids and generator states.
+template <class T>
+constexpr std::string_view npy_descr() = delete;
+template <>
+constexpr std::string_view npy_descr<float>()
 {
-    static_assert(std::numeric_limits<T>::is_iec559 && (sizeof(T) == 4 || sizeof(T) == 8));
-    return sizeof(T) == 4 ? "<f4" : "<f8";
+    return "<f4";
+}
+template <>
+constexpr std::string_view npy_descr<double>()
+{
+    return "<f8";
+}
+template <>
+constexpr std::string_view npy_descr<std::int32_t>()
+{
+    return "<i4";
+}
+template <>
+constexpr std::string_view npy_descr<std::int64_t>()
+{
+    return "<i8";
+}
+template <>
+constexpr std::string_view npy_descr<std::uint8_t>()
+{
+    return "|u1";
+}
+template <>
+constexpr std::string_view npy_descr<std::uint64_t>()
+{
+    return "<u8";
 }
 
-template <dtype T>
+// Calls f with a value of the element type `descr` names; false when it names none of them.
+template <class F>
+bool with_element_type(std::string_view descr, F&& f)
+{
+    const auto visit = [&]<class E>() {
+        if (descr == npy_descr<E>()) {
+            f(E{});
+            return true;
+        }
+        return false;
+    };
+    return visit.template operator()<float>() || visit.template operator()<double>() ||
+           visit.template operator()<std::int32_t>() || visit.template operator()<std::int64_t>() ||
+           visit.template operator()<std::uint8_t>() || visit.template operator()<std::uint64_t>();
+}
+
+template <class T>
 std::string npy(const xt::xarray<T>& values)
 {
     std::string shape = "(";
@@ -222,10 +273,11 @@ private:
     std::function<void(const std::string&)> refuse_;
 };
 
-npy_array parse_npy(std::string_view bytes, const std::string& name, const std::source_location& site)
+npy_array parse_npy(std::string_view op, std::string_view bytes, const std::string& name,
+                    const std::source_location& site)
 {
     const auto refuse = [&](const std::string& why) {
-        fail<argument_error>("load_checkpoint", site, "array '" + name + "' is not a readable .npy: " + why);
+        fail<argument_error>(op, site, "array '" + name + "' is not a readable .npy: " + why);
     };
     if (bytes.size() < 10 || !bytes.starts_with("\x93NUMPY")) {
         refuse("no .npy magic");
@@ -248,11 +300,13 @@ npy_array parse_npy(std::string_view bytes, const std::string& name, const std::
         refuse("truncated header");
     }
     npy_array array = npy_header_parser(bytes.substr(8 + length_bytes, header_length), refuse).parse();
-    if (array.descr != npy_descr<float>() && array.descr != npy_descr<double>()) {
-        refuse("dtype '" + array.descr + "' is not little-endian float32 ('<f4') or float64 ('<f8')");
+    std::size_t bytes_needed = 0;
+    if (!with_element_type(array.descr, [&](auto element) { bytes_needed = sizeof(element); })) {
+        refuse("dtype '" + array.descr +
+               "' is not one of little-endian float32, float64, int32, int64, uint64 or uint8 ('<f4', '<f8', '<i4', "
+               "'<i8', '<u8', '|u1')");
     }
     // A corrupt header may hold any numbers: the byte count must not overflow.
-    std::size_t bytes_needed = array.descr == npy_descr<float>() ? 4 : 8;
     for (std::size_t dim : array.shape) {
         if (__builtin_mul_overflow(bytes_needed, dim, &bytes_needed)) {
             refuse("shape " + detail::format_shape(array.shape) + " is too large");
@@ -266,7 +320,7 @@ npy_array parse_npy(std::string_view bytes, const std::string& name, const std::
     return array;
 }
 
-template <dtype T, class Stored>
+template <class T, class Stored>
 void copy_into(const npy_array& array, xt::xarray<T>& target)
 {
     std::size_t count = 1;
@@ -286,6 +340,21 @@ void copy_into(const npy_array& array, xt::xarray<T>& target)
     xt::noalias(target) = xt::transpose(columns);
 }
 
+// The array converted to T, whatever element type it holds.
+template <class T>
+void convert_into(const npy_array& array, xt::xarray<T>& target)
+{
+    with_element_type(array.descr, [&]<class Stored>(Stored) { copy_into<T, Stored>(array, target); });
+}
+
+template <class T>
+xt::xarray<T> converted(const npy_array& array)
+{
+    auto values = xt::xarray<T>::from_shape(array.shape);
+    convert_into(array, values);
+    return values;
+}
+
 struct zip_deleter {
     void operator()(zip_t* archive) const { zip_discard(archive); }
 };
@@ -297,8 +366,9 @@ using zip_handle = std::unique_ptr<zip_t, zip_deleter>;
 // The named entries of a .npz, read and CRC-checked by libzip.
 class npz_reader {
 public:
-    npz_reader(const std::filesystem::path& path, const std::string& bytes, const std::source_location& site)
-        : path_(path), site_(site)
+    npz_reader(std::string_view op, const std::filesystem::path& path, const std::string& bytes,
+               const std::source_location& site)
+        : op_(op), path_(path), site_(site)
     {
         zip_error_t error;
         zip_error_init(&error);
@@ -316,14 +386,18 @@ public:
         }
         zip_error_fini(&error);
         const zip_int64_t entries = zip_get_num_entries(archive_.get(), 0);
-        std::set<std::string_view> names;
+        std::set<std::string_view> seen;
         for (zip_int64_t i = 0; i < entries; ++i) {
             const char* name = zip_get_name(archive_.get(), zip_uint64_t(i), ZIP_FL_ENC_GUESS);
-            if (!name || !names.insert(name).second) {
+            if (!name || !seen.insert(name).second) {
                 refuse(name ? "it holds two entries named '" + std::string(name) + "'" : "an entry has no name");
             }
+            names_.emplace_back(name);
         }
     }
+
+    // Every entry's name, in the archive's order.
+    [[nodiscard]] const std::vector<std::string>& names() const { return names_; }
 
     // The bytes of entry `name`, or nothing when there is no such entry.
     std::optional<std::string> entry(const std::string& name)
@@ -359,9 +433,11 @@ public:
 private:
     [[noreturn]] void refuse(const std::string& why) const
     {
-        fail<argument_error>("load_checkpoint", site_, "'" + path_.string() + "' is not a readable .npz: " + why);
+        fail<argument_error>(op_, site_, "'" + path_.string() + "' is not a readable .npz: " + why);
     }
 
+    std::string_view op_;
+    std::vector<std::string> names_;
     const std::filesystem::path& path_;
     const std::source_location& site_;
     zip_handle archive_;
@@ -493,71 +569,197 @@ void replace_file(const std::filesystem::path& path, const std::string& bytes, c
     sync_directory(directory);
 }
 
-template <dtype T>
-void save(const std::filesystem::path& path, const std::vector<basic_variable<T>>& variables,
-          const std::source_location& site)
-{
-    if (path.empty() || !path.has_filename()) {
-        fail<argument_error>("save_checkpoint", site, "needs the path of a file, got '" + path.string() + "'");
-    }
-    std::set<std::string> names;
-    std::vector<std::pair<std::string, std::string>> files;
-    for (const auto& variable : variables) {
-        if (!names.insert(variable.name()).second) {
-            fail<argument_error>("save_checkpoint", site, "two variables are named '" + variable.name() + "'");
+// The entries of an archive being written: name (with ".npy") and bytes.
+class npz_writer {
+public:
+    npz_writer(const std::filesystem::path& path, const std::source_location& site) : path_(path), site_(site)
+    {
+        if (path.empty() || !path.has_filename()) {
+            fail<argument_error>("save_checkpoint", site, "needs the path of a file, got '" + path.string() + "'");
         }
-        std::string entry = variable.name() + ".npy";
+    }
+
+    template <class T>
+    void add(const std::string& name, const xt::xarray<T>& values, std::string_view what = "array")
+    {
+        if (!names_.insert(name).second) {
+            fail<argument_error>("save_checkpoint", site_, "two " + std::string(what) + "s are named '" + name + "'");
+        }
+        std::string entry = name + ".npy";
         if (entry.size() > longest_entry_name) {
-            fail<argument_error>("save_checkpoint", site,
-                                 "the name of variable '" + variable.name().substr(0, 32) + "...' is " +
-                                     std::to_string(variable.name().size()) +
-                                     " bytes long; a .npz holds names of at most " +
+            fail<argument_error>("save_checkpoint", site_,
+                                 "the name of " + std::string(what) + " '" + name.substr(0, 32) + "...' is " +
+                                     std::to_string(name.size()) + " bytes long; a .npz holds names of at most " +
                                      std::to_string(longest_entry_name - 4) + " bytes");
         }
-        // A read, under the variable's lock: a write elsewhere cannot change it mid-copy.
-        const basic_tensor<T> value = variable;
-        files.emplace_back(std::move(entry), npy(value.value()));
+        files_.emplace_back(std::move(entry), npy(values));
     }
-    replace_file(path, zip_archive(files, site), site);
+
+    void write() { replace_file(path_, zip_archive(files_, site_), site_); }
+
+private:
+    const std::filesystem::path& path_;
+    const std::source_location& site_;
+    std::set<std::string> names_;
+    std::vector<std::pair<std::string, std::string>> files_;
+};
+
+// Where a resumable checkpoint keeps what is not a variable.
+const std::string iterations_entry = "optimizer/iterations";
+const std::string random_state_entry = "random/state";
+
+std::string slot_entry(const std::string& variable, const std::string& slot)
+{
+    return "optimizer/" + variable + "/" + slot;
 }
 
 template <dtype T>
-void load(const std::filesystem::path& path, const std::vector<basic_variable<T>>& variables,
+using named_variables = std::vector<std::pair<std::string, basic_variable<T>>>;
+
+template <dtype T>
+named_variables<T> by_own_name(const std::vector<basic_variable<T>>& variables)
+{
+    named_variables<T> named;
+    for (const auto& variable : variables) {
+        named.emplace_back(variable.name(), variable);
+    }
+    return named;
+}
+
+template <dtype T>
+named_variables<T> of_built(const basic_layer<T>& model, std::string_view op, const std::source_location& site)
+{
+    if (!model.built()) {
+        fail<argument_error>(op, site,
+                             "model '" + model.path() +
+                                 "' has no variables yet: call it once, or build() it, before a checkpoint");
+    }
+    return model.named_variables();
+}
+
+template <dtype T>
+void save(const std::filesystem::path& path, const named_variables<T>& variables, const optimizer* trainer,
           const std::source_location& site)
 {
-    const std::string bytes = detail::read_regular_file("load_checkpoint", path, site);
-    npz_reader archive(path, bytes, site);
+    npz_writer archive(path, site);
+    for (const auto& [name, variable] : variables) {
+        // A read, under the variable's lock: a write elsewhere cannot change it mid-copy.
+        const basic_tensor<T> value = variable;
+        archive.add(name, value.value(), "variable");
+    }
+    if (trainer) {
+        archive.add(iterations_entry, xt::xarray<std::uint64_t>(trainer->iterations()));
+        for (const auto& [name, variable] : variables) {
+            for (const auto& [slot, values] : trainer->slots(variable)) {
+                archive.add(slot_entry(name, slot), values);
+            }
+        }
+        const std::vector<std::uint64_t> state = random_state();
+        archive.add(random_state_entry, xt::xarray<std::uint64_t>(xt::adapt(state, {state.size()})));
+    }
+    archive.write();
+}
+
+template <dtype T>
+void load(const std::filesystem::path& path, const named_variables<T>& variables, optimizer* trainer,
+          const std::source_location& site)
+{
+    constexpr std::string_view op = "load_checkpoint";
+    const std::string bytes = detail::read_regular_file(op, path, site);
+    npz_reader archive(op, path, bytes, site);
+    const auto read = [&](const std::string& name, std::string_view what) {
+        std::optional<std::string> entry = archive.entry(name + ".npy");
+        if (!entry) {
+            fail<argument_error>(op, site, "'" + path.string() + "' has no " + std::string(what) + " named '" + name + "'");
+        }
+        return *entry;
+    };
     std::vector<std::string> contents;
     std::vector<npy_array> arrays;
     contents.reserve(variables.size());
-    for (const auto& variable : variables) {
-        std::optional<std::string> entry = archive.entry(variable.name() + ".npy");
-        if (!entry) {
-            fail<argument_error>("load_checkpoint", site,
-                                 "'" + path.string() + "' has no array named '" + variable.name() + "'");
-        }
-        contents.push_back(std::move(*entry));
+    for (const auto& [name, variable] : variables) {
+        contents.push_back(read(name, "array"));
     }
     for (std::size_t i = 0; i < variables.size(); ++i) {
-        const npy_array array = parse_npy(contents[i], variables[i].name(), site);
-        if (array.shape != variables[i].shape()) {
-            fail<shape_error>("load_checkpoint", site,
-                              "array '" + variables[i].name() + "' has shape " + detail::format_shape(array.shape) +
-                                  ", the variable " + detail::format_shape(variables[i].shape()));
+        const auto& [name, variable] = variables[i];
+        const npy_array array = parse_npy(op, contents[i], name, site);
+        if (array.shape != variable.shape()) {
+            fail<shape_error>(op, site,
+                              "array '" + name + "' has shape " + detail::format_shape(array.shape) +
+                                  ", the variable " + detail::format_shape(variable.shape()));
         }
         arrays.push_back(array);
     }
-    // Only once every array is read and checked does any variable change,
-    // and each changes in place, as every other update does.
-    for (std::size_t i = 0; i < variables.size(); ++i) {
-        detail::write_variable(variables[i], [&](xt::xarray<T>& value) {
-            if (arrays[i].descr == npy_descr<float>()) {
-                copy_into<T, float>(arrays[i], value);
-            } else {
-                copy_into<T, double>(arrays[i], value);
+
+    std::uint64_t iterations = 0;
+    std::vector<optimizer_slots> slots(variables.size());
+    std::vector<std::uint64_t> state;
+    if (trainer) {
+        const auto scalar_or_vector = [&](const std::string& name, std::size_t rank) {
+            const std::string entry = read(name, "optimizer state");
+            const npy_array array = parse_npy(op, entry, name, site);
+            if (array.descr != npy_descr<std::uint64_t>() || array.shape.size() != rank) {
+                fail<argument_error>(op, site, "'" + name + "' in '" + path.string() + "' is not what a checkpoint "
+                                               "writes there (" + std::to_string(rank) + "-D uint64)");
             }
-        });
+            return converted<std::uint64_t>(array);
+        };
+        iterations = scalar_or_vector(iterations_entry, 0)();
+        const xt::xarray<std::uint64_t> words = scalar_or_vector(random_state_entry, 1);
+        state.assign(words.begin(), words.end());
+        if (state.size() != random_state().size() || state.back() >= state.size()) {
+            fail<argument_error>(op, site, "'" + random_state_entry + "' in '" + path.string() +
+                                               "' is not a generator state");
+        }
+        for (std::size_t i = 0; i < variables.size(); ++i) {
+            const std::string prefix = slot_entry(variables[i].first, "");
+            for (const std::string& entry : archive.names()) {
+                if (entry.starts_with(prefix) && entry.ends_with(".npy")) {
+                    const std::string slot = entry.substr(prefix.size(), entry.size() - prefix.size() - 4);
+                    if (slot.find('/') != std::string::npos) {
+                        continue;  // a slot of another variable whose name extends this one's
+                    }
+                    const std::string bytes_of_slot = *archive.entry(entry);
+                    slots[i].emplace(slot, converted<double>(parse_npy(op, bytes_of_slot, entry, site)));
+                }
+            }
+            trainer->check_slots(variables[i].second, slots[i], site);
+        }
     }
+
+    // Only once everything is read and checked does anything change, and
+    // each variable changes in place, as every other update does.
+    for (std::size_t i = 0; i < variables.size(); ++i) {
+        detail::write_variable(variables[i].second,
+                               [&](xt::xarray<T>& value) { convert_into(arrays[i], value); });
+    }
+    if (trainer) {
+        for (std::size_t i = 0; i < variables.size(); ++i) {
+            trainer->set_slots(variables[i].second, slots[i], site);
+        }
+        trainer->set_iterations(iterations);
+        set_random_state(state, site);
+    }
+}
+
+template <class T>
+xt::xarray<T> read_npy_as(const std::filesystem::path& path, const std::source_location& site)
+{
+    const std::string bytes = detail::read_regular_file("read_npy", path, site);
+    return converted<T>(parse_npy("read_npy", bytes, path.string(), site));
+}
+
+template <class T>
+std::map<std::string, xt::xarray<T>> read_npz_as(const std::filesystem::path& path, const std::source_location& site)
+{
+    const std::string bytes = detail::read_regular_file("read_npz", path, site);
+    npz_reader archive("read_npz", path, bytes, site);
+    std::map<std::string, xt::xarray<T>> arrays;
+    for (const std::string& entry : archive.names()) {
+        const std::string name = entry.ends_with(".npy") ? entry.substr(0, entry.size() - 4) : entry;
+        arrays.emplace(name, converted<T>(parse_npy("read_npz", *archive.entry(entry), name, site)));
+    }
+    return arrays;
 }
 
 }  // namespace
@@ -565,25 +767,82 @@ void load(const std::filesystem::path& path, const std::vector<basic_variable<T>
 void save_checkpoint(const std::filesystem::path& path, const std::vector<Variable>& variables,
                      std::source_location site)
 {
-    save(path, variables, site);
+    save(path, by_own_name(variables), nullptr, site);
 }
 
 void save_checkpoint(const std::filesystem::path& path, const std::vector<Variable64>& variables,
                      std::source_location site)
 {
-    save(path, variables, site);
+    save(path, by_own_name(variables), nullptr, site);
 }
 
 void load_checkpoint(const std::filesystem::path& path, const std::vector<Variable>& variables,
                      std::source_location site)
 {
-    load(path, variables, site);
+    load(path, by_own_name(variables), nullptr, site);
 }
 
 void load_checkpoint(const std::filesystem::path& path, const std::vector<Variable64>& variables,
                      std::source_location site)
 {
-    load(path, variables, site);
+    load(path, by_own_name(variables), nullptr, site);
 }
+
+template <dtype T>
+void save_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, std::source_location site)
+{
+    save(path, of_built(model, "save_checkpoint", site), nullptr, site);
+}
+
+template <dtype T>
+void save_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, const optimizer& trainer,
+                     std::source_location site)
+{
+    save(path, of_built(model, "save_checkpoint", site), &trainer, site);
+}
+
+template <dtype T>
+void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, std::source_location site)
+{
+    load(path, of_built(model, "load_checkpoint", site), nullptr, site);
+}
+
+template <dtype T>
+void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, optimizer& trainer,
+                     std::source_location site)
+{
+    load(path, of_built(model, "load_checkpoint", site), &trainer, site);
+}
+
+template <class T>
+xt::xarray<T> read_npy(const std::filesystem::path& path, std::source_location site)
+{
+    return read_npy_as<T>(path, site);
+}
+
+template <class T>
+std::map<std::string, xt::xarray<T>> read_npz(const std::filesystem::path& path, std::source_location site)
+{
+    return read_npz_as<T>(path, site);
+}
+
+#define GRADTAPE_INSTANTIATE_MODEL_CHECKPOINTS(T)                                                                \
+    template void save_checkpoint(const std::filesystem::path&, const basic_layer<T>&, std::source_location);   \
+    template void save_checkpoint(const std::filesystem::path&, const basic_layer<T>&, const optimizer&,        \
+                                  std::source_location);                                                        \
+    template void load_checkpoint(const std::filesystem::path&, const basic_layer<T>&, std::source_location);   \
+    template void load_checkpoint(const std::filesystem::path&, const basic_layer<T>&, optimizer&,              \
+                                  std::source_location);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_MODEL_CHECKPOINTS)
+#undef GRADTAPE_INSTANTIATE_MODEL_CHECKPOINTS
+
+#define GRADTAPE_INSTANTIATE_READERS(T)                                                                      \
+    template xt::xarray<T> read_npy(const std::filesystem::path&, std::source_location);                     \
+    template std::map<std::string, xt::xarray<T>> read_npz(const std::filesystem::path&, std::source_location);
+GRADTAPE_INSTANTIATE_READERS(float)
+GRADTAPE_INSTANTIATE_READERS(double)
+GRADTAPE_INSTANTIATE_READERS(std::int64_t)
+GRADTAPE_INSTANTIATE_READERS(std::uint8_t)
+#undef GRADTAPE_INSTANTIATE_READERS
 
 }  // namespace gradtape

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <random>
+#include <sstream>
 
 #include "diagnostics.hpp"
 #include "dtypes.hpp"
@@ -33,6 +34,38 @@ basic_tensor<T> draw(std::string_view op, const std::source_location& site, cons
 void set_seed(std::uint64_t seed)
 {
     generator.seed(seed);
+}
+
+// The engine's own text form, as numbers: its words and position.
+std::vector<std::uint64_t> random_state()
+{
+    std::stringstream text;
+    text << generator;
+    std::vector<std::uint64_t> state;
+    for (std::uint64_t word = 0; text >> word;) {
+        state.push_back(word);
+    }
+    return state;
+}
+
+void set_random_state(const std::vector<std::uint64_t>& state, std::source_location site)
+{
+    const std::size_t expected = random_state().size();
+    // The last number is the position in the words before it, at most their count.
+    const bool valid = state.size() == expected && state.back() <= expected - 1;
+    std::stringstream text;
+    for (std::uint64_t word : state) {
+        text << word << ' ';
+    }
+    std::mt19937_64 restored;
+    text >> restored;
+    if (!valid || text.fail()) {
+        detail::fail<argument_error>("set_random_state", site,
+                                     "needs the " + std::to_string(expected) +
+                                         " numbers random_state() gives, got " + std::to_string(state.size()) +
+                                         (state.size() == expected ? " that no generator state has" : ""));
+    }
+    generator = restored;
 }
 
 template <dtype T>

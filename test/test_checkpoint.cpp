@@ -260,3 +260,121 @@ TEST_CASE("only regular files are read: a directory, a device and a FIFO are ref
     REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
     REQUIRE_THROWS_WITH(gt::load_checkpoint(fifo, {w}), Contains("not a regular file"));
 }
+
+namespace {
+
+// A small model with everything that carries state between steps: dropout
+// (the generator), batch normalization (moving statistics) and Adam (moments).
+gt::Sequential make_model()
+{
+    return gt::Sequential({gt::Dense(16, {.activation = "relu"}), gt::Dropout(0.3), gt::BatchNormalization(),
+                           gt::Dense(3)},
+                          "net");
+}
+
+// One epoch of shuffled minibatches.
+void train_epoch(gt::Sequential& model, gt::optimizer& optimizer, gt::minibatches<float>& batches)
+{
+    for (const auto& batch : batches) {
+        (void)optimizer.minimize(
+            [&] {
+                return gt::reduce_mean(
+                    gt::sparse_softmax_cross_entropy_with_logits(batch.labels[0], model(batch.tensors[0], true)));
+            },
+            model);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("training resumed from a model checkpoint goes on bit for bit as if never stopped", "[checkpoint]")
+{
+    scratch_directory scratch;
+    const auto file = scratch.path / "resume.npz";
+    gt::set_seed(8);
+    const gt::Tensor points = gt::random_normal<float>({64, 5});
+    const xt::xarray<std::int64_t> labels = gt::argmax(points, 1) % 3;
+    gt::minibatches<float> batches({points}, {labels}, {.batch_size = 16});
+    const auto schedule = gt::exponential_decay(0.01, 4, 0.5);
+
+    gt::set_seed(1);
+    gt::Sequential straight = make_model();
+    gt::Adam straight_optimizer({.learning_rate = schedule, .amsgrad = true});
+    straight.build({1, 5});
+    train_epoch(straight, straight_optimizer, batches);
+    gt::save_checkpoint(file, straight, straight_optimizer);
+    train_epoch(straight, straight_optimizer, batches);
+    const auto straight_state = gt::random_state();
+
+    // A fresh process: another seed, other initial weights, an optimizer that has never stepped.
+    gt::set_seed(99);
+    gt::Sequential resumed = make_model();
+    gt::Adam resumed_optimizer({.learning_rate = schedule, .amsgrad = true});
+    resumed.build({1, 5});
+    gt::load_checkpoint(file, resumed, resumed_optimizer);
+    REQUIRE(resumed_optimizer.iterations() == 4);
+    train_epoch(resumed, resumed_optimizer, batches);
+
+    const auto expected = straight.named_variables();
+    const auto actual = resumed.named_variables();
+    REQUIRE(actual.size() == 8);
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        INFO(expected[i].first);
+        REQUIRE(actual[i].first == expected[i].first);
+        REQUIRE(actual[i].second.value() == expected[i].second.value());
+        if (expected[i].second.trainable()) {
+            REQUIRE(resumed_optimizer.slots(actual[i].second) == straight_optimizer.slots(expected[i].second));
+        }
+    }
+    REQUIRE(gt::random_state() == straight_state);
+}
+
+TEST_CASE("a model checkpoint that does not fit changes nothing", "[checkpoint][errors]")
+{
+    scratch_directory scratch;
+    const auto file = scratch.path / "model.npz";
+    gt::Sequential model = make_model();
+    gt::Adam optimizer;
+    REQUIRE_THROWS_WITH(gt::save_checkpoint(file, model), Contains("has no variables yet"));
+    model.build({2, 5});
+    gt::save_checkpoint(file, model);
+
+    gt::Sequential other = make_model();
+    other.build({2, 5});
+    const auto before = other.variables()[0].value();
+    const auto state = gt::random_state();
+    // Saved without an optimizer: nothing to resume from.
+    REQUIRE_THROWS_WITH(gt::load_checkpoint(file, other, optimizer),
+                        Contains("no optimizer state named 'optimizer/iterations'"));
+    REQUIRE(other.variables()[0].value() == before);
+    REQUIRE(gt::random_state() == state);
+
+    gt::Sequential wider({gt::Dense(17)}, "net");
+    wider.build({2, 5});
+    REQUIRE_THROWS_WITH(gt::load_checkpoint(file, wider), Contains("array 'net/dense/kernel' has shape (5, 16)"));
+
+    gt::load_checkpoint(file, other);
+    REQUIRE(other.variables()[0].value() == model.variables()[0].value());
+
+    // Slots of the wrong shape are refused before anything changes.
+    gt::Variable w(gt::zeros<float>({2}), "w");
+    REQUIRE_THROWS_WITH(optimizer.set_slots(w, {{"m", xt::zeros<double>({3})}, {"v", xt::zeros<double>({2})},
+                                                {"steps", xt::xarray<double>(1.0)}}),
+                        Contains("slot 'm' of variable 'w' has shape (3,), not (2,)"));
+    REQUIRE(optimizer.slots(w).empty());
+    REQUIRE_THROWS_AS(gt::set_random_state({1, 2, 3}), gt::argument_error);
+}
+
+TEST_CASE("read_npy and read_npz read arrays into tensors, refusing what they cannot", "[checkpoint]")
+{
+    scratch_directory scratch;
+    const auto file = scratch.path / "arrays.npz";
+    gt::Variable64 w(gt::Tensor64(xt::xarray<double>{{1.5, -2}, {3, 4}}), "layer/w");
+    gt::save_checkpoint(file, {w});
+    const auto arrays = gt::read_npz<float>(file);
+    REQUIRE(arrays.size() == 1);
+    REQUIRE(arrays.at("layer/w") == xt::xarray<float>{{1.5f, -2}, {3, 4}});
+    REQUIRE(gt::read_npz<std::int64_t>(file).at("layer/w")(1, 0) == 3);
+    REQUIRE_THROWS_WITH(gt::read_npy<float>(file), Contains("read_npy") && Contains("no .npy magic"));
+    REQUIRE_THROWS_WITH(gt::read_npz<float>(scratch.path / "missing.npz"), Contains("read_npz"));
+}

@@ -1,17 +1,27 @@
-// Checkpoints: named variables saved as NumPy's .npz, which numpy.load reads.
+// Checkpoints: named variables saved as NumPy's .npz, which numpy.load reads;
+// a model with its optimizer, to resume training; arrays of .npy and .npz
+// files read into tensors.
 //
 //   gradtape::save_checkpoint("model.npz", {w1, b1, w2, b2});   // keyed by variable name
 //   gradtape::load_checkpoint("model.npz", {w1, b1, w2, b2});   // values assigned in place
+//   gradtape::save_checkpoint("step_1000.npz", model, optimizer); // resumable
 //   >>> numpy.load("model.npz")["w1"]
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <map>
 #include <source_location>
+#include <string>
 #include <vector>
 
 #include "variable.hpp"
 
 namespace gradtape {
+
+template <dtype T>
+class basic_layer;
+class optimizer;
 
 // Writes every variable as "<name>.npy" in an uncompressed .npz. The file is
 // written beside `path` and renamed over it, so a crash while saving leaves
@@ -29,5 +39,37 @@ void load_checkpoint(const std::filesystem::path& path, const std::vector<Variab
                      std::source_location site = std::source_location::current());
 void load_checkpoint(const std::filesystem::path& path, const std::vector<Variable64>& variables,
                      std::source_location site = std::source_location::current());
+
+// Every variable of a model (built: called once), keyed by its path
+// ("cnn/conv2d/kernel"). With an optimizer, also what resumes training as if
+// it had never stopped: the optimizer's count of updates and its slots
+// ("optimizer/cnn/conv2d/kernel/m"), and this thread's generator state
+// ("random/state", which dropout and shuffling draw from). Loading with an
+// optimizer restores all three; nothing changes unless everything in the
+// file fits. Resume at an epoch's start: a minibatch order already drawn is
+// not saved.
+template <dtype T>
+void save_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model,
+                     std::source_location site = std::source_location::current());
+template <dtype T>
+void save_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, const optimizer& optimizer,
+                     std::source_location site = std::source_location::current());
+template <dtype T>
+void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model,
+                     std::source_location site = std::source_location::current());
+template <dtype T>
+void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, optimizer& optimizer,
+                     std::source_location site = std::source_location::current());
+
+// The array of a .npy file, and every array of a .npz (keyed by name, without
+// ".npy"), converted to T: float, double, std::int64_t or std::uint8_t, from
+// any of float32, float64, int32, int64, uint64 and uint8. A malformed file
+// is an argument_error naming it and what is wrong.
+template <class T>
+[[nodiscard]] xt::xarray<T> read_npy(const std::filesystem::path& path,
+                                     std::source_location site = std::source_location::current());
+template <class T>
+[[nodiscard]] std::map<std::string, xt::xarray<T>> read_npz(
+    const std::filesystem::path& path, std::source_location site = std::source_location::current());
 
 }  // namespace gradtape

@@ -9,7 +9,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <source_location>
+#include <string>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -20,6 +22,13 @@
 #include "variable.hpp"
 
 namespace gradtape {
+
+template <dtype T>
+class basic_layer;
+
+// The state an optimizer keeps for one variable, by slot name, in float64
+// (which holds every float32 value and step count exactly).
+using optimizer_slots = std::map<std::string, xt::xarray<double>>;
 
 // A learning rate as a function of the number of updates already applied.
 // A plain number converts to a constant schedule.
@@ -77,8 +86,44 @@ public:
         return loss;
     }
 
+    // The same for the trainable variables of `model`, which loss_fn's first
+    // call makes. A trainable variable the loss read that the model does not
+    // hold (a layer never added to it) is an argument_error naming it, and
+    // then nothing changes.
+    template <class LossFn, dtype T>
+    basic_tensor<T> minimize(LossFn&& loss_fn, const basic_layer<T>& model,
+                             std::source_location site = std::source_location::current())
+    {
+        GradientTape tape;
+        basic_tensor<T> loss = loss_fn();
+        const std::vector<basic_variable<T>> variables = model.trainable_variables();
+        check_holds_all(tape, variables, model.path(), site);
+        apply_gradients(tape.gradient(loss, variables, {}, unconnected_gradients::none, site), variables, site);
+        return loss;
+    }
+
     // How many times apply_gradients has updated the variables.
     [[nodiscard]] std::uint64_t iterations() const noexcept { return iterations_; }
+    // Sets that count, as a checkpoint being resumed does; schedules follow it.
+    void set_iterations(std::uint64_t iterations) noexcept { iterations_ = iterations; }
+
+    // The state kept for `variable`, empty before its first update: SGD's
+    // "momentum"; Adam's "m", "v", "v_max" (with amsgrad) and "steps".
+    template <dtype T>
+    [[nodiscard]] optimizer_slots slots(const basic_variable<T>& variable) const
+    {
+        return slots_of(variable.id());
+    }
+    // Replaces that state with what slots() gave (empty: none yet). A
+    // missing slot, or one of another shape than the variable, is an
+    // argument_error, and then nothing changes.
+    template <dtype T>
+    void set_slots(const basic_variable<T>& variable, const optimizer_slots& slots,
+                   std::source_location site = std::source_location::current());
+    // Throws as set_slots would, and changes nothing.
+    template <dtype T>
+    void check_slots(const basic_variable<T>& variable, const optimizer_slots& slots,
+                     std::source_location site = std::source_location::current()) const;
     // The learning rate the next update uses.
     [[nodiscard]] double learning_rate() const { return schedule_(iterations_); }
 
@@ -90,8 +135,19 @@ protected:
                         double learning_rate) = 0;
     virtual void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
                         double learning_rate) = 0;
+    [[nodiscard]] virtual optimizer_slots slots_of(tensor_id variable) const = 0;
+    // The slots a variable's state has once it is updated, each with whether
+    // it is shaped like the variable (or else a scalar).
+    [[nodiscard]] virtual std::vector<std::pair<std::string, bool>> slot_names() const = 0;
+    // After the checks of set_slots.
+    virtual void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>) = 0;
+    virtual void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) = 0;
 
 private:
+    template <dtype T>
+    static void check_holds_all(const GradientTape& tape, const std::vector<basic_variable<T>>& variables,
+                                const std::string& model, const std::source_location& site);
+
     std::string_view name_;
     learning_rate_schedule schedule_;
     std::uint64_t iterations_ = 0;
@@ -122,6 +178,12 @@ private:
                 double learning_rate) override;
     void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
                 double learning_rate) override;
+    [[nodiscard]] optimizer_slots slots_of(tensor_id variable) const override;
+    [[nodiscard]] std::vector<std::pair<std::string, bool>> slot_names() const override;
+    void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>) override;
+    void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) override;
+    template <dtype T>
+    void restore_as(tensor_id variable, const optimizer_slots& slots);
     template <dtype T>
     void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate);
 
@@ -166,6 +228,12 @@ private:
                 double learning_rate) override;
     void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
                 double learning_rate) override;
+    [[nodiscard]] optimizer_slots slots_of(tensor_id variable) const override;
+    [[nodiscard]] std::vector<std::pair<std::string, bool>> slot_names() const override;
+    void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>) override;
+    void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) override;
+    template <dtype T>
+    void restore_as(tensor_id variable, const optimizer_slots& slots);
     template <dtype T>
     void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate);
 

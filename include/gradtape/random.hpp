@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <source_location>
+#include <vector>
 
 #include "tensor.hpp"
 
@@ -15,6 +16,12 @@ namespace gradtape {
 
 // Restarts the calling thread's generator from `seed`.
 void set_seed(std::uint64_t seed);
+// The calling thread's generator state, to go on later from the same draw
+// with set_random_state (as torch.get_rng_state); checkpoints that resume keep it.
+[[nodiscard]] std::vector<std::uint64_t> random_state();
+// A state that random_state() gave; anything else is an argument_error.
+void set_random_state(const std::vector<std::uint64_t>& state,
+                      std::source_location site = std::source_location::current());
 
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> random_normal(const shape_type& shape, T mean = 0, T stddev = 1,

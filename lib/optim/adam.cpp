@@ -47,6 +47,61 @@ void Adam::update(xt::xarray<double>& weights, const xt::xarray<double>& gradien
     step(weights, gradient, variable, learning_rate);
 }
 
+optimizer_slots Adam::slots_of(tensor_id variable) const
+{
+    const auto found = moments_.find(variable);
+    if (found == moments_.end()) {
+        return {};
+    }
+    return std::visit(
+        [this](const auto& state) {
+            optimizer_slots slots{{"m", xt::xarray<double>(state.mean)},
+                                  {"v", xt::xarray<double>(state.variance)},
+                                  {"steps", xt::xarray<double>(double(state.steps))}};
+            if (options_.amsgrad) {
+                slots.emplace("v_max", xt::xarray<double>(state.max_variance));
+            }
+            return slots;
+        },
+        found->second);
+}
+
+std::vector<std::pair<std::string, bool>> Adam::slot_names() const
+{
+    std::vector<std::pair<std::string, bool>> names{{"m", true}, {"v", true}, {"steps", false}};
+    if (options_.amsgrad) {
+        names.emplace_back("v_max", true);
+    }
+    return names;
+}
+
+void Adam::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>)
+{
+    restore_as<float>(variable, slots);
+}
+
+void Adam::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>)
+{
+    restore_as<double>(variable, slots);
+}
+
+template <dtype T>
+void Adam::restore_as(tensor_id variable, const optimizer_slots& slots)
+{
+    if (slots.empty()) {
+        moments_.erase(variable);
+        return;
+    }
+    moments<T> state;
+    state.mean = slots.at("m");
+    state.variance = slots.at("v");
+    state.steps = std::uint64_t(slots.at("steps")());
+    if (options_.amsgrad) {
+        state.max_variance = slots.at("v_max");
+    }
+    moments_.insert_or_assign(variable, std::move(state));
+}
+
 template <dtype T>
 void Adam::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate)
 {

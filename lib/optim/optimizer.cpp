@@ -132,11 +132,58 @@ void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
     ++iterations_;
 }
 
+template <dtype T>
+void optimizer::set_slots(const basic_variable<T>& variable, const optimizer_slots& slots, std::source_location site)
+{
+    check_slots(variable, slots, site);
+    restore(variable.id(), slots, std::type_identity<T>{});
+}
+
+template <dtype T>
+void optimizer::check_slots(const basic_variable<T>& variable, const optimizer_slots& slots,
+                            std::source_location site) const
+{
+    const std::string op = std::string(name_) + ".set_slots";
+    if (!slots.empty()) {
+        for (const auto& [slot, shaped] : slot_names()) {
+            const auto found = slots.find(slot);
+            if (found == slots.end()) {
+                fail<argument_error>(op, site, "variable '" + variable.name() + "' has no slot '" + slot + "'");
+            }
+            const shape_type expected = shaped ? variable.shape() : shape_type{};
+            const shape_type given(found->second.shape().begin(), found->second.shape().end());
+            if (given != expected) {
+                fail<argument_error>(op, site,
+                                     "slot '" + slot + "' of variable '" + variable.name() + "' has shape " +
+                                         detail::format_shape(given) + ", not " + detail::format_shape(expected));
+            }
+        }
+    }
+}
+
+template <dtype T>
+void optimizer::check_holds_all(const GradientTape& tape, const std::vector<basic_variable<T>>& variables,
+                                const std::string& model, const std::source_location& site)
+{
+    for (const auto& [id, name] : tape.accessed_variables(site)) {
+        if (std::ranges::none_of(variables, [id](const auto& variable) { return variable.id() == id; })) {
+            fail<argument_error>("minimize", site,
+                                 "the loss read trainable variable '" + name + "', which model '" + model +
+                                     "' does not hold: add its layer to the model (or make it not trainable)");
+        }
+    }
+}
+
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template void optimizer::apply_gradients(const std::vector<basic_tensor<T>>&,                                   \
                                              const std::vector<basic_variable<T>>&, std::source_location);          \
     template std::pair<std::vector<basic_tensor<T>>, basic_tensor<T>> clip_by_global_norm(                          \
-        const std::vector<basic_tensor<T>>&, T, std::source_location);
+        const std::vector<basic_tensor<T>>&, T, std::source_location);                                               \
+    template void optimizer::set_slots(const basic_variable<T>&, const optimizer_slots&, std::source_location);       \
+    template void optimizer::check_slots(const basic_variable<T>&, const optimizer_slots&, std::source_location)      \
+        const;                                                                                                      \
+    template void optimizer::check_holds_all(const GradientTape&, const std::vector<basic_variable<T>>&,            \
+                                             const std::string&, const std::source_location&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

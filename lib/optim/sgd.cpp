@@ -42,6 +42,45 @@ void SGD::update(xt::xarray<double>& weights, const xt::xarray<double>& gradient
     step(weights, gradient, variable, learning_rate);
 }
 
+optimizer_slots SGD::slots_of(tensor_id variable) const
+{
+    const auto found = momentum_buffers_.find(variable);
+    if (found == momentum_buffers_.end()) {
+        return {};
+    }
+    return std::visit([](const auto& buffer) { return optimizer_slots{{"momentum", xt::xarray<double>(buffer)}}; },
+                      found->second);
+}
+
+std::vector<std::pair<std::string, bool>> SGD::slot_names() const
+{
+    if (options_.momentum == 0) {
+        return {};
+    }
+    return {{"momentum", true}};
+}
+
+void SGD::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>)
+{
+    restore_as<float>(variable, slots);
+}
+
+void SGD::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>)
+{
+    restore_as<double>(variable, slots);
+}
+
+template <dtype T>
+void SGD::restore_as(tensor_id variable, const optimizer_slots& slots)
+{
+    const auto found = slots.find("momentum");
+    if (found == slots.end()) {
+        momentum_buffers_.erase(variable);
+        return;
+    }
+    momentum_buffers_.insert_or_assign(variable, xt::xarray<T>(found->second));
+}
+
 template <dtype T>
 void SGD::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate)
 {

@@ -1,7 +1,9 @@
 // The C++ half of the NumPy interoperability test: `write PATH` saves known
 // values, `read PATH` loads a file NumPy wrote and checks them, `write-unicode
-// PATH` saves a variable with a non-ASCII name, and `refuse PATH` succeeds
-// only when loading the array 'a' of shape (2,) from PATH is refused.
+// PATH` saves a variable with a non-ASCII name, `refuse PATH` succeeds only
+// when loading the array 'a' of shape (2,) from PATH is refused,
+// `write-model PATH` saves a model and its optimizer after one step, and
+// `read-arrays DIR` reads the integer and float arrays NumPy wrote in DIR.
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -51,6 +53,25 @@ int main(int argc, char** argv)
         }
         std::cout << "loaded " << a << '\n';
         return 1;
+    }
+    if (mode == "write-model") {
+        gt::Sequential64 model({gt::Dense64(3), gt::Dense64(1)}, "mlp");
+        gt::Adam optimizer(0.1);
+        const gt::Tensor64 x = expected_weights();
+        (void)optimizer.minimize([&] { return gt::reduce_sum(model(x)); }, model);
+        gt::save_checkpoint(path, model, optimizer);
+        return 0;
+    }
+    if (mode == "read-arrays") {
+        const auto labels = gt::read_npy<std::int64_t>(path + "/labels.npy");
+        const auto pixels = gt::read_npy<float>(path + "/pixels.npy");
+        const auto arrays = gt::read_npz<double>(path + "/arrays.npz");
+        const bool same = labels == xt::xarray<std::int64_t>{3, -1, 4000000000} &&
+                          pixels == xt::xarray<float>{{0, 128}, {255, 7}} && arrays.size() == 2 &&
+                          arrays.at("ints") == xt::xarray<double>{{1, 2, 3}, {4, 5, 6}} &&
+                          arrays.at("gr\u00f6\u00dfe") == expected_weights();
+        std::cout << (same ? "arrays match" : "arrays differ") << '\n';
+        return same ? 0 : 1;
     }
     if (mode == "write") {
         gt::Variable weights(gt::cast<float>(gt::Tensor64(expected_weights())), "weights");

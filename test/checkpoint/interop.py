@@ -43,6 +43,30 @@ with numpy.load(sys.argv[1]) as archive:
 print("numpy read the non-ASCII name")
 '''
 
+MODEL = '''
+import sys, numpy
+with numpy.load(sys.argv[1]) as archive:
+    names = sorted(archive.files)
+    variables = ["mlp/dense/bias", "mlp/dense/kernel", "mlp/dense_1/bias", "mlp/dense_1/kernel"]
+    slots = ["optimizer/%s/%s" % (v, s) for v in variables for s in ("m", "steps", "v")]
+    assert names == sorted(variables + slots + ["optimizer/iterations", "random/state"]), names
+    assert archive["mlp/dense/kernel"].shape == (3, 3) and archive["mlp/dense/kernel"].dtype == numpy.float64
+    assert archive["optimizer/iterations"] == 1 and archive["optimizer/iterations"].dtype == numpy.uint64
+    assert archive["optimizer/mlp/dense_1/kernel/v"].shape == (3, 1)
+    assert archive["optimizer/mlp/dense_1/kernel/steps"] == 1
+    assert archive["random/state"].dtype == numpy.uint64
+print("numpy read the model and optimizer checkpoint")
+'''
+ARRAYS = '''
+import os, sys, numpy
+directory = sys.argv[1]
+numpy.save(os.path.join(directory, "labels.npy"), numpy.array([3, -1, 4000000000], dtype=numpy.int64))
+numpy.save(os.path.join(directory, "pixels.npy"), numpy.array([[0, 128], [255, 7]], dtype=numpy.uint8))
+numpy.savez_compressed(os.path.join(directory, "arrays.npz"),
+                       ints=numpy.array([[1, 2, 3], [4, 5, 6]], dtype=numpy.int32),
+                       **{"gr\u00f6\u00dfe": numpy.asfortranarray((0.5 * numpy.arange(6.0) - 1.0).reshape(2, 3))})
+'''
+
 # .npy headers numpy's own reader refuses or reads differently; gradtape
 # must refuse each, whatever NumPy makes of it.
 BAD_HEADERS = [
@@ -76,6 +100,11 @@ with tempfile.TemporaryDirectory() as directory:
     unicode = os.path.join(directory, 'unicode.npz')
     subprocess.run([program, 'write-unicode', unicode], check=True)
     subprocess.run([numpy_python, '-c', UNICODE, unicode], check=True)
+    model = os.path.join(directory, 'model.npz')
+    subprocess.run([program, 'write-model', model], check=True)
+    subprocess.run([numpy_python, '-c', MODEL, model], check=True)
+    subprocess.run([numpy_python, '-c', ARRAYS, directory], check=True)
+    subprocess.run([program, 'read-arrays', directory], check=True)
     for i, header in enumerate(BAD_HEADERS):
         bad = os.path.join(directory, f'bad{i}.npz')
         subprocess.run([numpy_python, '-c', WRITE_BAD, bad, header], check=True)
