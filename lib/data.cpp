@@ -1,7 +1,12 @@
 #include <gradtape/data.hpp>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
 #include <numeric>
+#include <thread>
 
 #include <gradtape/ops.hpp>
 #include <gradtape/random.hpp>
@@ -10,6 +15,82 @@
 #include "dtypes.hpp"
 
 namespace gradtape {
+namespace detail {
+
+// Gathers the batches of one pass over `order` on a thread of its own, at
+// most `depth` ahead of the one handed out. A failure while gathering is
+// handed out in the batch's place.
+template <dtype T>
+class prefetcher {
+public:
+    prefetcher(const minibatches<T>& owner, std::vector<std::int64_t> order, std::size_t first, std::size_t depth)
+        : owner_(owner), order_(std::move(order)), depth_(depth), worker_([this, first] { run(first); })
+    {
+    }
+    prefetcher(const prefetcher&) = delete;
+    prefetcher& operator=(const prefetcher&) = delete;
+    ~prefetcher()
+    {
+        {
+            const std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        changed_.notify_all();
+        worker_.join();
+    }
+
+    minibatch<T> next()
+    {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [this] { return !ready_.empty(); });
+        auto [batch, failure] = std::move(ready_.front());
+        ready_.pop_front();
+        lock.unlock();
+        changed_.notify_all();
+        if (failure) {
+            std::rethrow_exception(failure);
+        }
+        return std::move(batch);
+    }
+
+private:
+    void run(std::size_t first)
+    {
+        for (std::size_t position = first; position < owner_.last_position();
+             position += owner_.options_.batch_size) {
+            {
+                std::unique_lock lock(mutex_);
+                changed_.wait(lock, [this] { return stopping_ || ready_.size() < depth_; });
+                if (stopping_) {
+                    return;
+                }
+            }
+            std::pair<minibatch<T>, std::exception_ptr> made;
+            try {
+                made.first = owner_.batch_at(order_, position);
+            } catch (...) {
+                made.second = std::current_exception();
+            }
+            {
+                const std::lock_guard lock(mutex_);
+                ready_.push_back(std::move(made));
+            }
+            changed_.notify_all();
+        }
+    }
+
+    const minibatches<T>& owner_;
+    const std::vector<std::int64_t> order_;
+    const std::size_t depth_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::deque<std::pair<minibatch<T>, std::exception_ptr>> ready_;
+    bool stopping_ = false;
+    // Last: it starts once everything it reads exists.
+    std::thread worker_;
+};
+
+}  // namespace detail
 
 template <dtype T>
 minibatches<T>::minibatches(std::vector<basic_tensor<T>> tensors, std::vector<xt::xarray<std::int64_t>> labels,
@@ -80,9 +161,15 @@ minibatches<T>::iterator::iterator(const minibatches* owner, std::vector<std::in
     : owner_(owner), order_(std::move(order)), position_(position)
 {
     if (!order_.empty() && position_ < owner_->last_position()) {
+        if (owner_->options_.prefetch > 0) {
+            prefetcher_ = std::make_unique<detail::prefetcher<T>>(*owner_, order_, position_, owner_->options_.prefetch);
+        }
         load();
     }
 }
+
+template <dtype T>
+minibatches<T>::iterator::~iterator() = default;
 
 template <dtype T>
 typename minibatches<T>::iterator& minibatches<T>::iterator::operator++()
@@ -99,25 +186,30 @@ typename minibatches<T>::iterator& minibatches<T>::iterator::operator++()
 template <dtype T>
 void minibatches<T>::iterator::load()
 {
-    const std::size_t count = std::min(owner_->options_.batch_size, owner_->rows_ - position_);
-    current_.rows = xt::xarray<std::int64_t>::from_shape({count});
-    std::copy_n(order_.begin() + std::ptrdiff_t(position_), count, current_.rows.begin());
-    current_.tensors.clear();
-    for (const auto& tensor : owner_->tensors_) {
-        current_.tensors.push_back(gather(tensor, current_.rows));
+    current_ = prefetcher_ ? prefetcher_->next() : owner_->batch_at(order_, position_);
+}
+
+template <dtype T>
+minibatch<T> minibatches<T>::batch_at(const std::vector<std::int64_t>& order, std::size_t position) const
+{
+    minibatch<T> batch;
+    const std::size_t count = std::min(options_.batch_size, rows_ - position);
+    batch.rows = xt::xarray<std::int64_t>::from_shape({count});
+    std::copy_n(order.begin() + std::ptrdiff_t(position), count, batch.rows.begin());
+    for (const auto& tensor : tensors_) {
+        batch.tensors.push_back(gather(tensor, batch.rows));
     }
-    current_.labels.clear();
-    for (const auto& label : owner_->labels_) {
+    for (const auto& label : labels_) {
         shape_type shape = label.shape();
         shape[0] = count;
         auto picked = xt::xarray<std::int64_t>::from_shape(shape);
-        const std::size_t row_size = label.size() / owner_->rows_;
+        const std::size_t row_size = label.size() / rows_;
         for (std::size_t i = 0; i < count; ++i) {
-            std::copy_n(label.data() + std::size_t(current_.rows(i)) * row_size, row_size,
-                        picked.data() + i * row_size);
+            std::copy_n(label.data() + std::size_t(batch.rows(i)) * row_size, row_size, picked.data() + i * row_size);
         }
-        current_.labels.push_back(std::move(picked));
+        batch.labels.push_back(std::move(picked));
     }
+    return batch;
 }
 
 #define GRADTAPE_INSTANTIATE(T) template class minibatches<T>;

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include <zlib.h>
 
@@ -183,6 +185,70 @@ image_dataset fashion_mnist(const std::filesystem::path& directory, std::source_
     return data;
 }
 
+template <class T>
+xt::xarray<T> read_csv(const std::filesystem::path& path, csv_options options, std::source_location site)
+{
+    const std::string text = detail::read_regular_file("read_csv", path, site);
+    const auto refuse = [&](std::size_t line, const std::string& why) {
+        detail::fail<argument_error>("read_csv", site, "'" + path.string() + "' line " + std::to_string(line) + ": " + why);
+    };
+    std::vector<T> values;
+    std::size_t columns = 0;
+    std::size_t rows = 0;
+    std::size_t line_number = 0;
+    for (std::size_t start = 0; start < text.size();) {
+        const std::size_t end = std::min(text.find('\n', start), text.size());
+        std::string_view line(text.data() + start, end - start);
+        start = end + 1;
+        ++line_number;
+        if (line.ends_with('\r')) {
+            line.remove_suffix(1);
+        }
+        if ((options.header && line_number == 1) || line.find_first_not_of(" \t") == std::string_view::npos) {
+            continue;
+        }
+        std::size_t fields = 0;
+        for (std::size_t from = 0;;) {
+            const std::size_t to = std::min(line.find(options.delimiter, from), line.size());
+            std::string_view field = line.substr(from, to - from);
+            const std::size_t first = field.find_first_not_of(" \t");
+            const std::size_t last = field.find_last_not_of(" \t");
+            field = first == std::string_view::npos ? std::string_view() : field.substr(first, last - first + 1);
+            ++fields;
+            if (field.empty()) {
+                refuse(line_number, "field " + std::to_string(fields) + " is empty");
+            }
+            // from_chars takes no leading '+'.
+            const std::string_view digits = field.starts_with('+') ? field.substr(1) : field;
+            T value{};
+            const auto [next, failure] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+            if (failure != std::errc() || next != digits.data() + digits.size()) {
+                refuse(line_number, "field " + std::to_string(fields) + " ('" + std::string(field) +
+                                        "') is not a number of type " + (std::is_integral_v<T> ? "int64" :
+                                                                         sizeof(T) == 4 ? "float32" : "float64"));
+            }
+            values.push_back(value);
+            if (to == line.size()) {
+                break;
+            }
+            from = to + 1;
+        }
+        if (rows == 0) {
+            columns = fields;
+        } else if (fields != columns) {
+            refuse(line_number, "has " + std::to_string(fields) + " fields; the first row has " +
+                                    std::to_string(columns));
+        }
+        ++rows;
+    }
+    auto out = xt::xarray<T>::from_shape({rows, columns});
+    std::copy(values.begin(), values.end(), out.begin());
+    return out;
+}
+
+template xt::xarray<float> read_csv(const std::filesystem::path&, csv_options, std::source_location);
+template xt::xarray<double> read_csv(const std::filesystem::path&, csv_options, std::source_location);
+template xt::xarray<std::int64_t> read_csv(const std::filesystem::path&, csv_options, std::source_location);
 template xt::xarray<float> read_idx(const std::filesystem::path&, std::source_location);
 template xt::xarray<double> read_idx(const std::filesystem::path&, std::source_location);
 template xt::xarray<std::int64_t> read_idx(const std::filesystem::path&, std::source_location);

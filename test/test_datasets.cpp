@@ -134,3 +134,40 @@ TEST_CASE("fashion_mnist names the package when its files are missing", "[datase
     REQUIRE_THROWS_WITH(gt::fashion_mnist("/nonexistent"),
                         Contains("fashion_mnist") && Contains("dataset-fashion-mnist") && Contains("test_datasets.cpp:"));
 }
+
+namespace {
+
+std::filesystem::path write_text(const std::filesystem::path& path, const std::string& text)
+{
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+}
+
+}  // namespace
+
+TEST_CASE("read_csv reads a table of numbers, with or without a header", "[datasets]")
+{
+    scratch_directory scratch;
+    const auto plain = write_text(scratch.path / "plain.csv", "1, 2.5,-3\r\n+4,5e-1 ,6\n\n");
+    REQUIRE((gt::read_csv<double>(plain) == xt::xarray<double>{{1, 2.5, -3}, {4, 0.5, 6}}));
+    const auto labelled = write_text(scratch.path / "labelled.tsv", "x\ty\n7\t8\n9\t10");
+    REQUIRE((gt::read_csv<std::int64_t>(labelled, {.delimiter = '\t', .header = true}) ==
+             xt::xarray<std::int64_t>{{7, 8}, {9, 10}}));
+    REQUIRE(gt::read_csv<float>(write_text(scratch.path / "empty.csv", "")).shape() == gt::shape_type{0, 0});
+}
+
+TEST_CASE("read_csv names the file, line and field of what it cannot read", "[datasets][errors]")
+{
+    scratch_directory scratch;
+    const auto short_row = write_text(scratch.path / "short.csv", "1,2,3\n4,5\n");
+    REQUIRE_THROWS_WITH(gt::read_csv<double>(short_row),
+                        Contains("read_csv") && Contains("short.csv' line 2: has 2 fields; the first row has 3") &&
+                            Contains("test_datasets.cpp"));
+    const auto missing = write_text(scratch.path / "missing.csv", "1,2,3\n4,,6\n");
+    REQUIRE_THROWS_WITH(gt::read_csv<double>(missing), Contains("line 2: field 2 is empty"));
+    const auto word = write_text(scratch.path / "word.csv", "1,2\n3,four\n");
+    REQUIRE_THROWS_WITH(gt::read_csv<float>(word), Contains("line 2: field 2 ('four') is not a number of type float32"));
+    const auto fraction = write_text(scratch.path / "fraction.csv", "1,2.5\n");
+    REQUIRE_THROWS_WITH(gt::read_csv<std::int64_t>(fraction), Contains("('2.5') is not a number of type int64"));
+    REQUIRE_THROWS_AS(gt::read_csv<double>(scratch.path / "absent.csv"), gt::argument_error);
+}

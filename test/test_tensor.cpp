@@ -2,6 +2,8 @@
 #include <cmath>
 #include <thread>
 
+#include <xtensor/xview.hpp>
+
 #include "support.hpp"
 
 namespace gt = gradtape;
@@ -210,4 +212,38 @@ TEST_CASE("minibatches cover every row once per epoch, in a seeded order", "[dat
     }
     REQUIRE(count == 2);
     REQUIRE_THROWS_AS(gt::minibatches<double>({Tensor64(values)}, {xt::arange<std::int64_t>(9)}), gt::shape_error);
+}
+
+TEST_CASE("prefetched minibatches are the same batches in the same order at any depth", "[data][threads]")
+{
+    xt::xarray<double> values = xt::arange<double>(103.0 * 3);
+    values.reshape({103, 3});
+    const xt::xarray<std::int64_t> labels = xt::arange<std::int64_t>(103);
+    const auto epochs = [&](std::size_t depth) {
+        gt::minibatches<double> batches({Tensor64(values)}, {labels}, {.batch_size = 10, .prefetch = depth});
+        gt::set_seed(21);
+        std::vector<xt::xarray<double>> seen;
+        for (int epoch = 0; epoch < 3; ++epoch) {
+            for (const auto& batch : batches) {
+                REQUIRE(xt::all(xt::equal(xt::view(batch.tensors[0].value(), xt::all(), 0),
+                                          3.0 * xt::cast<double>(batch.labels[0]))));
+                seen.push_back(batch.tensors[0].value());
+                // Draws between batches (dropout, say) do not change the order.
+                (void)gt::random_uniform<double>({5});
+            }
+        }
+        return seen;
+    };
+    const auto inline_batches = epochs(0);
+    REQUIRE(inline_batches.size() == 3 * 11);
+    for (std::size_t depth : {1, 2, 8, 100}) {
+        INFO("prefetch " << depth);
+        REQUIRE(epochs(depth) == inline_batches);
+    }
+    // Leaving an epoch early stops the background thread without waiting for the rest.
+    gt::minibatches<double> batches({Tensor64(values)}, {labels}, {.batch_size = 1, .prefetch = 4});
+    for (const auto& batch : batches) {
+        REQUIRE(batch.rows.size() == 1);
+        break;
+    }
 }

@@ -1,6 +1,7 @@
-// Minibatches over row-aligned data, shuffled from this thread's seeded generator.
+// Minibatches over row-aligned data, shuffled from this thread's seeded
+// generator, optionally gathered ahead on a background thread.
 //
-//   gradtape::minibatches<float> batches({points}, {labels}, {.batch_size = 32});
+//   gradtape::minibatches<float> batches({points}, {labels}, {.batch_size = 32, .prefetch = 2});
 //   for (int epoch = 0; epoch < 10; ++epoch) {
 //       for (const auto& batch : batches) {          // each pass draws a new order
 //           auto loss = step(batch.tensors[0], batch.labels[0]);
@@ -10,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <source_location>
 #include <vector>
 
@@ -22,7 +24,16 @@ struct minibatch_options {
     bool shuffle = true;
     // Leave out a last batch smaller than batch_size.
     bool drop_remainder = false;
+    // How many batches a background thread gathers ahead of the one in use
+    // (0: each is gathered when the loop reaches it). The order is drawn on
+    // the calling thread either way, so the batches are the same at any depth.
+    std::size_t prefetch = 0;
 };
+
+namespace detail {
+template <dtype T>
+class prefetcher;
+}  // namespace detail
 
 template <dtype T>
 struct minibatch {
@@ -40,6 +51,11 @@ public:
 
     class iterator {
     public:
+        iterator(const iterator&) = delete;
+        iterator& operator=(const iterator&) = delete;
+        iterator(iterator&&) noexcept = default;
+        iterator& operator=(iterator&&) noexcept = default;
+        ~iterator();
         using value_type = minibatch<T>;
         using difference_type = std::ptrdiff_t;
         const minibatch<T>& operator*() const { return current_; }
@@ -56,6 +72,7 @@ public:
         std::vector<std::int64_t> order_;
         std::size_t position_;
         minibatch<T> current_;
+        std::unique_ptr<detail::prefetcher<T>> prefetcher_;
     };
 
     // Starts an epoch: with shuffle on, a new order drawn from this thread's generator.
@@ -66,7 +83,10 @@ public:
     [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
 
 private:
+    friend class detail::prefetcher<T>;
     [[nodiscard]] std::size_t last_position() const;
+    // The batch starting at `position` of `order`.
+    [[nodiscard]] minibatch<T> batch_at(const std::vector<std::int64_t>& order, std::size_t position) const;
 
     std::vector<basic_tensor<T>> tensors_;
     std::vector<xt::xarray<std::int64_t>> labels_;

@@ -1,5 +1,5 @@
 // Data sets on disk, read into tensors: IDX files (the MNIST format, plain or
-// gzip-compressed) and Fashion-MNIST as Debian's dataset-fashion-mnist
+// gzip-compressed), CSV files of numbers, and Fashion-MNIST as Debian's dataset-fashion-mnist
 // package installs it.
 //
 //   const auto data = gradtape::fashion_mnist();   // 60,000 + 10,000 images
@@ -20,6 +20,20 @@ namespace gradtape {
 // naming the file and what is wrong.
 template <class T>
 [[nodiscard]] xt::xarray<T> read_idx(const std::filesystem::path& path,
+                                     std::source_location site = std::source_location::current());
+
+struct csv_options {
+    char delimiter = ',';
+    // Skip the first line (column names).
+    bool header = false;
+};
+
+// A CSV file of numbers as a [rows, columns] array of T (float, double or
+// std::int64_t). Every row needs the first row's number of fields; empty
+// lines are skipped. A missing field or one that is not a number of T is an
+// argument_error naming the file, the line and the field.
+template <class T>
+[[nodiscard]] xt::xarray<T> read_csv(const std::filesystem::path& path, csv_options options = {},
                                      std::source_location site = std::source_location::current());
 
 struct image_dataset {
