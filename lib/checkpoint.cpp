@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <cstring>
@@ -19,14 +18,10 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <random>
 #include <set>
 #include <string>
 #include <string_view>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zip.h>
 
 #include <xtensor/xadapt.hpp>
@@ -499,76 +494,6 @@ std::string zip_archive(const std::vector<std::pair<std::string, std::string>>& 
     return bytes;
 }
 
-void sync_directory(const std::filesystem::path& directory)
-{
-    detail::descriptor handle(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (handle.get() >= 0) {
-        ::fsync(handle.get());
-    }
-}
-
-// Writes `bytes` as `path` through a new temporary file beside it, created
-// exclusively (never through a planted symlink) under a unique name, so that
-// concurrent saves cannot meet; the old file's permissions carry over. The
-// temporary is gone on every path out; the old file stays whole until the
-// rename.
-void replace_file(const std::filesystem::path& path, const std::string& bytes, const std::source_location& site)
-{
-    const auto refuse = [&](const std::string& what) {
-        fail<argument_error>("save_checkpoint", site, what + ": " + std::strerror(errno));
-    };
-    const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
-    std::random_device entropy;
-    std::filesystem::path temporary;
-    int fd = -1;
-    for (int attempt = 0; fd < 0 && attempt < 100; ++attempt) {
-        temporary = directory / ("." + path.filename().string() + "." + std::to_string(entropy()) + ".partial");
-        fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) {
-            refuse("cannot create a temporary file in '" + directory.string() + "'");
-        }
-    }
-    if (fd < 0) {
-        refuse("cannot create a temporary file in '" + directory.string() + "'");
-    }
-    detail::descriptor file(fd);
-    struct remove_unless_renamed {
-        const std::filesystem::path& temporary;
-        bool renamed = false;
-        ~remove_unless_renamed()
-        {
-            if (!renamed) {
-                ::unlink(temporary.c_str());
-            }
-        }
-    } cleanup{temporary};
-
-    struct stat old {};
-    if (::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode) && ::fchmod(file.get(), old.st_mode & 07777) != 0) {
-        refuse("cannot give '" + temporary.string() + "' the permissions of '" + path.string() + "'");
-    }
-    for (std::size_t done = 0; done < bytes.size();) {
-        const ssize_t wrote = ::write(file.get(), bytes.data() + done, bytes.size() - done);
-        if (wrote < 0 && errno == EINTR) {
-            continue;
-        }
-        if (wrote <= 0) {
-            refuse("cannot write '" + temporary.string() + "'");
-        }
-        done += std::size_t(wrote);
-    }
-    // The bytes reach the disk before the rename makes them the checkpoint,
-    // and the rename reaches it before save_checkpoint returns.
-    if (::fsync(file.get()) != 0 || !file.close()) {
-        refuse("cannot write '" + temporary.string() + "'");
-    }
-    if (::rename(temporary.c_str(), path.c_str()) != 0) {
-        refuse("cannot replace '" + path.string() + "'");
-    }
-    cleanup.renamed = true;
-    sync_directory(directory);
-}
-
 // The entries of an archive being written: name (with ".npy") and bytes.
 class npz_writer {
 public:
@@ -595,7 +520,7 @@ public:
         files_.emplace_back(std::move(entry), npy(values));
     }
 
-    void write() { replace_file(path_, zip_archive(files_, site_), site_); }
+    void write() { detail::replace_file("save_checkpoint", path_, zip_archive(files_, site_), site_); }
 
 private:
     const std::filesystem::path& path_;

@@ -1,5 +1,6 @@
 // Files as the library reads them: descriptors that close themselves, and
-// whole regular files read at once (checkpoints, data sets).
+// whole regular files read at once (checkpoints, data sets), and files
+// replaced whole (checkpoints, pictures).
 #pragma once
 
 #include <filesystem>
@@ -40,5 +41,13 @@ private:
 // FIFO (opened without waiting for a writer) or a device (/dev/zero) is
 // refused, never read. Failures are argument_errors naming op, path and site.
 std::string read_regular_file(std::string_view op, const std::filesystem::path& path, const std::source_location& site);
+
+// Writes `bytes` as `path` through a new temporary file beside it, created
+// exclusively (never through a planted symlink) under a unique name, so that
+// concurrent saves cannot meet; the old file's permissions carry over. The
+// temporary is gone on every path out; the old file stays whole until the
+// rename, which reaches the disk before this returns.
+void replace_file(std::string_view op, const std::filesystem::path& path, const std::string& bytes,
+                  const std::source_location& site);
 
 }  // namespace gradtape::detail
