@@ -90,6 +90,27 @@ basic_tensor<T> activate(activation_kind kind, const basic_tensor<T>& x, const s
 }
 
 template <dtype T>
+using initializer_function = basic_tensor<T> (*)(const shape_type&, std::source_location);
+
+template <dtype T>
+initializer_function<T> initializer_named(const initializer& chosen, const std::source_location& site)
+{
+    const std::vector<std::pair<std::string_view, initializer_function<T>>> names{
+        {"glorot_uniform", &glorot_uniform<T>}, {"glorot_normal", &glorot_normal<T>},
+        {"he_uniform", &he_uniform<T>},         {"he_normal", &he_normal<T>},
+        {"zeros", &zeros<T>},
+    };
+    for (const auto& [name, function] : names) {
+        if (name == chosen.name) {
+            return function;
+        }
+    }
+    fail<argument_error>("initializer", site,
+                         "no initializer is named '" + chosen.name +
+                             "' (known: glorot_uniform, glorot_normal, he_uniform, he_normal, zeros)");
+}
+
+template <dtype T>
 class layer_node {
 public:
     explicit layer_node(std::string base_name) : name(std::move(base_name)), path(name) {}
@@ -274,7 +295,7 @@ class dense_node final : public layer_node<T> {
 public:
     dense_node(std::size_t units, dense_options options, const std::source_location& site)
         : layer_node<T>(options.name), units(units), kind(detail::activation_named(options.activation, site)),
-          use_bias(options.use_bias)
+          kernel_initializer(detail::initializer_named<T>(options.kernel_initializer, site)), use_bias(options.use_bias)
     {
         check_positive("Dense", site, "units", std::ptrdiff_t(units));
     }
@@ -284,7 +305,7 @@ public:
             detail::fail<shape_error>("layer '" + this->path + "'", site, "takes inputs of rank 1 or more, got ()");
         }
         this->spec = input_spec{{std::ptrdiff_t(shape.back())}, true};
-        kernel = this->make_variable("kernel", glorot_uniform<T>({shape.back(), units}, site));
+        kernel = this->make_variable("kernel", kernel_initializer({shape.back(), units}, site));
         if (use_bias) {
             bias = this->make_variable("bias", zeros<T>({units}, site));
         }
@@ -308,6 +329,7 @@ public:
     }
     std::size_t units;
     activation_kind kind;
+    detail::initializer_function<T> kernel_initializer;
     bool use_bias;
     std::optional<basic_variable<T>> kernel;
     std::optional<basic_variable<T>> bias;
@@ -321,7 +343,8 @@ public:
     convolution_node(std::string_view layer, std::string_view default_name, std::array<std::ptrdiff_t, 2> kernel_size,
                      const conv_options& options, const std::source_location& site)
         : layer_node<T>(chosen_name(options.name, default_name)), kernel_size(kernel_size), options(options),
-          kind(detail::activation_named(options.activation, site))
+          kind(detail::activation_named(options.activation, site)),
+          kernel_initializer(detail::initializer_named<T>(options.kernel_initializer, site))
     {
         for (std::ptrdiff_t k : kernel_size) {
             check_positive(layer, site, "kernel_size", k);
@@ -340,6 +363,7 @@ public:
     std::array<std::ptrdiff_t, 2> kernel_size;
     conv_options options;
     activation_kind kind;
+    detail::initializer_function<T> kernel_initializer;
     std::optional<basic_variable<T>> kernel;
     std::optional<basic_variable<T>> bias;
 };
@@ -361,7 +385,7 @@ public:
             return;
         }
         this->kernel = this->make_variable(
-            "kernel", glorot_uniform<T>({std::size_t(this->kernel_size[0]), std::size_t(this->kernel_size[1]),
+            "kernel", this->kernel_initializer({std::size_t(this->kernel_size[0]), std::size_t(this->kernel_size[1]),
                                          channels, filters},
                                         site));
         this->make_bias(filters, site);
@@ -391,7 +415,7 @@ public:
             return;
         }
         this->kernel = this->make_variable(
-            "kernel", glorot_uniform<T>({std::size_t(this->kernel_size[0]), channels, filters}, site));
+            "kernel", this->kernel_initializer({std::size_t(this->kernel_size[0]), channels, filters}, site));
         this->make_bias(filters, site);
     }
     basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
@@ -419,7 +443,7 @@ public:
             return;
         }
         this->kernel = this->make_variable(
-            "kernel", glorot_uniform<T>({std::size_t(this->kernel_size[0]), std::size_t(this->kernel_size[1]),
+            "kernel", this->kernel_initializer({std::size_t(this->kernel_size[0]), std::size_t(this->kernel_size[1]),
                                          filters, channels},
                                         site));
         this->make_bias(filters, site);
@@ -458,7 +482,7 @@ public:
             return;
         }
         this->kernel = this->make_variable(
-            "depthwise_kernel", glorot_uniform<T>({std::size_t(this->kernel_size[0]),
+            "depthwise_kernel", this->kernel_initializer({std::size_t(this->kernel_size[0]),
                                                    std::size_t(this->kernel_size[1]), channels, multiplier},
                                                   site));
         this->make_bias(channels * multiplier, site);

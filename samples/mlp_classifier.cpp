@@ -1,5 +1,5 @@
 // A small experiment in one file: a seeded three-class spiral, a 2-64-64-3
-// relu network trained with Adam on shuffled minibatches, its progress, a
+// relu network of layers trained with Adam on shuffled minibatches, its progress, a
 // picture of the decision regions and of the loss, and a checkpoint.
 //
 //   mlp_classifier [--seed N] [--steps N] [--output PREFIX]
@@ -77,42 +77,17 @@ spiral make_spiral(std::size_t per_class)
     return {points, labels};
 }
 
-struct network {
-    gt::Variable w1{gt::he_normal<float>({2, 64}), "w1"};
-    gt::Variable b1{gt::zeros<float>({64}), "b1"};
-    gt::Variable w2{gt::he_normal<float>({64, 64}), "w2"};
-    gt::Variable b2{gt::zeros<float>({64}), "b2"};
-    gt::Variable w3{gt::glorot_uniform<float>({64, 3}), "w3"};
-    gt::Variable b3{gt::zeros<float>({3}), "b3"};
-
-    [[nodiscard]] gt::Tensor logits(const gt::Tensor& x) const
-    {
-        const gt::Tensor h1 = gt::relu(gt::matmul(x, w1) + b1);
-        const gt::Tensor h2 = gt::relu(gt::matmul(h1, w2) + b2);
-        return gt::matmul(h2, w3) + b3;
-    }
-    [[nodiscard]] std::vector<gt::Variable> variables() const { return {w1, b1, w2, b2, w3, b3}; }
-};
-
-// The class of the largest logit in each row.
-xt::xarray<std::int64_t> predictions(const gt::Tensor& logits)
+// Two hidden layers of 64 relu units, as He et al. initialise them, and three logits.
+gt::Sequential make_network()
 {
-    const auto& values = logits.value();
-    xt::xarray<std::int64_t> classes = xt::zeros<std::int64_t>({values.shape()[0]});
-    for (std::size_t row = 0; row < values.shape()[0]; ++row) {
-        for (std::size_t c = 1; c < values.shape()[1]; ++c) {
-            if (values(row, c) > values(row, std::size_t(classes(row)))) {
-                classes(row) = std::int64_t(c);
-            }
-        }
-    }
-    return classes;
+    const gt::dense_options hidden{.activation = "relu", .kernel_initializer = "he_normal"};
+    return gt::Sequential({gt::Dense(64, hidden), gt::Dense(64, hidden), gt::Dense(3)}, "mlp");
 }
 
-double accuracy(const network& model, const spiral& data)
+// The class of the largest logit in each row.
+xt::xarray<std::int64_t> predictions(const gt::Sequential& model, const gt::Tensor& points)
 {
-    const auto predicted = predictions(model.logits(data.points));
-    return double(xt::sum(xt::cast<int>(xt::equal(predicted, data.labels)))()) / double(data.labels.size());
+    return gt::argmax(model(points), -1);
 }
 
 // Step, loss and accuracy: a bar with an ETA on a terminal, plain lines in a pipe or a log.
@@ -136,7 +111,7 @@ void report(int step, int steps, float loss, double train_accuracy, std::chrono:
     }
 }
 
-void plot(const std::string& prefix, const network& model, const spiral& data, const std::vector<float>& losses)
+void plot(const std::string& prefix, const gt::Sequential& model, const spiral& data, const std::vector<float>& losses)
 {
     std::ofstream grid(prefix + "_regions.dat");
     constexpr int cells = 150;
@@ -147,7 +122,7 @@ void plot(const std::string& prefix, const network& model, const spiral& data, c
             lattice(std::size_t(i * cells + j), 1) = -1.2f + 2.4f * float(i) / (cells - 1);
         }
     }
-    const auto region = predictions(model.logits(lattice));
+    const auto region = predictions(model, lattice);
     for (std::size_t k = 0; k < region.size(); ++k) {
         grid << lattice(k, 0) << ' ' << lattice(k, 1) << ' ' << region(k) << '\n';
     }
@@ -206,7 +181,7 @@ int main(int argc, char** argv)
     const arguments args = parse(argc, argv);
     gt::set_seed(args.seed);
     const spiral data = make_spiral(100);
-    network model;
+    gt::Sequential model = make_network();
     gt::Adam optimizer({.learning_rate = gt::cosine_decay(0.01, std::uint64_t(args.steps), 0.05)});
     gt::minibatches<float> batches({data.points}, {data.labels}, {.batch_size = 32});
 
@@ -218,12 +193,12 @@ int main(int argc, char** argv)
             const gt::Tensor loss = optimizer.minimize(
                 [&] {
                     return gt::reduce_mean(
-                        gt::sparse_softmax_cross_entropy_with_logits(batch.labels[0], model.logits(batch.tensors[0])));
+                        gt::sparse_softmax_cross_entropy_with_logits(batch.labels[0], model(batch.tensors[0])));
                 },
-                model.variables());
+                model);
             losses.push_back(loss.item());
             if (++step % 250 == 0 || step == args.steps) {
-                report(step, args.steps, loss.item(), accuracy(model, data), start);
+                report(step, args.steps, loss.item(), gt::accuracy(data.labels, model(data.points)), start);
             }
             if (step == args.steps) {
                 break;
@@ -231,9 +206,9 @@ int main(int argc, char** argv)
         }
     }
 
-    const double final_accuracy = accuracy(model, data);
+    const double final_accuracy = gt::accuracy(data.labels, model(data.points));
     std::printf("training accuracy %.1f%% after %d steps\n", 100 * final_accuracy, step);
-    gt::save_checkpoint(args.output + ".npz", model.variables());
+    gt::save_checkpoint(args.output + ".npz", model);
     std::cout << "wrote " << args.output << ".npz\n";
     plot(args.output, model, data, losses);
     return final_accuracy >= 0.95 ? 0 : 1;

@@ -57,6 +57,14 @@ struct activation {
     std::string name;
 };
 
+// A kernel initializer by Keras's name: "glorot_uniform" (the default),
+// "glorot_normal", "he_uniform", "he_normal" (random.hpp) or "zeros".
+struct initializer {
+    initializer(const char* name = "glorot_uniform") : name(name) {}
+    initializer(std::string name) : name(std::move(name)) {}
+    std::string name;
+};
+
 template <dtype T>
 class basic_layer {
 public:
@@ -142,10 +150,11 @@ public:
 
 struct dense_options {
     ::gradtape::activation activation{};
+    initializer kernel_initializer{};
     bool use_bias = true;
     std::string name = "dense";
 };
-// activation(x kernel + bias) over the last axis; kernel [in, units] glorot_uniform, bias zeros.
+// activation(x kernel + bias) over the last axis; kernel [in, units], bias zeros.
 template <dtype T>
 class basic_dense : public basic_layer<T> {
 public:
@@ -158,10 +167,11 @@ struct conv_options {
     ::gradtape::padding padding = ::gradtape::padding::valid;
     std::array<std::ptrdiff_t, 2> dilation_rate{1, 1};
     ::gradtape::activation activation{};
+    initializer kernel_initializer{};
     bool use_bias = true;
     std::string name{};
 };
-// conv2d with kernel [KH, KW, C, filters] (glorot_uniform) and a bias per filter.
+// conv2d with kernel [KH, KW, C, filters] and a bias per filter.
 template <dtype T>
 class basic_conv2d : public basic_layer<T> {
 public:
