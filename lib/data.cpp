@@ -170,6 +170,10 @@ minibatches<T>::iterator::iterator(const minibatches* owner, std::vector<std::in
 
 template <dtype T>
 minibatches<T>::iterator::~iterator() = default;
+template <dtype T>
+minibatches<T>::iterator::iterator(iterator&&) noexcept = default;
+template <dtype T>
+typename minibatches<T>::iterator& minibatches<T>::iterator::operator=(iterator&&) noexcept = default;
 
 template <dtype T>
 typename minibatches<T>::iterator& minibatches<T>::iterator::operator++()

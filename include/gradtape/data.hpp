@@ -53,8 +53,8 @@ public:
     public:
         iterator(const iterator&) = delete;
         iterator& operator=(const iterator&) = delete;
-        iterator(iterator&&) noexcept = default;
-        iterator& operator=(iterator&&) noexcept = default;
+        iterator(iterator&&) noexcept;
+        iterator& operator=(iterator&&) noexcept;
         ~iterator();
         using value_type = minibatch<T>;
         using difference_type = std::ptrdiff_t;

@@ -129,6 +129,74 @@ double mlp_step_ns()
         50);
 }
 
+// 11. The MLP step of 3 with its network as a Sequential of Dense layers,
+// beside the same step with raw variables. Each is timed three times, in
+// turn, and the median of each is kept, so that a slow spell of the machine
+// falls on both.
+std::pair<double, double> layers_vs_raw_ns()
+{
+    const gt::Tensor images = gt::random_uniform<float>({128, 784});
+    const xt::xarray<std::int64_t> labels = xt::arange<std::int64_t>(128) % 10;
+    gt::Sequential model({gt::Dense(256, {.activation = "relu"}), gt::Dense(10)});
+    model.build({128, 784});
+    const auto variables = model.trainable_variables();
+    gt::SGD optimizer(0.01);
+    const auto layered = [&] {
+        optimizer.minimize(
+            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(labels, model(images))); },
+            model);
+    };
+    const auto raw = [&] {
+        optimizer.minimize(
+            [&] {
+                const gt::Tensor hidden = gt::relu(gt::matmul(images, variables[0]) + variables[1]);
+                return gt::reduce_mean(
+                    gt::sparse_softmax_cross_entropy_with_logits(labels, gt::matmul(hidden, variables[2]) + variables[3]));
+            },
+            variables);
+    };
+    std::vector<double> layered_times, raw_times;
+    for (int round = 0; round < 3; ++round) {
+        raw_times.push_back(median_ns(raw, 50));
+        layered_times.push_back(median_ns(layered, 50));
+    }
+    std::ranges::sort(layered_times);
+    std::ranges::sort(raw_times);
+    return {layered_times[1], raw_times[1]};
+}
+
+// 12. The MLP step of 3 on batches from a prefetching loader over 60,000
+// rows, beside the same step on one batch gathered beforehand: what loading
+// adds to a step.
+std::pair<double, double> loader_ns()
+{
+    gt::set_seed(1);
+    const gt::Tensor images = gt::random_uniform<float>({60000, 784});
+    const xt::xarray<std::int64_t> labels = xt::arange<std::int64_t>(60000) % 10;
+    gt::Sequential model({gt::Dense(256, {.activation = "relu"}), gt::Dense(10)});
+    gt::SGD optimizer(0.01);
+    const auto step = [&](const gt::Tensor& x, const xt::xarray<std::int64_t>& y) {
+        optimizer.minimize(
+            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(y, model(x))); }, model);
+    };
+    gt::minibatches<float> batches({images}, {labels}, {.batch_size = 128, .prefetch = 2});
+    auto next = batches.begin();
+    const double loaded = median_ns(
+        [&] {
+            if (next == batches.end()) {
+                next = batches.begin();
+            }
+            step(next->tensors[0], next->labels[0]);
+            ++next;
+        },
+        200);
+    const auto first = batches.begin();
+    const gt::Tensor x = first->tensors[0];
+    const xt::xarray<std::int64_t> y = first->labels[0];
+    const double fixed = median_ns([&] { step(x, y); }, 200);
+    return {loaded, fixed};
+}
+
 // 4. matmul 1024 x 1024, forward and backward, beside the three sgemm calls it needs.
 std::pair<double, double> matmul_ns()
 {
@@ -357,6 +425,10 @@ int main(int argc, char** argv)
 #else
     row("10. transformer block step, 32x128x128, 4 heads", "ms", transformer);
 #endif
+    const auto [layered, raw] = layers_vs_raw_ns();
+    row("11. MLP step through layers", "us", layered / 1e3, "the same with raw variables", raw / 1e3, 1.02);
+    const auto [loaded, fixed] = loader_ns();
+    row("12. MLP step on prefetched batches", "us", loaded / 1e3, "on a batch gathered before", fixed / 1e3, 1.05);
     const auto [of_variable, of_tensor] = matmul_of_variable_ns();
     row("7. matmul (32, 256) x (256, 128), no tape", "us", of_variable / 1e3, "the same of a tensor", of_tensor / 1e3,
         1.1);
