@@ -140,6 +140,12 @@ public:
     }
 
     virtual void build(const shape_type& shape, const std::source_location& site) = 0;
+    // Builds for an input of `shape` without an input: a layer made of others
+    // (Sequential, Model) learns its parts' input shapes only by running.
+    virtual void build_without_input(const shape_type& shape, const std::source_location& site)
+    {
+        prepare(shape, site);
+    }
     virtual basic_tensor<T> call(const basic_tensor<T>& input, bool training, const std::source_location& site) = 0;
 
     // A variable of this layer, named by its path.
@@ -159,8 +165,8 @@ public:
         for (const auto& [slot, variable] : own) {
             out.emplace_back(prefix + "/" + slot, variable);
         }
-        for (const auto& child : children) {
-            child->collect(prefix + "/" + child->name, seen, out);
+        for (const auto& [edge, child] : children) {
+            child->collect(prefix + "/" + edge, seen, out);
         }
     }
 
@@ -172,46 +178,46 @@ public:
         }
         out << std::string(std::size_t(depth) * 2, ' ') << prefix << "  output "
             << (built ? format_shape(output_shape) : std::string("(not built)")) << "  " << count << " parameters\n";
-        for (const auto& child : children) {
-            child->describe(prefix + "/" + child->name, depth + 1, out);
+        for (const auto& [edge, child] : children) {
+            child->describe(prefix + "/" + edge, depth + 1, out);
         }
     }
 
     bool contains(const layer_node* other) const
     {
         return this == other ||
-               std::ranges::any_of(children, [&](const auto& child) { return child->contains(other); });
+               std::ranges::any_of(children, [&](const auto& child) { return child.second->contains(other); });
     }
 
-    // Takes `child` as a part of this node, naming it uniquely among its siblings.
+    // Takes `child` as a part of this node, under a name unique among its
+    // siblings ("dense", "dense_1", ...). A layer shared by two models has a
+    // name in each; its own name and path are those of the first.
     void adopt(const std::shared_ptr<layer_node>& child, const std::source_location& site)
     {
         if (child->contains(this)) {
             fail<argument_error>("add", site, "layer '" + child->path + "' cannot be a part of itself");
         }
-        if (std::ranges::find(children, child) != children.end()) {
+        if (std::ranges::any_of(children, [&](const auto& c) { return c.second == child; })) {
             fail<argument_error>("add", site, "layer '" + child->path + "' is already a part of '" + path + "'");
         }
+        std::string unique = child->name;
+        for (int n = 1; std::ranges::any_of(children, [&](const auto& c) { return c.first == unique; }); ++n) {
+            unique = child->name + "_" + std::to_string(n);
+        }
         if (!child->adopted) {
-            const std::string base = child->name;
-            std::string unique = base;
-            for (int n = 1; std::ranges::any_of(children, [&](const auto& c) { return c->name == unique; }); ++n) {
-                unique = base + "_" + std::to_string(n);
-            }
             child->name = unique;
             child->adopted = true;
             child->repath(path + "/" + unique);
         }
-        children.push_back(child);
+        children.emplace_back(unique, child);
     }
 
-    // A child shared with another model keeps the path of the first that took it.
     void repath(const std::string& new_path)
     {
         const std::string old_path = std::exchange(path, new_path);
-        for (const auto& child : children) {
-            if (child->path == old_path + "/" + child->name) {
-                child->repath(path + "/" + child->name);
+        for (const auto& [edge, child] : children) {
+            if (child->path == old_path + "/" + edge) {
+                child->repath(path + "/" + edge);
             }
         }
     }
@@ -223,7 +229,8 @@ public:
     std::optional<input_spec> spec;
     shape_type output_shape;
     std::vector<std::pair<std::string, basic_variable<T>>> own;
-    std::vector<std::shared_ptr<layer_node>> children;
+    // Each part with its name here.
+    std::vector<std::pair<std::string, std::shared_ptr<layer_node>>> children;
 };
 
 struct layer_access {
@@ -260,6 +267,15 @@ std::size_t last_dimension(const shape_type& shape)
 }
 
 template <dtype T>
+void build_by_running(layer_node<T>& node, const shape_type& shape, const std::source_location& site)
+{
+    if (!node.built) {
+        const auto pause = stop_recording();
+        (void)node.run(zeros<T>(shape, site), false, site);
+    }
+}
+
+template <dtype T>
 class sequential_node final : public layer_node<T> {
 public:
     using layer_node<T>::layer_node;
@@ -267,10 +283,14 @@ public:
     basic_tensor<T> call(const basic_tensor<T>& input, bool training, const std::source_location& site) override
     {
         basic_tensor<T> x = input;
-        for (const auto& child : this->children) {
+        for (const auto& [edge, child] : this->children) {
             x = child->run(x, training, site);
         }
         return x;
+    }
+    void build_without_input(const shape_type& shape, const std::source_location& site) override
+    {
+        build_by_running(*this, shape, site);
     }
 };
 
@@ -286,6 +306,10 @@ public:
                                          "is called through a handle that outlived its model object");
         }
         return owner->call(input, training);
+    }
+    void build_without_input(const shape_type& shape, const std::source_location& site) override
+    {
+        build_by_running(*this, shape, site);
     }
     basic_model<T>* owner;
 };
@@ -788,17 +812,7 @@ basic_tensor<T> basic_layer<T>::operator()(const basic_tensor<T>& input, bool tr
 template <dtype T>
 void basic_layer<T>::build(const shape_type& input_shape, std::source_location site) const
 {
-    if (node_->built) {
-        node_->prepare(input_shape, site);
-        return;
-    }
-    if (dynamic_cast<sequential_node<T>*>(node_.get()) || dynamic_cast<model_node<T>*>(node_.get())) {
-        // Composite layers learn their children's shapes by running once.
-        const auto pause = stop_recording();
-        (void)node_->run(zeros<T>(input_shape, site), false, site);
-        return;
-    }
-    node_->prepare(input_shape, site);
+    node_->build_without_input(input_shape, site);
 }
 
 template <dtype T>
@@ -899,7 +913,7 @@ template <dtype T>
 std::vector<basic_layer<T>> basic_sequential<T>::layers() const
 {
     std::vector<basic_layer<T>> out;
-    for (const auto& child : this->node_->children) {
+    for (const auto& [edge, child] : this->node_->children) {
         out.push_back(basic_layer<T>(child));
     }
     return out;

@@ -5,11 +5,10 @@
 // bits per character on the last 10% of the text beside a character-bigram
 // model fitted to the first 90%, and prints text it generates.
 //
-//   char_transformer [--steps N] [--minutes M] [--seed N] [--goal bigram|uniform]
+//   char_transformer [--steps N] [--minutes M] [--seed N]
 //
 // Trains for --steps steps or --minutes minutes, whichever ends first. Exits
-// 1 unless its held-out bits per character beat the goal: the bigram model's
-// (the default) or a uniform guess over the characters (for short runs).
+// 1 unless its held-out bits per character beat the bigram model's.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -38,7 +37,6 @@ struct arguments {
     long steps = 3000;
     double minutes = 4;
     std::uint64_t seed = 1;
-    std::string goal = "bigram";
 };
 
 arguments parse(int argc, char** argv)
@@ -52,14 +50,12 @@ arguments parse(int argc, char** argv)
             args.minutes = std::atof(argv[i + 1]);
         } else if (flag == "--seed") {
             args.seed = std::strtoull(argv[i + 1], nullptr, 10);
-        } else if (flag == "--goal") {
-            args.goal = argv[i + 1];
         } else {
             argc = 0;
         }
     }
-    if (argc % 2 == 0 || (args.goal != "bigram" && args.goal != "uniform")) {
-        std::fprintf(stderr, "usage: %s [--steps N] [--minutes M] [--seed N] [--goal bigram|uniform]\n", argv[0]);
+    if (argc % 2 == 0) {
+        std::fprintf(stderr, "usage: %s [--steps N] [--minutes M] [--seed N]\n", argv[0]);
         std::exit(2);
     }
     return args;
@@ -279,6 +275,5 @@ int main(int argc, char** argv)
     std::printf("after %ld steps and %.0f s: held-out %.3f bits per character (bigram %.3f, uniform %.3f)\n", step,
                 elapsed(), bits, bigram, uniform);
     std::printf("generated:\n%s\n", generate(model, text, 400).c_str());
-    const double goal = args.goal == "bigram" ? bigram : uniform;
-    return bits < goal ? 0 : 1;
+    return bits < bigram ? 0 : 1;
 }

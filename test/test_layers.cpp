@@ -112,6 +112,10 @@ TEST_CASE("a layer shared by two models keeps one set of variables", "[layers]")
     (void)b(random64({2, 4}));
     REQUIRE(shared.path() == "a/dense");
     REQUIRE(a.variables()[0].id() == b.variables()[2].id());
+    // In b it has a name of its own there, beside b's first dense layer.
+    REQUIRE(names_of(b) ==
+            std::vector<std::string>{"b/dense/kernel", "b/dense/bias", "b/dense_1/kernel", "b/dense_1/bias"});
+    REQUIRE(b.variables()[2].name() == "a/dense/kernel");
     // Listed once even when a model holds it twice.
     gt::Sequential64 twice({shared}, "twice");
     twice.add(gt::Sequential64({shared}));

@@ -20,7 +20,8 @@
 //   };
 //
 // A layer used in a step but never added is found by optimizer.minimize(fn,
-// model), which refuses to take the step.
+// model), which refuses to take the step. A layer builds on its first call:
+// call (or build) it once before threads share it.
 #pragma once
 
 #include <array>
