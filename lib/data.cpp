@@ -200,18 +200,22 @@ minibatch<T> minibatches<T>::batch_at(const std::vector<std::int64_t>& order, st
     const std::size_t count = std::min(options_.batch_size, rows_ - position);
     batch.rows = xt::xarray<std::int64_t>::from_shape({count});
     std::copy_n(order.begin() + std::ptrdiff_t(position), count, batch.rows.begin());
+    // Row by row, as plain copies: a batch is data, never recorded.
+    const auto pick = [&]<class E>(const xt::xarray<E>& all) {
+        shape_type shape = all.shape();
+        shape[0] = count;
+        auto picked = xt::xarray<E>::from_shape(shape);
+        const std::size_t row_size = all.size() / rows_;
+        for (std::size_t i = 0; i < count; ++i) {
+            std::copy_n(all.data() + std::size_t(batch.rows(i)) * row_size, row_size, picked.data() + i * row_size);
+        }
+        return picked;
+    };
     for (const auto& tensor : tensors_) {
-        batch.tensors.push_back(gather(tensor, batch.rows));
+        batch.tensors.emplace_back(pick(tensor.value()));
     }
     for (const auto& label : labels_) {
-        shape_type shape = label.shape();
-        shape[0] = count;
-        auto picked = xt::xarray<std::int64_t>::from_shape(shape);
-        const std::size_t row_size = label.size() / rows_;
-        for (std::size_t i = 0; i < count; ++i) {
-            std::copy_n(label.data() + std::size_t(batch.rows(i)) * row_size, row_size, picked.data() + i * row_size);
-        }
-        batch.labels.push_back(std::move(picked));
+        batch.labels.push_back(pick(label));
     }
     return batch;
 }
