@@ -103,6 +103,11 @@ minibatches<T>::minibatches(std::vector<basic_tensor<T>> tensors, std::vector<xt
     if (options_.batch_size == 0) {
         detail::fail<argument_error>("minibatches", site, "batch_size must be at least 1");
     }
+    if (options_.shard >= options_.shards) {
+        detail::fail<argument_error>("minibatches", site,
+                                     "shard " + std::to_string(options_.shard) + " is not one of the " +
+                                         std::to_string(options_.shards) + " shards");
+    }
     const auto rows_of = [](const shape_type& shape) { return shape.empty() ? std::size_t{0} : shape[0]; };
     rows_ = tensors_.empty() ? rows_of(labels_.front().shape()) : rows_of(tensors_.front().shape());
     const auto check = [&](const shape_type& shape) {
@@ -197,9 +202,15 @@ template <dtype T>
 minibatch<T> minibatches<T>::batch_at(const std::vector<std::int64_t>& order, std::size_t position) const
 {
     minibatch<T> batch;
-    const std::size_t count = std::min(options_.batch_size, rows_ - position);
+    const std::size_t whole = std::min(options_.batch_size, rows_ - position);
+    // In 128 bits: whole * shard may not fit in 64.
+    const auto part = [&](std::size_t k) {
+        return std::size_t((unsigned __int128)whole * k / options_.shards);
+    };
+    const std::size_t first = position + part(options_.shard);
+    const std::size_t count = position + part(options_.shard + 1) - first;
     batch.rows = xt::xarray<std::int64_t>::from_shape({count});
-    std::copy_n(order.begin() + std::ptrdiff_t(position), count, batch.rows.begin());
+    std::copy_n(order.begin() + std::ptrdiff_t(first), count, batch.rows.begin());
     // Row by row, as plain copies: a batch is data, never recorded.
     const auto pick = [&]<class E>(const xt::xarray<E>& all) {
         shape_type shape = all.shape();

@@ -28,6 +28,11 @@ struct minibatch_options {
     // (0: each is gathered when the loop reaches it). The order is drawn on
     // the calling thread either way, so the batches are the same at any depth.
     std::size_t prefetch = 0;
+    // Data-parallel training: each of `shards` processes takes its own part of
+    // every batch (shard k: rows k/shards to (k+1)/shards of it), all drawing
+    // the same order from the same seed; batch_size is the whole batch.
+    std::size_t shards = 1;
+    std::size_t shard = 0;
 };
 
 namespace detail {
@@ -45,7 +50,8 @@ struct minibatch {
 template <dtype T>
 class minibatches {
 public:
-    // Every tensor and label array must have the same number of rows (first dimension).
+    // Every tensor and label array must have the same number of rows (first
+    // dimension); shard must be below shards.
     minibatches(std::vector<basic_tensor<T>> tensors, std::vector<xt::xarray<std::int64_t>> labels = {},
                 minibatch_options options = {}, std::source_location site = std::source_location::current());
 

@@ -26,6 +26,33 @@ namespace gradtape {
 template <dtype T>
 class basic_layer;
 
+namespace detail {
+// Refuses (argument_error, naming it) a trainable variable the tape saw read
+// that `variables`, those of `model`, do not hold: a layer never added.
+template <dtype T>
+void check_model_holds_all(const GradientTape& tape, const std::vector<basic_variable<T>>& variables,
+                           const std::string& model, const std::source_location& site);
+
+template <dtype T>
+struct model_gradients {
+    basic_tensor<T> loss;
+    std::vector<basic_tensor<T>> gradients;
+    std::vector<basic_variable<T>> variables;
+};
+// loss_fn's loss under a tape of its own, and its gradient for each
+// trainable variable of `model` (which loss_fn's first call builds).
+template <class LossFn, dtype T>
+model_gradients<T> gradients_of_model(LossFn&& loss_fn, const basic_layer<T>& model, const std::source_location& site)
+{
+    GradientTape tape;
+    basic_tensor<T> loss = loss_fn();
+    std::vector<basic_variable<T>> variables = model.trainable_variables();
+    check_model_holds_all(tape, variables, model.path(), site);
+    auto gradients = tape.gradient(loss, variables, {}, unconnected_gradients::none, site);
+    return {std::move(loss), std::move(gradients), std::move(variables)};
+}
+}  // namespace detail
+
 // The state an optimizer keeps for one variable, by slot name, in float64
 // (which holds every float32 value and step count exactly).
 using optimizer_slots = std::map<std::string, xt::xarray<double>>;
@@ -94,12 +121,9 @@ public:
     basic_tensor<T> minimize(LossFn&& loss_fn, const basic_layer<T>& model,
                              std::source_location site = std::source_location::current())
     {
-        GradientTape tape;
-        basic_tensor<T> loss = loss_fn();
-        const std::vector<basic_variable<T>> variables = model.trainable_variables();
-        check_holds_all(tape, variables, model.path(), site);
-        apply_gradients(tape.gradient(loss, variables, {}, unconnected_gradients::none, site), variables, site);
-        return loss;
+        auto step = detail::gradients_of_model(loss_fn, model, site);
+        apply_gradients(step.gradients, step.variables, site);
+        return step.loss;
     }
 
     // How many times apply_gradients has updated the variables.
@@ -144,10 +168,6 @@ protected:
     virtual void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) = 0;
 
 private:
-    template <dtype T>
-    static void check_holds_all(const GradientTape& tape, const std::vector<basic_variable<T>>& variables,
-                                const std::string& model, const std::source_location& site);
-
     std::string_view name_;
     learning_rate_schedule schedule_;
     std::uint64_t iterations_ = 0;

@@ -162,8 +162,8 @@ void optimizer::check_slots(const basic_variable<T>& variable, const optimizer_s
 }
 
 template <dtype T>
-void optimizer::check_holds_all(const GradientTape& tape, const std::vector<basic_variable<T>>& variables,
-                                const std::string& model, const std::source_location& site)
+void detail::check_model_holds_all(const GradientTape& tape, const std::vector<basic_variable<T>>& variables,
+                                   const std::string& model, const std::source_location& site)
 {
     for (const auto& [id, name] : tape.accessed_variables(site)) {
         if (std::ranges::none_of(variables, [id](const auto& variable) { return variable.id() == id; })) {
@@ -182,8 +182,8 @@ void optimizer::check_holds_all(const GradientTape& tape, const std::vector<basi
     template void optimizer::set_slots(const basic_variable<T>&, const optimizer_slots&, std::source_location);       \
     template void optimizer::check_slots(const basic_variable<T>&, const optimizer_slots&, std::source_location)      \
         const;                                                                                                      \
-    template void optimizer::check_holds_all(const GradientTape&, const std::vector<basic_variable<T>>&,            \
-                                             const std::string&, const std::source_location&);
+    template void detail::check_model_holds_all(const GradientTape&, const std::vector<basic_variable<T>>&,         \
+                                                const std::string&, const std::source_location&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

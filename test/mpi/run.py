@@ -1,0 +1,35 @@
+"""The data-parallel tests under mpirun: 2 processes equal 1 on the whole
+batch, and a rank that throws or is killed ends the job instead of hanging it."""
+import subprocess
+import sys
+
+mpirun, data_parallel, faults = sys.argv[1:4]
+launch = [mpirun, '--oversubscribe', '--allow-run-as-root', '-x', 'OPENBLAS_NUM_THREADS=1']
+
+
+def run(np, *command, timeout=240):
+    done = subprocess.run(launch + ['-np', str(np)] + list(command), capture_output=True, text=True, timeout=timeout)
+    print(done.stdout, end='')
+    return done
+
+
+for np in (1, 2):
+    result = run(np, data_parallel)
+    if result.returncode != 0:
+        sys.exit(f'{np} processes: exit {result.returncode}\n{result.stderr}')
+
+mismatched = run(2, faults, 'mismatch', timeout=60)
+assert mismatched.returncode != 0, 'different models on the ranks were not refused'
+for rank in (0, 1):
+    assert f'rank {rank} refused: broadcast_variables: variable 0 differs: rank 0 has model/dense/kernel (4, 4) float32, ' \
+           f'rank 1 has model/dense/kernel (4, 5) float32' in mismatched.stdout, mismatched.stdout
+print('different models were refused on every rank')
+
+thrown = run(2, faults, 'throw', timeout=60)
+assert thrown.returncode != 0, 'an exception on rank 1 did not fail the job'
+assert 'rank 1 of 2: uncaught exception: rank 1 broke at step 5' in thrown.stderr, thrown.stderr
+print('an exception on rank 1 ended the job with its message')
+
+killed = run(2, faults, 'kill', timeout=60)
+assert killed.returncode != 0, 'a killed rank did not fail the job'
+print(f'a killed rank ended the job: mpirun exited with {killed.returncode}')
