@@ -214,6 +214,35 @@ TEST_CASE("minibatches cover every row once per epoch, in a seeded order", "[dat
     REQUIRE_THROWS_AS(gt::minibatches<double>({Tensor64(values)}, {xt::arange<std::int64_t>(9)}), gt::shape_error);
 }
 
+TEST_CASE("sharded minibatches split every batch of the same seeded order between the shards", "[data]")
+{
+    xt::xarray<double> values = xt::arange<double>(23.0);
+    values.reshape({23, 1});
+    const auto rows_of = [&](std::size_t shards, std::size_t shard) {
+        gt::minibatches<double> batches({Tensor64(values)}, {}, {.batch_size = 8, .shards = shards, .shard = shard});
+        gt::set_seed(4);
+        std::vector<std::vector<std::int64_t>> rows;
+        for (const auto& batch : batches) {
+            rows.emplace_back(batch.rows.begin(), batch.rows.end());
+        }
+        return rows;
+    };
+    const auto whole = rows_of(1, 0);
+    REQUIRE(whole.size() == 3);
+    const std::vector<std::vector<std::vector<std::int64_t>>> parts{rows_of(3, 0), rows_of(3, 1), rows_of(3, 2)};
+    for (std::size_t b = 0; b < whole.size(); ++b) {
+        std::vector<std::int64_t> joined;
+        for (const auto& part : parts) {
+            joined.insert(joined.end(), part[b].begin(), part[b].end());
+        }
+        REQUIRE(joined == whole[b]);
+    }
+    // The last batch of 7 rows: 2, 2 and 3.
+    REQUIRE(parts[0][2].size() == 2);
+    REQUIRE(parts[2][2].size() == 3);
+    REQUIRE_THROWS_AS(gt::minibatches<double>({Tensor64(values)}, {}, {.shards = 2, .shard = 2}), gt::argument_error);
+}
+
 TEST_CASE("prefetched minibatches are the same batches in the same order at any depth", "[data][threads]")
 {
     xt::xarray<double> values = xt::arange<double>(103.0 * 3);
