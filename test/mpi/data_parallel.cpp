@@ -2,8 +2,14 @@
 // every batch, gradients averaged) beside, on every rank, the same MLP trained
 // in one process on the whole batches. After 100 steps the two must agree
 // within 1e-10 in float64 and 1e-5 in float32. Exits 1 when they do not.
+//
+//   mpi_data_parallel save PATH   rank 0 also saves the float64 model and optimizer
+//   mpi_data_parallel load PATH   every rank loads PATH (saved by any number of
+//                                 processes) and checks it against its own
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include <gradtape/gradtape.hpp>
 #include <gradtape/mpi.hpp>
@@ -24,8 +30,35 @@ gt::basic_sequential<T> make_mlp()
     return model;
 }
 
+struct checkpointing {
+    std::string mode;  // "save", "load" or none
+    std::string path;
+};
+
+// The largest difference between two lists of arrays of the same shapes.
+template <class Arrays>
+double largest_difference(const Arrays& a, const Arrays& b)
+{
+    double largest = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        largest = std::max(largest, double(xt::amax(xt::abs(a[i] - b[i]))()));
+    }
+    return largest;
+}
+
 template <gt::dtype T>
-bool agrees(const char* dtype, double tolerance)
+std::vector<xt::xarray<double>> values_of(const gt::basic_sequential<T>& model, const gt::optimizer& optimizer)
+{
+    std::vector<xt::xarray<double>> values;
+    for (const auto& variable : model.variables()) {
+        values.emplace_back(variable.value());
+        values.push_back(optimizer.slots(variable).at("momentum"));
+    }
+    return values;
+}
+
+template <gt::dtype T>
+bool agrees(const char* dtype, double tolerance, const checkpointing& checkpoint = {})
 {
     gt::set_seed(3);
     const gt::basic_tensor<T> points = gt::random_normal<T>({512, 8});
@@ -65,15 +98,23 @@ bool agrees(const char* dtype, double tolerance)
             (void)distributed.minimize(loss(parallel, batch), parallel);
         }
     }
-    double largest = 0;
-    const auto a = alone.variables();
-    const auto b = parallel.variables();
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        largest = std::max(largest, double(xt::amax(xt::abs(a[i].value() - b[i].value()))()));
-    }
+    const auto expected = values_of(alone, alone_optimizer);
+    const double largest = largest_difference(expected, values_of(parallel, parallel_optimizer));
     if (gt::mpi::is_root()) {
         std::printf("%s: after %zu steps on %d processes, the largest difference from one process is %.3g (at most %g)\n",
                     dtype, steps, gt::mpi::size(), largest, tolerance);
+    }
+    if (checkpoint.mode == "save" && gt::mpi::is_root()) {
+        gt::save_checkpoint(checkpoint.path, parallel, parallel_optimizer);
+    }
+    if (checkpoint.mode == "load") {
+        gt::basic_sequential<T> loaded = make_mlp<T>();
+        gt::SGD loaded_optimizer({.learning_rate = 0.05, .momentum = 0.9});
+        gt::load_checkpoint(checkpoint.path, loaded, loaded_optimizer);
+        const double difference = largest_difference(expected, values_of(loaded, loaded_optimizer));
+        std::printf("rank %d: the checkpoint differs from one process by %.3g after %llu steps\n", gt::mpi::rank(),
+                    difference, (unsigned long long)loaded_optimizer.iterations());
+        return largest <= tolerance && difference <= tolerance && loaded_optimizer.iterations() == steps;
     }
     return largest <= tolerance;
 }
@@ -83,7 +124,8 @@ bool agrees(const char* dtype, double tolerance)
 int main(int argc, char** argv)
 {
     gt::mpi::environment mpi(argc, argv);
-    const bool float64 = agrees<double>("float64", 1e-10);
+    const checkpointing checkpoint{argc == 3 ? argv[1] : "", argc == 3 ? argv[2] : ""};
+    const bool float64 = agrees<double>("float64", 1e-10, checkpoint);
     const bool float32 = agrees<float>("float32", 1e-5);
     return float64 && float32 ? 0 : 1;
 }

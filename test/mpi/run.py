@@ -1,7 +1,9 @@
 """The data-parallel tests under mpirun: 2 processes equal 1 on the whole
 batch, and a rank that throws or is killed ends the job instead of hanging it."""
+import os
 import subprocess
 import sys
+import tempfile
 
 mpirun, data_parallel, faults = sys.argv[1:4]
 launch = [mpirun, '--oversubscribe', '--allow-run-as-root', '-x', 'OPENBLAS_NUM_THREADS=1']
@@ -13,10 +15,14 @@ def run(np, *command, timeout=240):
     return done
 
 
-for np in (1, 2):
-    result = run(np, data_parallel)
-    if result.returncode != 0:
-        sys.exit(f'{np} processes: exit {result.returncode}\n{result.stderr}')
+# Each count of processes trains and saves; each loads what the other saved.
+with tempfile.TemporaryDirectory() as directory:
+    saved = {np: os.path.join(directory, f'{np}.npz') for np in (1, 2)}
+    for np, mode, path in ((1, 'save', saved[1]), (2, 'save', saved[2]), (1, 'load', saved[2]), (2, 'load', saved[1])):
+        result = run(np, data_parallel, mode, path)
+        if result.returncode != 0:
+            sys.exit(f'{np} processes, {mode} {path}: exit {result.returncode}\n{result.stderr}')
+print('checkpoints saved by 1 and 2 processes load in 2 and 1')
 
 mismatched = run(2, faults, 'mismatch', timeout=60)
 assert mismatched.returncode != 0, 'different models on the ranks were not refused'
