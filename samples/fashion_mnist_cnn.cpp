@@ -36,7 +36,7 @@ namespace gt = gradtape;
 namespace {
 
 struct arguments {
-    int epochs = 12;
+    int epochs = 15;
     std::size_t limit = 0;
     std::uint64_t seed = 1;
     double min_accuracy = 0.916;
