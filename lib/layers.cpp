@@ -359,34 +359,62 @@ public:
     std::optional<basic_variable<T>> bias;
 };
 
-// What Conv1D, Conv2D, Conv2DTranspose and DepthwiseConv2D share: options, a
-// bias per output channel, the activation.
+// What Conv1D, Conv2D, Conv2DTranspose and DepthwiseConv2D share: options,
+// the input's rank, making the kernel and a bias per output channel from
+// the input's channels, and the activation.
 template <dtype T>
 class convolution_node : public layer_node<T> {
 public:
-    convolution_node(std::string_view layer, std::string_view default_name, std::array<std::ptrdiff_t, 2> kernel_size,
-                     const conv_options& options, const std::source_location& site)
-        : layer_node<T>(chosen_name(options.name, default_name)), kernel_size(kernel_size), options(options),
-          kind(detail::activation_named(options.activation, site)),
+    struct kind_of_layer {
+        std::string_view layer;         // for errors: "Conv2D"
+        std::string_view default_name;  // "conv2d"
+        std::string kernel_name;        // "kernel"
+        std::size_t input_rank;         // 4: [N, H, W, C]
+    };
+    convolution_node(kind_of_layer kind, std::array<std::ptrdiff_t, 2> kernel_size, const conv_options& options,
+                     const std::source_location& site)
+        : layer_node<T>(chosen_name(options.name, kind.default_name)), kind(std::move(kind)), kernel_size(kernel_size),
+          options(options), nonlinearity(detail::activation_named(options.activation, site)),
           kernel_initializer(detail::initializer_named<T>(options.kernel_initializer, site))
     {
         for (std::ptrdiff_t k : kernel_size) {
-            check_positive(layer, site, "kernel_size", k);
+            check_positive(this->kind.layer, site, "kernel_size", k);
         }
     }
-    basic_tensor<T> finish(const basic_tensor<T>& y, const std::source_location& site) const
+
+    void build(const shape_type& shape, const std::source_location& site) final
     {
-        return detail::activate(kind, bias ? add(y, *bias, site) : y, site);
-    }
-    void make_bias(std::size_t channels, const std::source_location& site)
-    {
+        const bool fits = shape.size() == kind.input_rank;
+        std::vector<std::ptrdiff_t> dims(kind.input_rank - 1, -1);
+        dims.push_back(fits ? std::ptrdiff_t(shape.back()) : 0);
+        this->spec = input_spec{dims};
+        if (!fits) {
+            return;
+        }
+        kernel = this->make_variable(kind.kernel_name, kernel_initializer(kernel_shape(shape.back()), site));
         if (options.use_bias) {
-            bias = this->make_variable("bias", zeros<T>({channels}, site));
+            bias = this->make_variable("bias", zeros<T>({output_channels(shape.back())}, site));
         }
     }
+
+    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) final
+    {
+        const basic_tensor<T> y = convolve(x, site);
+        return detail::activate(nonlinearity, bias ? add(y, *bias, site) : y, site);
+    }
+
+    virtual shape_type kernel_shape(std::size_t channels) const = 0;
+    virtual std::size_t output_channels(std::size_t channels) const = 0;
+    virtual basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const = 0;
+
+    // The kernel's leading, spatial dimensions.
+    [[nodiscard]] std::size_t height() const { return std::size_t(kernel_size[0]); }
+    [[nodiscard]] std::size_t width() const { return std::size_t(kernel_size[1]); }
+
+    kind_of_layer kind;
     std::array<std::ptrdiff_t, 2> kernel_size;
     conv_options options;
-    activation_kind kind;
+    activation_kind nonlinearity;
     detail::initializer_function<T> kernel_initializer;
     std::optional<basic_variable<T>> kernel;
     std::optional<basic_variable<T>> bias;
@@ -397,27 +425,19 @@ class conv2d_node final : public convolution_node<T> {
 public:
     conv2d_node(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size, const conv_options& options,
                 const std::source_location& site)
-        : convolution_node<T>("Conv2D", "conv2d", kernel_size, options, site), filters(filters)
+        : convolution_node<T>({"Conv2D", "conv2d", "kernel", 4}, kernel_size, options, site), filters(filters)
     {
         check_positive("Conv2D", site, "filters", std::ptrdiff_t(filters));
     }
-    void build(const shape_type& shape, const std::source_location& site) override
+    shape_type kernel_shape(std::size_t channels) const override
     {
-        const std::size_t channels = shape.size() == 4 ? shape[3] : 0;
-        this->spec = input_spec{{-1, -1, -1, std::ptrdiff_t(channels)}};
-        if (shape.size() != 4) {
-            return;
-        }
-        this->kernel = this->make_variable(
-            "kernel", this->kernel_initializer({std::size_t(this->kernel_size[0]), std::size_t(this->kernel_size[1]),
-                                         channels, filters},
-                                        site));
-        this->make_bias(filters, site);
+        return {this->height(), this->width(), channels, filters};
     }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
+    std::size_t output_channels(std::size_t) const override { return filters; }
+    basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const override
     {
-        const conv2d_options conv{this->options.strides, this->options.padding, this->options.dilation_rate};
-        return this->finish(conv2d(x, *this->kernel, conv, site), site);
+        const conv_options& o = this->options;
+        return conv2d(x, *this->kernel, {o.strides, o.padding, o.dilation_rate}, site);
     }
     std::size_t filters;
 };
@@ -427,25 +447,16 @@ class conv1d_node final : public convolution_node<T> {
 public:
     conv1d_node(std::size_t filters, std::ptrdiff_t kernel_size, const conv_options& options,
                 const std::source_location& site)
-        : convolution_node<T>("Conv1D", "conv1d", {kernel_size, 1}, options, site), filters(filters)
+        : convolution_node<T>({"Conv1D", "conv1d", "kernel", 3}, {kernel_size, 1}, options, site), filters(filters)
     {
         check_positive("Conv1D", site, "filters", std::ptrdiff_t(filters));
     }
-    void build(const shape_type& shape, const std::source_location& site) override
+    shape_type kernel_shape(std::size_t channels) const override { return {this->height(), channels, filters}; }
+    std::size_t output_channels(std::size_t) const override { return filters; }
+    basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const override
     {
-        const std::size_t channels = shape.size() == 3 ? shape[2] : 0;
-        this->spec = input_spec{{-1, -1, std::ptrdiff_t(channels)}};
-        if (shape.size() != 3) {
-            return;
-        }
-        this->kernel = this->make_variable(
-            "kernel", this->kernel_initializer({std::size_t(this->kernel_size[0]), channels, filters}, site));
-        this->make_bias(filters, site);
-    }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
-    {
-        const conv1d_options conv{this->options.strides[0], this->options.padding, this->options.dilation_rate[0]};
-        return this->finish(conv1d(x, *this->kernel, conv, site), site);
+        const conv_options& o = this->options;
+        return conv1d(x, *this->kernel, {o.strides[0], o.padding, o.dilation_rate[0]}, site);
     }
     std::size_t filters;
 };
@@ -455,24 +466,18 @@ class conv2d_transpose_node final : public convolution_node<T> {
 public:
     conv2d_transpose_node(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size, const conv_options& options,
                           const std::source_location& site)
-        : convolution_node<T>("Conv2DTranspose", "conv2d_transpose", kernel_size, options, site), filters(filters)
+        : convolution_node<T>({"Conv2DTranspose", "conv2d_transpose", "kernel", 4}, kernel_size, options, site),
+          filters(filters)
     {
         check_positive("Conv2DTranspose", site, "filters", std::ptrdiff_t(filters));
     }
-    void build(const shape_type& shape, const std::source_location& site) override
+    shape_type kernel_shape(std::size_t channels) const override
     {
-        const std::size_t channels = shape.size() == 4 ? shape[3] : 0;
-        this->spec = input_spec{{-1, -1, -1, std::ptrdiff_t(channels)}};
-        if (shape.size() != 4) {
-            return;
-        }
-        this->kernel = this->make_variable(
-            "kernel", this->kernel_initializer({std::size_t(this->kernel_size[0]), std::size_t(this->kernel_size[1]),
-                                         filters, channels},
-                                        site));
-        this->make_bias(filters, site);
+        return {this->height(), this->width(), filters, channels};
     }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
+    std::size_t output_channels(std::size_t) const override { return filters; }
+    // The output has input * stride positions with same padding, (input - 1) * stride + extent with valid.
+    basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const override
     {
         const conv_options& o = this->options;
         shape_type out{x.shape()[0], 0, 0, filters};
@@ -482,8 +487,7 @@ public:
             const auto extent = std::size_t((this->kernel_size[axis] - 1) * o.dilation_rate[axis] + 1);
             out[axis + 1] = o.padding == padding::same ? in * stride : in == 0 ? 0 : (in - 1) * stride + extent;
         }
-        const conv2d_options conv{o.strides, o.padding, o.dilation_rate};
-        return this->finish(conv2d_transpose(x, *this->kernel, out, conv, site), site);
+        return conv2d_transpose(x, *this->kernel, out, {o.strides, o.padding, o.dilation_rate}, site);
     }
     std::size_t filters;
 };
@@ -493,28 +497,21 @@ class depthwise_conv2d_node final : public convolution_node<T> {
 public:
     depthwise_conv2d_node(std::array<std::ptrdiff_t, 2> kernel_size, std::size_t multiplier,
                           const conv_options& options, const std::source_location& site)
-        : convolution_node<T>("DepthwiseConv2D", "depthwise_conv2d", kernel_size, options, site),
+        : convolution_node<T>({"DepthwiseConv2D", "depthwise_conv2d", "depthwise_kernel", 4}, kernel_size, options,
+                              site),
           multiplier(multiplier)
     {
         check_positive("DepthwiseConv2D", site, "depth_multiplier", std::ptrdiff_t(multiplier));
     }
-    void build(const shape_type& shape, const std::source_location& site) override
+    shape_type kernel_shape(std::size_t channels) const override
     {
-        const std::size_t channels = shape.size() == 4 ? shape[3] : 0;
-        this->spec = input_spec{{-1, -1, -1, std::ptrdiff_t(channels)}};
-        if (shape.size() != 4) {
-            return;
-        }
-        this->kernel = this->make_variable(
-            "depthwise_kernel", this->kernel_initializer({std::size_t(this->kernel_size[0]),
-                                                   std::size_t(this->kernel_size[1]), channels, multiplier},
-                                                  site));
-        this->make_bias(channels * multiplier, site);
+        return {this->height(), this->width(), channels, multiplier};
     }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
+    std::size_t output_channels(std::size_t channels) const override { return channels * multiplier; }
+    basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const override
     {
-        const depthwise_conv2d_options conv{this->options.strides, this->options.padding, this->options.dilation_rate};
-        return this->finish(depthwise_conv2d(x, *this->kernel, conv, site), site);
+        const conv_options& o = this->options;
+        return depthwise_conv2d(x, *this->kernel, {o.strides, o.padding, o.dilation_rate}, site);
     }
     std::size_t multiplier;
 };
