@@ -92,14 +92,13 @@ public:
     [[nodiscard]] std::vector<std::pair<std::string, basic_variable<T>>> named_variables() const;
     [[nodiscard]] std::vector<basic_variable<T>> variables() const;
     [[nodiscard]] std::vector<basic_variable<T>> trainable_variables() const;
-    // One line per layer: path, output shape of its last call, variable count.
+    // One line per layer: path, output shape of its last call, parameter count.
     [[nodiscard]] std::string summary() const;
 
 protected:
     friend struct detail::layer_access;
     friend class basic_sequential<T>;
 
-    basic_layer() = default;
     explicit basic_layer(std::shared_ptr<detail::layer_node<T>> node) : node_(std::move(node)) {}
 
     std::shared_ptr<detail::layer_node<T>> node_;
