@@ -11,6 +11,10 @@
 
 #include <gradtape/error.hpp>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include "../diagnostics.hpp"
 #include "../dtypes.hpp"
 #include "../tensor_access.hpp"
@@ -18,6 +22,16 @@
 namespace gradtape::mpi {
 
 namespace {
+
+// Open MPI keeps some of what it allocates (starting, ending, opening
+// connections in its first collectives) past the end of the program, in
+// components it has unloaded by then, so that no stack names it: those are
+// MPI's, and LeakSanitizer is told to ignore them.
+#if defined(__SANITIZE_ADDRESS__)
+using mpi_own_allocations = __lsan::ScopedDisabler;
+#else
+struct mpi_own_allocations {};
+#endif
 
 // A tensor of at least this size is summed from its own buffer, not packed.
 constexpr std::size_t direct_bytes = std::size_t{1} << 20;
@@ -46,8 +60,16 @@ MPI_Datatype datatype()
     return sizeof(T) == 4 ? MPI_FLOAT : MPI_DOUBLE;
 }
 
-void check(int status, std::string_view op, const std::source_location& site)
+// Runs one MPI call, its own allocations ignored (above), and turns a
+// failure into an argument_error naming the op.
+template <class Call>
+void call_mpi(std::string_view op, const std::source_location& site, Call&& call)
 {
+    int status = MPI_SUCCESS;
+    {
+        const mpi_own_allocations ignored;
+        status = call();
+    }
     if (status != MPI_SUCCESS) {
         char text[MPI_MAX_ERROR_STRING];
         int length = 0;
@@ -62,7 +84,8 @@ std::vector<std::string> gather_everywhere(const std::string& mine, std::string_
     const int ranks = size();
     int length = int(mine.size());
     std::vector<int> lengths(static_cast<std::size_t>(ranks));
-    check(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, MPI_COMM_WORLD), op, site);
+    call_mpi(op, site,
+             [&] { return MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, MPI_COMM_WORLD); });
     std::vector<int> offsets(static_cast<std::size_t>(ranks));
     std::size_t total = 0;
     for (std::size_t r = 0; r < lengths.size(); ++r) {
@@ -70,9 +93,10 @@ std::vector<std::string> gather_everywhere(const std::string& mine, std::string_
         total += std::size_t(lengths[r]);
     }
     std::string all(total, '\0');
-    check(MPI_Allgatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR,
-                         MPI_COMM_WORLD),
-          op, site);
+    call_mpi(op, site, [&] {
+        return MPI_Allgatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR,
+                              MPI_COMM_WORLD);
+    });
     std::vector<std::string> each;
     for (std::size_t r = 0; r < lengths.size(); ++r) {
         each.push_back(all.substr(std::size_t(offsets[r]), std::size_t(lengths[r])));
@@ -106,6 +130,7 @@ std::vector<std::string> split_lines(const std::string& text)
 environment::environment(int& argc, char**& argv)
 {
     int provided = 0;
+    const mpi_own_allocations ignored;
     if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         throw argument_error("gradtape::mpi::environment: MPI_Init_thread failed");
     }
@@ -120,6 +145,7 @@ environment::~environment()
         abort("an exception left the scope of gradtape::mpi::environment");
     }
     std::set_terminate(previous_terminate);
+    const mpi_own_allocations ignored;
     MPI_Finalize();
 }
 
@@ -176,7 +202,8 @@ void broadcast_variables(const std::vector<basic_variable<T>>& variables, int ro
     for (const auto& variable : variables) {
         basic_tensor<T> value = variable;
         xt::xarray<T> buffer = value.value();
-        check(MPI_Bcast(buffer.data(), int(buffer.size()), datatype<T>(), root, MPI_COMM_WORLD), op, site);
+        call_mpi(op, site,
+                 [&] { return MPI_Bcast(buffer.data(), int(buffer.size()), datatype<T>(), root, MPI_COMM_WORLD); });
         detail::write_variable(variable, [&](xt::xarray<T>& current) { current = buffer; });
     }
 }
@@ -209,9 +236,10 @@ std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>& 
     const auto sum = [&](const T* from, T* to, std::size_t count) {
         constexpr std::size_t most = std::size_t(std::numeric_limits<int>::max());
         for (std::size_t done = 0; done < count; done += most) {
-            check(MPI_Allreduce(from == to ? MPI_IN_PLACE : from + done, to + done, int(std::min(most, count - done)),
-                                datatype<T>(), MPI_SUM, MPI_COMM_WORLD),
-                  op, site);
+            call_mpi(op, site, [&] {
+                return MPI_Allreduce(from == to ? MPI_IN_PLACE : from + done, to + done,
+                                     int(std::min(most, count - done)), datatype<T>(), MPI_SUM, MPI_COMM_WORLD);
+            });
         }
     };
     std::vector<T> buffer;
