@@ -67,7 +67,7 @@ void call_mpi(std::string_view op, const std::source_location& site, Call&& call
 {
     int status = MPI_SUCCESS;
     {
-        const mpi_own_allocations ignored;
+        [[maybe_unused]] const mpi_own_allocations ignored;
         status = call();
     }
     if (status != MPI_SUCCESS) {
@@ -130,7 +130,7 @@ std::vector<std::string> split_lines(const std::string& text)
 environment::environment(int& argc, char**& argv)
 {
     int provided = 0;
-    const mpi_own_allocations ignored;
+    [[maybe_unused]] const mpi_own_allocations ignored;
     if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         throw argument_error("gradtape::mpi::environment: MPI_Init_thread failed");
     }
@@ -145,7 +145,7 @@ environment::~environment()
         abort("an exception left the scope of gradtape::mpi::environment");
     }
     std::set_terminate(previous_terminate);
-    const mpi_own_allocations ignored;
+    [[maybe_unused]] const mpi_own_allocations ignored;
     MPI_Finalize();
 }
 
