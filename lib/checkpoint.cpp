@@ -21,6 +21,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include <zip.h>
 
@@ -48,36 +49,22 @@ constexpr std::size_t longest_entry_name = std::numeric_limits<std::uint16_t>::m
 // The element types a .npy may hold here, by NumPy's descr: the library's
 // dtypes, and the integers of labels, ids and generator states.
 template <class T>
-constexpr std::string_view npy_descr() = delete;
-template <>
-constexpr std::string_view npy_descr<float>()
+constexpr std::string_view npy_descr()
 {
-    return "<f4";
-}
-template <>
-constexpr std::string_view npy_descr<double>()
-{
-    return "<f8";
-}
-template <>
-constexpr std::string_view npy_descr<std::int32_t>()
-{
-    return "<i4";
-}
-template <>
-constexpr std::string_view npy_descr<std::int64_t>()
-{
-    return "<i8";
-}
-template <>
-constexpr std::string_view npy_descr<std::uint8_t>()
-{
-    return "|u1";
-}
-template <>
-constexpr std::string_view npy_descr<std::uint64_t>()
-{
-    return "<u8";
+    if constexpr (std::is_same_v<T, float>) {
+        return "<f4";
+    } else if constexpr (std::is_same_v<T, double>) {
+        return "<f8";
+    } else if constexpr (std::is_same_v<T, std::int32_t>) {
+        return "<i4";
+    } else if constexpr (std::is_same_v<T, std::int64_t>) {
+        return "<i8";
+    } else if constexpr (std::is_same_v<T, std::uint8_t>) {
+        return "|u1";
+    } else {
+        static_assert(std::is_same_v<T, std::uint64_t>, "no .npy element type of this library");
+        return "<u8";
+    }
 }
 
 // Calls f with a value of the element type `descr` names; false when it names none of them.
