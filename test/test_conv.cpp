@@ -284,6 +284,57 @@ TEST_CASE("max_pool2d routes the gradient to the first largest element; a NaN wi
     REQUIRE(std::isnan(gt::max_pool2d(make64({1, nan, 5, 2}, {1, 2, 2, 1})).item()));
 }
 
+TEMPLATE_TEST_CASE("max_pool2d takes each window's first largest element, or its first NaN, in every channel",
+                   "[conv][pool][kernels]", float, double)
+{
+    // Nineteen channels: a vector's worth and a remainder on every kernel
+    // path (the meson tests kernels_sse2, _avx2 and _avx512 run this case).
+    // Values from {0, 1, 2} tie often; a few are NaN.
+    using T = TestType;
+    const std::size_t n = 2, h = 4, w = 5, c = 19;
+    xt::xarray<T> values = xt::xarray<T>::from_shape({n, h, w, c});
+    std::mt19937 draws(11);
+    for (T& v : values) {
+        v = draws() % 17 == 0 ? std::numeric_limits<T>::quiet_NaN() : T(draws() % 3);
+    }
+    for (const gt::pool2d_options options : {gt::pool2d_options{{2, 2}, {2, 2}, gt::padding::same},
+                                             gt::pool2d_options{{3, 3}, {1, 1}, gt::padding::valid}}) {
+        INFO("ksize " << options.ksize[0] << " strides " << options.strides[0]);
+        const std::size_t k = std::size_t(options.ksize[0]), s = std::size_t(options.strides[0]);
+        const bool same = options.padding == gt::padding::same;
+        const std::size_t oh = same ? (h + s - 1) / s : h - k + 1, ow = same ? (w + s - 1) / s : w - k + 1;
+        // Same padding of a 2x2 window with stride 2 pads only after.
+        xt::xarray<T> expected = xt::xarray<T>::from_shape({n, oh, ow, c});
+        xt::xarray<T> routed = xt::zeros<T>(values.shape());
+        for (std::size_t b = 0; b < n; ++b) {
+            for (std::size_t oy = 0; oy < oh; ++oy) {
+                for (std::size_t ox = 0; ox < ow; ++ox) {
+                    for (std::size_t q = 0; q < c; ++q) {
+                        std::size_t best_y = oy * s, best_x = ox * s;
+                        for (std::size_t iy = oy * s; iy < std::min(oy * s + k, h); ++iy) {
+                            for (std::size_t ix = ox * s; ix < std::min(ox * s + k, w); ++ix) {
+                                const T v = values(b, iy, ix, q), best = values(b, best_y, best_x, q);
+                                if (v > best || (std::isnan(v) && !std::isnan(best))) {
+                                    best_y = iy;
+                                    best_x = ix;
+                                }
+                            }
+                        }
+                        expected(b, oy, ox, q) = values(b, best_y, best_x, q);
+                        routed(b, best_y, best_x, q) += T(1);
+                    }
+                }
+            }
+        }
+        const gt::basic_tensor<T> x = values;
+        gt::GradientTape tape;
+        tape.watch(x);
+        const gt::basic_tensor<T> pooled = gt::max_pool2d(x, options);
+        REQUIRE(xt::all(xt::equal(pooled.value(), expected) || (xt::isnan(pooled.value()) && xt::isnan(expected))));
+        REQUIRE(tape.gradient(gt::reduce_sum(pooled), x).value() == routed);
+    }
+}
+
 TEST_CASE("gradients and second derivatives of the pools", "[conv][pool][gradient]")
 {
     for (gt::padding padding : {gt::padding::valid, gt::padding::same}) {

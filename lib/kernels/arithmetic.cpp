@@ -43,6 +43,21 @@ template <class T>
     }
 }
 
+// Written without branches so that it vectorises: a window's winner is data,
+// which a branch predictor cannot learn.
+template <class T>
+[[gnu::always_inline]] inline void keep_larger_loop(T* __restrict best, std::int64_t* __restrict from,
+                                                    const T* __restrict candidates, std::int64_t first, std::size_t n)
+{
+    for (std::size_t i = 0; i < n; ++i) {
+        const T candidate = candidates[i];
+        const T current = best[i];
+        const bool take = candidate > current || (candidate != candidate && current == current);
+        best[i] = take ? candidate : current;
+        from[i] = take ? first + std::int64_t(i) : from[i];
+    }
+}
+
 // The switch sits outside the loops, so that each loop is one operation.
 template <class Loop>
 [[gnu::always_inline]] inline void dispatch(arithmetic op, Loop loop)
@@ -61,6 +76,7 @@ struct kernel_table {
     void (*scalar_left)(arithmetic, T, const T*, T*, std::size_t);
     void (*scalar_right)(arithmetic, const T*, T, T*, std::size_t);
     void (*subtract_scaled)(T*, const T*, T, std::size_t);
+    void (*keep_larger)(T*, std::int64_t*, const T*, std::int64_t, std::size_t);
 };
 
 // The kernels of one instruction set: ISA names it, TARGET is the attribute
@@ -87,7 +103,14 @@ struct kernel_table {
         subtract_scaled_loop(a, b, scale, n);                                                                          \
     }                                                                                                                  \
     template <class T>                                                                                                 \
-    constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>, left_##ISA<T>, right_##ISA<T>, subtract_scaled_##ISA<T>};
+    TARGET void keep_larger_##ISA(T* best, std::int64_t* from, const T* candidates, std::int64_t first,              \
+                                  std::size_t n)                                                                       \
+    {                                                                                                                  \
+        keep_larger_loop(best, from, candidates, first, n);                                                            \
+    }                                                                                                                  \
+    template <class T>                                                                                                 \
+    constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>, left_##ISA<T>, right_##ISA<T>, subtract_scaled_##ISA<T>,   \
+                                            keep_larger_##ISA<T>};
 
 #if defined(__x86_64__)
 GRADTAPE_ARITHMETIC_KERNELS(sse2, [[gnu::target("arch=x86-64")]])
@@ -145,11 +168,18 @@ void subtract_scaled(T* a, const T* b, T scale, std::size_t n)
     kernels<T>().subtract_scaled(a, b, scale, n);
 }
 
+template <class T>
+void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t first, std::size_t n)
+{
+    kernels<T>().keep_larger(best, from, candidates, first, n);
+}
+
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template void arithmetic_same(arithmetic, const T*, const T*, T*, std::size_t);                                   \
     template void arithmetic_scalar_left(arithmetic, T, const T*, T*, std::size_t);                                   \
     template void arithmetic_scalar_right(arithmetic, const T*, T, T*, std::size_t);                                  \
-    template void subtract_scaled(T*, const T*, T, std::size_t);
+    template void subtract_scaled(T*, const T*, T, std::size_t);                                                      \
+    template void keep_larger(T*, std::int64_t*, const T*, std::int64_t, std::size_t);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape::detail

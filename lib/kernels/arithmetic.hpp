@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace gradtape::detail {
 
@@ -25,5 +26,11 @@ void arithmetic_scalar_right(arithmetic op, const T* a, T b, T* out, std::size_t
 // rounded, then the difference, as in the two separate operations.
 template <class T>
 void subtract_scaled(T* a, const T* b, T scale, std::size_t n);
+
+// One step of a max pool's scan: where candidates[i] is larger than best[i],
+// or is NaN where best[i] is not, best[i] takes it and from[i] becomes
+// first + i. A tie keeps the earlier element.
+template <class T>
+void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t first, std::size_t n);
 
 }  // namespace gradtape::detail

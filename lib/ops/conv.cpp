@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../kernels/arithmetic.hpp"
 #include "gemm.hpp"
 #include "op.hpp"
 
@@ -107,28 +108,72 @@ conv_geometry plan_conv(std::string_view op, const std::source_location& site, c
     return g;
 }
 
-// Calls visit(position, tap, row, column) for every output position and
-// every filter tap whose input pixel lies inside the image (padding reads 0).
-template <class Visit>
-void for_each_tap(const conv_geometry& g, Visit visit)
+// The filter taps k along one axis whose input index out * stride + k *
+// dilation - pad lies inside [0, in): a run [first, last), empty where the
+// whole window falls in the padding.
+std::pair<std::size_t, std::size_t> taps_inside(std::size_t out, std::size_t stride, std::size_t dilation,
+                                                std::size_t pad, std::size_t kernel, std::size_t in)
 {
+    const std::ptrdiff_t origin = std::ptrdiff_t(out * stride) - std::ptrdiff_t(pad);
+    const auto d = std::ptrdiff_t(dilation);
+    std::ptrdiff_t first = origin < 0 ? (-origin + d - 1) / d : 0;
+    std::ptrdiff_t last = origin >= std::ptrdiff_t(in) ? 0 : (std::ptrdiff_t(in) - origin + d - 1) / d;
+    first = std::min(first, std::ptrdiff_t(kernel));
+    last = std::clamp(last, first, std::ptrdiff_t(kernel));
+    return {std::size_t(first), std::size_t(last)};
+}
+
+// The part of one output position's window inside the image: for each
+// kernel row ky in [ky_first, ky_last), the taps kx in [kx_first, kx_last)
+// read the input row iy(ky) from column ix(kx_first) on, every dilation_w
+// pixels. Padding reads zero, so whole-window work skips it.
+struct window {
+    std::size_t position;
+    std::size_t ky_first, ky_last, kx_first, kx_last;
+    std::size_t iy_first, ix_first;
+
+    [[nodiscard]] bool whole(const conv_geometry& g) const
+    {
+        return ky_first == 0 && ky_last == g.kh && kx_first == 0 && kx_last == g.kw;
+    }
+    [[nodiscard]] std::size_t taps() const { return (ky_last - ky_first) * (kx_last - kx_first); }
+};
+
+template <class Visit>
+void for_each_window(const conv_geometry& g, Visit visit)
+{
+    std::vector<std::pair<std::size_t, std::size_t>> columns(g.ow);
+    for (std::size_t ox = 0; ox < g.ow; ++ox) {
+        columns[ox] = taps_inside(ox, g.stride_w, g.dilation_w, g.pad_left, g.kw, g.w);
+    }
     for (std::size_t oy = 0; oy < g.oh; ++oy) {
+        const auto [ky_first, ky_last] = taps_inside(oy, g.stride_h, g.dilation_h, g.pad_top, g.kh, g.h);
         for (std::size_t ox = 0; ox < g.ow; ++ox) {
-            const std::size_t position = oy * g.ow + ox;
-            for (std::size_t ky = 0; ky < g.kh; ++ky) {
-                const std::ptrdiff_t iy = std::ptrdiff_t(oy * g.stride_h + ky * g.dilation_h) - std::ptrdiff_t(g.pad_top);
-                if (iy < 0 || iy >= std::ptrdiff_t(g.h)) {
-                    continue;
-                }
-                for (std::size_t kx = 0; kx < g.kw; ++kx) {
-                    const std::ptrdiff_t ix =
-                        std::ptrdiff_t(ox * g.stride_w + kx * g.dilation_w) - std::ptrdiff_t(g.pad_left);
-                    if (ix >= 0 && ix < std::ptrdiff_t(g.w)) {
-                        visit(position, ky * g.kw + kx, std::size_t(iy), std::size_t(ix));
-                    }
-                }
-            }
+            const auto [kx_first, kx_last] = columns[ox];
+            visit(window{.position = oy * g.ow + ox,
+                         .ky_first = ky_first,
+                         .ky_last = ky_last,
+                         .kx_first = kx_first,
+                         .kx_last = kx_last,
+                         .iy_first = oy * g.stride_h + ky_first * g.dilation_h - g.pad_top,
+                         .ix_first = ox * g.stride_w + kx_first * g.dilation_w - g.pad_left});
         }
+    }
+}
+
+// Calls visit(tap, pixel, taps) for each kernel row of the window inside
+// the image: `taps` filter taps from `tap` (a KH * KW index) read pixels
+// from `pixel` (an H * W index) on, every `step` pixels, where step is
+// dilation_w; with dilation 1 they are one contiguous run of taps * C values.
+template <class Visit>
+void for_each_row(const conv_geometry& g, const window& at, Visit visit)
+{
+    if (at.kx_first == at.kx_last) {
+        return;
+    }
+    for (std::size_t ky = at.ky_first; ky < at.ky_last; ++ky) {
+        const std::size_t iy = at.iy_first + (ky - at.ky_first) * g.dilation_h;
+        visit(ky * g.kw + at.kx_first, iy * g.w + at.ix_first, at.kx_last - at.kx_first);
     }
 }
 
@@ -137,9 +182,20 @@ void for_each_tap(const conv_geometry& g, Visit visit)
 template <dtype T>
 void image_to_columns(const conv_geometry& g, const T* image, T* columns)
 {
-    std::fill_n(columns, g.positions() * g.patch(), T(0));
-    for_each_tap(g, [&](std::size_t position, std::size_t tap, std::size_t iy, std::size_t ix) {
-        std::copy_n(image + (iy * g.w + ix) * g.c, g.c, columns + position * g.patch() + tap * g.c);
+    for_each_window(g, [&](const window& at) {
+        T* row = columns + at.position * g.patch();
+        if (!at.whole(g)) {
+            std::fill_n(row, g.patch(), T(0));
+        }
+        for_each_row(g, at, [&](std::size_t tap, std::size_t pixel, std::size_t taps) {
+            if (g.dilation_w == 1) {
+                std::copy_n(image + pixel * g.c, taps * g.c, row + tap * g.c);
+                return;
+            }
+            for (std::size_t t = 0; t < taps; ++t) {
+                std::copy_n(image + (pixel + t * g.dilation_w) * g.c, g.c, row + (tap + t) * g.c);
+            }
+        });
     });
 }
 
@@ -147,12 +203,19 @@ void image_to_columns(const conv_geometry& g, const T* image, T* columns)
 template <dtype T>
 void columns_to_image(const conv_geometry& g, const T* columns, T* image)
 {
-    for_each_tap(g, [&](std::size_t position, std::size_t tap, std::size_t iy, std::size_t ix) {
-        const T* from = columns + position * g.patch() + tap * g.c;
-        T* to = image + (iy * g.w + ix) * g.c;
-        for (std::size_t k = 0; k < g.c; ++k) {
-            to[k] += from[k];
-        }
+    for_each_window(g, [&](const window& at) {
+        const T* row = columns + at.position * g.patch();
+        for_each_row(g, at, [&](std::size_t tap, std::size_t pixel, std::size_t taps) {
+            if (g.dilation_w == 1) {
+                T* to = image + pixel * g.c;
+                detail::arithmetic_same(detail::arithmetic::add, to, row + tap * g.c, to, taps * g.c);
+                return;
+            }
+            for (std::size_t t = 0; t < taps; ++t) {
+                T* to = image + (pixel + t * g.dilation_w) * g.c;
+                detail::arithmetic_same(detail::arithmetic::add, to, row + (tap + t) * g.c, to, g.c);
+            }
+        });
     });
 }
 
@@ -332,38 +395,37 @@ conv_geometry plan_pool(std::string_view op, const std::source_location& site, c
                      {.strides = options.strides, .padding = options.padding, .dilations = {1, 1}});
 }
 
-// For each output element of a max pool, the flat index into the input of
-// the element it takes: the first largest of its window, or its first NaN.
+// A max pool's values, and for each the flat index into the input of the
+// element it took: the first largest of its window, or its first NaN.
+// Every window holds at least one element: same padding pads less than a
+// kernel.
 template <dtype T>
-xt::xarray<std::int64_t> max_pool_routes(const conv_geometry& g, const xt::xarray<T>& input)
+void max_pool_values(const conv_geometry& g, const xt::xarray<T>& input, T* pooled, std::int64_t* routes)
 {
-    xt::xarray<std::int64_t> routes = xt::xarray<std::int64_t>::from_shape(g.output_shape());
-    const T* values = input.data();
-    std::vector<char> seen(g.positions());
     for (std::size_t b = 0; b < g.n; ++b) {
-        const std::size_t image = b * g.h * g.w * g.c;
-        std::int64_t* out = routes.data() + b * g.positions() * g.c;
-        std::fill(seen.begin(), seen.end(), 0);
-        for_each_tap(g, [&](std::size_t position, std::size_t, std::size_t iy, std::size_t ix) {
-            const std::size_t pixel = image + (iy * g.w + ix) * g.c;
-            std::int64_t* best = out + position * g.c;
-            if (!seen[position]) {
-                seen[position] = 1;
-                for (std::size_t k = 0; k < g.c; ++k) {
-                    best[k] = std::int64_t(pixel + k);
+        const std::size_t image = b * g.h * g.w;
+        const std::size_t out = b * g.positions();
+        for_each_window(g, [&](const window& at) {
+            T* best = pooled + (out + at.position) * g.c;
+            std::int64_t* from = routes + (out + at.position) * g.c;
+            bool first = true;
+            for_each_row(g, at, [&](std::size_t, std::size_t pixel, std::size_t taps) {
+                for (std::size_t t = 0; t < taps; ++t) {
+                    const std::size_t offset = (image + pixel + t) * g.c;
+                    const T* candidates = input.data() + offset;
+                    if (first) {
+                        first = false;
+                        std::copy_n(candidates, g.c, best);
+                        for (std::size_t k = 0; k < g.c; ++k) {
+                            from[k] = std::int64_t(offset + k);
+                        }
+                        continue;
+                    }
+                    detail::keep_larger(best, from, candidates, std::int64_t(offset), g.c);
                 }
-                return;
-            }
-            for (std::size_t k = 0; k < g.c; ++k) {
-                const T candidate = values[pixel + k];
-                const T current = values[best[k]];
-                if (candidate > current || (std::isnan(candidate) && !std::isnan(current))) {
-                    best[k] = std::int64_t(pixel + k);
-                }
-            }
+            });
         });
     }
-    return routes;
 }
 
 template <dtype T>
@@ -434,8 +496,9 @@ struct max_pool_op {
     }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& input) const
     {
-        *routes = max_pool_routes(plan_pool(name, {}, input.shape(), options), input);
-        pick_op<T>{routes}.forward(out, input);
+        const conv_geometry g = plan_pool(name, {}, input.shape(), options);
+        routes->resize(g.output_shape());
+        max_pool_values(g, input, out.data(), routes->data());
     }
     // grad added where each output came from
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
@@ -463,13 +526,21 @@ struct avg_pool_op {
     {
         const conv_geometry g = plan_pool(name, {}, input.shape(), options);
         out.fill(T(0));
-        const std::vector<T> counts = window_counts(g);
         for (std::size_t b = 0; b < g.n; ++b) {
             const T* image = input.data() + b * g.h * g.w * g.c;
             T* pooled = out.data() + b * g.positions() * g.c;
-            for_each_tap(g, [&](std::size_t position, std::size_t, std::size_t iy, std::size_t ix) {
+            for_each_window(g, [&](const window& at) {
+                T* mean = pooled + at.position * g.c;
+                for_each_row(g, at, [&](std::size_t, std::size_t pixel, std::size_t taps) {
+                    for (std::size_t t = 0; t < taps; ++t) {
+                        for (std::size_t k = 0; k < g.c; ++k) {
+                            mean[k] += image[(pixel + t) * g.c + k];
+                        }
+                    }
+                });
+                const T count = T(at.taps());
                 for (std::size_t k = 0; k < g.c; ++k) {
-                    pooled[position * g.c + k] += image[(iy * g.w + ix) * g.c + k] / counts[position];
+                    mean[k] /= count;
                 }
             });
         }
@@ -478,14 +549,6 @@ struct avg_pool_op {
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
         return {detail::apply(avg_pool_gradient_op<T>{options, args.input_shape(0)}, {}, args.grad)};
-    }
-
-    // How many input elements each output position's window holds.
-    static std::vector<T> window_counts(const conv_geometry& g)
-    {
-        std::vector<T> counts(g.positions(), T(0));
-        for_each_tap(g, [&](std::size_t position, std::size_t, std::size_t, std::size_t) { counts[position] += T(1); });
-        return counts;
     }
 };
 
@@ -504,14 +567,19 @@ struct avg_pool_gradient_op {
     {
         const conv_geometry g = plan_pool(name, {}, input, options);
         out.fill(T(0));
-        const std::vector<T> counts = avg_pool_op<T>::window_counts(g);
         for (std::size_t b = 0; b < g.n; ++b) {
             const T* spread = grad.data() + b * g.positions() * g.c;
             T* image = out.data() + b * g.h * g.w * g.c;
-            for_each_tap(g, [&](std::size_t position, std::size_t, std::size_t iy, std::size_t ix) {
-                for (std::size_t k = 0; k < g.c; ++k) {
-                    image[(iy * g.w + ix) * g.c + k] += spread[position * g.c + k] / counts[position];
-                }
+            for_each_window(g, [&](const window& at) {
+                const T count = T(at.taps());
+                const T* share = spread + at.position * g.c;
+                for_each_row(g, at, [&](std::size_t, std::size_t pixel, std::size_t taps) {
+                    for (std::size_t t = 0; t < taps; ++t) {
+                        for (std::size_t k = 0; k < g.c; ++k) {
+                            image[(pixel + t) * g.c + k] += share[k] / count;
+                        }
+                    }
+                });
             });
         }
     }
