@@ -8,6 +8,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "support.hpp"
 
@@ -32,6 +33,44 @@ TEST_CASE("shape ops move values as NumPy does", "[ops][values]")
     require_values(gt::reshape(a, {3, -1}), {1, 2, 3, 4, 5, 6}, {3, 2});
     require_values(gt::reshape(a, {6}), {1, 2, 3, 4, 5, 6}, {6});
     require_values(gt::broadcast_to(make64({1, 2}, {2, 1}), {2, 2}), {1, 1, 2, 2}, {2, 2});
+}
+
+TEST_CASE("broadcasts, transposes and sums equal xtensor's on every layout of their axes", "[ops][values]")
+{
+    // The ops walk merged runs of axes (lib/ops/strided.hpp); xtensor's
+    // element-by-element broadcasting is the reference. The pairs cover a
+    // repeated last axis, both operands repeated along different axes, a
+    // scalar and length-1 axes between others.
+    const std::vector<std::pair<gt::shape_type, gt::shape_type>> pairs{
+        {{2, 3, 4}, {2, 3, 1}}, {{2, 1, 4}, {1, 3, 1}}, {{3, 1, 5, 1}, {1, 4, 1, 2}}, {{}, {2, 3}},
+        {{5}, {2, 3, 5}},       {{2, 3, 1}, {3, 4}},    {{1, 1, 4}, {2, 1, 1}},       {{2, 0, 3}, {2, 1, 3}}};
+    for (const auto& [left, right] : pairs) {
+        INFO("shapes " << left << " and " << right);
+        const Tensor64 a = random64(left);
+        const Tensor64 b = random64(right);
+        REQUIRE((a - b).value() == xt::xarray<double>(a.value() - b.value()));
+        REQUIRE((b / a).value() == xt::xarray<double>(b.value() / a.value()));
+        REQUIRE(gt::maximum(a, b).value() == xt::xarray<double>(xt::maximum(a.value(), b.value())));
+        const gt::shape_type both = (a + b).shape();
+        REQUIRE(gt::broadcast_to(a, both).value() == xt::xarray<double>(xt::broadcast(a.value(), both)));
+    }
+    const Tensor64 x = random64({2, 3, 4, 5});
+    std::vector<std::ptrdiff_t> perm{0, 1, 2, 3};
+    do {
+        INFO("perm " << perm[0] << perm[1] << perm[2] << perm[3]);
+        REQUIRE(gt::transpose(x, perm).value() == xt::xarray<double>(xt::transpose(x.value(), perm)));
+    } while (std::next_permutation(perm.begin(), perm.end()));
+    for (unsigned subset = 0; subset < 16; ++subset) {
+        std::vector<std::ptrdiff_t> axes;
+        for (std::ptrdiff_t axis = 0; axis < 4; ++axis) {
+            if ((subset >> axis) & 1U) {
+                axes.push_back(axis);
+            }
+        }
+        INFO("axes subset " << subset);
+        const xt::xarray<double> expected = axes.empty() ? x.value() : xt::xarray<double>(xt::sum(x.value(), axes));
+        REQUIRE(xt::allclose(gt::reduce_sum(x, axes).value(), expected, 1e-14, 1e-14));
+    }
 }
 
 TEST_CASE("gradients of shape ops", "[ops][gradient]")

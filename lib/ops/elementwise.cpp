@@ -4,11 +4,10 @@
 #include <functional>
 
 #include <xtensor/xmath.hpp>
-#include <xtensor/xvectorize.hpp>
 
-#include "../kernels/arithmetic.hpp"
 #include "../kernels/unary.hpp"
 #include "op.hpp"
+#include "strided.hpp"
 
 namespace gradtape {
 
@@ -18,57 +17,10 @@ using detail::saved;
 
 namespace {
 
-// Whether `inner` is a trailing part of `outer`'s shape: a bias added to
-// every row, the most common broadcast in a network.
-bool is_trailing_shape(const shape_type& inner, const shape_type& outer)
-{
-    return inner.size() < outer.size() &&
-           std::equal(inner.begin(), inner.end(), outer.end() - std::ptrdiff_t(inner.size()));
-}
-
-// out = f(a, b) with NumPy broadcasting, out already of the broadcast shape.
-// xtensor broadcasts through a stepper that visits one element at a time; the
-// common cases take contiguous loops instead: operands of one shape, a
-// one-element operand (a scalar, a loss, a constant factor in a backward
-// rule), and an operand repeated along leading dimensions (a bias), row by
-// row. `kernel` runs the contiguous loops and, as kernel(x, y), one element.
-template <dtype T, class Kernel>
-void broadcast_into(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b, const Kernel& kernel)
-{
-    if (out.size() == 0) {
-        return;
-    }
-    const T* pa = a.data();
-    const T* pb = b.data();
-    T* po = out.data();
-    if (a.shape() == b.shape()) {
-        kernel.same(pa, pb, po, out.size());
-    } else if (a.size() == 1 && a.dimension() <= b.dimension()) {
-        kernel.scalar_left(*pa, pb, po, out.size());
-    } else if (b.size() == 1 && b.dimension() <= a.dimension()) {
-        kernel.scalar_right(pa, *pb, po, out.size());
-    } else if (is_trailing_shape(b.shape(), a.shape())) {
-        for (std::size_t start = 0; start < out.size(); start += b.size()) {
-            kernel.same(pa + start, pb, po + start, b.size());
-        }
-    } else if (is_trailing_shape(a.shape(), b.shape())) {
-        for (std::size_t start = 0; start < out.size(); start += a.size()) {
-            kernel.same(pa, pb + start, po + start, a.size());
-        }
-    } else {
-        xt::noalias(out) = xt::vectorize([&kernel](T x, T y) -> T { return kernel(x, y); })(a, b);
-    }
-}
-
 // The contiguous loops of an elementwise function f(x, y) of two numbers.
 template <class F>
 struct loops {
     F f;
-    template <class T>
-    T operator()(T x, T y) const
-    {
-        return f(x, y);
-    }
     template <class T>
     void same(const T* a, const T* b, T* out, std::size_t n) const
     {
@@ -94,31 +46,6 @@ struct loops {
 template <class F>
 loops(F) -> loops<F>;
 
-// The loops of +, -, * and /: the kernels compiled for the machine's vector width.
-template <detail::arithmetic Op, class F>
-struct arithmetic_loops {
-    template <class T>
-    T operator()(T x, T y) const
-    {
-        return F()(x, y);
-    }
-    template <class T>
-    void same(const T* a, const T* b, T* out, std::size_t n) const
-    {
-        detail::arithmetic_same(Op, a, b, out, n);
-    }
-    template <class T>
-    void scalar_left(T a, const T* b, T* out, std::size_t n) const
-    {
-        detail::arithmetic_scalar_left(Op, a, b, out, n);
-    }
-    template <class T>
-    void scalar_right(const T* a, T b, T* out, std::size_t n) const
-    {
-        detail::arithmetic_scalar_right(Op, a, b, out, n);
-    }
-};
-
 // An unrecorded elementwise function of two broadcast tensors: a mask, say.
 template <dtype T, class F>
 basic_tensor<T> broadcast_value(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
@@ -126,7 +53,7 @@ basic_tensor<T> broadcast_value(std::string_view op, const std::source_location&
 {
     const shape_type shape = detail::broadcast_shape(op, site, a.shape(), b.shape(), sizeof(T));
     auto out = xt::xarray<T>::from_shape(shape);
-    broadcast_into(out, a.value(), b.value(), loops{f});
+    detail::broadcast_into(out, a.value(), b.value(), loops{f});
     return out;
 }
 
@@ -225,7 +152,7 @@ struct add_op : detail::broadcasting<add_op<T>> {
     static constexpr saved saves = saved::nothing;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
     {
-        broadcast_into(out, a, b, arithmetic_loops<detail::arithmetic::add, std::plus<>>());
+        detail::broadcast_into(out, a, b, detail::arithmetic_loops<detail::arithmetic::add>());
     }
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const { return {args.grad, args.grad}; }
 };
@@ -237,7 +164,7 @@ struct subtract_op : detail::broadcasting<subtract_op<T>> {
     static constexpr saved saves = saved::nothing;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
     {
-        broadcast_into(out, a, b, arithmetic_loops<detail::arithmetic::subtract, std::minus<>>());
+        detail::broadcast_into(out, a, b, detail::arithmetic_loops<detail::arithmetic::subtract>());
     }
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
     {
@@ -252,7 +179,7 @@ struct multiply_op : detail::broadcasting<multiply_op<T>> {
     static constexpr saved saves = saved::inputs;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
     {
-        broadcast_into(out, a, b, arithmetic_loops<detail::arithmetic::multiply, std::multiplies<>>());
+        detail::broadcast_into(out, a, b, detail::arithmetic_loops<detail::arithmetic::multiply>());
     }
     // grad * b, grad * a
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -269,7 +196,7 @@ struct divide_op : detail::broadcasting<divide_op<T>> {
     static constexpr saved saves = saved::inputs_and_output;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
     {
-        broadcast_into(out, a, b, arithmetic_loops<detail::arithmetic::divide, std::divides<>>());
+        detail::broadcast_into(out, a, b, detail::arithmetic_loops<detail::arithmetic::divide>());
     }
     // grad / b, -grad * y / b
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -289,7 +216,7 @@ struct select_op : detail::broadcasting<select_op<T, Compare>> {
     static constexpr saved saves = saved::inputs;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
     {
-        broadcast_into(out, a, b, loops{[](T x, T y) { return selects_a<Compare>()(x, y) != T(0) ? x : y; }});
+        detail::broadcast_into(out, a, b, loops{[](T x, T y) { return selects_a<Compare>()(x, y) != T(0) ? x : y; }});
     }
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
     {
@@ -321,7 +248,7 @@ struct pow_op : detail::broadcasting<pow_op<T>> {
     static constexpr saved saves = saved::inputs_and_output;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x, const xt::xarray<T>& y) const
     {
-        broadcast_into(out, x, y, loops{[](T base, T exponent) { return std::pow(base, exponent); }});
+        detail::broadcast_into(out, x, y, loops{[](T base, T exponent) { return std::pow(base, exponent); }});
     }
     // grad * y * x^(y - 1), grad * result * log(x) (0 where x <= 0)
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const

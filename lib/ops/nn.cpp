@@ -13,6 +13,7 @@
 #include <xtensor/xsort.hpp>
 
 #include "op.hpp"
+#include "strided.hpp"
 
 namespace gradtape {
 
@@ -52,7 +53,9 @@ xt::xarray<T> shifted(const xt::xarray<T>& x, std::size_t axis)
     auto kept = x.shape();
     kept[axis] = 1;
     maximum.reshape(kept);
-    return x - maximum;
+    auto z = xt::xarray<T>::from_shape(x.shape());
+    detail::broadcast_into(z, x, maximum, detail::arithmetic_loops<detail::arithmetic::subtract>());
+    return z;
 }
 
 // What softmax and log_softmax share: the class axis and the shape rule.
@@ -75,7 +78,7 @@ struct softmax_op : along_classes<softmax_op<T>> {
     {
         const std::size_t at = class_axis(name, {}, this->axis, x.dimension());
         xt::noalias(out) = xt::exp(shifted(x, at));
-        out /= sum_along(out, at);
+        detail::broadcast_into(out, out, sum_along(out, at), detail::arithmetic_loops<detail::arithmetic::divide>());
     }
     // y * (grad - sum(grad * y))
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
@@ -94,7 +97,8 @@ struct log_softmax_op : along_classes<log_softmax_op<T>> {
     {
         const std::size_t at = class_axis(name, {}, this->axis, x.dimension());
         const xt::xarray<T> z = shifted(x, at);
-        xt::noalias(out) = z - xt::log(sum_along(xt::xarray<T>(xt::exp(z)), at));
+        const xt::xarray<T> log_total = xt::log(sum_along(xt::xarray<T>(xt::exp(z)), at));
+        detail::broadcast_into(out, z, log_total, detail::arithmetic_loops<detail::arithmetic::subtract>());
     }
     // grad - exp(y) * sum(grad)
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const

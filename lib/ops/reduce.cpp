@@ -1,5 +1,6 @@
 // Reductions. The gradient spreads back over the reduced axes by broadcasting.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -13,6 +14,7 @@
 
 #include "../kernels/arithmetic.hpp"
 #include "op.hpp"
+#include "strided.hpp"
 
 namespace gradtape {
 
@@ -83,21 +85,43 @@ xt::xarray<T> fold(const xt::xarray<T>& x, const reduction& r, Reducer reducer)
 
 constexpr auto sum = [](const auto& v, const auto& axes) { return xt::sum(v, axes); };
 
-// The sum over leading axes (a bias's gradient, summed over the batch) adds
-// whole rows, at the kernels' width; other axes go through xtensor's reducer.
+// The sum walks x in runs (strided.hpp) and adds each into the output: a
+// run along kept axes adds whole rows at the kernels' width (a bias's
+// gradient summed over the batch), a run along a reduced axis is summed in
+// eight interleaved partial sums (a softmax's row, a norm's features).
+template <dtype T>
+T sum_of(const T* x, std::size_t n)
+{
+    std::array<T, 8> partial{};
+    std::size_t i = 0;
+    for (; i + partial.size() <= n; i += partial.size()) {
+        for (std::size_t k = 0; k < partial.size(); ++k) {
+            partial[k] += x[i + k];
+        }
+    }
+    T total = std::accumulate(partial.begin(), partial.end(), T(0));
+    for (; i < n; ++i) {
+        total += x[i];
+    }
+    return total;
+}
+
 template <dtype T>
 void sum_into(xt::xarray<T>& out, const xt::xarray<T>& x, const reduction& r)
 {
-    const bool leading_axes = !r.axes.empty() && r.axes.back() + 1 == r.axes.size();
-    if (x.size() == 0 || !leading_axes) {
-        fold_into(out, x, r, sum);
-        return;
-    }
-    const std::size_t row = x.size() / r.count;
-    std::copy_n(x.data(), row, out.data());
-    for (std::size_t i = 1; i < r.count; ++i) {
-        detail::arithmetic_same(detail::arithmetic::add, out.data(), x.data() + i * row, out.data(), row);
-    }
+    out.fill(T(0));
+    T* to = out.data();
+    const T* from = x.data();
+    detail::for_each_run(x.shape(), std::array{detail::broadcast_strides(r.kept, x.shape())},
+                         [&](std::size_t at, std::array<std::size_t, 1> into, std::size_t length,
+                             std::array<std::size_t, 1> step) {
+                             if (step[0] == 0) {
+                                 to[into[0]] += sum_of(from + at, length);
+                             } else {
+                                 detail::arithmetic_same(detail::arithmetic::add, to + into[0], from + at,
+                                                         to + into[0], length);
+                             }
+                         });
 }
 
 // A gradient (or any value) of a reduction's output shape, broadcast back to the input's.

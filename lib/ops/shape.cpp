@@ -5,10 +5,9 @@
 #include <numeric>
 #include <optional>
 
-#include <xtensor/xbroadcast.hpp>
-#include <xtensor/xmanipulation.hpp>
 
 #include "op.hpp"
+#include "strided.hpp"
 
 namespace gradtape {
 
@@ -42,9 +41,28 @@ struct transpose_op {
         }
         return out;
     }
+    // Runs along the output, read from x through its permuted strides: a
+    // copy where the last axis stays last, a strided gather otherwise.
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        xt::noalias(out) = xt::transpose(x, detail::normalize_axes(name, {}, perm, x.dimension()));
+        const auto order = detail::normalize_axes(name, {}, perm, x.dimension());
+        std::array<std::vector<std::size_t>, 1> strides{std::vector<std::size_t>(order.size())};
+        for (std::size_t i = 0; i < order.size(); ++i) {
+            strides[0][i] = x.strides()[order[i]];
+        }
+        const T* from = x.data();
+        T* to = out.data();
+        detail::for_each_run(out.shape(), strides,
+                             [&](std::size_t at, std::array<std::size_t, 1> start, std::size_t length,
+                                 std::array<std::size_t, 1> step) {
+                                 if (step[0] == 1) {
+                                     std::copy_n(from + start[0], length, to + at);
+                                     return;
+                                 }
+                                 for (std::size_t i = 0; i < length; ++i) {
+                                     to[at + i] = from[start[0] + i * step[0]];
+                                 }
+                             });
     }
     // transpose(grad, inverse of perm)
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
@@ -131,7 +149,7 @@ struct broadcast_to_op {
         }
         return target;
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { xt::noalias(out) = xt::broadcast(x, target); }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { detail::broadcast_copy(out, x); }
     // grad, which the core sums back to the input's shape
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const { return {args.grad}; }
 };

@@ -1,0 +1,178 @@
+// A walk over a row-major output whose operands are read through strides of
+// their own: a broadcast operand has stride 0 along the axes it repeats, a
+// transposed one has its axes' strides permuted. Axes that the strides let
+// run on as one are merged first, so that the innermost run is as long as it
+// can be and the caller's loop over it is contiguous wherever it can be.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+#include <gradtape/tensor.hpp>
+
+#include "../kernels/arithmetic.hpp"
+
+namespace gradtape::detail {
+
+// The row-major strides of an array of `shape`, as seen from an output of
+// rank `rank` (the shape aligned to its trailing axes): 0 along each axis the
+// array lacks or holds once.
+inline std::vector<std::size_t> broadcast_strides(const shape_type& shape, const shape_type& out)
+{
+    std::vector<std::size_t> strides(out.size(), 0);
+    std::size_t stride = 1;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        const std::size_t axis = shape.size() - 1 - i;
+        const std::size_t out_axis = out.size() - 1 - i;
+        if (shape[axis] != 1 || out[out_axis] == 1) {
+            strides[out_axis] = stride;
+        }
+        stride *= shape[axis];
+    }
+    return strides;
+}
+
+// Calls visit(out, from, length, steps) for each innermost run of the walk:
+// `length` output elements from flat index `out`, operand k's from flat
+// index from[k], every steps[k] elements.
+template <std::size_t N, class Visit>
+void for_each_run(const shape_type& lengths, const std::array<std::vector<std::size_t>, N>& strides, Visit visit)
+{
+    std::vector<std::size_t> merged_lengths;
+    std::array<std::vector<std::size_t>, N> merged_strides;
+    for (std::size_t axis = 0; axis < lengths.size(); ++axis) {
+        if (lengths[axis] == 0) {
+            return;
+        }
+        if (lengths[axis] == 1) {
+            continue;
+        }
+        bool joins = !merged_lengths.empty();
+        for (std::size_t k = 0; k < N && joins; ++k) {
+            joins = merged_strides[k].back() == strides[k][axis] * lengths[axis];
+        }
+        if (joins) {
+            merged_lengths.back() *= lengths[axis];
+            for (std::size_t k = 0; k < N; ++k) {
+                merged_strides[k].back() = strides[k][axis];
+            }
+            continue;
+        }
+        merged_lengths.push_back(lengths[axis]);
+        for (std::size_t k = 0; k < N; ++k) {
+            merged_strides[k].push_back(strides[k][axis]);
+        }
+    }
+    if (merged_lengths.empty()) {
+        visit(std::size_t{0}, std::array<std::size_t, N>{}, std::size_t{1}, std::array<std::size_t, N>{});
+        return;
+    }
+    const std::size_t inner = merged_lengths.size() - 1;
+    std::array<std::size_t, N> steps{};
+    for (std::size_t k = 0; k < N; ++k) {
+        steps[k] = merged_strides[k][inner];
+    }
+    // An odometer over the outer axes, carrying each operand's offset along.
+    std::vector<std::size_t> index(inner, 0);
+    std::array<std::size_t, N> from{};
+    for (std::size_t out = 0;; out += merged_lengths[inner]) {
+        visit(out, from, merged_lengths[inner], steps);
+        std::size_t axis = inner;
+        while (axis > 0) {
+            --axis;
+            if (++index[axis] < merged_lengths[axis]) {
+                for (std::size_t k = 0; k < N; ++k) {
+                    from[k] += merged_strides[k][axis];
+                }
+                break;
+            }
+            index[axis] = 0;
+            for (std::size_t k = 0; k < N; ++k) {
+                from[k] -= merged_strides[k][axis] * (merged_lengths[axis] - 1);
+            }
+            if (axis == 0) {
+                return;
+            }
+        }
+        if (inner == 0) {
+            return;
+        }
+    }
+}
+
+// out = f(a, b) with NumPy broadcasting, out already of the broadcast shape.
+// xtensor broadcasts through a stepper that visits one element at a time;
+// here the axes are merged into runs instead, each a contiguous loop: of
+// operands of one shape, of a row against one element (a scalar, a loss, a
+// mean subtracted from each row), or of a row against a row (a bias).
+// `kernel` runs the loops.
+template <class T, class Kernel>
+void broadcast_into(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b, const Kernel& kernel)
+{
+    if (out.size() == 0) {
+        return;
+    }
+    const T* pa = a.data();
+    const T* pb = b.data();
+    T* po = out.data();
+    if (a.shape() == b.shape()) {
+        kernel.same(pa, pb, po, out.size());
+        return;
+    }
+    const std::array strides{broadcast_strides(a.shape(), out.shape()),
+                             broadcast_strides(b.shape(), out.shape())};
+    for_each_run(out.shape(), strides,
+                 [&](std::size_t at, std::array<std::size_t, 2> from, std::size_t length,
+                     std::array<std::size_t, 2> steps) {
+                     if (steps[0] == steps[1]) {
+                         kernel.same(pa + from[0], pb + from[1], po + at, length);
+                     } else if (steps[0] == 0) {
+                         kernel.scalar_left(pa[from[0]], pb + from[1], po + at, length);
+                     } else {
+                         kernel.scalar_right(pa + from[0], pb[from[1]], po + at, length);
+                     }
+                 });
+}
+
+// out = x repeated to out's shape, x's shape broadcasting to it.
+template <class T>
+void broadcast_copy(xt::xarray<T>& out, const xt::xarray<T>& x)
+{
+    const T* from = x.data();
+    T* to = out.data();
+    for_each_run(out.shape(), std::array{broadcast_strides(x.shape(), out.shape())},
+                 [&](std::size_t at, std::array<std::size_t, 1> start, std::size_t length,
+                     std::array<std::size_t, 1> step) {
+                     if (step[0] == 0) {
+                         std::fill_n(to + at, length, from[start[0]]);
+                     } else {
+                         std::copy_n(from + start[0], length, to + at);
+                     }
+                 });
+}
+
+// The loops of +, -, * and /: the kernels compiled for the machine's vector width.
+template <arithmetic Op>
+struct arithmetic_loops {
+    template <class T>
+    void same(const T* a, const T* b, T* out, std::size_t n) const
+    {
+        arithmetic_same(Op, a, b, out, n);
+    }
+    template <class T>
+    void scalar_left(T a, const T* b, T* out, std::size_t n) const
+    {
+        arithmetic_scalar_left(Op, a, b, out, n);
+    }
+    template <class T>
+    void scalar_right(const T* a, T b, T* out, std::size_t n) const
+    {
+        arithmetic_scalar_right(Op, a, b, out, n);
+    }
+};
+
+}  // namespace gradtape::detail
