@@ -76,9 +76,10 @@ inline Tensor64 weighted_sum(const Tensor64& y)
 }
 
 // The tape gradient of weighted_sum(f(inputs)) against finite differences.
-inline void require_gradients(const function& f, const std::vector<Tensor64>& inputs, double tolerance = 1e-6)
+inline void require_gradients(const function& f, const std::vector<Tensor64>& inputs, double tolerance = 1e-6,
+                              double step = 1e-6)
 {
-    const auto check = gradtape::check_gradients([&](const auto& in) { return weighted_sum(f(in)); }, inputs);
+    const auto check = gradtape::check_gradients([&](const auto& in) { return weighted_sum(f(in)); }, inputs, step);
     INFO(check);
     REQUIRE(check.max_error < tolerance);
 }
@@ -86,7 +87,7 @@ inline void require_gradients(const function& f, const std::vector<Tensor64>& in
 // The same for the second derivative: the gradient of a weighted sum of the
 // first gradients, which an inner tape computes and the checker's tape records.
 inline void require_second_gradients(const function& f, const std::vector<Tensor64>& inputs,
-                                     double tolerance = 1e-5)
+                                     double tolerance = 1e-5, double step = 1e-6)
 {
     const auto first_gradients = [&](const std::vector<Tensor64>& in) {
         gradtape::GradientTape tape;
@@ -100,7 +101,7 @@ inline void require_second_gradients(const function& f, const std::vector<Tensor
         }
         return total;
     };
-    const auto check = gradtape::check_gradients(first_gradients, inputs);
+    const auto check = gradtape::check_gradients(first_gradients, inputs, step);
     INFO(check);
     REQUIRE(check.max_error < tolerance);
 }

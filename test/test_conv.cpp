@@ -21,6 +21,7 @@ using support::random64;
 using support::require_gradients;
 using support::require_second_gradients;
 using Catch::Matchers::Contains;
+using Catch::Matchers::WithinRel;
 
 namespace {
 
@@ -167,6 +168,61 @@ TEST_CASE("gradients and second derivatives of conv2d, conv2d_transpose and conv
     };
     require_gradients(conv1d, {random64({2, 7, 3}), random64({3, 3, 2})});
     require_second_gradients([&](const auto& in) { return gt::tanh(conv1d(in)); }, {random64({2, 7, 3}), random64({3, 3, 2})});
+}
+
+TEST_CASE("3x3 and 5x5 convolutions of many channels (Winograd's tiles) equal the definition, as do their adjoints",
+          "[conv][values][winograd][kernels]")
+{
+    // Unit strides, 3x3 or 5x5 kernels and at least 16 channels each way take
+    // Winograd's path: outputs in 4x4 or 2x2 tiles, partial at the right and
+    // bottom edges here, and an image smaller than one tile.
+    std::vector<conv_case> cases;
+    for (gt::padding padding : {gt::padding::valid, gt::padding::same}) {
+        cases.push_back({{2, 7, 9, 16}, {3, 3, 16, 17}, {{1, 1}, padding, {1, 1}}});
+        cases.push_back({{2, 6, 5, 17}, {5, 5, 17, 16}, {{1, 1}, padding, {1, 1}}});
+        cases.push_back({{1, 5, 5, 16}, {5, 5, 16, 16}, {{1, 1}, padding, {1, 1}}});
+        cases.push_back({{1, 3, 3, 16}, {3, 3, 16, 16}, {{1, 1}, padding, {1, 1}}});
+    }
+    for (const conv_case& c : cases) {
+        INFO(describe(c));
+        const Tensor64 x = random64(c.input);
+        const Tensor64 w = random64(c.filters);
+        const Tensor64 y = gt::conv2d(x, w, c.options);
+        const xt::xarray<double> expected = direct_conv2d(x.value(), w.value(), c.options);
+        REQUIRE(y.shape() == expected.shape());
+        REQUIRE(xt::allclose(y.value(), expected, 1e-12, 1e-12));
+        // The input's gradient is conv2d_transpose and the filters' the
+        // filter correlation, both on Winograd's path too: each is the adjoint.
+        const Tensor64 g = random64(y.shape());
+        gt::GradientTape tape;
+        tape.watch(x);
+        tape.watch(w);
+        const auto grads = tape.gradient(gt::reduce_sum(gt::conv2d(x, w, c.options) * g), {x, w});
+        const double forward = xt::sum(expected * g.value())();
+        REQUIRE_THAT(xt::sum(x.value() * grads[0].value())(), WithinRel(forward, 1e-12));
+        REQUIRE_THAT(xt::sum(w.value() * grads[1].value())(), WithinRel(forward, 1e-12));
+        REQUIRE(xt::allclose(gt::conv2d_transpose(g, w, c.input, c.options).value(), grads[0].value(), 1e-12, 1e-12));
+        // In float, the transforms' rounding stays within a few float ulps of
+        // sums of |terms| up to about 5 * 5 * 17 * 1.5 * 1.5.
+        const gt::Tensor y32 = gt::conv2d(gt::cast<float>(x), gt::cast<float>(w), c.options);
+        REQUIRE(xt::allclose(xt::xarray<double>(y32.value()), expected, 0, 5e-5 * 5 * 5 * 17 * 1.5 * 1.5 * 0.1));
+    }
+}
+
+TEST_CASE("gradients and second derivatives through Winograd's tiles", "[conv][gradient][winograd]")
+{
+    // A convolution is linear and the square of one quadratic, so central
+    // differences are exact at any step: a wide one keeps them clear of the
+    // rounding of sums over thousands of weighted terms.
+    constexpr double step = 0.05;
+    for (const conv_case& c : {conv_case{{1, 5, 4, 16}, {3, 3, 16, 16}, {{1, 1}, gt::padding::same, {1, 1}}},
+                               conv_case{{1, 5, 5, 16}, {5, 5, 16, 16}, {{1, 1}, gt::padding::valid, {1, 1}}}}) {
+        INFO(describe(c));
+        const auto convolve = [&](const auto& in) { return gt::conv2d(in[0], in[1], c.options); };
+        require_gradients(convolve, {random64(c.input), random64(c.filters)}, 1e-6, step);
+        require_second_gradients([&](const auto& in) { return gt::square(convolve(in)); },
+                                 {random64(c.input), random64(c.filters)}, 1e-5, step);
+    }
 }
 
 TEST_CASE("conv1d is conv2d over a height of one", "[conv][values]")

@@ -3,6 +3,7 @@
 // The table of the machine's versions is chosen at the first call (isa.hpp).
 #include "arithmetic.hpp"
 
+#include <algorithm>
 #include <functional>
 
 #include "../dtypes.hpp"
@@ -43,6 +44,26 @@ template <class T>
     }
 }
 
+template <class T>
+[[gnu::always_inline]] inline void combine_rows_loop(const T* weights, std::size_t rows, std::size_t cols, const T* in,
+                                                     std::size_t in_stride, T* out, std::size_t out_stride, std::size_t n)
+{
+    for (std::size_t i = 0; i < rows; ++i) {
+        T* __restrict row = out + i * out_stride;
+        std::fill_n(row, n, T(0));
+        for (std::size_t j = 0; j < cols; ++j) {
+            const T weight = weights[i * cols + j];
+            if (weight == T(0)) {
+                continue;
+            }
+            const T* __restrict from = in + j * in_stride;
+            for (std::size_t k = 0; k < n; ++k) {
+                row[k] += weight * from[k];
+            }
+        }
+    }
+}
+
 // Written without branches so that it vectorises: a window's winner is data,
 // which a branch predictor cannot learn.
 template <class T>
@@ -77,6 +98,7 @@ struct kernel_table {
     void (*scalar_right)(arithmetic, const T*, T, T*, std::size_t);
     void (*subtract_scaled)(T*, const T*, T, std::size_t);
     void (*keep_larger)(T*, std::int64_t*, const T*, std::int64_t, std::size_t);
+    void (*combine_rows)(const T*, std::size_t, std::size_t, const T*, std::size_t, T*, std::size_t, std::size_t);
 };
 
 // The kernels of one instruction set: ISA names it, TARGET is the attribute
@@ -109,8 +131,14 @@ struct kernel_table {
         keep_larger_loop(best, from, candidates, first, n);                                                            \
     }                                                                                                                  \
     template <class T>                                                                                                 \
-    constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>, left_##ISA<T>, right_##ISA<T>, subtract_scaled_##ISA<T>,   \
-                                            keep_larger_##ISA<T>};
+    TARGET void combine_rows_##ISA(const T* weights, std::size_t rows, std::size_t cols, const T* in,                 \
+                                   std::size_t in_stride, T* out, std::size_t out_stride, std::size_t n)               \
+    {                                                                                                                  \
+        combine_rows_loop(weights, rows, cols, in, in_stride, out, out_stride, n);                                     \
+    }                                                                                                                  \
+    template <class T>                                                                                                 \
+    constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>,          left_##ISA<T>,        right_##ISA<T>,             \
+                                            subtract_scaled_##ISA<T>, keep_larger_##ISA<T>, combine_rows_##ISA<T>};
 
 #if defined(__x86_64__)
 GRADTAPE_ARITHMETIC_KERNELS(sse2, [[gnu::target("arch=x86-64")]])
@@ -169,6 +197,13 @@ void subtract_scaled(T* a, const T* b, T scale, std::size_t n)
 }
 
 template <class T>
+void combine_rows(const T* weights, std::size_t rows, std::size_t cols, const T* in, std::size_t in_stride, T* out,
+                  std::size_t out_stride, std::size_t n)
+{
+    kernels<T>().combine_rows(weights, rows, cols, in, in_stride, out, out_stride, n);
+}
+
+template <class T>
 void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t first, std::size_t n)
 {
     kernels<T>().keep_larger(best, from, candidates, first, n);
@@ -179,7 +214,9 @@ void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t 
     template void arithmetic_scalar_left(arithmetic, T, const T*, T*, std::size_t);                                   \
     template void arithmetic_scalar_right(arithmetic, const T*, T, T*, std::size_t);                                  \
     template void subtract_scaled(T*, const T*, T, std::size_t);                                                      \
-    template void keep_larger(T*, std::int64_t*, const T*, std::int64_t, std::size_t);
+    template void keep_larger(T*, std::int64_t*, const T*, std::int64_t, std::size_t);                               \
+    template void combine_rows(const T*, std::size_t, std::size_t, const T*, std::size_t, T*, std::size_t,           \
+                               std::size_t);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape::detail

@@ -30,6 +30,14 @@ void subtract_scaled(T* a, const T* b, T scale, std::size_t n);
 // One step of a max pool's scan: where candidates[i] is larger than best[i],
 // or is NaN where best[i] is not, best[i] takes it and from[i] becomes
 // first + i. A tie keeps the earlier element.
+// out row i = the sum over j of weights[i * cols + j] times in row j, for i
+// < rows: a small matrix applied along a tensor's leading axis, rows of n
+// elements `in_stride` and `out_stride` apart. The zero weights cost nothing,
+// so that sparse transforms (Winograd's) take only their nonzero terms.
+template <class T>
+void combine_rows(const T* weights, std::size_t rows, std::size_t cols, const T* in, std::size_t in_stride, T* out,
+                  std::size_t out_stride, std::size_t n);
+
 template <class T>
 void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t first, std::size_t n);
 

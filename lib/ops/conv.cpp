@@ -1,5 +1,6 @@
 // Convolutions and pooling over NHWC data. Convolutions go by im2col and one
-// BLAS product per chunk of images. The
+// BLAS product per chunk of images, or, with unit strides and a 3x3 or 5x5
+// kernel, by Winograd's minimal filtering (winograd.cpp). The
 // three ops here are each other's gradients: for y = conv2d(x, w),
 //   dx = conv2d_transpose(g, w)              (the adjoint of x -> conv2d(x, w))
 //   dw = filter_correlation(x, g)            (the adjoint of w -> conv2d(x, w))
@@ -16,34 +17,20 @@
 #include <vector>
 
 #include "../kernels/arithmetic.hpp"
+#include "convolution.hpp"
 #include "gemm.hpp"
 #include "op.hpp"
 
 namespace gradtape {
 
 using detail::backward_args;
+using detail::conv_geometry;
 using detail::fail;
 using detail::format_shape;
 using detail::gemm;
 using detail::saved;
 
 namespace {
-
-// Where a convolution's windows fall: the input (N, H, W, C), the filters
-// (KH, KW, C, O), the output (N, OH, OW, O), and the steps between.
-struct conv_geometry {
-    std::size_t n, h, w, c;
-    std::size_t kh, kw, o;
-    std::size_t oh, ow;
-    std::size_t stride_h, stride_w, dilation_h, dilation_w;
-    std::size_t pad_top, pad_left;
-
-    [[nodiscard]] std::size_t patch() const { return kh * kw * c; }
-    [[nodiscard]] std::size_t positions() const { return oh * ow; }
-    [[nodiscard]] shape_type input_shape() const { return {n, h, w, c}; }
-    [[nodiscard]] shape_type filter_shape() const { return {kh, kw, c, o}; }
-    [[nodiscard]] shape_type output_shape() const { return {n, oh, ow, o}; }
-};
 
 std::string describe(const shape_type& input, const shape_type& filters, const conv2d_options& options)
 {
@@ -267,6 +254,10 @@ struct conv2d_op {
             out.fill(T(0));
             return;
         }
+        if (detail::suits_winograd(g)) {
+            detail::winograd_conv2d(g, input.data(), filters.data(), out.data());
+            return;
+        }
         for_each_chunk(g, input.data(), [&](const T* columns, std::size_t first, std::size_t count) {
             gemm(columns, g.patch(), false, filters.data(), g.o, false, out.data() + first * g.positions() * g.o,
                  count * g.positions(), g.o, g.patch());
@@ -308,6 +299,10 @@ struct conv2d_transpose_op {
         const conv_geometry g = plan_conv(name, {}, output, filters.shape(), options);
         out.fill(T(0));
         if (grad.size() == 0 || out.size() == 0) {
+            return;
+        }
+        if (detail::suits_winograd(g)) {
+            detail::winograd_conv2d_transpose(g, grad.data(), filters.data(), out.data());
             return;
         }
         for_each_chunk<T>(g, nullptr, [&](T* columns, std::size_t first, std::size_t count) {
@@ -353,6 +348,10 @@ struct filter_correlation_op {
         const conv_geometry g = plan_conv(name, {}, input.shape(), filters, options);
         out.fill(T(0));
         if (input.size() == 0 || out.size() == 0 || g.positions() == 0) {
+            return;
+        }
+        if (detail::suits_winograd(g)) {
+            detail::winograd_filter_gradient(g, input.data(), grad.data(), out.data());
             return;
         }
         for_each_chunk(g, input.data(), [&](const T* columns, std::size_t first, std::size_t count) {

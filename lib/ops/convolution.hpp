@@ -1,0 +1,42 @@
+// What the convolution ops (conv.cpp) share with their Winograd kernels
+// (winograd.cpp): the geometry of a convolution, and the kernels' entry points.
+#pragma once
+
+#include <cstddef>
+
+#include <gradtape/tensor.hpp>
+
+namespace gradtape::detail {
+
+// Where a convolution's windows fall: the input (N, H, W, C), the filters
+// (KH, KW, C, O), the output (N, OH, OW, O), and the steps between.
+struct conv_geometry {
+    std::size_t n, h, w, c;
+    std::size_t kh, kw, o;
+    std::size_t oh, ow;
+    std::size_t stride_h, stride_w, dilation_h, dilation_w;
+    std::size_t pad_top, pad_left;
+
+    [[nodiscard]] std::size_t patch() const { return kh * kw * c; }
+    [[nodiscard]] std::size_t positions() const { return oh * ow; }
+    [[nodiscard]] shape_type input_shape() const { return {n, h, w, c}; }
+    [[nodiscard]] shape_type filter_shape() const { return {kh, kw, c, o}; }
+    [[nodiscard]] shape_type output_shape() const { return {n, oh, ow, o}; }
+};
+
+// Whether the convolution goes by Winograd's minimal filtering rather than
+// im2col: unit strides and dilations, a 3x3 or 5x5 kernel, and channels
+// enough on both sides for the tile transforms to pay.
+bool suits_winograd(const conv_geometry& g);
+
+// The three products of a convolution, as conv.cpp's ops define them: the
+// output of conv2d, the input's gradient (conv2d_transpose) and the filters'
+// gradient. Each writes all of `out`.
+template <class T>
+void winograd_conv2d(const conv_geometry& g, const T* input, const T* filters, T* out);
+template <class T>
+void winograd_conv2d_transpose(const conv_geometry& g, const T* grad, const T* filters, T* out);
+template <class T>
+void winograd_filter_gradient(const conv_geometry& g, const T* input, const T* grad, T* out);
+
+}  // namespace gradtape::detail
