@@ -20,6 +20,30 @@ TEST_CASE("plain SGD steps against the gradient", "[optim]")
     REQUIRE(optimizer.iterations() == 1);
 }
 
+TEMPLATE_TEST_CASE("plain SGD rounds the step, then the difference, on every kernel path", "[optim][kernels]", float,
+                   double)
+{
+    // A fused multiply-add would round once, and differ in the last bit for
+    // some of these values; the meson tests kernels_sse2, _avx2 and _avx512
+    // run this case on each path. Lengths cover every vector remainder.
+    using T = TestType;
+    for (std::size_t n : {1, 7, 16, 33, 1027}) {
+        xt::xarray<T> start = xt::xarray<T>::from_shape({n});
+        xt::xarray<T> gradient = xt::xarray<T>::from_shape({n});
+        for (std::size_t i = 0; i < n; ++i) {
+            start(i) = T(1) / T(3 + i % 7) + T(i);
+            gradient(i) = T(0.7) * T(i + 1) / T(11);
+        }
+        gt::basic_variable<T> w(gt::basic_tensor<T>(start), "w");
+        const T rate = T(0.013);
+        gt::SGD(rate).apply_gradients<T>({gt::basic_tensor<T>(gradient)}, {w});
+        for (std::size_t i = 0; i < n; ++i) {
+            volatile T step = rate * gradient(i);
+            REQUIRE(w.value()(i) == start(i) - step);
+        }
+    }
+}
+
 TEST_CASE("SGD with momentum, Nesterov and weight decay follows torch.optim.SGD", "[optim]")
 {
     const double lr = 0.1, momentum = 0.9, decay = 0.01;
