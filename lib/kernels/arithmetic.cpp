@@ -4,6 +4,7 @@
 #include "arithmetic.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 
 #include "../dtypes.hpp"
@@ -64,6 +65,28 @@ template <class T>
     }
 }
 
+template <class T>
+[[gnu::always_inline]] inline void adam_loop(T* __restrict weights, T* __restrict mean, T* __restrict variance,
+                                             T* __restrict max_variance, const T* __restrict gradient, std::size_t n,
+                                             const adam_coefficients<T>& k)
+{
+    const T keep_mean = T(1) - k.beta1;
+    const T keep_variance = T(1) - k.beta2;
+    for (std::size_t i = 0; i < n; ++i) {
+        const T g = gradient[i];
+        const T m = k.beta1 * mean[i] + keep_mean * g;
+        const T v = k.beta2 * variance[i] + keep_variance * g * g;
+        mean[i] = m;
+        variance[i] = v;
+        T second = v;
+        if (max_variance != nullptr) {
+            second = max_variance[i] > v ? max_variance[i] : v;
+            max_variance[i] = second;
+        }
+        weights[i] -= k.step_size * m / (std::sqrt(second) / k.bias_correction2_sqrt + k.epsilon);
+    }
+}
+
 // Written without branches so that it vectorises: a window's winner is data,
 // which a branch predictor cannot learn.
 template <class T>
@@ -99,6 +122,7 @@ struct kernel_table {
     void (*subtract_scaled)(T*, const T*, T, std::size_t);
     void (*keep_larger)(T*, std::int64_t*, const T*, std::int64_t, std::size_t);
     void (*combine_rows)(const T*, std::size_t, std::size_t, const T*, std::size_t, T*, std::size_t, std::size_t);
+    void (*adam_update)(T*, T*, T*, T*, const T*, std::size_t, const adam_coefficients<T>&);
 };
 
 // The kernels of one instruction set: ISA names it, TARGET is the attribute
@@ -137,8 +161,19 @@ struct kernel_table {
         combine_rows_loop(weights, rows, cols, in, in_stride, out, out_stride, n);                                     \
     }                                                                                                                  \
     template <class T>                                                                                                 \
+    TARGET void adam_update_##ISA(T* weights, T* mean, T* variance, T* max_variance, const T* gradient, std::size_t n, \
+                                  const adam_coefficients<T>& k)                                                       \
+    {                                                                                                                  \
+        if (max_variance == nullptr) {                                                                                 \
+            adam_loop<T>(weights, mean, variance, nullptr, gradient, n, k);                                            \
+        } else {                                                                                                       \
+            adam_loop<T>(weights, mean, variance, max_variance, gradient, n, k);                                       \
+        }                                                                                                              \
+    }                                                                                                                  \
+    template <class T>                                                                                                 \
     constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>,          left_##ISA<T>,        right_##ISA<T>,             \
-                                            subtract_scaled_##ISA<T>, keep_larger_##ISA<T>, combine_rows_##ISA<T>};
+                                            subtract_scaled_##ISA<T>, keep_larger_##ISA<T>, combine_rows_##ISA<T>,      \
+                                            adam_update_##ISA<T>};
 
 #if defined(__x86_64__)
 GRADTAPE_ARITHMETIC_KERNELS(sse2, [[gnu::target("arch=x86-64")]])
@@ -204,6 +239,13 @@ void combine_rows(const T* weights, std::size_t rows, std::size_t cols, const T*
 }
 
 template <class T>
+void adam_update(T* weights, T* mean, T* variance, T* max_variance, const T* gradient, std::size_t n,
+                 const adam_coefficients<T>& k)
+{
+    kernels<T>().adam_update(weights, mean, variance, max_variance, gradient, n, k);
+}
+
+template <class T>
 void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t first, std::size_t n)
 {
     kernels<T>().keep_larger(best, from, candidates, first, n);
@@ -216,7 +258,8 @@ void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t 
     template void subtract_scaled(T*, const T*, T, std::size_t);                                                      \
     template void keep_larger(T*, std::int64_t*, const T*, std::int64_t, std::size_t);                               \
     template void combine_rows(const T*, std::size_t, std::size_t, const T*, std::size_t, T*, std::size_t,           \
-                               std::size_t);
+                               std::size_t);                                                                          \
+    template void adam_update(T*, T*, T*, T*, const T*, std::size_t, const adam_coefficients<T>&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape::detail

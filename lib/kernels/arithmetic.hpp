@@ -27,6 +27,19 @@ void arithmetic_scalar_right(arithmetic op, const T* a, T b, T* out, std::size_t
 template <class T>
 void subtract_scaled(T* a, const T* b, T scale, std::size_t n);
 
+// One Adam update of n weights, in the operations and order of
+// torch.optim.Adam (lib/optim/adam.cpp): the moments first, then
+//   weight -= step_size * mean / (sqrt(second) / bias_correction2_sqrt + epsilon)
+// where second is the variance, or with AMSGrad (max_variance not null) the
+// largest variance so far, kept in max_variance.
+template <class T>
+struct adam_coefficients {
+    T beta1, beta2, step_size, bias_correction2_sqrt, epsilon;
+};
+template <class T>
+void adam_update(T* weights, T* mean, T* variance, T* max_variance, const T* gradient, std::size_t n,
+                 const adam_coefficients<T>& k);
+
 // One step of a max pool's scan: where candidates[i] is larger than best[i],
 // or is NaN where best[i] is not, best[i] takes it and from[i] becomes
 // first + i. A tie keeps the earlier element.

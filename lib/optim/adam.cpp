@@ -2,10 +2,8 @@
 
 #include <cmath>
 
-#include <xtensor/xmath.hpp>
-#include <xtensor/xnoalias.hpp>
-
 #include "../diagnostics.hpp"
+#include "../kernels/arithmetic.hpp"
 
 namespace gradtape {
 
@@ -121,18 +119,22 @@ void Adam::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id
     if (decoupled_weight_decay_ && decay != 0) {
         weights *= T(1) - T(learning_rate) * decay;
     }
-    const xt::xarray<T> g = (!decoupled_weight_decay_ && decay != 0) ? xt::xarray<T>(gradient + decay * weights)
-                                                                     : gradient;
-    xt::noalias(state.mean) = beta1 * state.mean + (T(1) - beta1) * g;
-    xt::noalias(state.variance) = beta2 * state.variance + (T(1) - beta2) * g * g;
-    const T bias_correction1 = T(1 - std::pow(options_.beta1, double(t)));
-    const T bias_correction2_sqrt = T(std::sqrt(1 - std::pow(options_.beta2, double(t))));
-    if (options_.amsgrad) {
-        xt::noalias(state.max_variance) = xt::maximum(state.max_variance, state.variance);
+    xt::xarray<T> decayed;
+    const bool coupled_decay = !decoupled_weight_decay_ && decay != 0;
+    if (coupled_decay) {
+        decayed = gradient + decay * weights;
     }
-    const xt::xarray<T>& second = options_.amsgrad ? state.max_variance : state.variance;
-    const T step_size = T(learning_rate) / bias_correction1;
-    xt::noalias(weights) -= step_size * state.mean / (xt::sqrt(second) / bias_correction2_sqrt + T(options_.epsilon));
+    const T bias_correction1 = T(1 - std::pow(options_.beta1, double(t)));
+    const detail::adam_coefficients<T> coefficients{
+        .beta1 = beta1,
+        .beta2 = beta2,
+        .step_size = T(learning_rate) / bias_correction1,
+        .bias_correction2_sqrt = T(std::sqrt(1 - std::pow(options_.beta2, double(t)))),
+        .epsilon = T(options_.epsilon),
+    };
+    detail::adam_update(weights.data(), state.mean.data(), state.variance.data(),
+                        options_.amsgrad ? state.max_variance.data() : nullptr,
+                        coupled_decay ? decayed.data() : gradient.data(), weights.size(), coefficients);
 }
 
 }  // namespace gradtape
