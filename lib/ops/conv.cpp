@@ -20,6 +20,7 @@
 #include "convolution.hpp"
 #include "gemm.hpp"
 #include "op.hpp"
+#include "routes.hpp"
 
 namespace gradtape {
 
@@ -427,58 +428,6 @@ void max_pool_values(const conv_geometry& g, const xt::xarray<T>& input, T* pool
     }
 }
 
-template <dtype T>
-struct place_op;
-
-// out[i] = x.flat(routes[i]): the elements a max pool took, read in place
-// (no flattened copy of x); the second derivative of max_pool2d.
-template <dtype T>
-struct pick_op {
-    using value_type = T;
-    static constexpr std::string_view name = "max_pool2d_pick";
-    static constexpr saved saves = saved::nothing;
-    std::shared_ptr<const xt::xarray<std::int64_t>> routes;
-
-    shape_type shape(const std::source_location&, const shape_type&) const { return routes->shape(); }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
-    {
-        const T* values = x.data();
-        const std::int64_t* from = routes->data();
-        for (std::size_t i = 0; i < out.size(); ++i) {
-            out.data()[i] = values[from[i]];
-        }
-    }
-    // grad added back where each element came from
-    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
-    {
-        return {detail::apply(place_op<T>{routes, args.input_shape(0)}, {}, args.grad)};
-    }
-};
-
-// pick's adjoint: each value added into zeros of the input's shape at its route.
-template <dtype T>
-struct place_op {
-    using value_type = T;
-    static constexpr std::string_view name = "max_pool2d_gradient";
-    static constexpr saved saves = saved::nothing;
-    std::shared_ptr<const xt::xarray<std::int64_t>> routes;
-    shape_type input;
-
-    shape_type shape(const std::source_location&, const shape_type&) const { return input; }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
-    {
-        out.fill(T(0));
-        const std::int64_t* to = routes->data();
-        for (std::size_t i = 0; i < grad.size(); ++i) {
-            out.data()[to[i]] += grad.data()[i];
-        }
-    }
-    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
-    {
-        return {detail::apply(pick_op<T>{routes}, {}, args.grad)};
-    }
-};
-
 // max_pool2d: the routes are found by the forward kernel itself (so that a
 // replayed step finds them anew) and kept for the backward rule.
 template <dtype T>
@@ -502,7 +451,7 @@ struct max_pool_op {
     // grad added where each output came from
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        return {detail::apply(place_op<T>{routes, args.input_shape(0)}, {}, args.grad)};
+        return {detail::apply(detail::place_op<T>{routes, args.input_shape(0)}, {}, args.grad)};
     }
 };
 

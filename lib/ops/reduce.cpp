@@ -4,7 +4,9 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <numeric>
+#include <vector>
 
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xbuilder.hpp>
@@ -14,6 +16,7 @@
 
 #include "../kernels/arithmetic.hpp"
 #include "op.hpp"
+#include "routes.hpp"
 #include "strided.hpp"
 
 namespace gradtape {
@@ -433,38 +436,70 @@ xt::xarray<std::int64_t> argmin(const basic_tensor<T>& x, std::ptrdiff_t axis, s
     return arg_extremum("argmin", site, x, axis, std::less<T>());
 }
 
+namespace {
+
+// top_k's values: the forward kernel sorts each row and keeps the picked
+// elements' flat indices, so that a replayed step picks anew; the gradient
+// adds into exactly those elements (routes.hpp).
+template <dtype T>
+struct top_k_op {
+    using value_type = T;
+    static constexpr std::string_view name = "top_k";
+    static constexpr saved saves = saved::nothing;
+    std::size_t k;
+    std::shared_ptr<xt::xarray<std::int64_t>> routes = std::make_shared<xt::xarray<std::int64_t>>();
+
+    shape_type shape(const std::source_location& site, const shape_type& x) const
+    {
+        if (x.empty() || k > x.back()) {
+            detail::fail<argument_error>(name, site,
+                                         "k = " + std::to_string(k) + " needs a last axis of at least k elements, got " +
+                                             detail::format_shape(x));
+        }
+        shape_type out = x;
+        out.back() = k;
+        return out;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        const std::size_t length = x.shape().back();
+        const std::size_t rows = length == 0 ? 0 : x.size() / length;
+        routes->resize(out.shape());
+        std::vector<std::size_t> order(length);
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* row = x.data() + r * length;
+            std::iota(order.begin(), order.end(), std::size_t{0});
+            // Largest first, a NaN before any number; stable, so equal ones keep their order.
+            std::stable_sort(order.begin(), order.end(), [row](std::size_t a, std::size_t b) {
+                return (std::isnan(row[a]) && !std::isnan(row[b])) || row[a] > row[b];
+            });
+            for (std::size_t j = 0; j < k; ++j) {
+                routes->flat(r * k + j) = std::int64_t(r * length + order[j]);
+            }
+        }
+        detail::pick_op<T>{routes}.forward(out, x);
+    }
+    // grad added where each value came from
+    std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
+    {
+        return {detail::apply(detail::place_op<T>{routes, args.input_shape(0)}, {}, args.grad)};
+    }
+};
+
+}  // namespace
+
 template <dtype T>
 top_k_result<T> top_k(const basic_tensor<T>& x, std::size_t k, std::source_location site)
 {
-    if (x.dimension() == 0 || k > x.shape().back()) {
-        detail::fail<argument_error>("top_k", site,
-                                     "k = " + std::to_string(k) + " needs a last axis of at least k elements, got " +
-                                         detail::format_shape(x.shape()));
+    const top_k_op<T> op{k};
+    basic_tensor<T> values = detail::apply(op, site, x);
+    // The indices along the last axis, from the routes this call's forward found.
+    xt::xarray<std::int64_t> indices = *op.routes;
+    const auto length = std::int64_t(x.shape().back());
+    for (std::int64_t& index : indices) {
+        index %= length;
     }
-    const std::size_t length = x.shape().back();
-    const std::size_t rows = length == 0 ? 0 : x.size() / length;
-    shape_type shape = x.shape();
-    shape.back() = k;
-    top_k_result<T> result{{}, xt::xarray<std::int64_t>::from_shape(shape)};
-    auto flat = xt::xarray<std::int64_t>::from_shape(shape);
-    std::vector<std::size_t> order(length);
-    const T* values = x.value().data();
-    for (std::size_t r = 0; r < rows; ++r) {
-        const T* row = values + r * length;
-        std::iota(order.begin(), order.end(), std::size_t{0});
-        // Largest first, a NaN before any number; stable, so equal ones keep their order.
-        std::stable_sort(order.begin(), order.end(), [row](std::size_t a, std::size_t b) {
-            return (std::isnan(row[a]) && !std::isnan(row[b])) || row[a] > row[b];
-        });
-        for (std::size_t j = 0; j < k; ++j) {
-            result.indices.flat(r * k + j) = std::int64_t(order[j]);
-            flat.flat(r * k + j) = std::int64_t(r * length + order[j]);
-        }
-    }
-    // The values gathered from the flattened input, so that the gradient adds
-    // into exactly the picked elements.
-    result.values = gather(reshape(x, {-1}, site), flat, 0, site);
-    return result;
+    return {std::move(values), std::move(indices)};
 }
 
 namespace detail {
