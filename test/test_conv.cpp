@@ -14,6 +14,10 @@
 
 #include "support.hpp"
 
+// OpenBLAS's own, which the library's kernels follow for their threads.
+extern "C" int openblas_get_num_threads(void);
+extern "C" void openblas_set_num_threads(int threads);
+
 namespace gt = gradtape;
 using gt::Tensor64;
 using support::make64;
@@ -207,6 +211,31 @@ TEST_CASE("3x3 and 5x5 convolutions of many channels (Winograd's tiles) equal th
         const gt::Tensor y32 = gt::conv2d(gt::cast<float>(x), gt::cast<float>(w), c.options);
         REQUIRE(xt::allclose(xt::xarray<double>(y32.value()), expected, 0, 5e-5 * 5 * 5 * 17 * 1.5 * 1.5 * 0.1));
     }
+}
+
+TEST_CASE("Winograd's chunks of images shared between threads give the definition's values", "[conv][values][winograd]")
+{
+    // With OpenBLAS given two threads, 24 images of 28x28 take three chunks,
+    // dealt to two threads of the library's own; the input's gradient adds
+    // into each image from one thread only, the filters' sums from each.
+    const int threads_before = openblas_get_num_threads();
+    openblas_set_num_threads(2);
+    const gt::conv2d_options same{.padding = gt::padding::same};
+    const Tensor64 x = random64({24, 28, 28, 16});
+    const Tensor64 w = random64({3, 3, 16, 16});
+    const Tensor64 g = random64({24, 28, 28, 16});
+    gt::GradientTape tape;
+    tape.watch(x);
+    tape.watch(w);
+    const Tensor64 y = gt::conv2d(x, w, same);
+    const auto grads = tape.gradient(gt::reduce_sum(y * g), {x, w});
+    openblas_set_num_threads(threads_before);
+    const xt::xarray<double> expected = direct_conv2d(x.value(), w.value(), same);
+    REQUIRE(xt::allclose(y.value(), expected, 1e-12, 1e-12));
+    const double forward = xt::sum(expected * g.value())();
+    REQUIRE_THAT(xt::sum(x.value() * grads[0].value())(), WithinRel(forward, 1e-12));
+    REQUIRE_THAT(xt::sum(w.value() * grads[1].value())(), WithinRel(forward, 1e-12));
+    REQUIRE(xt::allclose(grads[0].value(), gt::conv2d_transpose(g, w, x.shape(), same).value(), 1e-12, 1e-12));
 }
 
 TEST_CASE("gradients and second derivatives through Winograd's tiles", "[conv][gradient][winograd]")

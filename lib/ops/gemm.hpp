@@ -1,10 +1,14 @@
 // One row-major matrix product through BLAS (xtensor-blas's cxxblas over
-// OpenBLAS), shared by matmul and the convolutions.
+// OpenBLAS), shared by matmul and the convolutions, and OpenBLAS's threads.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 
 #include <xtensor-blas/xblas.hpp>
+
+// OpenBLAS's own; its cblas.h would clash with the one xtensor-blas brings.
+extern "C" int openblas_get_num_threads(void);
 
 namespace gradtape::detail {
 
@@ -18,6 +22,13 @@ void gemm(const T* a, std::size_t a_cols, bool transpose_a, const T* b, std::siz
     const auto flag = [](bool transposed) { return transposed ? cxxblas::Trans : cxxblas::NoTrans; };
     cxxblas::gemm<index>(cxxblas::StorageOrder::RowMajor, flag(transpose_a), flag(transpose_b), index(m), index(n),
                          index(k), T(1), a, index(a_cols), b, index(b_cols), beta, c, index(n));
+}
+
+// The threads OpenBLAS is given (OPENBLAS_NUM_THREADS, or
+// openblas_set_num_threads): the library's own kernels use as many.
+inline std::size_t blas_threads()
+{
+    return std::size_t(std::max(1, openblas_get_num_threads()));
 }
 
 }  // namespace gradtape::detail

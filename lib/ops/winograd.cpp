@@ -20,7 +20,9 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <exception>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "../dtypes.hpp"
@@ -73,9 +75,19 @@ struct matrix {
     }
 };
 
+// What each thread working on a convolution's chunks keeps: the chunk's 36
+// planes of transformed inputs (tiles, C) and of products or gradients
+// (tiles, O), one tile's patch and output values, and the filters' gradient
+// summed over its chunks.
+template <class T>
+struct chunk_scratch {
+    std::unique_ptr<T[]> inputs, products;
+    std::vector<T> patch, values, filter_sums;
+};
+
 // One convolution's tiling: each image's output in m x m tiles, each read
 // from the 6x6 input patch at (tile row * m - pad_top, tile column * m -
-// pad_left), images taken a chunk at a time.
+// pad_left), images taken a chunk at a time, the chunks dealt to threads.
 template <class T>
 struct winograd_plan {
     const conv_geometry& g;
@@ -83,7 +95,8 @@ struct winograd_plan {
     winograd_matrix output, output_back;
     matrix<T> filter;
     std::size_t tiles_y, tiles_x;
-    std::size_t chunk;  // images per chunk
+    std::size_t chunk;    // images per chunk
+    std::size_t workers;  // threads for the chunks
 
     explicit winograd_plan(const conv_geometry& geometry)
         : g(geometry),
@@ -101,6 +114,58 @@ struct winograd_plan {
         // more made the step 8% slower and 4 times fewer 14% slower.
         const std::size_t per_image = points * tiles() * (g.c + g.o);
         chunk = std::clamp<std::size_t>((std::size_t{1} << 19) / std::max<std::size_t>(per_image, 1), 1, g.n);
+        workers = 1;
+        // With more threads, OpenBLAS splits a product of m * n * k at least
+        // 2^18 (its SMP threshold) over them, which for these short products
+        // costs more in synchronisation than it gains: the CNN's step took 112
+        // ms at two threads against 70 at one. Chunks whose products stay
+        // under the threshold run on the calling thread, so that threads of
+        // ours can take whole chunks instead. Where one image's products
+        // exceed it, they are long enough for OpenBLAS's threads.
+        const std::size_t threads = blas_threads();
+        const std::size_t per_image_product = tiles() * g.c * g.o;
+        if (threads > 1 && g.n > 1 && per_image_product < (std::size_t{1} << 18)) {
+            chunk = std::min(chunk, ((std::size_t{1} << 18) - 1) / per_image_product);
+            workers = std::min(threads, (g.n + chunk - 1) / chunk);
+        }
+    }
+
+    // Calls work(scratch, first image, images) for every chunk, the chunks
+    // dealt in turn to `workers` threads (this one among them), each with its
+    // own scratch; returns the scratch. An exception on any thread is
+    // rethrown here once all have finished.
+    template <class Work>
+    std::vector<chunk_scratch<T>> for_each_chunk(Work work) const
+    {
+        std::vector<chunk_scratch<T>> scratch(workers);
+        std::vector<std::exception_ptr> failures(workers);
+        const auto run = [&](std::size_t worker) {
+            try {
+                chunk_scratch<T>& mine = scratch[worker];
+                mine.inputs.reset(new T[points * chunk * tiles() * g.c]);
+                mine.products.reset(new T[points * chunk * tiles() * g.o]);
+                mine.patch.resize(points * g.c);
+                mine.values.resize(m * m * g.o);
+                for (std::size_t first = worker * chunk; first < g.n; first += workers * chunk) {
+                    work(mine, first, std::min(chunk, g.n - first));
+                }
+            } catch (...) {
+                failures[worker] = std::current_exception();
+            }
+        };
+        {
+            std::vector<std::jthread> threads;
+            for (std::size_t worker = 1; worker < workers; ++worker) {
+                threads.emplace_back(run, worker);
+            }
+            run(0);
+        }
+        for (const std::exception_ptr& failure : failures) {
+            if (failure) {
+                std::rethrow_exception(failure);
+            }
+        }
+        return scratch;
     }
 
     [[nodiscard]] std::size_t tiles() const { return tiles_y * tiles_x; }
@@ -191,11 +256,11 @@ struct winograd_plan {
 
     // The transformed input patches of images first..first + count: 36 planes
     // of (tiles, C).
-    void transform_inputs(const T* input_values, std::size_t first, std::size_t count, T* planes) const
+    void transform_inputs(const T* input_values, std::size_t first, std::size_t count, T* planes,
+                          std::vector<T>& patch) const
     {
         const std::size_t c = g.c;
         const std::size_t plane = count * tiles() * c;
-        std::vector<T> patch(points * c);
         for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const window inside = patch_window(ty, tx);
             const auto at_pixel = [&](std::size_t row, std::size_t column) {
@@ -218,11 +283,10 @@ struct winograd_plan {
 
     // The transformed output gradients of images first..first + count: 36
     // planes of (tiles, O), zero beyond the output's edge.
-    void transform_grads(const T* grad, std::size_t first, std::size_t count, T* planes) const
+    void transform_grads(const T* grad, std::size_t first, std::size_t count, T* planes, std::vector<T>& values) const
     {
         const std::size_t o = g.o;
         const std::size_t plane = count * tiles() * o;
-        std::vector<T> values(m * m * o);
         for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const std::size_t rows = std::min(m, g.oh - ty * m);
             const std::size_t columns = std::min(m, g.ow - tx * m);
@@ -253,85 +317,82 @@ void winograd_conv2d(const conv_geometry& g, const T* input, const T* filters, T
 {
     const winograd_plan<T> plan(g);
     const std::vector<T> weights = plan.transform_filters(filters);
-    const std::size_t rows = plan.chunk * plan.tiles();
-    const std::unique_ptr<T[]> inputs(new T[points * rows * g.c]);
-    const std::unique_ptr<T[]> products(new T[points * rows * g.o]);
-    std::vector<T> values(plan.m * plan.m * g.o);
-    for (std::size_t first = 0; first < g.n; first += plan.chunk) {
-        const std::size_t count = std::min(plan.chunk, g.n - first);
+    plan.for_each_chunk([&](chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
         const std::size_t tiles = count * plan.tiles();
-        plan.transform_inputs(input, first, count, inputs.get());
+        plan.transform_inputs(input, first, count, scratch.inputs.get(), scratch.patch);
         for (std::size_t p = 0; p < points; ++p) {
-            gemm(inputs.get() + p * tiles * g.c, g.c, false, weights.data() + p * g.c * g.o, g.o, false,
-                 products.get() + p * tiles * g.o, tiles, g.o, g.c);
+            gemm(scratch.inputs.get() + p * tiles * g.c, g.c, false, weights.data() + p * g.c * g.o, g.o, false,
+                 scratch.products.get() + p * tiles * g.o, tiles, g.o, g.c);
         }
         plan.for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const std::size_t rows_inside = std::min(plan.m, g.oh - ty * plan.m);
             const std::size_t columns_inside = std::min(plan.m, g.ow - tx * plan.m);
             T* corner = out + ((image * g.oh + ty * plan.m) * g.ow + tx * plan.m) * g.o;
             if (rows_inside == plan.m && columns_inside == plan.m) {
-                plan.transform_output(products.get(), tiles * g.o, at, corner, g.ow * g.o);
+                plan.transform_output(scratch.products.get(), tiles * g.o, at, corner, g.ow * g.o);
                 return;
             }
-            plan.transform_output(products.get(), tiles * g.o, at, values.data(), plan.m * g.o);
+            plan.transform_output(scratch.products.get(), tiles * g.o, at, scratch.values.data(), plan.m * g.o);
             for (std::size_t i = 0; i < rows_inside; ++i) {
-                std::copy_n(values.data() + i * plan.m * g.o, columns_inside * g.o, corner + i * g.ow * g.o);
+                std::copy_n(scratch.values.data() + i * plan.m * g.o, columns_inside * g.o, corner + i * g.ow * g.o);
             }
         });
-    }
+    });
 }
 
+// Each chunk adds into its own images only, so threads never share a pixel.
 template <class T>
 void winograd_conv2d_transpose(const conv_geometry& g, const T* grad, const T* filters, T* out)
 {
     const winograd_plan<T> plan(g);
     const std::vector<T> weights = plan.transform_filters(filters);
-    const std::size_t rows = plan.chunk * plan.tiles();
-    const std::unique_ptr<T[]> grads(new T[points * rows * g.o]);
-    const std::unique_ptr<T[]> inputs(new T[points * rows * g.c]);
-    std::vector<T> patch(points * g.c);
     std::fill_n(out, g.n * g.h * g.w * g.c, T(0));
-    for (std::size_t first = 0; first < g.n; first += plan.chunk) {
-        const std::size_t count = std::min(plan.chunk, g.n - first);
+    plan.for_each_chunk([&](chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
         const std::size_t tiles = count * plan.tiles();
-        plan.transform_grads(grad, first, count, grads.get());
+        plan.transform_grads(grad, first, count, scratch.products.get(), scratch.values);
         for (std::size_t p = 0; p < points; ++p) {
-            gemm(grads.get() + p * tiles * g.o, g.o, false, weights.data() + p * g.c * g.o, g.o, true,
-                 inputs.get() + p * tiles * g.c, tiles, g.c, g.o);
+            gemm(scratch.products.get() + p * tiles * g.o, g.o, false, weights.data() + p * g.c * g.o, g.o, true,
+                 scratch.inputs.get() + p * tiles * g.c, tiles, g.c, g.o);
         }
         plan.for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
-            plan.transform_input_back(inputs.get(), tiles * g.c, at, patch.data());
+            plan.transform_input_back(scratch.inputs.get(), tiles * g.c, at, scratch.patch.data());
             const auto inside = plan.patch_window(ty, tx);
             for (std::size_t y = inside.y_first; y < inside.y_last; ++y) {
                 const std::size_t row = std::size_t(inside.top + std::ptrdiff_t(y));
                 const std::size_t column = std::size_t(inside.left + std::ptrdiff_t(inside.x_first));
                 T* to = out + ((image * g.h + row) * g.w + column) * g.c;
-                arithmetic_same(arithmetic::add, to, patch.data() + (y * tile + inside.x_first) * g.c, to,
+                arithmetic_same(arithmetic::add, to, scratch.patch.data() + (y * tile + inside.x_first) * g.c, to,
                                 (inside.x_last - inside.x_first) * g.c);
             }
         });
-    }
+    });
 }
 
+// Each thread sums its chunks' gradients; the threads' sums are added in
+// order, so that a given thread count always gives the same result.
 template <class T>
 void winograd_filter_gradient(const conv_geometry& g, const T* input, const T* grad, T* out)
 {
     const winograd_plan<T> plan(g);
-    const std::size_t rows = plan.chunk * plan.tiles();
-    const std::unique_ptr<T[]> inputs(new T[points * rows * g.c]);
-    const std::unique_ptr<T[]> grads(new T[points * rows * g.o]);
-    std::vector<T> weights(points * g.c * g.o, T(0));
-    for (std::size_t first = 0; first < g.n; first += plan.chunk) {
-        const std::size_t count = std::min(plan.chunk, g.n - first);
-        const std::size_t tiles = count * plan.tiles();
-        plan.transform_inputs(input, first, count, inputs.get());
-        plan.transform_grads(grad, first, count, grads.get());
-        for (std::size_t p = 0; p < points; ++p) {
-            gemm(inputs.get() + p * tiles * g.c, g.c, true, grads.get() + p * tiles * g.o, g.o, false,
-                 weights.data() + p * g.c * g.o, g.c, g.o, tiles, T(1));
-        }
+    const std::size_t block = points * g.c * g.o;
+    std::vector<chunk_scratch<T>> scratch =
+        plan.for_each_chunk([&](chunk_scratch<T>& mine, std::size_t first, std::size_t count) {
+            const std::size_t tiles = count * plan.tiles();
+            if (mine.filter_sums.empty()) {
+                mine.filter_sums.assign(block, T(0));
+            }
+            plan.transform_inputs(input, first, count, mine.inputs.get(), mine.patch);
+            plan.transform_grads(grad, first, count, mine.products.get(), mine.values);
+            for (std::size_t p = 0; p < points; ++p) {
+                gemm(mine.inputs.get() + p * tiles * g.c, g.c, true, mine.products.get() + p * tiles * g.o, g.o,
+                     false, mine.filter_sums.data() + p * g.c * g.o, g.c, g.o, tiles, T(1));
+            }
+        });
+    std::vector<T>& total = scratch.front().filter_sums;
+    for (std::size_t worker = 1; worker < scratch.size(); ++worker) {
+        arithmetic_same(arithmetic::add, total.data(), scratch[worker].filter_sums.data(), total.data(), block);
     }
-    plan.transform_filters_back(weights.data(), out);
+    plan.transform_filters_back(total.data(), out);
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
