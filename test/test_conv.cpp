@@ -446,21 +446,35 @@ TEST_CASE("a pool refuses bad windows and ranks", "[conv][pool][errors]")
     REQUIRE_THROWS_WITH(gt::avg_pool2d(random64({4, 4, 2})), Contains("avg_pool2d") && Contains("rank 4"));
 }
 
-TEST_CASE("depthwise_conv2d convolves each channel with its own filters", "[conv][values][gradient]")
+TEST_CASE("depthwise_conv2d convolves each channel with its own filters", "[conv][values][gradient][kernels]")
 {
-    const Tensor64 x = random64({2, 6, 5, 3});
-    const Tensor64 w = random64({3, 2, 3, 2});
-    const gt::depthwise_conv2d_options options{{2, 1}, gt::padding::same, {1, 2}};
-    const Tensor64 y = gt::depthwise_conv2d(x, w, options);
-    REQUIRE(y.shape() == gt::shape_type{2, 3, 5, 6});
-    for (std::size_t c = 0; c < 3; ++c) {
-        const xt::xarray<double> plane = xt::view(x.value(), xt::all(), xt::all(), xt::all(), xt::range(c, c + 1));
-        const xt::xarray<double> kernels = xt::view(w.value(), xt::all(), xt::all(), xt::range(c, c + 1), xt::all());
-        const xt::xarray<double> expected = direct_conv2d(plane, kernels, {options.strides, options.padding, options.dilations});
-        const xt::xarray<double> got = xt::view(y.value(), xt::all(), xt::all(), xt::all(), xt::range(2 * c, 2 * c + 2));
-        REQUIRE(xt::allclose(got, expected, 1e-12, 1e-12));
+    // Multiplier 1 adds whole rows of channels in a kernel (19 channels: a
+    // vector and a remainder on every path; the meson tests kernels_sse2,
+    // _avx2 and _avx512 run this case), multiplier 2 channel by channel.
+    for (const std::size_t multiplier : {1, 2}) {
+        const std::size_t channels = multiplier == 1 ? 19 : 3;
+        INFO("multiplier " << multiplier);
+        const Tensor64 x = random64({2, 6, 5, channels});
+        const Tensor64 w = random64({3, 2, channels, multiplier});
+        const gt::depthwise_conv2d_options options{{2, 1}, gt::padding::same, {1, 2}};
+        const Tensor64 y = gt::depthwise_conv2d(x, w, options);
+        REQUIRE(y.shape() == gt::shape_type{2, 3, 5, channels * multiplier});
+        for (std::size_t c = 0; c < channels; ++c) {
+            const xt::xarray<double> plane = xt::view(x.value(), xt::all(), xt::all(), xt::all(), xt::range(c, c + 1));
+            const xt::xarray<double> kernels = xt::view(w.value(), xt::all(), xt::all(), xt::range(c, c + 1), xt::all());
+            const xt::xarray<double> expected =
+                direct_conv2d(plane, kernels, {options.strides, options.padding, options.dilations});
+            const xt::xarray<double> got = xt::view(y.value(), xt::all(), xt::all(), xt::all(),
+                                                    xt::range(multiplier * c, multiplier * (c + 1)));
+            REQUIRE(xt::allclose(got, expected, 1e-12, 1e-12));
+        }
+        const auto depthwise = [&](const auto& in) { return gt::depthwise_conv2d(in[0], in[1], options); };
+        require_gradients(depthwise, {random64({1, 4, 3, channels}), random64({2, 2, channels, multiplier})});
+        require_second_gradients([&](const auto& in) { return gt::square(depthwise(in)); },
+                                 {random64({1, 4, 3, channels}), random64({2, 2, channels, multiplier})});
     }
-    require_gradients([&](const auto& in) { return gt::depthwise_conv2d(in[0], in[1], options); },
-                      {random64({1, 4, 3, 2}), random64({2, 2, 2, 2})});
+    const Tensor64 x = random64({2, 6, 5, 3});
     REQUIRE_THROWS_WITH(gt::depthwise_conv2d(x, random64({2, 2, 4, 1})), Contains("depthwise_conv2d") && Contains("(2, 2, 4, 1)"));
+    REQUIRE_THROWS_AS(gt::depthwise_conv2d(x, random64({2, 2, 3}), {}), gt::shape_error);
+    REQUIRE_THROWS_AS(gt::depthwise_conv2d(x, random64({7, 2, 3, 1}), {.padding = gt::padding::valid}), gt::shape_error);
 }

@@ -46,6 +46,15 @@ template <class T>
 }
 
 template <class T>
+[[gnu::always_inline]] inline void multiply_add_loop(const T* __restrict a, const T* __restrict b, T* __restrict out,
+                                                     std::size_t n)
+{
+    for (std::size_t i = 0; i < n; ++i) {
+        out[i] += a[i] * b[i];
+    }
+}
+
+template <class T>
 [[gnu::always_inline]] inline void combine_rows_loop(const T* weights, std::size_t rows, std::size_t cols, const T* in,
                                                      std::size_t in_stride, T* out, std::size_t out_stride, std::size_t n)
 {
@@ -123,6 +132,7 @@ struct kernel_table {
     void (*keep_larger)(T*, std::int64_t*, const T*, std::int64_t, std::size_t);
     void (*combine_rows)(const T*, std::size_t, std::size_t, const T*, std::size_t, T*, std::size_t, std::size_t);
     void (*adam_update)(T*, T*, T*, T*, const T*, std::size_t, const adam_coefficients<T>&);
+    void (*multiply_add)(const T*, const T*, T*, std::size_t);
 };
 
 // The kernels of one instruction set: ISA names it, TARGET is the attribute
@@ -171,9 +181,14 @@ struct kernel_table {
         }                                                                                                              \
     }                                                                                                                  \
     template <class T>                                                                                                 \
+    TARGET void multiply_add_##ISA(const T* a, const T* b, T* out, std::size_t n)                                     \
+    {                                                                                                                  \
+        multiply_add_loop(a, b, out, n);                                                                               \
+    }                                                                                                                  \
+    template <class T>                                                                                                 \
     constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>,          left_##ISA<T>,        right_##ISA<T>,             \
                                             subtract_scaled_##ISA<T>, keep_larger_##ISA<T>, combine_rows_##ISA<T>,      \
-                                            adam_update_##ISA<T>};
+                                            adam_update_##ISA<T>,    multiply_add_##ISA<T>};
 
 #if defined(__x86_64__)
 GRADTAPE_ARITHMETIC_KERNELS(sse2, [[gnu::target("arch=x86-64")]])
@@ -239,6 +254,12 @@ void combine_rows(const T* weights, std::size_t rows, std::size_t cols, const T*
 }
 
 template <class T>
+void multiply_add(const T* a, const T* b, T* out, std::size_t n)
+{
+    kernels<T>().multiply_add(a, b, out, n);
+}
+
+template <class T>
 void adam_update(T* weights, T* mean, T* variance, T* max_variance, const T* gradient, std::size_t n,
                  const adam_coefficients<T>& k)
 {
@@ -259,7 +280,8 @@ void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t 
     template void keep_larger(T*, std::int64_t*, const T*, std::int64_t, std::size_t);                               \
     template void combine_rows(const T*, std::size_t, std::size_t, const T*, std::size_t, T*, std::size_t,           \
                                std::size_t);                                                                          \
-    template void adam_update(T*, T*, T*, T*, const T*, std::size_t, const adam_coefficients<T>&);
+    template void adam_update(T*, T*, T*, T*, const T*, std::size_t, const adam_coefficients<T>&);                  \
+    template void multiply_add(const T*, const T*, T*, std::size_t);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape::detail

@@ -43,6 +43,10 @@ void adam_update(T* weights, T* mean, T* variance, T* max_variance, const T* gra
 // One step of a max pool's scan: where candidates[i] is larger than best[i],
 // or is NaN where best[i] is not, best[i] takes it and from[i] becomes
 // first + i. A tie keeps the earlier element.
+// out[i] += a[i] * b[i], the product rounded, then the sum.
+template <class T>
+void multiply_add(const T* a, const T* b, T* out, std::size_t n);
+
 // out row i = the sum over j of weights[i * cols + j] times in row j, for i
 // < rows: a small matrix applied along a tensor's leading axis, rows of n
 // elements `in_stride` and `out_stride` apart. The zero weights cost nothing,

@@ -537,6 +537,184 @@ struct avg_pool_gradient_op {
     }
 };
 
+// depthwise_conv2d: channel c of the input convolved with filters[..., c,
+// m] alone gives output channel c * M + m. Its three ops mirror conv2d's:
+// the input's gradient and the filters' are the adjoints, and each is
+// linear in both its inputs, so the gradients of all three are the three
+// again. The loops add whole rows of channels where the multiplier M is 1.
+shape_type depthwise_output(const conv_geometry& g)
+{
+    return {g.n, g.oh, g.ow, g.c * g.o};
+}
+
+// Calls visit(image, output row, input pixel, filter tap) for every output
+// position and every tap of its window inside the image, as flat offsets of
+// channel 0 in the output (N, OH, OW, C * M), the input (N, H, W, C) and the
+// filters (KH, KW, C, M).
+template <class Visit>
+void for_each_depthwise_tap(const conv_geometry& g, Visit visit)
+{
+    const std::size_t width = g.c * g.o;
+    for (std::size_t b = 0; b < g.n; ++b) {
+        for_each_window(g, [&](const window& at) {
+            for_each_row(g, at, [&](std::size_t tap, std::size_t pixel, std::size_t taps) {
+                for (std::size_t t = 0; t < taps; ++t) {
+                    visit((b * g.positions() + at.position) * width, (b * g.h * g.w + pixel + t * g.dilation_w) * g.c,
+                          (tap + t) * width);
+                }
+            });
+        });
+    }
+}
+
+template <dtype T>
+struct depthwise_input_gradient_op;
+template <dtype T>
+struct depthwise_filter_gradient_op;
+
+template <dtype T>
+struct depthwise_op {
+    using value_type = T;
+    static constexpr std::string_view name = "depthwise_conv2d";
+    static constexpr saved saves = saved::inputs;
+    conv2d_options options;
+
+    shape_type shape(const std::source_location& site, const shape_type& input, const shape_type& filter) const
+    {
+        return depthwise_output(plan_conv(name, site, input, filter, options));
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& filter) const
+    {
+        const conv_geometry g = plan_conv(name, {}, input.shape(), filter.shape(), options);
+        out.fill(T(0));
+        const T* x = input.data();
+        const T* f = filter.data();
+        T* y = out.data();
+        for_each_depthwise_tap(g, [&](std::size_t to, std::size_t from, std::size_t tap) {
+            if (g.o == 1) {
+                detail::multiply_add(x + from, f + tap, y + to, g.c);
+                return;
+            }
+            for (std::size_t c = 0; c < g.c; ++c) {
+                for (std::size_t m = 0; m < g.o; ++m) {
+                    y[to + c * g.o + m] += x[from + c] * f[tap + c * g.o + m];
+                }
+            }
+        });
+    }
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const basic_tensor<T>& input = args.inputs[0];
+        const basic_tensor<T>& filter = args.inputs[1];
+        return {args.needed[0] ? detail::apply(depthwise_input_gradient_op<T>{options, input.shape()}, {}, args.grad,
+                                               filter)
+                               : basic_tensor<T>{},
+                args.needed[1] ? detail::apply(depthwise_filter_gradient_op<T>{options, filter.shape()}, {}, input,
+                                               args.grad)
+                               : basic_tensor<T>{}};
+    }
+};
+
+// The input's gradient: each output channel's gradient times its filter,
+// added back where the window read.
+template <dtype T>
+struct depthwise_input_gradient_op {
+    using value_type = T;
+    static constexpr std::string_view name = "depthwise_conv2d_input_gradient";
+    static constexpr saved saves = saved::inputs;
+    conv2d_options options;
+    shape_type input;
+
+    shape_type shape(const std::source_location& site, const shape_type& grad, const shape_type& filter) const
+    {
+        const conv_geometry g = plan_conv(name, site, input, filter, options);
+        if (grad != depthwise_output(g)) {
+            fail<shape_error>(name, site, "grad " + format_shape(grad) + " is not depthwise_conv2d's output " +
+                                              format_shape(depthwise_output(g)) + ": " + describe(input, filter, options));
+        }
+        return input;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad, const xt::xarray<T>& filter) const
+    {
+        const conv_geometry g = plan_conv(name, {}, input, filter.shape(), options);
+        out.fill(T(0));
+        const T* dy = grad.data();
+        const T* f = filter.data();
+        T* dx = out.data();
+        for_each_depthwise_tap(g, [&](std::size_t from, std::size_t to, std::size_t tap) {
+            if (g.o == 1) {
+                detail::multiply_add(dy + from, f + tap, dx + to, g.c);
+                return;
+            }
+            for (std::size_t c = 0; c < g.c; ++c) {
+                for (std::size_t m = 0; m < g.o; ++m) {
+                    dx[to + c] += dy[from + c * g.o + m] * f[tap + c * g.o + m];
+                }
+            }
+        });
+    }
+    // depthwise_conv2d(z, w) for grad, the filter gradient of (z, grad) for the filters
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const basic_tensor<T>& grad = args.inputs[0];
+        const basic_tensor<T>& filter = args.inputs[1];
+        return {args.needed[0] ? detail::apply(depthwise_op<T>{options}, {}, args.grad, filter) : basic_tensor<T>{},
+                args.needed[1] ? detail::apply(depthwise_filter_gradient_op<T>{options, filter.shape()}, {}, args.grad,
+                                               grad)
+                               : basic_tensor<T>{}};
+    }
+};
+
+// The filters' gradient: each tap's input channel times its output
+// channels' gradients, summed over images and positions.
+template <dtype T>
+struct depthwise_filter_gradient_op {
+    using value_type = T;
+    static constexpr std::string_view name = "depthwise_conv2d_filter_gradient";
+    static constexpr saved saves = saved::inputs;
+    conv2d_options options;
+    shape_type filter;
+
+    shape_type shape(const std::source_location& site, const shape_type& input, const shape_type& grad) const
+    {
+        const conv_geometry g = plan_conv(name, site, input, filter, options);
+        if (grad != depthwise_output(g)) {
+            fail<shape_error>(name, site, "grad " + format_shape(grad) + " is not depthwise_conv2d's output " +
+                                              format_shape(depthwise_output(g)) + ": " + describe(input, filter, options));
+        }
+        return filter;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& grad) const
+    {
+        const conv_geometry g = plan_conv(name, {}, input.shape(), filter, options);
+        out.fill(T(0));
+        const T* x = input.data();
+        const T* dy = grad.data();
+        T* df = out.data();
+        for_each_depthwise_tap(g, [&](std::size_t from, std::size_t pixel, std::size_t tap) {
+            if (g.o == 1) {
+                detail::multiply_add(x + pixel, dy + from, df + tap, g.c);
+                return;
+            }
+            for (std::size_t c = 0; c < g.c; ++c) {
+                for (std::size_t m = 0; m < g.o; ++m) {
+                    df[tap + c * g.o + m] += x[pixel + c] * dy[from + c * g.o + m];
+                }
+            }
+        });
+    }
+    // the input gradient of (grad, z) for the input, depthwise_conv2d(x, z) for grad
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        const basic_tensor<T>& input = args.inputs[0];
+        const basic_tensor<T>& grad = args.inputs[1];
+        return {args.needed[0] ? detail::apply(depthwise_input_gradient_op<T>{options, input.shape()}, {}, grad,
+                                               args.grad)
+                               : basic_tensor<T>{},
+                args.needed[1] ? detail::apply(depthwise_op<T>{options}, {}, input, args.grad) : basic_tensor<T>{}};
+    }
+};
+
 }  // namespace
 
 template <dtype T>
@@ -573,28 +751,9 @@ template <dtype T>
 basic_tensor<T> depthwise_conv2d(const basic_tensor<T>& input, const basic_tensor<T>& filter,
                                  depthwise_conv2d_options options, std::source_location site)
 {
-    constexpr std::string_view op = "depthwise_conv2d";
-    if (input.dimension() != 4 || filter.dimension() != 4 || filter.shape()[2] != input.shape()[3]) {
-        fail<shape_error>(op, site,
-                          "needs input [N, H, W, C] and filter [KH, KW, C, M], got " + format_shape(input.shape()) +
-                              " and " + format_shape(filter.shape()));
-    }
-    // One conv2d per channel, joined: each is a recorded conv2d, so the
-    // gradients are conv2d's.
-    const std::size_t channels = input.shape()[3];
-    const auto& f = filter.shape();
-    const conv2d_options per_channel{.strides = options.strides, .padding = options.padding, .dilations = options.dilations};
-    std::vector<basic_tensor<T>> outputs;
-    for (std::size_t c = 0; c < channels; ++c) {
-        const basic_tensor<T> plane = slice(input, {0, 0, 0, c}, {-1, -1, -1, 1}, site);
-        const basic_tensor<T> kernels = slice(filter, {0, 0, c, 0}, {-1, -1, 1, -1}, site);
-        outputs.push_back(conv2d(plane, kernels, per_channel, site));
-    }
-    if (outputs.empty()) {
-        const conv_geometry g = plan_conv(op, site, input.shape(), {f[0], f[1], 0, 0}, per_channel);
-        return zeros<T>({g.n, g.oh, g.ow, 0}, site);
-    }
-    return concat(outputs, 3, site);
+    return detail::apply(
+        depthwise_op<T>{{.strides = options.strides, .padding = options.padding, .dilations = options.dilations}}, site,
+        input, filter);
 }
 
 template <dtype T>
