@@ -223,7 +223,8 @@ TEST_CASE("3x3 and 5x5 convolutions of many channels (Winograd's tiles) equal th
     }
 }
 
-TEST_CASE("Winograd's chunks of images shared between threads give the definition's values", "[conv][values][winograd]")
+TEST_CASE("Winograd's chunks of images shared between threads give the definition's values",
+          "[conv][values][winograd][threads]")
 {
     // With OpenBLAS given two threads, 24 images of 28x28 take three chunks,
     // dealt to two threads of the library's own; the input's gradient adds
