@@ -60,12 +60,11 @@ constexpr std::array<double, tile * 5> filter_matrix_5{
 // A matrix in T, and its transpose, row-major.
 template <class T>
 struct matrix {
-    std::size_t rows, cols;
     std::vector<T> values, transposed;
 
     template <std::size_t N>
-    matrix(const std::array<double, N>& entries, std::size_t rows_, std::size_t cols_)
-        : rows(rows_), cols(cols_), values(entries.begin(), entries.end()), transposed(N)
+    matrix(const std::array<double, N>& entries, std::size_t rows, std::size_t cols)
+        : values(entries.begin(), entries.end()), transposed(N)
     {
         for (std::size_t i = 0; i < rows; ++i) {
             for (std::size_t j = 0; j < cols; ++j) {
