@@ -9,7 +9,6 @@
 #include <gradtape/nn.hpp>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
