@@ -150,8 +150,8 @@ void for_each_window(const conv_geometry& g, Visit visit)
 
 // Calls visit(tap, pixel, taps) for each kernel row of the window inside
 // the image: `taps` filter taps from `tap` (a KH * KW index) read pixels
-// from `pixel` (an H * W index) on, every `step` pixels, where step is
-// dilation_w; with dilation 1 they are one contiguous run of taps * C values.
+// from `pixel` (an H * W index) on, every dilation_w pixels; with dilation
+// 1 they are one contiguous run of taps * C values.
 template <class Visit>
 void for_each_row(const conv_geometry& g, const window& at, Visit visit)
 {
