@@ -301,6 +301,23 @@ double conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std:
         7);
 }
 
+// 9. depthwise_conv2d forward and backward, multiplier 1, same padding.
+double depthwise_conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t kernel)
+{
+    const gt::Tensor input = gt::random_uniform<float>({batch, size, size, channels});
+    const gt::Tensor filter = gt::random_uniform<float>({kernel, kernel, channels, 1});
+    const gt::Tensor seed = gt::random_uniform<float>({batch, size, size, channels});
+    return median_ns(
+        [&] {
+            gt::GradientTape tape;
+            tape.watch(input);
+            tape.watch(filter);
+            (void)tape.gradient(gt::depthwise_conv2d(input, filter, {.padding = gt::padding::same}), {input, filter},
+                                seed);
+        },
+        7);
+}
+
 // 10. One step of a transformer encoder block, post-norm as PyTorch's
 // TransformerEncoderLayer: batch 32, sequence 128, width 128, 4 heads,
 // feed-forward 512, no dropout, Adam.
@@ -430,6 +447,13 @@ int main(int argc, char** argv)
         row(workload, "ms", ours);
 #endif
     }
+    const double depthwise = depthwise_conv2d_ns(32, 56, 64, 3) / 1e6;
+#if GRADTAPE_BENCH_LIBTORCH
+    row("9. depthwise_conv2d fwd+bwd 32x56x56x64, 3x3", "ms", depthwise, "LibTorch",
+        bench::libtorch::depthwise_conv2d_ns(32, 56, 64, 3) / 1e6);
+#else
+    row("9. depthwise_conv2d fwd+bwd 32x56x56x64, 3x3", "ms", depthwise);
+#endif
     const double transformer = transformer_step_ns() / 1e6;
 #if GRADTAPE_BENCH_LIBTORCH
     row("10. transformer block step, 32x128x128, 4 heads", "ms", transformer, "LibTorch",

@@ -127,6 +127,22 @@ double conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std:
         7);
 }
 
+// A depthwise convolution: one group per channel, multiplier 1.
+double depthwise_conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t kernel)
+{
+    const auto b = std::int64_t(batch), s = std::int64_t(size), c = std::int64_t(channels), k = std::int64_t(kernel);
+    const torch::Tensor input = torch::rand({b, c, s, s}, torch::requires_grad());
+    const torch::Tensor weight = torch::rand({c, 1, k, k}, torch::requires_grad());
+    const torch::Tensor seed = torch::rand({b, c, s, s});
+    return median_ns(
+        [&] {
+            torch::conv2d(input, weight, {}, 1, k / 2, 1, c).backward(seed);
+            input.mutable_grad().reset();
+            weight.mutable_grad().reset();
+        },
+        7);
+}
+
 // One step of a transformer encoder block (post-norm, as nn::TransformerEncoderLayer):
 // batch 32, sequence 128, width 128, 4 heads, feed-forward 512, no dropout, Adam.
 double transformer_step_ns()

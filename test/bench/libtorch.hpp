@@ -16,6 +16,7 @@ double mlp_step_ns();
 double matmul_ns();
 double cnn_step_ns();
 double conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t filters, std::size_t kernel);
+double depthwise_conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t kernel);
 double transformer_step_ns();
 
 }  // namespace bench::libtorch
