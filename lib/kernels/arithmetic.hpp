@@ -1,8 +1,9 @@
-// The four arithmetic ops, and the update of SGD, on contiguous buffers,
-// compiled for several instruction sets and run with the machine's (isa.hpp).
-// The library's ABI and xt::xarray's allocator stay the baseline's, so a
-// program built for any x86-64 machine links and runs unchanged. The results
-// are the same on every path: each element is one IEEE operation.
+// Loops over contiguous buffers: the four arithmetic ops, the updates of SGD
+// and Adam, and the inner loops of the convolutions and pools, compiled for
+// several instruction sets and run with the machine's (isa.hpp). The
+// library's ABI and xt::xarray's allocator stay the baseline's, so a program
+// built for any x86-64 machine links and runs unchanged. The results are the
+// same on every path: each operation is rounded on its own, as written.
 #pragma once
 
 #include <cstddef>
