@@ -546,6 +546,18 @@ shape_type depthwise_output(const conv_geometry& g)
     return {g.n, g.oh, g.ow, g.c * g.o};
 }
 
+// The shape rule the two gradients share: grad must be depthwise_conv2d's
+// output for this input and filter.
+void check_depthwise_grad(std::string_view op, const std::source_location& site, const shape_type& input,
+                          const shape_type& filter, const shape_type& grad, const conv2d_options& options)
+{
+    const shape_type output = depthwise_output(plan_conv(op, site, input, filter, options));
+    if (grad != output) {
+        fail<shape_error>(op, site, "grad " + format_shape(grad) + " is not depthwise_conv2d's output " +
+                                        format_shape(output) + ": " + describe(input, filter, options));
+    }
+}
+
 // Calls visit(image, output row, input pixel, filter tap) for every output
 // position and every tap of its window inside the image, as flat offsets of
 // channel 0 in the output (N, OH, OW, C * M), the input (N, H, W, C) and the
@@ -626,11 +638,7 @@ struct depthwise_input_gradient_op {
 
     shape_type shape(const std::source_location& site, const shape_type& grad, const shape_type& filter) const
     {
-        const conv_geometry g = plan_conv(name, site, input, filter, options);
-        if (grad != depthwise_output(g)) {
-            fail<shape_error>(name, site, "grad " + format_shape(grad) + " is not depthwise_conv2d's output " +
-                                              format_shape(depthwise_output(g)) + ": " + describe(input, filter, options));
-        }
+        check_depthwise_grad(name, site, input, filter, grad, options);
         return input;
     }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& grad, const xt::xarray<T>& filter) const
@@ -676,11 +684,7 @@ struct depthwise_filter_gradient_op {
 
     shape_type shape(const std::source_location& site, const shape_type& input, const shape_type& grad) const
     {
-        const conv_geometry g = plan_conv(name, site, input, filter, options);
-        if (grad != depthwise_output(g)) {
-            fail<shape_error>(name, site, "grad " + format_shape(grad) + " is not depthwise_conv2d's output " +
-                                              format_shape(depthwise_output(g)) + ": " + describe(input, filter, options));
-        }
+        check_depthwise_grad(name, site, input, filter, grad, options);
         return filter;
     }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& grad) const
