@@ -189,13 +189,16 @@ TEST_CASE("3x3 and 5x5 convolutions of many channels (Winograd's tiles) equal th
           "[conv][values][winograd][kernels]")
 {
     // Unit strides, 3x3 or 5x5 kernels and at least 16 channels each way take
-    // Winograd's path: outputs in 4x4 or 2x2 tiles, partial at the right and
-    // bottom edges here, and an image smaller than one tile.
+    // Winograd's path: outputs in 4x4 tiles from 6x6 (3x3) or 8x8 (5x5) input
+    // patches, partial at the right and bottom edges here, whole patches
+    // inside the image (the 12x11 VALID case), and an image smaller than one
+    // patch.
     std::vector<conv_case> cases;
     for (gt::padding padding : {gt::padding::valid, gt::padding::same}) {
         cases.push_back({{2, 7, 9, 16}, {3, 3, 16, 17}, {{1, 1}, padding, {1, 1}}});
         cases.push_back({{2, 6, 5, 17}, {5, 5, 17, 16}, {{1, 1}, padding, {1, 1}}});
         cases.push_back({{1, 5, 5, 16}, {5, 5, 16, 16}, {{1, 1}, padding, {1, 1}}});
+        cases.push_back({{1, 12, 11, 16}, {5, 5, 16, 17}, {{1, 1}, padding, {1, 1}}});
         cases.push_back({{1, 3, 3, 16}, {3, 3, 16, 16}, {{1, 1}, padding, {1, 1}}});
     }
     for (const conv_case& c : cases) {
@@ -212,7 +215,7 @@ TEST_CASE("3x3 and 5x5 convolutions of many channels (Winograd's tiles) equal th
         REQUIRE_THAT(xt::sum(x.value() * grads[0].value())(), WithinRel(forward, 1e-12));
         REQUIRE_THAT(xt::sum(w.value() * grads[1].value())(), WithinRel(forward, 1e-12));
         REQUIRE(xt::allclose(gt::conv2d_transpose(g, w, c.input, c.options).value(), grads[0].value(), 1e-12, 1e-12));
-        // In float, the transforms' rounding (entries up to 8 and 1/24) stays
+        // In float, the transforms' rounding (entries from 1/90 to 8) stays
         // within 4 float ulps of the largest sum of |terms|, 25 taps of 17
         // channels of values up to 1.5 in magnitude.
         const gt::Tensor y32 = gt::conv2d(gt::cast<float>(x), gt::cast<float>(w), c.options);

@@ -1,12 +1,12 @@
-// The six transforms, each with its matrix a compile-time constant: the
+// The eight transforms, each with its matrix a compile-time constant: the
 // products with zero entries are never formed (GCC may not drop 0 * x
 // itself, which is NaN for an infinite x), and those with 1 and -1 fold to
 // additions. Each runs over the n channels of a tile at the vector width of
 // the instruction set it is compiled for.
 #include "winograd.hpp"
 
-#include <algorithm>
 #include <array>
+#include <cstring>
 #include <utility>
 
 #include "../dtypes.hpp"
@@ -19,9 +19,10 @@ namespace {
 template <std::size_t Rows, std::size_t Columns>
 using table = std::array<std::array<double, Columns>, Rows>;
 
-// Toom-Cook at the points 0, 1, -1, 2, -2 and infinity, as
-// test/kernels/winograd_matrices.py derives them exactly (and checks here).
-constexpr table<6, 6> input_transform{{
+// Toom-Cook at the points 0, 1, -1, 2, -2 (and 1/2, -1/2 for the 8x8
+// tiles) and infinity, as test/kernels/winograd_matrices.py derives them
+// exactly (and checks here).
+constexpr table<6, 6> input_transform_6{{
     {4, 0, -5, 0, 1, 0},
     {0, -4, -4, 1, 1, 0},
     {0, 4, -4, -1, 1, 0},
@@ -29,15 +30,27 @@ constexpr table<6, 6> input_transform{{
     {0, 2, -1, -2, 1, 0},
     {0, 4, 0, -5, 0, 1},
 }};
-constexpr table<4, 6> output_transform_4{{
+constexpr table<4, 6> output_transform_6{{
     {1, 1, 1, 1, 1, 0},
     {0, 1, -1, 2, -2, 0},
     {0, 1, 1, 4, 4, 0},
     {0, 1, -1, 8, -8, 1},
 }};
-constexpr table<2, 6> output_transform_2{{
-    {1, 1, 1, 1, 1, 0},
-    {0, 1, -1, 2, -2, 1},
+constexpr table<8, 8> input_transform_8{{
+    {-1, 0, 21.0 / 4, 0, -21.0 / 4, 0, 1, 0},
+    {0, 1, 1, -17.0 / 4, -17.0 / 4, 1, 1, 0},
+    {0, -1, 1, 17.0 / 4, -17.0 / 4, -1, 1, 0},
+    {0, 1.0 / 2, 1.0 / 4, -5.0 / 2, -5.0 / 4, 2, 1, 0},
+    {0, -1.0 / 2, 1.0 / 4, 5.0 / 2, -5.0 / 4, -2, 1, 0},
+    {0, 2, 4, -5.0 / 2, -5, 1.0 / 2, 1, 0},
+    {0, -2, 4, 5.0 / 2, -5, -1.0 / 2, 1, 0},
+    {0, -1, 0, 21.0 / 4, 0, -21.0 / 4, 0, 1},
+}};
+constexpr table<4, 8> output_transform_8{{
+    {1, 1, 1, 1, 1, 1, 1, 0},
+    {0, 1, -1, 2, -2, 1.0 / 2, -1.0 / 2, 0},
+    {0, 1, 1, 4, 4, 1.0 / 4, 1.0 / 4, 0},
+    {0, 1, -1, 8, -8, 1.0 / 8, -1.0 / 8, 1},
 }};
 
 template <std::size_t Rows, std::size_t Columns>
@@ -52,40 +65,56 @@ constexpr table<Columns, Rows> transposed(const table<Rows, Columns>& m)
     return t;
 }
 
-constexpr table<6, 6> input_transform_back = transposed(input_transform);
-constexpr table<6, 4> output_transform_4_back = transposed(output_transform_4);
-constexpr table<6, 2> output_transform_2_back = transposed(output_transform_2);
+constexpr table<6, 6> input_transform_6_back = transposed(input_transform_6);
+constexpr table<6, 4> output_transform_6_back = transposed(output_transform_6);
+constexpr table<8, 8> input_transform_8_back = transposed(input_transform_8);
+constexpr table<8, 4> output_transform_8_back = transposed(output_transform_8);
 
-// A run of W channels of one tile element, W a vector's width: the loops
-// over it have a constant trip count and no memory to alias, so that the
-// compiler turns each into vector instructions.
+// A run of W channels of one tile element, as one vector of GCC's vector
+// extension (one value for W = 1): each operation on it is an instruction of
+// the kernel's instruction set, or several where its registers are
+// narrower. As arrays of W values, the 8x8 transforms came out as scalar
+// code, four times slower than the 6x6 ones per value.
 template <class T, std::size_t W>
-using lanes = std::array<T, W>;
+struct lanes_of {
+    typedef T type __attribute__((vector_size(W * sizeof(T))));
+};
+template <class T>
+struct lanes_of<T, 1> {
+    using type = T;
+};
+template <class T, std::size_t W>
+using lanes = typename lanes_of<T, W>::type;
 
 // Every helper here is always inlined, so that it is compiled for the
-// instruction set of the kernel that calls it.
-template <class T, std::size_t W>
-[[gnu::always_inline]] inline void add_scaled(lanes<T, W>& out, T weight, const lanes<T, W>& term)
+// instruction set of the kernel that calls it; vectors go by reference, as
+// their passing in registers would depend on it.
+
+// out += weight * term, or out = weight * term for a row's first term: a
+// sum need not start from zero.
+template <class T, class V>
+[[gnu::always_inline]] inline void add_scaled(V& out, bool& started, double weight, const V& term)
 {
-    for (std::size_t w = 0; w < W; ++w) {
-        out[w] += weight * term[w];
+    if (started) {
+        out += T(weight) * term;
+    } else {
+        out = T(weight) * term;
+        started = true;
     }
 }
 
 // out[i] = the sum over l of M[i][l] * v[l], taking only M's nonzero entries.
-template <const auto& M, std::size_t I, class T, std::size_t W, std::size_t... L>
-[[gnu::always_inline]] inline void row_times(const lanes<T, W>* v, lanes<T, W>& out, std::index_sequence<L...>)
+template <const auto& M, std::size_t I, class T, class V, std::size_t... L>
+[[gnu::always_inline]] inline void row_times(const V* v, V& out, std::index_sequence<L...>)
 {
-    for (std::size_t w = 0; w < W; ++w) {
-        out[w] = T(0);
-    }
-    ((M[I][L] != 0 ? add_scaled(out, T(M[I][L]), v[L]) : void()), ...);
+    bool started = false;
+    ((M[I][L] != 0 ? add_scaled<T>(out, started, M[I][L], v[L]) : void()), ...);
 }
 
-template <const auto& M, class T, std::size_t W, std::size_t... I>
-[[gnu::always_inline]] inline void times_matrix(const lanes<T, W>* v, lanes<T, W>* out, std::index_sequence<I...>)
+template <const auto& M, class T, class V, std::size_t... I>
+[[gnu::always_inline]] inline void times_matrix(const V* v, V* out, std::index_sequence<I...>)
 {
-    (row_times<M, I>(v, out[I], std::make_index_sequence<M[0].size()>()), ...);
+    (row_times<M, I, T>(v, out[I], std::make_index_sequence<M[0].size()>()), ...);
 }
 
 // out = M in M^T for channels k..k + W: the columns of `in` first, then the rows.
@@ -93,27 +122,26 @@ template <const auto& M, std::size_t W, class T>
 [[gnu::always_inline]] inline void sandwich_lanes(const T* in, std::size_t in_row, std::size_t in_column, T* out,
                                                   std::size_t out_row, std::size_t out_column, std::size_t k)
 {
+    using V = lanes<T, W>;
     constexpr std::size_t rows = M.size();
     constexpr std::size_t columns = M[0].size();
-    std::array<std::array<lanes<T, W>, columns>, columns> d;  // d[j][l] = in(l, j): in's columns as rows
-    for (std::size_t l = 0; l < columns; ++l) {
-        for (std::size_t j = 0; j < columns; ++j) {
-            std::copy_n(in + l * in_row + j * in_column + k, W, d[j][l].begin());
-        }
-    }
-    std::array<std::array<lanes<T, W>, rows>, columns> half;  // half[j] = M times column j of in
+    std::array<std::array<V, rows>, columns> half;  // half[j] = M times column j of in
     for (std::size_t j = 0; j < columns; ++j) {
-        times_matrix<M>(d[j].data(), half[j].data(), std::make_index_sequence<rows>());
+        std::array<V, columns> column;
+        for (std::size_t l = 0; l < columns; ++l) {
+            std::memcpy(&column[l], in + l * in_row + j * in_column + k, sizeof(V));
+        }
+        times_matrix<M, T>(column.data(), half[j].data(), std::make_index_sequence<rows>());
     }
     for (std::size_t i = 0; i < rows; ++i) {
-        std::array<lanes<T, W>, columns> row;
+        std::array<V, columns> row;
         for (std::size_t j = 0; j < columns; ++j) {
             row[j] = half[j][i];
         }
-        std::array<lanes<T, W>, rows> result;
-        times_matrix<M>(row.data(), result.data(), std::make_index_sequence<rows>());
+        std::array<V, rows> result;
+        times_matrix<M, T>(row.data(), result.data(), std::make_index_sequence<rows>());
         for (std::size_t j = 0; j < rows; ++j) {
-            std::copy_n(result[j].begin(), W, out + i * out_row + j * out_column + k);
+            std::memcpy(out + i * out_row + j * out_column + k, &result[j], sizeof(V));
         }
     }
 }
@@ -139,23 +167,29 @@ template <class T>
                                              std::size_t out_column, std::size_t n)
 {
     switch (kind) {
-    case winograd_matrix::input:
-        sandwich<input_transform>(in, in_row, in_column, out, out_row, out_column, n);
+    case winograd_matrix::input_6:
+        sandwich<input_transform_6>(in, in_row, in_column, out, out_row, out_column, n);
         break;
-    case winograd_matrix::input_back:
-        sandwich<input_transform_back>(in, in_row, in_column, out, out_row, out_column, n);
+    case winograd_matrix::input_6_back:
+        sandwich<input_transform_6_back>(in, in_row, in_column, out, out_row, out_column, n);
         break;
-    case winograd_matrix::output_4:
-        sandwich<output_transform_4>(in, in_row, in_column, out, out_row, out_column, n);
+    case winograd_matrix::output_6:
+        sandwich<output_transform_6>(in, in_row, in_column, out, out_row, out_column, n);
         break;
-    case winograd_matrix::output_4_back:
-        sandwich<output_transform_4_back>(in, in_row, in_column, out, out_row, out_column, n);
+    case winograd_matrix::output_6_back:
+        sandwich<output_transform_6_back>(in, in_row, in_column, out, out_row, out_column, n);
         break;
-    case winograd_matrix::output_2:
-        sandwich<output_transform_2>(in, in_row, in_column, out, out_row, out_column, n);
+    case winograd_matrix::input_8:
+        sandwich<input_transform_8>(in, in_row, in_column, out, out_row, out_column, n);
         break;
-    case winograd_matrix::output_2_back:
-        sandwich<output_transform_2_back>(in, in_row, in_column, out, out_row, out_column, n);
+    case winograd_matrix::input_8_back:
+        sandwich<input_transform_8_back>(in, in_row, in_column, out, out_row, out_column, n);
+        break;
+    case winograd_matrix::output_8:
+        sandwich<output_transform_8>(in, in_row, in_column, out, out_row, out_column, n);
+        break;
+    case winograd_matrix::output_8_back:
+        sandwich<output_transform_8_back>(in, in_row, in_column, out, out_row, out_column, n);
         break;
     }
 }

@@ -7,22 +7,11 @@
 namespace gradtape::detail {
 
 // Which matrix M a transform applies, on both sides: out = M in M^T, tile by
-// tile. B^T takes a 6x6 input patch to its transform and B takes it back;
-// A^T takes a 6x6 product to the m x m output tile of F(m x m, r x r) and A
-// takes an output tile's gradient back, for m = 4 (3x3 kernels) and m = 2
-// (5x5 kernels).
-enum class winograd_matrix { input, input_back, output_4, output_4_back, output_2, output_2_back };
-
-// Rows and columns of a transform's output and input tiles.
-constexpr std::size_t winograd_tile = 6;
-constexpr std::size_t winograd_output_side(winograd_matrix kind)
-{
-    switch (kind) {
-    case winograd_matrix::output_4: return 4;
-    case winograd_matrix::output_2: return 2;
-    default: return winograd_tile;
-    }
-}
+// tile. For F(4x4, 3x3) over 6x6 tiles and F(4x4, 5x5) over 8x8 ones, B^T
+// takes an input patch to its transform and B takes it back; A^T takes a
+// tile's products to its 4x4 output tile and A takes an output tile's
+// gradient back.
+enum class winograd_matrix { input_6, input_6_back, output_6, output_6_back, input_8, input_8_back, output_8, output_8_back };
 
 // out(i, j)[k] = (M in M^T)(i, j)[k] for k < n, where element (i, j) of a
 // tile is a run of n values (channels): at in + i * in_row + j * in_column,

@@ -1,22 +1,24 @@
 // Winograd's minimal filtering (Lavin and Gray, "Fast Algorithms for
 // Convolutional Neural Networks", 2016) for stride-1 convolutions: F(4x4,
-// 3x3) and F(2x2, 5x5), both over 6x6 input tiles. Per tile and channel,
+// 3x3) over 6x6 input tiles and F(4x4, 5x5) over 8x8 ones. Per tile and
+// channel,
 //   output tile = A^T [(G g G^T) . (B^T d B)] A
-// so that a convolution becomes 36 independent products (one per point of
-// the 6x6 transform) of the tiles' transformed inputs, as (tiles, C), and
-// the transformed filters, as (C, O). A 5x5 convolution takes 36 products of
-// C x O per 2x2 outputs where im2col takes 4 x 25: 2.8 times fewer; a 3x3
-// one takes 36 per 4x4 outputs against 16 x 9: 4 times fewer.
+// so that a convolution becomes one independent product per point of the
+// tile's transform (36 or 64) of the tiles' transformed inputs, as (tiles,
+// C), and the transformed filters, as (C, O). Per 4x4 outputs, a 3x3
+// convolution takes 36 products of C x O where im2col takes 16 x 9: 4 times
+// fewer; a 5x5 one takes 64 against 16 x 25: 6.25 times fewer.
 //
 // The input's gradient and the filters' gradient run the same steps
 // adjoint, in reverse: exact adjoints of the forward computation, which is
 // exactly the convolution in exact arithmetic. Rounding grows with the
-// transforms' entries (up to 8 and 1/24), to a few float ulps of the sum.
+// transforms' entries (from 1/90 to 8), to a few float ulps of the sum.
 //
 // The matrices come from Toom-Cook interpolation at the points 0, 1, -1, 2,
-// -2 and infinity; test/kernels/winograd_matrices.py derives them with exact
-// fractions, checks the identity above for every output, filter tap and
-// input, and checks that the sources write them so.
+// -2, infinity and, for 8x8 tiles, 1/2 and -1/2 (3 and -3 would give
+// entries of hundreds). test/kernels/winograd_matrices.py derives them with
+// exact fractions, checks the identity above for every output, filter tap
+// and input, and checks that the sources write them so.
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -35,12 +37,12 @@ namespace gradtape::detail {
 
 namespace {
 
-constexpr std::size_t tile = winograd_tile;
-constexpr std::size_t points = tile * tile;
+// The side of every output tile.
+constexpr std::size_t output_side = 4;
 
-// G (6 x r) of F(m, r), which takes the filters to their transform; the
+// G (tile x r) of F(4, r), which takes the filters to their transform; the
 // tile transforms' matrices are the kernels' (kernels/winograd.cpp).
-constexpr std::array<double, tile * 3> filter_matrix_3{
+constexpr std::array<double, 6 * 3> filter_matrix_3{
     1.0 / 4,  0,         0,        //
     -1.0 / 6, -1.0 / 6,  -1.0 / 6,  //
     -1.0 / 6, 1.0 / 6,   -1.0 / 6,  //
@@ -48,13 +50,15 @@ constexpr std::array<double, tile * 3> filter_matrix_3{
     1.0 / 24, -1.0 / 12, 1.0 / 6,   //
     0,        0,         1,
 };
-constexpr std::array<double, tile * 5> filter_matrix_5{
-    1.0 / 4,  0,         0,        0,        0,         //
-    -1.0 / 6, -1.0 / 6,  -1.0 / 6, -1.0 / 6, -1.0 / 6,  //
-    -1.0 / 6, 1.0 / 6,   -1.0 / 6, 1.0 / 6,  -1.0 / 6,  //
-    1.0 / 24, 1.0 / 12,  1.0 / 6,  1.0 / 3,  2.0 / 3,   //
-    1.0 / 24, -1.0 / 12, 1.0 / 6,  -1.0 / 3, 2.0 / 3,   //
-    0,        0,         0,        0,        1,
+constexpr std::array<double, 8 * 5> filter_matrix_5{
+    -1,        0,          0,         0,          0,         //
+    -2.0 / 9,  -2.0 / 9,   -2.0 / 9,  -2.0 / 9,   -2.0 / 9,  //
+    -2.0 / 9,  2.0 / 9,    -2.0 / 9,  2.0 / 9,    -2.0 / 9,  //
+    1.0 / 90,  1.0 / 45,   2.0 / 45,  4.0 / 45,   8.0 / 45,  //
+    1.0 / 90,  -1.0 / 45,  2.0 / 45,  -4.0 / 45,  8.0 / 45,  //
+    32.0 / 45, 16.0 / 45,  8.0 / 45,  4.0 / 45,   2.0 / 45,  //
+    32.0 / 45, -16.0 / 45, 8.0 / 45,  -4.0 / 45,  2.0 / 45,  //
+    0,         0,          0,         0,          1,
 };
 
 // A matrix in T, and its transpose, row-major.
@@ -74,7 +78,7 @@ struct matrix {
     }
 };
 
-// What each thread working on a convolution's chunks keeps: the chunk's 36
+// What each thread working on a convolution's chunks keeps: the chunk's
 // planes of transformed inputs (tiles, C) and of products or gradients
 // (tiles, O), one tile's patch and output values, and the filters' gradient
 // summed over its chunks.
@@ -85,13 +89,13 @@ struct chunk_scratch {
 };
 
 // One convolution's tiling: each image's output in m x m tiles, each read
-// from the 6x6 input patch at (tile row * m - pad_top, tile column * m -
-// pad_left), images taken a chunk at a time, the chunks dealt to threads.
+// from the tile x tile input patch at (tile row * m - pad_top, tile column *
+// m - pad_left), images taken a chunk at a time, the chunks dealt to threads.
 template <class T>
 struct winograd_plan {
     const conv_geometry& g;
-    std::size_t m, r;
-    winograd_matrix output, output_back;
+    std::size_t m, r, tile;
+    winograd_matrix input, input_back, output, output_back;
     matrix<T> filter;
     std::size_t tiles_y, tiles_x;
     std::size_t chunk;    // images per chunk
@@ -99,10 +103,13 @@ struct winograd_plan {
 
     explicit winograd_plan(const conv_geometry& geometry)
         : g(geometry),
-          m(tile + 1 - geometry.kh),
+          m(output_side),
           r(geometry.kh),
-          output(r == 3 ? winograd_matrix::output_4 : winograd_matrix::output_2),
-          output_back(r == 3 ? winograd_matrix::output_4_back : winograd_matrix::output_2_back),
+          tile(m + r - 1),
+          input(r == 3 ? winograd_matrix::input_6 : winograd_matrix::input_8),
+          input_back(r == 3 ? winograd_matrix::input_6_back : winograd_matrix::input_8_back),
+          output(r == 3 ? winograd_matrix::output_6 : winograd_matrix::output_8),
+          output_back(r == 3 ? winograd_matrix::output_6_back : winograd_matrix::output_8_back),
           filter(r == 3 ? matrix<T>(filter_matrix_3, tile, 3) : matrix<T>(filter_matrix_5, tile, 5)),
           tiles_y((g.oh + m - 1) / m),
           tiles_x((g.ow + m - 1) / m)
@@ -111,7 +118,7 @@ struct winograd_plan {
         // float): larger chunks give the products longer matrices, smaller
         // ones stay in cache. On the Fashion-MNIST CNN's second layer, 4 times
         // more made the step 8% slower and 4 times fewer 14% slower.
-        const std::size_t per_image = points * tiles() * (g.c + g.o);
+        const std::size_t per_image = points() * tiles() * (g.c + g.o);
         chunk = std::clamp<std::size_t>((std::size_t{1} << 19) / std::max<std::size_t>(per_image, 1), 1, g.n);
         workers = 1;
         // With more threads, OpenBLAS splits a product of m * n * k at least
@@ -141,9 +148,9 @@ struct winograd_plan {
         const auto run = [&](std::size_t worker) {
             try {
                 chunk_scratch<T>& mine = scratch[worker];
-                mine.inputs.reset(new T[points * chunk * tiles() * g.c]);
-                mine.products.reset(new T[points * chunk * tiles() * g.o]);
-                mine.patch.resize(points * g.c);
+                mine.inputs.reset(new T[points() * plane_stride(chunk, g.c)]);
+                mine.products.reset(new T[points() * plane_stride(chunk, g.o)]);
+                mine.patch.resize(points() * g.c);
                 mine.values.resize(m * m * g.o);
                 for (std::size_t first = worker * chunk; first < g.n; first += workers * chunk) {
                     work(mine, first, std::min(chunk, g.n - first));
@@ -168,6 +175,19 @@ struct winograd_plan {
     }
 
     [[nodiscard]] std::size_t tiles() const { return tiles_y * tiles_x; }
+    [[nodiscard]] std::size_t points() const { return tile * tile; }
+
+    // The distance between two points' planes of (tiles, columns) for
+    // `count` images: the plane's size rounded up to 4 KiB, plus a cache
+    // line. At a multiple of 4 KiB, one tile's values at every point share a
+    // cache set, and a transform touching 64 of them evicts its own lines:
+    // 8x8 input transforms ran 4 times slower.
+    [[nodiscard]] std::size_t plane_stride(std::size_t count, std::size_t columns) const
+    {
+        constexpr std::size_t page = 4096 / sizeof(T);
+        constexpr std::size_t line = 64 / sizeof(T);
+        return (count * tiles() * columns + page - 1) / page * page + line;
+    }
 
     // Calls visit(tile index within the chunk, image, tile row, tile column)
     // for every tile of images first..first + count.
@@ -192,9 +212,10 @@ struct winograd_plan {
     };
     [[nodiscard]] window patch_window(std::size_t ty, std::size_t tx) const
     {
-        const auto inside = [](std::ptrdiff_t origin, std::size_t extent) {
-            const std::ptrdiff_t first = std::clamp<std::ptrdiff_t>(-origin, 0, tile);
-            const std::ptrdiff_t last = std::clamp<std::ptrdiff_t>(std::ptrdiff_t(extent) - origin, first, tile);
+        const auto side = std::ptrdiff_t(tile);
+        const auto inside = [side](std::ptrdiff_t origin, std::size_t extent) {
+            const std::ptrdiff_t first = std::clamp<std::ptrdiff_t>(-origin, 0, side);
+            const std::ptrdiff_t last = std::clamp<std::ptrdiff_t>(std::ptrdiff_t(extent) - origin, first, side);
             return std::pair{std::size_t(first), std::size_t(last)};
         };
         const std::ptrdiff_t top = std::ptrdiff_t(ty * m) - std::ptrdiff_t(g.pad_top);
@@ -204,36 +225,36 @@ struct winograd_plan {
         return {y_first, y_last, x_first, x_last, top, left};
     }
 
-    // B^T d B of one tile's 6x6xC patch, its rows `row_stride` apart, into
-    // the 36 planes of (tiles, C) at row `at`.
+    // B^T d B of one tile's patch of C channels, its rows `row_stride` apart,
+    // into the planes of (tiles, C) at row `at`, one per point.
     void transform_input(const T* patch, std::size_t row_stride, T* planes, std::size_t plane, std::size_t at) const
     {
-        winograd_transform(winograd_matrix::input, patch, row_stride, g.c, planes + at * g.c, tile * plane, plane, g.c);
+        winograd_transform(input, patch, row_stride, g.c, planes + at * g.c, tile * plane, plane, g.c);
     }
-    // Its adjoint: the 36 planes' rows `at` back to a 6x6xC patch.
+    // Its adjoint: the planes' rows `at` back to a patch of C channels.
     void transform_input_back(const T* planes, std::size_t plane, std::size_t at, T* patch) const
     {
-        winograd_transform(winograd_matrix::input_back, planes + at * g.c, tile * plane, plane, patch, tile * g.c, g.c,
+        winograd_transform(input_back, planes + at * g.c, tile * plane, plane, patch, tile * g.c, g.c,
                            g.c);
     }
-    // A^T M A of the 36 planes of (tiles, O) at row `at` into an m x m x O
+    // A^T M A of the planes of (tiles, O) at row `at` into an m x m x O
     // tile, its rows `row_stride` apart.
     void transform_output(const T* planes, std::size_t plane, std::size_t at, T* out, std::size_t row_stride) const
     {
         winograd_transform(output, planes + at * g.o, tile * plane, plane, out, row_stride, g.o, g.o);
     }
-    // Its adjoint: an m x m x O tile to the 36 planes' rows `at`.
+    // Its adjoint: an m x m x O tile to the planes' rows `at`.
     void transform_output_back(const T* values, std::size_t row_stride, T* planes, std::size_t plane,
                                std::size_t at) const
     {
         winograd_transform(output_back, values, row_stride, g.o, planes + at * g.o, tile * plane, plane, g.o);
     }
-    // G g G^T: the filters (r, r, C, O) to 36 planes of (C, O).
+    // G g G^T: the filters (r, r, C, O) to a plane of (C, O) per point.
     [[nodiscard]] std::vector<T> transform_filters(const T* filters) const
     {
         const std::size_t block = g.c * g.o;
         std::vector<T> scratch(tile * r * block);
-        std::vector<T> planes(points * block);
+        std::vector<T> planes(points() * block);
         combine_rows(filter.values.data(), tile, r, filters, r * block, scratch.data(), r * block, r * block);
         for (std::size_t xi = 0; xi < tile; ++xi) {
             combine_rows(filter.values.data(), tile, r, scratch.data() + xi * r * block, block,
@@ -241,7 +262,7 @@ struct winograd_plan {
         }
         return planes;
     }
-    // Its adjoint: 36 planes of (C, O) to filters (r, r, C, O).
+    // Its adjoint: the planes of (C, O) to filters (r, r, C, O).
     void transform_filters_back(const T* planes, T* filters) const
     {
         const std::size_t block = g.c * g.o;
@@ -253,13 +274,13 @@ struct winograd_plan {
         combine_rows(filter.transposed.data(), r, tile, scratch.data(), r * block, filters, r * block, r * block);
     }
 
-    // The transformed input patches of images first..first + count: 36 planes
-    // of (tiles, C).
+    // The transformed input patches of images first..first + count: a plane
+    // of (tiles, C) per point.
     void transform_inputs(const T* input_values, std::size_t first, std::size_t count, T* planes,
                           std::vector<T>& patch) const
     {
         const std::size_t c = g.c;
-        const std::size_t plane = count * tiles() * c;
+        const std::size_t plane = plane_stride(count, c);
         for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const window inside = patch_window(ty, tx);
             const auto at_pixel = [&](std::size_t row, std::size_t column) {
@@ -280,12 +301,12 @@ struct winograd_plan {
         });
     }
 
-    // The transformed output gradients of images first..first + count: 36
-    // planes of (tiles, O), zero beyond the output's edge.
+    // The transformed output gradients of images first..first + count: a
+    // plane of (tiles, O) per point, zero beyond the output's edge.
     void transform_grads(const T* grad, std::size_t first, std::size_t count, T* planes, std::vector<T>& values) const
     {
         const std::size_t o = g.o;
-        const std::size_t plane = count * tiles() * o;
+        const std::size_t plane = plane_stride(count, o);
         for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const std::size_t rows = std::min(m, g.oh - ty * m);
             const std::size_t columns = std::min(m, g.ow - tx * m);
@@ -318,20 +339,22 @@ void winograd_conv2d(const conv_geometry& g, const T* input, const T* filters, T
     const std::vector<T> weights = plan.transform_filters(filters);
     plan.for_each_chunk([&](chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
         const std::size_t tiles = count * plan.tiles();
+        const std::size_t inputs_plane = plan.plane_stride(count, g.c);
+        const std::size_t products_plane = plan.plane_stride(count, g.o);
         plan.transform_inputs(input, first, count, scratch.inputs.get(), scratch.patch);
-        for (std::size_t p = 0; p < points; ++p) {
-            gemm(scratch.inputs.get() + p * tiles * g.c, g.c, false, weights.data() + p * g.c * g.o, g.o, false,
-                 scratch.products.get() + p * tiles * g.o, tiles, g.o, g.c);
+        for (std::size_t p = 0; p < plan.points(); ++p) {
+            gemm(scratch.inputs.get() + p * inputs_plane, g.c, false, weights.data() + p * g.c * g.o, g.o, false,
+                 scratch.products.get() + p * products_plane, tiles, g.o, g.c);
         }
         plan.for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const std::size_t rows_inside = std::min(plan.m, g.oh - ty * plan.m);
             const std::size_t columns_inside = std::min(plan.m, g.ow - tx * plan.m);
             T* corner = out + ((image * g.oh + ty * plan.m) * g.ow + tx * plan.m) * g.o;
             if (rows_inside == plan.m && columns_inside == plan.m) {
-                plan.transform_output(scratch.products.get(), tiles * g.o, at, corner, g.ow * g.o);
+                plan.transform_output(scratch.products.get(), products_plane, at, corner, g.ow * g.o);
                 return;
             }
-            plan.transform_output(scratch.products.get(), tiles * g.o, at, scratch.values.data(), plan.m * g.o);
+            plan.transform_output(scratch.products.get(), products_plane, at, scratch.values.data(), plan.m * g.o);
             for (std::size_t i = 0; i < rows_inside; ++i) {
                 std::copy_n(scratch.values.data() + i * plan.m * g.o, columns_inside * g.o, corner + i * g.ow * g.o);
             }
@@ -348,19 +371,21 @@ void winograd_conv2d_transpose(const conv_geometry& g, const T* grad, const T* f
     std::fill_n(out, g.n * g.h * g.w * g.c, T(0));
     plan.for_each_chunk([&](chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
         const std::size_t tiles = count * plan.tiles();
+        const std::size_t inputs_plane = plan.plane_stride(count, g.c);
+        const std::size_t products_plane = plan.plane_stride(count, g.o);
         plan.transform_grads(grad, first, count, scratch.products.get(), scratch.values);
-        for (std::size_t p = 0; p < points; ++p) {
-            gemm(scratch.products.get() + p * tiles * g.o, g.o, false, weights.data() + p * g.c * g.o, g.o, true,
-                 scratch.inputs.get() + p * tiles * g.c, tiles, g.c, g.o);
+        for (std::size_t p = 0; p < plan.points(); ++p) {
+            gemm(scratch.products.get() + p * products_plane, g.o, false, weights.data() + p * g.c * g.o, g.o, true,
+                 scratch.inputs.get() + p * inputs_plane, tiles, g.c, g.o);
         }
         plan.for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
-            plan.transform_input_back(scratch.inputs.get(), tiles * g.c, at, scratch.patch.data());
+            plan.transform_input_back(scratch.inputs.get(), inputs_plane, at, scratch.patch.data());
             const auto inside = plan.patch_window(ty, tx);
             for (std::size_t y = inside.y_first; y < inside.y_last; ++y) {
                 const std::size_t row = std::size_t(inside.top + std::ptrdiff_t(y));
                 const std::size_t column = std::size_t(inside.left + std::ptrdiff_t(inside.x_first));
                 T* to = out + ((image * g.h + row) * g.w + column) * g.c;
-                arithmetic_same(arithmetic::add, to, scratch.patch.data() + (y * tile + inside.x_first) * g.c, to,
+                arithmetic_same(arithmetic::add, to, scratch.patch.data() + (y * plan.tile + inside.x_first) * g.c, to,
                                 (inside.x_last - inside.x_first) * g.c);
             }
         });
@@ -373,17 +398,19 @@ template <class T>
 void winograd_filter_gradient(const conv_geometry& g, const T* input, const T* grad, T* out)
 {
     const winograd_plan<T> plan(g);
-    const std::size_t block = points * g.c * g.o;
+    const std::size_t block = plan.points() * g.c * g.o;
     std::vector<chunk_scratch<T>> scratch =
         plan.for_each_chunk([&](chunk_scratch<T>& mine, std::size_t first, std::size_t count) {
             const std::size_t tiles = count * plan.tiles();
+            const std::size_t inputs_plane = plan.plane_stride(count, g.c);
+            const std::size_t products_plane = plan.plane_stride(count, g.o);
             if (mine.filter_sums.empty()) {
                 mine.filter_sums.assign(block, T(0));
             }
             plan.transform_inputs(input, first, count, mine.inputs.get(), mine.patch);
             plan.transform_grads(grad, first, count, mine.products.get(), mine.values);
-            for (std::size_t p = 0; p < points; ++p) {
-                gemm(mine.inputs.get() + p * tiles * g.c, g.c, true, mine.products.get() + p * tiles * g.o, g.o,
+            for (std::size_t p = 0; p < plan.points(); ++p) {
+                gemm(mine.inputs.get() + p * inputs_plane, g.c, true, mine.products.get() + p * products_plane, g.o,
                      false, mine.filter_sums.data() + p * g.c * g.o, g.c, g.o, tiles, T(1));
             }
         });
