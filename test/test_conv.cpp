@@ -226,30 +226,52 @@ TEST_CASE("3x3 and 5x5 convolutions of many channels (Winograd's tiles) equal th
     }
 }
 
+namespace {
+
+// conv2d, conv2d_transpose and the filters' gradient with OpenBLAS given
+// two threads, against the definition and the adjoint identities.
+void require_definition_on_two_threads(const gt::shape_type& input, const gt::shape_type& filters,
+                                       const gt::conv2d_options& options)
+{
+    const int threads_before = openblas_get_num_threads();
+    openblas_set_num_threads(2);
+    const Tensor64 x = random64(input);
+    const Tensor64 w = random64(filters);
+    gt::GradientTape tape;
+    tape.watch(x);
+    tape.watch(w);
+    const Tensor64 y = gt::conv2d(x, w, options);
+    const Tensor64 g = random64(y.shape());
+    const auto grads = tape.gradient(gt::reduce_sum(y * g), {x, w});
+    const Tensor64 transposed = gt::conv2d_transpose(g, w, x.shape(), options);
+    openblas_set_num_threads(threads_before);
+    const xt::xarray<double> expected = direct_conv2d(x.value(), w.value(), options);
+    REQUIRE(xt::allclose(y.value(), expected, 1e-12, 1e-12));
+    const double forward = xt::sum(expected * g.value())();
+    REQUIRE_THAT(xt::sum(x.value() * grads[0].value())(), WithinRel(forward, 1e-12));
+    REQUIRE_THAT(xt::sum(w.value() * grads[1].value())(), WithinRel(forward, 1e-12));
+    REQUIRE(xt::allclose(grads[0].value(), transposed.value(), 1e-12, 1e-12));
+}
+
+}  // namespace
+
 TEST_CASE("Winograd's chunks of images shared between threads give the definition's values",
           "[conv][values][winograd][threads]")
 {
     // With OpenBLAS given two threads, 24 images of 28x28 take three chunks,
     // dealt to two threads of the library's own; the input's gradient adds
     // into each image from one thread only, the filters' sums from each.
-    const int threads_before = openblas_get_num_threads();
-    openblas_set_num_threads(2);
-    const gt::conv2d_options same{.padding = gt::padding::same};
-    const Tensor64 x = random64({24, 28, 28, 16});
-    const Tensor64 w = random64({3, 3, 16, 16});
-    const Tensor64 g = random64({24, 28, 28, 16});
-    gt::GradientTape tape;
-    tape.watch(x);
-    tape.watch(w);
-    const Tensor64 y = gt::conv2d(x, w, same);
-    const auto grads = tape.gradient(gt::reduce_sum(y * g), {x, w});
-    openblas_set_num_threads(threads_before);
-    const xt::xarray<double> expected = direct_conv2d(x.value(), w.value(), same);
-    REQUIRE(xt::allclose(y.value(), expected, 1e-12, 1e-12));
-    const double forward = xt::sum(expected * g.value())();
-    REQUIRE_THAT(xt::sum(x.value() * grads[0].value())(), WithinRel(forward, 1e-12));
-    REQUIRE_THAT(xt::sum(w.value() * grads[1].value())(), WithinRel(forward, 1e-12));
-    REQUIRE(xt::allclose(grads[0].value(), gt::conv2d_transpose(g, w, x.shape(), same).value(), 1e-12, 1e-12));
+    require_definition_on_two_threads({24, 28, 28, 16}, {3, 3, 16, 16}, {.padding = gt::padding::same});
+}
+
+TEST_CASE("im2col's runs of rows shared between threads give the definition's values", "[conv][values][threads]")
+{
+    // Three channels to 16 through 5x5 filters make products under OpenBLAS's
+    // threading threshold at 218 rows: with two threads, the images go to
+    // two threads of the library's own in runs of 218 rows, which split each
+    // 64x64 image's 4,096 positions and straddle the images' boundaries.
+    require_definition_on_two_threads({3, 64, 64, 3}, {5, 5, 3, 16}, {.padding = gt::padding::same});
+    require_definition_on_two_threads({3, 64, 64, 3}, {5, 5, 3, 16}, {.strides = {2, 3}, .padding = gt::padding::valid});
 }
 
 TEST_CASE("gradients and second derivatives through Winograd's tiles", "[conv][gradient][winograd]")

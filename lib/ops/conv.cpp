@@ -1,7 +1,8 @@
 // Convolutions and pooling over NHWC data. Convolutions go by im2col and one
-// BLAS product per chunk of images, or, with unit strides and a 3x3 or 5x5
-// kernel, by Winograd's minimal filtering (winograd.cpp). The
-// three ops here are each other's gradients: for y = conv2d(x, w),
+// BLAS product per run of rows (a row per image and output position), or,
+// with unit strides and a 3x3 or 5x5 kernel, by Winograd's minimal filtering
+// (winograd.cpp). The three ops here are each other's gradients: for
+// y = conv2d(x, w),
 //   dx = conv2d_transpose(g, w)              (the adjoint of x -> conv2d(x, w))
 //   dw = filter_correlation(x, g)            (the adjoint of w -> conv2d(x, w))
 // and each of those is linear in both inputs, so its own gradients are the
@@ -126,16 +127,18 @@ struct window {
     [[nodiscard]] std::size_t taps() const { return (ky_last - ky_first) * (kx_last - kx_first); }
 };
 
+// Calls visit(window) for output positions first..last of an image.
 template <class Visit>
-void for_each_window(const conv_geometry& g, Visit visit)
+void for_each_window(const conv_geometry& g, std::size_t first, std::size_t last, Visit visit)
 {
     std::vector<std::pair<std::size_t, std::size_t>> columns(g.ow);
     for (std::size_t ox = 0; ox < g.ow; ++ox) {
         columns[ox] = taps_inside(ox, g.stride_w, g.dilation_w, g.pad_left, g.kw, g.w);
     }
-    for (std::size_t oy = 0; oy < g.oh; ++oy) {
+    for (std::size_t oy = first / std::max<std::size_t>(g.ow, 1); oy * g.ow < last; ++oy) {
         const auto [ky_first, ky_last] = taps_inside(oy, g.stride_h, g.dilation_h, g.pad_top, g.kh, g.h);
-        for (std::size_t ox = 0; ox < g.ow; ++ox) {
+        const std::size_t ox_last = std::min(g.ow, last - oy * g.ow);
+        for (std::size_t ox = oy * g.ow < first ? first - oy * g.ow : 0; ox < ox_last; ++ox) {
             const auto [kx_first, kx_last] = columns[ox];
             visit(window{.position = oy * g.ow + ox,
                          .ky_first = ky_first,
@@ -146,6 +149,12 @@ void for_each_window(const conv_geometry& g, Visit visit)
                          .ix_first = ox * g.stride_w + kx_first * g.dilation_w - g.pad_left});
         }
     }
+}
+
+template <class Visit>
+void for_each_window(const conv_geometry& g, Visit visit)
+{
+    for_each_window(g, 0, g.positions(), visit);
 }
 
 // Calls visit(tap, pixel, taps) for each kernel row of the window inside
@@ -164,13 +173,13 @@ void for_each_row(const conv_geometry& g, const window& at, Visit visit)
     }
 }
 
-// One image's patches as rows: columns (positions, KH * KW * C), zero where
-// a window reaches into the padding.
+// The patches of output positions first..last of an image as rows: columns
+// (last - first, KH * KW * C), zero where a window reaches into the padding.
 template <dtype T>
-void image_to_columns(const conv_geometry& g, const T* image, T* columns)
+void image_to_columns(const conv_geometry& g, const T* image, std::size_t first, std::size_t last, T* columns)
 {
-    for_each_window(g, [&](const window& at) {
-        T* row = columns + at.position * g.patch();
+    for_each_window(g, first, last, [&](const window& at) {
+        T* row = columns + (at.position - first) * g.patch();
         if (!at.whole(g)) {
             std::fill_n(row, g.patch(), T(0));
         }
@@ -188,10 +197,10 @@ void image_to_columns(const conv_geometry& g, const T* image, T* columns)
 
 // The adjoint: each patch row added back into the image where it was read.
 template <dtype T>
-void columns_to_image(const conv_geometry& g, const T* columns, T* image)
+void columns_to_image(const conv_geometry& g, const T* columns, std::size_t first, std::size_t last, T* image)
 {
-    for_each_window(g, [&](const window& at) {
-        const T* row = columns + at.position * g.patch();
+    for_each_window(g, first, last, [&](const window& at) {
+        const T* row = columns + (at.position - first) * g.patch();
         for_each_row(g, at, [&](std::size_t tap, std::size_t pixel, std::size_t taps) {
             if (g.dilation_w == 1) {
                 T* to = image + pixel * g.c;
@@ -206,29 +215,70 @@ void columns_to_image(const conv_geometry& g, const T* columns, T* image)
     });
 }
 
-// Images are taken a chunk at a time, as many as fit in 2 MiB of columns:
-// the columns stay in cache between their writing and the BLAS product (a
-// 64 MiB chunk made the Fashion-MNIST CNN's step twice as slow). Calls
-// visit(columns, first, count) per chunk of images first..first+count, with
-// the chunk's columns already made from `input` when `input` is given; the
-// buffer is left uninitialised otherwise, for a product to write.
-template <dtype T, class Visit>
-void for_each_chunk(const conv_geometry& g, const T* input, Visit visit)
+// Calls visit(image, first, last, row) for each image's part of rows
+// first_row..first_row + rows of the columns, one row per image and output
+// position: output positions first..last of `image`, at row `row` of the run.
+template <class Visit>
+void for_each_image_part(const conv_geometry& g, std::size_t first_row, std::size_t rows, Visit visit)
 {
-    const std::size_t per_image = g.positions() * g.patch();
-    const std::size_t chunk =
-        std::clamp<std::size_t>((std::size_t{1} << 19) / std::max<std::size_t>(per_image, 1), 1, std::max<std::size_t>(g.n, 1));
-    const std::unique_ptr<T[]> columns(new T[chunk * per_image]);
-    for (std::size_t first = 0; first < g.n; first += chunk) {
-        const std::size_t count = std::min(chunk, g.n - first);
-        if (input != nullptr) {
-            for (std::size_t b = 0; b < count; ++b) {
-                image_to_columns(g, input + (first + b) * g.h * g.w * g.c, columns.get() + b * per_image);
-            }
-        }
-        visit(columns.get(), first, count);
+    const std::size_t positions = g.positions();
+    for (std::size_t row = first_row; row < first_row + rows;) {
+        const std::size_t image = row / positions;
+        const std::size_t first = row - image * positions;
+        const std::size_t last = std::min(positions, first + (first_row + rows - row));
+        visit(image, first, last, row - first_row);
+        row += last - first;
     }
 }
+
+// How im2col takes a convolution's rows: in runs whose columns fit in 2 MiB,
+// so that they stay in cache between their writing and the BLAS product (a
+// 64 MiB chunk made the Fashion-MNIST CNN's step twice as slow). With more
+// than one OpenBLAS thread, where runs of 128 rows make products under
+// OpenBLAS's threading threshold (m * n * k < 2^18), the images are dealt
+// in contiguous shares to threads of our own, each running products of up
+// to that many rows on its own, as Winograd's chunks do (winograd.cpp):
+// OpenBLAS's threads split the short products of the Fashion-MNIST CNN's
+// first layer (25 x 32 filters) at a loss. Each image is one thread's.
+struct column_runs {
+    const conv_geometry& g;
+    std::size_t run;      // rows per run
+    std::size_t workers;  // threads for the images
+
+    explicit column_runs(const conv_geometry& geometry) : g(geometry), workers(1)
+    {
+        const std::size_t per_row = std::max<std::size_t>(g.patch(), 1);
+        run = std::max<std::size_t>((std::size_t{1} << 19) / per_row, 1);
+        const std::size_t threshold_rows = ((std::size_t{1} << 18) - 1) / (per_row * std::max<std::size_t>(g.o, 1));
+        const std::size_t threads = detail::blas_threads();
+        if (threads > 1 && g.n > 1 && threshold_rows >= 128) {
+            run = std::min(run, threshold_rows);
+            workers = std::min(threads, g.n);
+        }
+    }
+
+    // Calls visit(worker, columns, first row, rows) for each run, with the
+    // run's columns made from `input` when it is given, and otherwise left
+    // for a product to write.
+    template <dtype T, class Visit>
+    void for_each(const T* input, Visit visit) const
+    {
+        detail::on_threads(workers, [&](std::size_t worker) {
+            const std::unique_ptr<T[]> columns(new T[run * g.patch()]);
+            const std::size_t end = g.n * (worker + 1) / workers * g.positions();
+            for (std::size_t first = g.n * worker / workers * g.positions(); first < end; first += run) {
+                const std::size_t rows = std::min(run, end - first);
+                if (input != nullptr) {
+                    for_each_image_part(g, first, rows, [&](std::size_t image, std::size_t from, std::size_t to,
+                                                            std::size_t row) {
+                        image_to_columns(g, input + image * g.h * g.w * g.c, from, to, columns.get() + row * g.patch());
+                    });
+                }
+                visit(worker, columns.get(), first, rows);
+            }
+        });
+    }
+};
 
 template <dtype T>
 basic_tensor<T> filter_correlation(const basic_tensor<T>& input, const basic_tensor<T>& grad,
@@ -258,9 +308,8 @@ struct conv2d_op {
             detail::winograd_conv2d(g, input.data(), filters.data(), out.data());
             return;
         }
-        for_each_chunk(g, input.data(), [&](const T* columns, std::size_t first, std::size_t count) {
-            gemm(columns, g.patch(), false, filters.data(), g.o, false, out.data() + first * g.positions() * g.o,
-                 count * g.positions(), g.o, g.patch());
+        column_runs(g).for_each(input.data(), [&](std::size_t, const T* columns, std::size_t first, std::size_t rows) {
+            gemm(columns, g.patch(), false, filters.data(), g.o, false, out.data() + first * g.o, rows, g.o, g.patch());
         });
     }
     // conv2d_transpose(grad, w) for the input, filter_correlation(x, grad) for the filters
@@ -305,12 +354,11 @@ struct conv2d_transpose_op {
             detail::winograd_conv2d_transpose(g, grad.data(), filters.data(), out.data());
             return;
         }
-        for_each_chunk<T>(g, nullptr, [&](T* columns, std::size_t first, std::size_t count) {
-            gemm(grad.data() + first * g.positions() * g.o, g.o, false, filters.data(), g.o, true, columns,
-                 count * g.positions(), g.patch(), g.o);
-            for (std::size_t b = 0; b < count; ++b) {
-                columns_to_image(g, columns + b * g.positions() * g.patch(), out.data() + (first + b) * g.h * g.w * g.c);
-            }
+        column_runs(g).for_each<T>(nullptr, [&](std::size_t, T* columns, std::size_t first, std::size_t rows) {
+            gemm(grad.data() + first * g.o, g.o, false, filters.data(), g.o, true, columns, rows, g.patch(), g.o);
+            for_each_image_part(g, first, rows, [&](std::size_t image, std::size_t from, std::size_t to, std::size_t row) {
+                columns_to_image(g, columns + row * g.patch(), from, to, out.data() + image * g.h * g.w * g.c);
+            });
         });
     }
     // conv2d(z, w) for grad, filter_correlation(z, grad) for the filters
@@ -354,10 +402,17 @@ struct filter_correlation_op {
             detail::winograd_filter_gradient(g, input.data(), grad.data(), out.data());
             return;
         }
-        for_each_chunk(g, input.data(), [&](const T* columns, std::size_t first, std::size_t count) {
-            gemm(columns, g.patch(), true, grad.data() + first * g.positions() * g.o, g.o, false, out.data(),
-                 g.patch(), g.o, count * g.positions(), T(1));
+        // Each thread sums its own runs; the sums are added in thread order, so
+        // that a given thread count always gives the same result.
+        const column_runs runs(g);
+        std::vector<xt::xarray<T>> sums(runs.workers - 1, xt::xarray<T>(xt::zeros<T>(out.shape())));
+        runs.for_each(input.data(), [&](std::size_t worker, const T* columns, std::size_t first, std::size_t rows) {
+            T* sum = worker == 0 ? out.data() : sums[worker - 1].data();
+            gemm(columns, g.patch(), true, grad.data() + first * g.o, g.o, false, sum, g.patch(), g.o, rows, T(1));
         });
+        for (const xt::xarray<T>& sum : sums) {
+            detail::arithmetic_same(detail::arithmetic::add, out.data(), sum.data(), out.data(), out.size());
+        }
     }
     // conv2d_transpose(grad, z) for the input, conv2d(x, z) for grad
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const

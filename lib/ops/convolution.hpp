@@ -3,6 +3,9 @@
 #pragma once
 
 #include <cstddef>
+#include <exception>
+#include <thread>
+#include <vector>
 
 #include <gradtape/tensor.hpp>
 
@@ -23,6 +26,34 @@ struct conv_geometry {
     [[nodiscard]] shape_type filter_shape() const { return {kh, kw, c, o}; }
     [[nodiscard]] shape_type output_shape() const { return {n, oh, ow, o}; }
 };
+
+// Calls work(worker) for workers 0..workers - 1, each on a thread of its
+// own, worker 0 on this one. An exception on any thread is rethrown here once
+// all have finished.
+template <class Work>
+void on_threads(std::size_t workers, Work work)
+{
+    std::vector<std::exception_ptr> failures(workers);
+    const auto run = [&](std::size_t worker) {
+        try {
+            work(worker);
+        } catch (...) {
+            failures[worker] = std::current_exception();
+        }
+    };
+    {
+        std::vector<std::jthread> threads;
+        for (std::size_t worker = 1; worker < workers; ++worker) {
+            threads.emplace_back(run, worker);
+        }
+        run(0);
+    }
+    for (const std::exception_ptr& failure : failures) {
+        if (failure) {
+            std::rethrow_exception(failure);
+        }
+    }
+}
 
 // Whether the convolution goes by Winograd's minimal filtering rather than
 // im2col: unit strides and dilations, a 3x3 or 5x5 kernel, and channels

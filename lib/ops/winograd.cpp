@@ -22,9 +22,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <exception>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "../dtypes.hpp"
@@ -138,39 +136,21 @@ struct winograd_plan {
 
     // Calls work(scratch, first image, images) for every chunk, the chunks
     // dealt in turn to `workers` threads (this one among them), each with its
-    // own scratch; returns the scratch. An exception on any thread is
-    // rethrown here once all have finished.
+    // own scratch; returns the scratch.
     template <class Work>
     std::vector<chunk_scratch<T>> for_each_chunk(Work work) const
     {
         std::vector<chunk_scratch<T>> scratch(workers);
-        std::vector<std::exception_ptr> failures(workers);
-        const auto run = [&](std::size_t worker) {
-            try {
-                chunk_scratch<T>& mine = scratch[worker];
-                mine.inputs.reset(new T[points() * plane_stride(chunk, g.c)]);
-                mine.products.reset(new T[points() * plane_stride(chunk, g.o)]);
-                mine.patch.resize(points() * g.c);
-                mine.values.resize(m * m * g.o);
-                for (std::size_t first = worker * chunk; first < g.n; first += workers * chunk) {
-                    work(mine, first, std::min(chunk, g.n - first));
-                }
-            } catch (...) {
-                failures[worker] = std::current_exception();
+        on_threads(workers, [&](std::size_t worker) {
+            chunk_scratch<T>& mine = scratch[worker];
+            mine.inputs.reset(new T[points() * plane_stride(chunk, g.c)]);
+            mine.products.reset(new T[points() * plane_stride(chunk, g.o)]);
+            mine.patch.resize(points() * g.c);
+            mine.values.resize(m * m * g.o);
+            for (std::size_t first = worker * chunk; first < g.n; first += workers * chunk) {
+                work(mine, first, std::min(chunk, g.n - first));
             }
-        };
-        {
-            std::vector<std::jthread> threads;
-            for (std::size_t worker = 1; worker < workers; ++worker) {
-                threads.emplace_back(run, worker);
-            }
-            run(0);
-        }
-        for (const std::exception_ptr& failure : failures) {
-            if (failure) {
-                std::rethrow_exception(failure);
-            }
-        }
+        });
         return scratch;
     }
 
