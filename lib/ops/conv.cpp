@@ -248,7 +248,7 @@ struct column_runs {
     explicit column_runs(const conv_geometry& geometry) : g(geometry), workers(1)
     {
         const std::size_t per_row = std::max<std::size_t>(g.patch(), 1);
-        run = std::max<std::size_t>((std::size_t{1} << 19) / per_row, 1);
+        run = std::clamp<std::size_t>((std::size_t{1} << 19) / per_row, 1, std::max<std::size_t>(g.n * g.positions(), 1));
         const std::size_t threshold_rows = ((std::size_t{1} << 18) - 1) / (per_row * std::max<std::size_t>(g.o, 1));
         const std::size_t threads = detail::blas_threads();
         if (threads > 1 && g.n > 1 && threshold_rows >= 128) {
