@@ -1,7 +1,9 @@
 // lib/ops/conv.cpp: conv2d, conv2d_transpose, conv1d and the pools against
-// direct sums written out here from TensorFlow's definitions, cases worked by
-// hand, their first and second derivatives, and their errors.
+// direct sums written out here from TensorFlow's definitions, against values
+// NumPy computed (reference/conv_reference.py), cases worked by hand, their
+// first and second derivatives, and their errors.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -12,6 +14,7 @@
 
 #include <xtensor/xview.hpp>
 
+#include "reference/conv_reference.hpp"
 #include "support.hpp"
 
 // OpenBLAS's own, which the library's kernels follow for their threads.
@@ -125,6 +128,71 @@ TEST_CASE("conv2d equals TensorFlow's definition for every padding, stride and d
     for (const conv_case& c : every_combination) {
         INFO(describe(c));
         require_definition(c);
+    }
+}
+
+namespace {
+
+// Element i (row-major) of a tensor of `shape`: (i * multiplier) % modulus -
+// offset, as conv_reference.py makes its inputs.
+template <class T>
+gt::basic_tensor<T> reference_integers(const std::array<std::size_t, 4>& shape, const std::array<int, 3>& formula)
+{
+    const auto [multiplier, modulus, offset] = formula;
+    xt::xarray<T> values = xt::zeros<T>(shape);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        values.data()[i] = T(std::ptrdiff_t(i) * multiplier % modulus - offset);
+    }
+    return gt::basic_tensor<T>(values);
+}
+
+template <class T>
+gt::basic_tensor<T> reference_op(const reference::conv_value& c)
+{
+    const gt::padding padding = c.same ? gt::padding::same : gt::padding::valid;
+    const auto x = reference_integers<T>(c.input, reference::input_formula);
+    const auto w = reference_integers<T>(c.window, reference::filter_formula);
+    if (c.op == "conv2d") {
+        return gt::conv2d(x, w, {c.strides, padding, c.dilations});
+    }
+    if (c.op == "conv2d_transpose") {
+        const gt::shape_type input(c.input.begin(), c.input.end());
+        const gt::shape_type out = gt::conv2d(x, w, {c.strides, padding, c.dilations}).shape();
+        const auto g = reference_integers<T>({out[0], out[1], out[2], out[3]}, reference::input_formula);
+        return gt::conv2d_transpose(g, w, input, {c.strides, padding, c.dilations});
+    }
+    if (c.op == "depthwise_conv2d") {
+        return gt::depthwise_conv2d(x, w, {c.strides, padding, c.dilations});
+    }
+    const gt::pool2d_options options{{std::ptrdiff_t(c.window[0]), std::ptrdiff_t(c.window[1])}, c.strides, padding};
+    return c.op == "max_pool2d" ? gt::max_pool2d(x, options) : gt::avg_pool2d(x, options);
+}
+
+}  // namespace
+
+TEST_CASE("convolutions and pools equal NumPy's values for every padding, stride and dilation", "[conv][values]")
+{
+    // Integer inputs make every convolution exact in float and double; only
+    // the averages round.
+    REQUIRE(reference::conv_values.size() == 60);
+    for (const reference::conv_value& c : reference::conv_values) {
+        INFO(c.op << " input " << gt::shape_type(c.input.begin(), c.input.end()) << " window "
+                  << gt::shape_type(c.window.begin(), c.window.end()) << " strides " << c.strides[0] << ","
+                  << c.strides[1] << " dilations " << c.dilations[0] << "," << c.dilations[1]
+                  << (c.same ? " same" : " valid"));
+        const xt::xarray<double> expected = xt::adapt(c.values, c.output);
+        const Tensor64 in_double = reference_op<double>(c);
+        const gt::Tensor in_float = reference_op<float>(c);
+        REQUIRE(in_double.shape() == gt::shape_type(c.output.begin(), c.output.end()));
+        REQUIRE(in_float.shape() == in_double.shape());
+        const xt::xarray<double> widened = xt::cast<double>(in_float.value());
+        if (c.op == "avg_pool2d") {
+            REQUIRE(xt::allclose(in_double.value(), expected, 1e-15, 0));
+            REQUIRE(xt::allclose(widened, expected, 1e-6, 0));
+        } else {
+            REQUIRE(in_double.value() == expected);
+            REQUIRE(widened == expected);
+        }
     }
 }
 
