@@ -550,6 +550,38 @@ TEST_CASE("a pool refuses bad windows and ranks", "[conv][pool][errors]")
     REQUIRE_THROWS_WITH(gt::avg_pool2d(random64({4, 4, 2})), Contains("avg_pool2d") && Contains("rank 4"));
 }
 
+TEST_CASE("depthwise_conv2d's images shared between threads give the definition's values", "[conv][values][threads]")
+{
+    // Five 32x32 images are work enough for two threads: the images go to
+    // two threads of the library's own, the filters' sums from each.
+    const int threads_before = openblas_get_num_threads();
+    for (const std::size_t multiplier : {1, 2}) {
+        const std::size_t channels = 8 / multiplier;
+        INFO("multiplier " << multiplier);
+        const Tensor64 x = random64({5, 32, 32, channels});
+        const Tensor64 w = random64({3, 3, channels, multiplier});
+        const gt::depthwise_conv2d_options options{.padding = gt::padding::same};
+        openblas_set_num_threads(2);
+        gt::GradientTape tape;
+        tape.watch(x);
+        tape.watch(w);
+        const Tensor64 y = gt::depthwise_conv2d(x, w, options);
+        const Tensor64 g = random64(y.shape());
+        const auto grads = tape.gradient(gt::reduce_sum(y * g), {x, w});
+        openblas_set_num_threads(threads_before);
+        for (std::size_t c = 0; c < channels; ++c) {
+            const xt::xarray<double> plane = xt::view(x.value(), xt::all(), xt::all(), xt::all(), xt::range(c, c + 1));
+            const xt::xarray<double> kernels = xt::view(w.value(), xt::all(), xt::all(), xt::range(c, c + 1), xt::all());
+            const xt::xarray<double> got = xt::view(y.value(), xt::all(), xt::all(), xt::all(),
+                                                    xt::range(multiplier * c, multiplier * (c + 1)));
+            REQUIRE(xt::allclose(got, direct_conv2d(plane, kernels, {.padding = gt::padding::same}), 1e-12, 1e-12));
+        }
+        const double forward = xt::sum(y.value() * g.value())();
+        REQUIRE_THAT(xt::sum(x.value() * grads[0].value())(), WithinRel(forward, 1e-12));
+        REQUIRE_THAT(xt::sum(w.value() * grads[1].value())(), WithinRel(forward, 1e-12));
+    }
+}
+
 TEST_CASE("depthwise_conv2d convolves each channel with its own filters", "[conv][values][gradient][kernels]")
 {
     // Multiplier 1 adds whole rows of channels in a kernel (19 channels: a

@@ -231,6 +231,37 @@ void for_each_image_part(const conv_geometry& g, std::size_t first_row, std::siz
     }
 }
 
+// Calls work(worker, first image, last image) for contiguous shares of the
+// images, one per worker, each on a thread of its own.
+template <class Work>
+void deal_images(const conv_geometry& g, std::size_t workers, Work work)
+{
+    detail::on_threads(workers, [&](std::size_t worker) {
+        work(worker, g.n * worker / workers, g.n * (worker + 1) / workers);
+    });
+}
+
+// A sum over images taken on several threads: worker 0 adds into `out`, the
+// others into sums of their own, which add_up adds into `out` in thread
+// order, so that a given thread count always gives the same result.
+template <dtype T>
+struct thread_sums {
+    xt::xarray<T>& out;
+    std::vector<xt::xarray<T>> others;
+
+    thread_sums(xt::xarray<T>& total, std::size_t workers)
+        : out(total), others(workers - 1, xt::xarray<T>(xt::zeros<T>(total.shape())))
+    {
+    }
+    [[nodiscard]] T* of(std::size_t worker) { return worker == 0 ? out.data() : others[worker - 1].data(); }
+    void add_up()
+    {
+        for (const xt::xarray<T>& sum : others) {
+            detail::arithmetic_same(detail::arithmetic::add, out.data(), sum.data(), out.data(), out.size());
+        }
+    }
+};
+
 // How im2col takes a convolution's rows: in runs whose columns fit in 2 MiB,
 // so that they stay in cache between their writing and the BLAS product (a
 // 64 MiB chunk made the Fashion-MNIST CNN's step twice as slow). With more
@@ -263,10 +294,10 @@ struct column_runs {
     template <dtype T, class Visit>
     void for_each(const T* input, Visit visit) const
     {
-        detail::on_threads(workers, [&](std::size_t worker) {
+        deal_images(g, workers, [&](std::size_t worker, std::size_t first_image, std::size_t last_image) {
             const std::unique_ptr<T[]> columns(new T[run * g.patch()]);
-            const std::size_t end = g.n * (worker + 1) / workers * g.positions();
-            for (std::size_t first = g.n * worker / workers * g.positions(); first < end; first += run) {
+            const std::size_t end = last_image * g.positions();
+            for (std::size_t first = first_image * g.positions(); first < end; first += run) {
                 const std::size_t rows = std::min(run, end - first);
                 if (input != nullptr) {
                     for_each_image_part(g, first, rows, [&](std::size_t image, std::size_t from, std::size_t to,
@@ -402,17 +433,13 @@ struct filter_correlation_op {
             detail::winograd_filter_gradient(g, input.data(), grad.data(), out.data());
             return;
         }
-        // Each thread sums its own runs; the sums are added in thread order, so
-        // that a given thread count always gives the same result.
         const column_runs runs(g);
-        std::vector<xt::xarray<T>> sums(runs.workers - 1, xt::xarray<T>(xt::zeros<T>(out.shape())));
+        thread_sums<T> sums(out, runs.workers);
         runs.for_each(input.data(), [&](std::size_t worker, const T* columns, std::size_t first, std::size_t rows) {
-            T* sum = worker == 0 ? out.data() : sums[worker - 1].data();
-            gemm(columns, g.patch(), true, grad.data() + first * g.o, g.o, false, sum, g.patch(), g.o, rows, T(1));
+            gemm(columns, g.patch(), true, grad.data() + first * g.o, g.o, false, sums.of(worker), g.patch(), g.o,
+                 rows, T(1));
         });
-        for (const xt::xarray<T>& sum : sums) {
-            detail::arithmetic_same(detail::arithmetic::add, out.data(), sum.data(), out.data(), out.size());
-        }
+        sums.add_up();
     }
     // conv2d_transpose(grad, z) for the input, conv2d(x, z) for grad
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -613,24 +640,36 @@ void check_depthwise_grad(std::string_view op, const std::source_location& site,
     }
 }
 
-// Calls visit(image, output row, input pixel, filter tap) for every output
+// The threads a depthwise convolution deals its images to: OpenBLAS's
+// count, as for the other convolutions, where its multiply-adds reach
+// OpenBLAS's own threshold for threading a product, 2^18.
+std::size_t depthwise_workers(const conv_geometry& g)
+{
+    const std::size_t work = g.n * g.positions() * g.kh * g.kw * g.c * g.o;
+    return work < (std::size_t{1} << 18) ? 1 : std::clamp<std::size_t>(detail::blas_threads(), 1, g.n);
+}
+
+// Calls visit(worker, output row, input pixel, filter tap) for every output
 // position and every tap of its window inside the image, as flat offsets of
 // channel 0 in the output (N, OH, OW, C * M), the input (N, H, W, C) and the
-// filters (KH, KW, C, M).
+// filters (KH, KW, C, M), the images dealt to `workers` threads; each image
+// is one thread's.
 template <class Visit>
-void for_each_depthwise_tap(const conv_geometry& g, Visit visit)
+void for_each_depthwise_tap(const conv_geometry& g, std::size_t workers, Visit visit)
 {
     const std::size_t width = g.c * g.o;
-    for (std::size_t b = 0; b < g.n; ++b) {
-        for_each_window(g, [&](const window& at) {
-            for_each_row(g, at, [&](std::size_t tap, std::size_t pixel, std::size_t taps) {
-                for (std::size_t t = 0; t < taps; ++t) {
-                    visit((b * g.positions() + at.position) * width, (b * g.h * g.w + pixel + t * g.dilation_w) * g.c,
-                          (tap + t) * width);
-                }
+    deal_images(g, workers, [&](std::size_t worker, std::size_t first, std::size_t last) {
+        for (std::size_t b = first; b < last; ++b) {
+            for_each_window(g, [&](const window& at) {
+                for_each_row(g, at, [&](std::size_t tap, std::size_t pixel, std::size_t taps) {
+                    for (std::size_t t = 0; t < taps; ++t) {
+                        visit(worker, (b * g.positions() + at.position) * width,
+                              (b * g.h * g.w + pixel + t * g.dilation_w) * g.c, (tap + t) * width);
+                    }
+                });
             });
-        });
-    }
+        }
+    });
 }
 
 template <dtype T>
@@ -656,7 +695,7 @@ struct depthwise_op {
         const T* x = input.data();
         const T* f = filter.data();
         T* y = out.data();
-        for_each_depthwise_tap(g, [&](std::size_t to, std::size_t from, std::size_t tap) {
+        for_each_depthwise_tap(g, depthwise_workers(g), [&](std::size_t, std::size_t to, std::size_t from, std::size_t tap) {
             if (g.o == 1) {
                 detail::multiply_add(x + from, f + tap, y + to, g.c);
                 return;
@@ -703,7 +742,7 @@ struct depthwise_input_gradient_op {
         const T* dy = grad.data();
         const T* f = filter.data();
         T* dx = out.data();
-        for_each_depthwise_tap(g, [&](std::size_t from, std::size_t to, std::size_t tap) {
+        for_each_depthwise_tap(g, depthwise_workers(g), [&](std::size_t, std::size_t from, std::size_t to, std::size_t tap) {
             if (g.o == 1) {
                 detail::multiply_add(dy + from, f + tap, dx + to, g.c);
                 return;
@@ -748,8 +787,10 @@ struct depthwise_filter_gradient_op {
         out.fill(T(0));
         const T* x = input.data();
         const T* dy = grad.data();
-        T* df = out.data();
-        for_each_depthwise_tap(g, [&](std::size_t from, std::size_t pixel, std::size_t tap) {
+        const std::size_t workers = depthwise_workers(g);
+        thread_sums<T> sums(out, workers);
+        for_each_depthwise_tap(g, workers, [&](std::size_t worker, std::size_t from, std::size_t pixel, std::size_t tap) {
+            T* df = sums.of(worker);
             if (g.o == 1) {
                 detail::multiply_add(x + pixel, dy + from, df + tap, g.c);
                 return;
@@ -760,6 +801,7 @@ struct depthwise_filter_gradient_op {
                 }
             }
         });
+        sums.add_up();
     }
     // the input gradient of (grad, z) for the input, depthwise_conv2d(x, z) for grad
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
