@@ -550,6 +550,28 @@ TEST_CASE("a pool refuses bad windows and ranks", "[conv][pool][errors]")
     REQUIRE_THROWS_WITH(gt::avg_pool2d(random64({4, 4, 2})), Contains("avg_pool2d") && Contains("rank 4"));
 }
 
+namespace {
+
+// y = depthwise_conv2d(x, w) against conv2d's definition, channel by channel.
+void require_depthwise_definition(const Tensor64& x, const Tensor64& w, const Tensor64& y,
+                                  const gt::depthwise_conv2d_options& options)
+{
+    const std::size_t channels = x.shape()[3];
+    const std::size_t multiplier = w.shape()[3];
+    REQUIRE(y.shape()[3] == channels * multiplier);
+    for (std::size_t c = 0; c < channels; ++c) {
+        const xt::xarray<double> plane = xt::view(x.value(), xt::all(), xt::all(), xt::all(), xt::range(c, c + 1));
+        const xt::xarray<double> kernels = xt::view(w.value(), xt::all(), xt::all(), xt::range(c, c + 1), xt::all());
+        const xt::xarray<double> expected =
+            direct_conv2d(plane, kernels, {options.strides, options.padding, options.dilations});
+        const xt::xarray<double> got = xt::view(y.value(), xt::all(), xt::all(), xt::all(),
+                                                xt::range(multiplier * c, multiplier * (c + 1)));
+        REQUIRE(xt::allclose(got, expected, 1e-12, 1e-12));
+    }
+}
+
+}  // namespace
+
 TEST_CASE("depthwise_conv2d's images shared between threads give the definition's values", "[conv][values][threads]")
 {
     // Five 32x32 images are work enough for two threads: the images go to
@@ -569,13 +591,7 @@ TEST_CASE("depthwise_conv2d's images shared between threads give the definition'
         const Tensor64 g = random64(y.shape());
         const auto grads = tape.gradient(gt::reduce_sum(y * g), {x, w});
         openblas_set_num_threads(threads_before);
-        for (std::size_t c = 0; c < channels; ++c) {
-            const xt::xarray<double> plane = xt::view(x.value(), xt::all(), xt::all(), xt::all(), xt::range(c, c + 1));
-            const xt::xarray<double> kernels = xt::view(w.value(), xt::all(), xt::all(), xt::range(c, c + 1), xt::all());
-            const xt::xarray<double> got = xt::view(y.value(), xt::all(), xt::all(), xt::all(),
-                                                    xt::range(multiplier * c, multiplier * (c + 1)));
-            REQUIRE(xt::allclose(got, direct_conv2d(plane, kernels, {.padding = gt::padding::same}), 1e-12, 1e-12));
-        }
+        require_depthwise_definition(x, w, y, options);
         const double forward = xt::sum(y.value() * g.value())();
         REQUIRE_THAT(xt::sum(x.value() * grads[0].value())(), WithinRel(forward, 1e-12));
         REQUIRE_THAT(xt::sum(w.value() * grads[1].value())(), WithinRel(forward, 1e-12));
@@ -595,15 +611,7 @@ TEST_CASE("depthwise_conv2d convolves each channel with its own filters", "[conv
         const gt::depthwise_conv2d_options options{{2, 1}, gt::padding::same, {1, 2}};
         const Tensor64 y = gt::depthwise_conv2d(x, w, options);
         REQUIRE(y.shape() == gt::shape_type{2, 3, 5, channels * multiplier});
-        for (std::size_t c = 0; c < channels; ++c) {
-            const xt::xarray<double> plane = xt::view(x.value(), xt::all(), xt::all(), xt::all(), xt::range(c, c + 1));
-            const xt::xarray<double> kernels = xt::view(w.value(), xt::all(), xt::all(), xt::range(c, c + 1), xt::all());
-            const xt::xarray<double> expected =
-                direct_conv2d(plane, kernels, {options.strides, options.padding, options.dilations});
-            const xt::xarray<double> got = xt::view(y.value(), xt::all(), xt::all(), xt::all(),
-                                                    xt::range(multiplier * c, multiplier * (c + 1)));
-            REQUIRE(xt::allclose(got, expected, 1e-12, 1e-12));
-        }
+        require_depthwise_definition(x, w, y, options);
         const auto depthwise = [&](const auto& in) { return gt::depthwise_conv2d(in[0], in[1], options); };
         require_gradients(depthwise, {random64({1, 4, 3, channels}), random64({2, 2, channels, multiplier})});
         require_second_gradients([&](const auto& in) { return gt::square(depthwise(in)); },
