@@ -241,27 +241,6 @@ void deal_images(const conv_geometry& g, std::size_t workers, Work work)
     });
 }
 
-// A sum over images taken on several threads: worker 0 adds into `out`, the
-// others into sums of their own, which add_up adds into `out` in thread
-// order, so that a given thread count always gives the same result.
-template <dtype T>
-struct thread_sums {
-    xt::xarray<T>& out;
-    std::vector<xt::xarray<T>> others;
-
-    thread_sums(xt::xarray<T>& total, std::size_t workers)
-        : out(total), others(workers - 1, xt::xarray<T>(xt::zeros<T>(total.shape())))
-    {
-    }
-    [[nodiscard]] T* of(std::size_t worker) { return worker == 0 ? out.data() : others[worker - 1].data(); }
-    void add_up()
-    {
-        for (const xt::xarray<T>& sum : others) {
-            detail::arithmetic_same(detail::arithmetic::add, out.data(), sum.data(), out.data(), out.size());
-        }
-    }
-};
-
 // How im2col takes a convolution's rows: in runs whose columns fit in 2 MiB,
 // so that they stay in cache between their writing and the BLAS product (a
 // 64 MiB chunk made the Fashion-MNIST CNN's step twice as slow). With more
@@ -434,7 +413,7 @@ struct filter_correlation_op {
             return;
         }
         const column_runs runs(g);
-        thread_sums<T> sums(out, runs.workers);
+        detail::thread_sums<T> sums(out.data(), out.size(), runs.workers);
         runs.for_each(input.data(), [&](std::size_t worker, const T* columns, std::size_t first, std::size_t rows) {
             gemm(columns, g.patch(), true, grad.data() + first * g.o, g.o, false, sums.of(worker), g.patch(), g.o,
                  rows, T(1));
@@ -788,7 +767,7 @@ struct depthwise_filter_gradient_op {
         const T* x = input.data();
         const T* dy = grad.data();
         const std::size_t workers = depthwise_workers(g);
-        thread_sums<T> sums(out, workers);
+        detail::thread_sums<T> sums(out.data(), out.size(), workers);
         for_each_depthwise_tap(g, workers, [&](std::size_t worker, std::size_t from, std::size_t pixel, std::size_t tap) {
             T* df = sums.of(worker);
             if (g.o == 1) {

@@ -9,6 +9,8 @@
 
 #include <gradtape/tensor.hpp>
 
+#include "../kernels/arithmetic.hpp"
+
 namespace gradtape::detail {
 
 // Where a convolution's windows fall: the input (N, H, W, C), the filters
@@ -54,6 +56,29 @@ void on_threads(std::size_t workers, Work work)
         }
     }
 }
+
+// A filter gradient summed over images on several threads: worker 0 adds
+// into `total`, the others into sums of their own, which add_up adds into
+// `total` in thread order, so that a given thread count always gives the
+// same result.
+template <class T>
+struct thread_sums {
+    T* total;
+    std::size_t size;
+    std::vector<std::vector<T>> others;
+
+    thread_sums(T* into, std::size_t count, std::size_t workers)
+        : total(into), size(count), others(workers - 1, std::vector<T>(count, T(0)))
+    {
+    }
+    [[nodiscard]] T* of(std::size_t worker) { return worker == 0 ? total : others[worker - 1].data(); }
+    void add_up()
+    {
+        for (const std::vector<T>& sum : others) {
+            arithmetic_same(arithmetic::add, total, sum.data(), total, size);
+        }
+    }
+};
 
 // Whether the convolution goes by Winograd's minimal filtering rather than
 // im2col: unit strides and dilations, a 3x3 or 5x5 kernel, and channels

@@ -78,12 +78,11 @@ struct matrix {
 
 // What each thread working on a convolution's chunks keeps: the chunk's
 // planes of transformed inputs (tiles, C) and of products or gradients
-// (tiles, O), one tile's patch and output values, and the filters' gradient
-// summed over its chunks.
+// (tiles, O), and one tile's patch and output values.
 template <class T>
 struct chunk_scratch {
     std::unique_ptr<T[]> inputs, products;
-    std::vector<T> patch, values, filter_sums;
+    std::vector<T> patch, values;
 };
 
 // One convolution's tiling: each image's output in m x m tiles, each read
@@ -98,6 +97,12 @@ struct winograd_plan {
     std::size_t tiles_y, tiles_x;
     std::size_t chunk;    // images per chunk
     std::size_t workers;  // threads for the chunks
+    // The distance between two points' planes of transformed inputs, and of
+    // products: a whole chunk's plane rounded up to 4 KiB, plus a cache line.
+    // At a multiple of 4 KiB, one tile's values at every point share a cache
+    // set, and a transform touching 64 of them evicts its own lines: 8x8
+    // input transforms ran 4 times slower.
+    std::size_t inputs_plane, products_plane;
 
     explicit winograd_plan(const conv_geometry& geometry)
         : g(geometry),
@@ -132,41 +137,36 @@ struct winograd_plan {
             chunk = std::min(chunk, ((std::size_t{1} << 18) - 1) / per_image_product);
             workers = std::min(threads, (g.n + chunk - 1) / chunk);
         }
+        inputs_plane = plane_stride(g.c);
+        products_plane = plane_stride(g.o);
     }
 
-    // Calls work(scratch, first image, images) for every chunk, the chunks
-    // dealt in turn to `workers` threads (this one among them), each with its
-    // own scratch; returns the scratch.
+    // Calls work(worker, scratch, first image, images) for every chunk, the
+    // chunks dealt in turn to `workers` threads (this one among them), each
+    // with its own scratch.
     template <class Work>
-    std::vector<chunk_scratch<T>> for_each_chunk(Work work) const
+    void for_each_chunk(Work work) const
     {
-        std::vector<chunk_scratch<T>> scratch(workers);
         on_threads(workers, [&](std::size_t worker) {
-            chunk_scratch<T>& mine = scratch[worker];
-            mine.inputs.reset(new T[points() * plane_stride(chunk, g.c)]);
-            mine.products.reset(new T[points() * plane_stride(chunk, g.o)]);
+            chunk_scratch<T> mine;
+            mine.inputs.reset(new T[points() * inputs_plane]);
+            mine.products.reset(new T[points() * products_plane]);
             mine.patch.resize(points() * g.c);
             mine.values.resize(m * m * g.o);
             for (std::size_t first = worker * chunk; first < g.n; first += workers * chunk) {
-                work(mine, first, std::min(chunk, g.n - first));
+                work(worker, mine, first, std::min(chunk, g.n - first));
             }
         });
-        return scratch;
     }
 
     [[nodiscard]] std::size_t tiles() const { return tiles_y * tiles_x; }
     [[nodiscard]] std::size_t points() const { return tile * tile; }
 
-    // The distance between two points' planes of (tiles, columns) for
-    // `count` images: the plane's size rounded up to 4 KiB, plus a cache
-    // line. At a multiple of 4 KiB, one tile's values at every point share a
-    // cache set, and a transform touching 64 of them evicts its own lines:
-    // 8x8 input transforms ran 4 times slower.
-    [[nodiscard]] std::size_t plane_stride(std::size_t count, std::size_t columns) const
+    [[nodiscard]] std::size_t plane_stride(std::size_t columns) const
     {
         constexpr std::size_t page = 4096 / sizeof(T);
         constexpr std::size_t line = 64 / sizeof(T);
-        return (count * tiles() * columns + page - 1) / page * page + line;
+        return (chunk * tiles() * columns + page - 1) / page * page + line;
     }
 
     // Calls visit(tile index within the chunk, image, tile row, tile column)
@@ -207,27 +207,27 @@ struct winograd_plan {
 
     // B^T d B of one tile's patch of C channels, its rows `row_stride` apart,
     // into the planes of (tiles, C) at row `at`, one per point.
-    void transform_input(const T* patch, std::size_t row_stride, T* planes, std::size_t plane, std::size_t at) const
+    void transform_input(const T* patch, std::size_t row_stride, T* planes, std::size_t at) const
     {
-        winograd_transform(input, patch, row_stride, g.c, planes + at * g.c, tile * plane, plane, g.c);
+        winograd_transform(input, patch, row_stride, g.c, planes + at * g.c, tile * inputs_plane, inputs_plane, g.c);
     }
     // Its adjoint: the planes' rows `at` back to a patch of C channels.
-    void transform_input_back(const T* planes, std::size_t plane, std::size_t at, T* patch) const
+    void transform_input_back(const T* planes, std::size_t at, T* patch) const
     {
-        winograd_transform(input_back, planes + at * g.c, tile * plane, plane, patch, tile * g.c, g.c,
+        winograd_transform(input_back, planes + at * g.c, tile * inputs_plane, inputs_plane, patch, tile * g.c, g.c,
                            g.c);
     }
     // A^T M A of the planes of (tiles, O) at row `at` into an m x m x O
     // tile, its rows `row_stride` apart.
-    void transform_output(const T* planes, std::size_t plane, std::size_t at, T* out, std::size_t row_stride) const
+    void transform_output(const T* planes, std::size_t at, T* out, std::size_t row_stride) const
     {
-        winograd_transform(output, planes + at * g.o, tile * plane, plane, out, row_stride, g.o, g.o);
+        winograd_transform(output, planes + at * g.o, tile * products_plane, products_plane, out, row_stride, g.o, g.o);
     }
     // Its adjoint: an m x m x O tile to the planes' rows `at`.
-    void transform_output_back(const T* values, std::size_t row_stride, T* planes, std::size_t plane,
-                               std::size_t at) const
+    void transform_output_back(const T* values, std::size_t row_stride, T* planes, std::size_t at) const
     {
-        winograd_transform(output_back, values, row_stride, g.o, planes + at * g.o, tile * plane, plane, g.o);
+        winograd_transform(output_back, values, row_stride, g.o, planes + at * g.o, tile * products_plane,
+                           products_plane, g.o);
     }
     // G g G^T: the filters (r, r, C, O) to a plane of (C, O) per point.
     [[nodiscard]] std::vector<T> transform_filters(const T* filters) const
@@ -260,14 +260,13 @@ struct winograd_plan {
                           std::vector<T>& patch) const
     {
         const std::size_t c = g.c;
-        const std::size_t plane = plane_stride(count, c);
         for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const window inside = patch_window(ty, tx);
             const auto at_pixel = [&](std::size_t row, std::size_t column) {
                 return input_values + ((image * g.h + row) * g.w + column) * c;
             };
             if (inside.y_last - inside.y_first == tile && inside.x_last - inside.x_first == tile) {
-                transform_input(at_pixel(std::size_t(inside.top), std::size_t(inside.left)), g.w * c, planes, plane, at);
+                transform_input(at_pixel(std::size_t(inside.top), std::size_t(inside.left)), g.w * c, planes, at);
                 return;
             }
             std::fill(patch.begin(), patch.end(), T(0));
@@ -277,7 +276,7 @@ struct winograd_plan {
                 std::copy_n(at_pixel(row, column), (inside.x_last - inside.x_first) * c,
                             patch.data() + (y * tile + inside.x_first) * c);
             }
-            transform_input(patch.data(), tile * c, planes, plane, at);
+            transform_input(patch.data(), tile * c, planes, at);
         });
     }
 
@@ -286,20 +285,19 @@ struct winograd_plan {
     void transform_grads(const T* grad, std::size_t first, std::size_t count, T* planes, std::vector<T>& values) const
     {
         const std::size_t o = g.o;
-        const std::size_t plane = plane_stride(count, o);
         for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const std::size_t rows = std::min(m, g.oh - ty * m);
             const std::size_t columns = std::min(m, g.ow - tx * m);
             const T* corner = grad + ((image * g.oh + ty * m) * g.ow + tx * m) * o;
             if (rows == m && columns == m) {
-                transform_output_back(corner, g.ow * o, planes, plane, at);
+                transform_output_back(corner, g.ow * o, planes, at);
                 return;
             }
             std::fill(values.begin(), values.end(), T(0));
             for (std::size_t i = 0; i < rows; ++i) {
                 std::copy_n(corner + i * g.ow * o, columns * o, values.data() + i * m * o);
             }
-            transform_output_back(values.data(), m * o, planes, plane, at);
+            transform_output_back(values.data(), m * o, planes, at);
         });
     }
 };
@@ -317,24 +315,22 @@ void winograd_conv2d(const conv_geometry& g, const T* input, const T* filters, T
 {
     const winograd_plan<T> plan(g);
     const std::vector<T> weights = plan.transform_filters(filters);
-    plan.for_each_chunk([&](chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
+    plan.for_each_chunk([&](std::size_t, chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
         const std::size_t tiles = count * plan.tiles();
-        const std::size_t inputs_plane = plan.plane_stride(count, g.c);
-        const std::size_t products_plane = plan.plane_stride(count, g.o);
         plan.transform_inputs(input, first, count, scratch.inputs.get(), scratch.patch);
         for (std::size_t p = 0; p < plan.points(); ++p) {
-            gemm(scratch.inputs.get() + p * inputs_plane, g.c, false, weights.data() + p * g.c * g.o, g.o, false,
-                 scratch.products.get() + p * products_plane, tiles, g.o, g.c);
+            gemm(scratch.inputs.get() + p * plan.inputs_plane, g.c, false, weights.data() + p * g.c * g.o, g.o, false,
+                 scratch.products.get() + p * plan.products_plane, tiles, g.o, g.c);
         }
         plan.for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const std::size_t rows_inside = std::min(plan.m, g.oh - ty * plan.m);
             const std::size_t columns_inside = std::min(plan.m, g.ow - tx * plan.m);
             T* corner = out + ((image * g.oh + ty * plan.m) * g.ow + tx * plan.m) * g.o;
             if (rows_inside == plan.m && columns_inside == plan.m) {
-                plan.transform_output(scratch.products.get(), products_plane, at, corner, g.ow * g.o);
+                plan.transform_output(scratch.products.get(), at, corner, g.ow * g.o);
                 return;
             }
-            plan.transform_output(scratch.products.get(), products_plane, at, scratch.values.data(), plan.m * g.o);
+            plan.transform_output(scratch.products.get(), at, scratch.values.data(), plan.m * g.o);
             for (std::size_t i = 0; i < rows_inside; ++i) {
                 std::copy_n(scratch.values.data() + i * plan.m * g.o, columns_inside * g.o, corner + i * g.ow * g.o);
             }
@@ -349,17 +345,15 @@ void winograd_conv2d_transpose(const conv_geometry& g, const T* grad, const T* f
     const winograd_plan<T> plan(g);
     const std::vector<T> weights = plan.transform_filters(filters);
     std::fill_n(out, g.n * g.h * g.w * g.c, T(0));
-    plan.for_each_chunk([&](chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
+    plan.for_each_chunk([&](std::size_t, chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
         const std::size_t tiles = count * plan.tiles();
-        const std::size_t inputs_plane = plan.plane_stride(count, g.c);
-        const std::size_t products_plane = plan.plane_stride(count, g.o);
         plan.transform_grads(grad, first, count, scratch.products.get(), scratch.values);
         for (std::size_t p = 0; p < plan.points(); ++p) {
-            gemm(scratch.products.get() + p * products_plane, g.o, false, weights.data() + p * g.c * g.o, g.o, true,
-                 scratch.inputs.get() + p * inputs_plane, tiles, g.c, g.o);
+            gemm(scratch.products.get() + p * plan.products_plane, g.o, false, weights.data() + p * g.c * g.o, g.o, true,
+                 scratch.inputs.get() + p * plan.inputs_plane, tiles, g.c, g.o);
         }
         plan.for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
-            plan.transform_input_back(scratch.inputs.get(), inputs_plane, at, scratch.patch.data());
+            plan.transform_input_back(scratch.inputs.get(), at, scratch.patch.data());
             const auto inside = plan.patch_window(ty, tx);
             for (std::size_t y = inside.y_first; y < inside.y_last; ++y) {
                 const std::size_t row = std::size_t(inside.top + std::ptrdiff_t(y));
@@ -372,32 +366,24 @@ void winograd_conv2d_transpose(const conv_geometry& g, const T* grad, const T* f
     });
 }
 
-// Each thread sums its chunks' gradients; the threads' sums are added in
-// order, so that a given thread count always gives the same result.
+// Each thread sums its chunks' gradients (thread_sums).
 template <class T>
 void winograd_filter_gradient(const conv_geometry& g, const T* input, const T* grad, T* out)
 {
     const winograd_plan<T> plan(g);
-    const std::size_t block = plan.points() * g.c * g.o;
-    std::vector<chunk_scratch<T>> scratch =
-        plan.for_each_chunk([&](chunk_scratch<T>& mine, std::size_t first, std::size_t count) {
-            const std::size_t tiles = count * plan.tiles();
-            const std::size_t inputs_plane = plan.plane_stride(count, g.c);
-            const std::size_t products_plane = plan.plane_stride(count, g.o);
-            if (mine.filter_sums.empty()) {
-                mine.filter_sums.assign(block, T(0));
-            }
-            plan.transform_inputs(input, first, count, mine.inputs.get(), mine.patch);
-            plan.transform_grads(grad, first, count, mine.products.get(), mine.values);
-            for (std::size_t p = 0; p < plan.points(); ++p) {
-                gemm(mine.inputs.get() + p * inputs_plane, g.c, true, mine.products.get() + p * products_plane, g.o,
-                     false, mine.filter_sums.data() + p * g.c * g.o, g.c, g.o, tiles, T(1));
-            }
-        });
-    std::vector<T>& total = scratch.front().filter_sums;
-    for (std::size_t worker = 1; worker < scratch.size(); ++worker) {
-        arithmetic_same(arithmetic::add, total.data(), scratch[worker].filter_sums.data(), total.data(), block);
-    }
+    std::vector<T> total(plan.points() * g.c * g.o, T(0));
+    thread_sums<T> sums(total.data(), total.size(), plan.workers);
+    plan.for_each_chunk([&](std::size_t worker, chunk_scratch<T>& mine, std::size_t first, std::size_t count) {
+        const std::size_t tiles = count * plan.tiles();
+        T* sum = sums.of(worker);
+        plan.transform_inputs(input, first, count, mine.inputs.get(), mine.patch);
+        plan.transform_grads(grad, first, count, mine.products.get(), mine.values);
+        for (std::size_t p = 0; p < plan.points(); ++p) {
+            gemm(mine.inputs.get() + p * plan.inputs_plane, g.c, true, mine.products.get() + p * plan.products_plane,
+                 g.o, false, sum + p * g.c * g.o, g.c, g.o, tiles, T(1));
+        }
+    });
+    sums.add_up();
     plan.transform_filters_back(total.data(), out);
 }
 
