@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -377,8 +378,10 @@ public:
           options(options), nonlinearity(detail::activation_named(options.activation, site)),
           kernel_initializer(detail::initializer_named<T>(options.kernel_initializer, site))
     {
-        for (std::ptrdiff_t k : kernel_size) {
-            check_positive(this->kind.layer, site, "kernel_size", k);
+        for (std::size_t axis = 0; axis < 2; ++axis) {
+            check_positive(this->kind.layer, site, "kernel_size", kernel_size[axis]);
+            check_positive(this->kind.layer, site, "strides", options.strides[axis]);
+            check_positive(this->kind.layer, site, "dilation_rate", options.dilation_rate[axis]);
         }
     }
 
@@ -437,7 +440,7 @@ public:
     basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const override
     {
         const conv_options& o = this->options;
-        return conv2d(x, *this->kernel, {o.strides, o.padding, o.dilation_rate}, site);
+        return conv2d(x, *this->kernel, {o.strides, o.padding, o.dilation_rate, o.algorithm}, site);
     }
     std::size_t filters;
 };
@@ -484,10 +487,23 @@ public:
         for (std::size_t axis = 0; axis < 2; ++axis) {
             const std::size_t in = x.shape()[axis + 1];
             const auto stride = std::size_t(o.strides[axis]);
-            const auto extent = std::size_t((this->kernel_size[axis] - 1) * o.dilation_rate[axis] + 1);
-            out[axis + 1] = o.padding == padding::same ? in * stride : in == 0 ? 0 : (in - 1) * stride + extent;
+            const auto kernel = std::size_t(this->kernel_size[axis]);
+            const auto dilation = std::size_t(o.dilation_rate[axis]);
+            std::size_t extent = 0;
+            std::size_t size = 0;
+            const bool overflows =
+                __builtin_mul_overflow(kernel - 1, dilation, &extent) || __builtin_add_overflow(extent, 1, &extent) ||
+                (o.padding == padding::same ? __builtin_mul_overflow(in, stride, &size)
+                                            : in > 0 && (__builtin_mul_overflow(in - 1, stride, &size) ||
+                                                         __builtin_add_overflow(size, extent, &size)));
+            if (overflows || size > std::size_t(std::numeric_limits<std::ptrdiff_t>::max())) {
+                detail::fail<argument_error>("layer '" + this->path + "'", site,
+                                             "its output would span more than an offset can count (2^63 - 1) along "
+                                             "axis " + std::to_string(axis + 1));
+            }
+            out[axis + 1] = size;
         }
-        return conv2d_transpose(x, *this->kernel, out, {o.strides, o.padding, o.dilation_rate}, site);
+        return conv2d_transpose(x, *this->kernel, out, {o.strides, o.padding, o.dilation_rate, o.algorithm}, site);
     }
     std::size_t filters;
 };

@@ -342,6 +342,276 @@ TEST_CASE("im2col's runs of rows shared between threads give the definition's va
     require_definition_on_two_threads({3, 64, 64, 3}, {5, 5, 3, 16}, {.strides = {2, 3}, .padding = gt::padding::valid});
 }
 
+namespace {
+
+// Where a tensor is NaN, +Inf and -Inf, in flat order: 0, 1, 2, and 3 for finite.
+std::vector<int> kinds(const xt::xarray<double>& values)
+{
+    std::vector<int> out(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        const double v = values.flat(i);
+        out[i] = std::isnan(v) ? 0 : v == INFINITY ? 1 : v == -INFINITY ? 2 : 3;
+    }
+    return out;
+}
+
+// Which outputs of a stride-1, dilation-1 convolution read input pixel (y, x).
+xt::xarray<bool> windows_holding(const gt::shape_type& output, std::size_t kernel, std::size_t pad, std::size_t y,
+                                 std::size_t x)
+{
+    xt::xarray<bool> out = xt::zeros<bool>({output[1], output[2]});
+    for (std::size_t oy = 0; oy < output[1]; ++oy) {
+        for (std::size_t ox = 0; ox < output[2]; ++ox) {
+            const std::ptrdiff_t dy = std::ptrdiff_t(y + pad) - std::ptrdiff_t(oy);
+            const std::ptrdiff_t dx = std::ptrdiff_t(x + pad) - std::ptrdiff_t(ox);
+            out(oy, ox) = dy >= 0 && dx >= 0 && dy < std::ptrdiff_t(kernel) && dx < std::ptrdiff_t(kernel);
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a NaN or an infinity reaches only the outputs whose windows hold it, on Winograd's path too",
+          "[conv][values][winograd]")
+{
+    for (const std::size_t kernel : {3, 5}) {
+        for (const double bad : {NAN, INFINITY, -INFINITY}) {
+            INFO(kernel << "x" << kernel << " kernel, a pixel of " << bad);
+            const gt::conv2d_options same{.padding = gt::padding::same};
+            const gt::conv2d_options by_im2col{.padding = gt::padding::same, .algorithm = gt::conv_algorithm::im2col};
+            xt::xarray<double> image = random64({2, 11, 10, 16}).value();
+            image(1, 5, 6, 3) = bad;
+            const Tensor64 x = image;
+            const Tensor64 w = random64({kernel, kernel, 16, 17});
+            const Tensor64 y = gt::conv2d(x, w, same);
+            REQUIRE(kinds(y.value()) == kinds(gt::conv2d(x, w, by_im2col).value()));
+            // Image 0 is finite; in image 1 the bad pixel's windows are, and only they.
+            const xt::xarray<bool> reached = windows_holding(y.shape(), kernel, kernel / 2, 5, 6);
+            for (std::size_t oy = 0; oy < y.shape()[1]; ++oy) {
+                for (std::size_t ox = 0; ox < y.shape()[2]; ++ox) {
+                    INFO("output " << oy << ", " << ox);
+                    const auto first = xt::view(y.value(), 0, oy, ox, xt::all());
+                    const auto second = xt::view(y.value(), 1, oy, ox, xt::all());
+                    REQUIRE(xt::all(xt::isfinite(first)));
+                    REQUIRE(bool(xt::all(xt::isfinite(second))) == !reached(oy, ox));
+                }
+            }
+            // An infinity keeps its sign times the tap's where it lands.
+            if (std::isinf(bad)) {
+                const double tap = w.value()(kernel / 2, kernel / 2, 3, 0);
+                REQUIRE(y.value()(1, 5, 6, 0) == ((bad > 0) == (tap > 0) ? INFINITY : -INFINITY));
+            }
+
+            // The input's gradient and the filters' from an upstream gradient
+            // holding the bad value, against im2col's.
+            xt::xarray<double> upstream = random64(y.shape()).value();
+            upstream(1, 4, 2, 5) = bad;
+            gt::GradientTape tape;
+            tape.watch(x);
+            tape.watch(w);
+            const auto grads = tape.gradient(gt::conv2d(x, w, same), {x, w}, Tensor64(upstream));
+            gt::GradientTape reference_tape;
+            reference_tape.watch(x);
+            reference_tape.watch(w);
+            const auto reference = reference_tape.gradient(gt::conv2d(x, w, by_im2col), {x, w}, Tensor64(upstream));
+            REQUIRE(kinds(grads[0].value()) == kinds(reference[0].value()));
+            REQUIRE(kinds(grads[1].value()) == kinds(reference[1].value()));
+            // check_numerics counts what im2col gives.
+            REQUIRE(xt::sum(xt::cast<int>(!xt::isfinite(grads[0].value())))() ==
+                    xt::sum(xt::cast<int>(!xt::isfinite(reference[0].value())))());
+        }
+    }
+}
+
+namespace {
+
+// The largest magnitude of image (1, H, W, C) over rows [top, top + rows) and
+// columns [left, left + columns), clipped to the image.
+double largest_in(const xt::xarray<double>& image, std::ptrdiff_t top, std::ptrdiff_t left, std::size_t rows,
+                  std::size_t columns)
+{
+    double largest = 0;
+    for (std::ptrdiff_t y = std::max<std::ptrdiff_t>(top, 0);
+         y < std::min<std::ptrdiff_t>(top + std::ptrdiff_t(rows), std::ptrdiff_t(image.shape()[1])); ++y) {
+        for (std::ptrdiff_t x = std::max<std::ptrdiff_t>(left, 0);
+             x < std::min<std::ptrdiff_t>(left + std::ptrdiff_t(columns), std::ptrdiff_t(image.shape()[2])); ++x) {
+            largest = std::max(largest, double(xt::amax(xt::abs(xt::view(image, 0, y, x, xt::all())))()));
+        }
+    }
+    return largest;
+}
+
+}  // namespace
+
+TEST_CASE("Winograd's error is bounded by the largest value of the output's tile, one large pixel among small ones",
+          "[conv][values][winograd]")
+{
+    // README, "Convolutions": in float, an output of Winograd's 4x4 tiles is
+    // within 16 float ulps of M * sum |w| of the exact value, where sum |w| is
+    // over the taps and channels that make the output channel, and M the
+    // largest |input| of the tile's (4 + K - 1)^2 input patch. The input's
+    // gradient likewise, M then the largest |upstream gradient| of the tiles
+    // whose patches hold the pixel. (Measured on 300 random cases each: 9.5
+    // and 4.8 for 3x3 and 5x5 kernels, 5.0 and 4.0 for the input's gradient.)
+    constexpr double ulps = 16;
+    const double epsilon = std::numeric_limits<float>::epsilon();
+    for (const std::size_t kernel : {3, 5}) {
+        for (const double large : {1e4, 1e6}) {
+            INFO(kernel << "x" << kernel << ", one pixel of " << large);
+            const std::size_t pad = kernel / 2;
+            const std::size_t side = 4 + kernel - 1;
+            // At (8, 8): inside the patches of tiles whose outputs' windows miss it.
+            xt::xarray<double> image = random64({1, 12, 12, 16}).value();
+            image(0, 8, 8, 2) = large;
+            const xt::xarray<double> filters = random64({kernel, kernel, 16, 16}).value();
+            const gt::conv2d_options winograd{.padding = gt::padding::same, .algorithm = gt::conv_algorithm::winograd};
+            const gt::conv2d_options im2col{.padding = gt::padding::same, .algorithm = gt::conv_algorithm::im2col};
+            const auto in_float = [](const xt::xarray<double>& values) { return gt::cast<float>(Tensor64(values)); };
+            const xt::xarray<double> exact = direct_conv2d(image, filters, winograd);
+            const gt::Tensor y = gt::conv2d(in_float(image), in_float(filters), winograd);
+            const gt::Tensor y_by_columns = gt::conv2d(in_float(image), in_float(filters), im2col);
+            // The image as an upstream gradient: the input's gradient is conv2d_transpose.
+            const xt::xarray<double> exact_back = gt::conv2d_transpose(Tensor64(image), Tensor64(filters), {1, 12, 12, 16}, im2col).value();
+            const gt::Tensor back = gt::conv2d_transpose(in_float(image), in_float(filters), {1, 12, 12, 16}, winograd);
+            double worst = 0;
+            double worst_back = 0;
+            bool spread = false;
+            const xt::xarray<bool> reached = windows_holding({1, 12, 12}, kernel, pad, 8, 8);
+            for (std::size_t oy = 0; oy < 12; ++oy) {
+                for (std::size_t ox = 0; ox < 12; ++ox) {
+                    const double patch = largest_in(image, std::ptrdiff_t(oy / 4 * 4 - pad),
+                                                    std::ptrdiff_t(ox / 4 * 4 - pad), side, side);
+                    double tiles = 0;
+                    for (std::size_t ty = 0; ty < 3; ++ty) {
+                        for (std::size_t tx = 0; tx < 3; ++tx) {
+                            const std::ptrdiff_t top = std::ptrdiff_t(ty * 4 - pad);
+                            const std::ptrdiff_t left = std::ptrdiff_t(tx * 4 - pad);
+                            if (std::ptrdiff_t(oy) >= top && std::ptrdiff_t(oy) < top + std::ptrdiff_t(side) &&
+                                std::ptrdiff_t(ox) >= left && std::ptrdiff_t(ox) < left + std::ptrdiff_t(side)) {
+                                tiles = std::max(tiles, largest_in(image, std::ptrdiff_t(ty * 4), std::ptrdiff_t(tx * 4), 4, 4));
+                            }
+                        }
+                    }
+                    for (std::size_t o = 0; o < 16; ++o) {
+                        const double taps = xt::sum(xt::abs(xt::view(filters, xt::all(), xt::all(), xt::all(), o)))();
+                        const double taps_back = xt::sum(xt::abs(xt::view(filters, xt::all(), xt::all(), o, xt::all())))();
+                        const double error = std::abs(double(y.value()(0, oy, ox, o)) - exact(0, oy, ox, o));
+                        worst = std::max(worst, error / (epsilon * patch * taps));
+                        worst_back = std::max(worst_back, std::abs(double(back.value()(0, oy, ox, o)) - exact_back(0, oy, ox, o)) /
+                                                              (epsilon * tiles * taps_back));
+                        // Outside the pixel's windows: Winograd's error grows with it, im2col's does not.
+                        if (!reached(oy, ox)) {
+                            spread = spread || error > 100 * epsilon * 1.5 * taps;
+                            REQUIRE_THAT(double(y_by_columns.value()(0, oy, ox, o)),
+                                         Catch::Matchers::WithinAbs(exact(0, oy, ox, o), 4 * epsilon * 1.5 * taps));
+                        }
+                    }
+                }
+            }
+            INFO("worst error in float ulps of M * sum |w|: " << worst << ", of the input's gradient " << worst_back);
+            REQUIRE(worst <= ulps);
+            REQUIRE(worst_back <= ulps);
+            // The bound is needed: the large pixel does move outputs outside its windows.
+            REQUIRE(spread);
+        }
+    }
+}
+
+TEST_CASE("the convolution algorithm is chosen per call and for the process, and refused where it cannot apply",
+          "[conv][values][winograd]")
+{
+    // A 3x3 convolution of few channels goes by im2col unless Winograd is
+    // asked for; in float the two round differently, so the choice shows.
+    const Tensor64 x64 = random64({1, 9, 9, 4});
+    const Tensor64 w64 = random64({3, 3, 4, 4});
+    const gt::Tensor x = gt::cast<float>(x64);
+    const gt::Tensor w = gt::cast<float>(w64);
+    const auto with = [&](gt::conv_algorithm algorithm) {
+        return gt::conv2d(x, w, {.padding = gt::padding::same, .algorithm = algorithm}).value();
+    };
+    const xt::xarray<float> automatic = with(gt::conv_algorithm::automatic);
+    const xt::xarray<float> winograd = with(gt::conv_algorithm::winograd);
+    REQUIRE(automatic == with(gt::conv_algorithm::im2col));
+    REQUIRE(winograd != automatic);
+    const xt::xarray<double> exact = direct_conv2d(x64.value(), w64.value(), {.padding = gt::padding::same});
+    REQUIRE(xt::allclose(xt::xarray<double>(winograd), exact, 0, 1e-4));
+
+    REQUIRE(gt::get_conv_algorithm() == gt::conv_algorithm::automatic);
+    gt::set_conv_algorithm(gt::conv_algorithm::winograd);
+    const xt::xarray<float> set_winograd = with(gt::conv_algorithm::automatic);
+    // Where Winograd does not apply, the setting leaves im2col.
+    REQUIRE_NOTHROW(gt::conv2d(x, w, {.strides = {2, 2}}));
+    gt::set_conv_algorithm(gt::conv_algorithm::im2col);
+    const xt::xarray<float> set_im2col = with(gt::conv_algorithm::automatic);
+    const xt::xarray<float> asked_winograd = with(gt::conv_algorithm::winograd);
+    gt::set_conv_algorithm(gt::conv_algorithm::automatic);
+    REQUIRE(set_winograd == winograd);
+    REQUIRE(set_im2col == automatic);
+    REQUIRE(asked_winograd == winograd);
+
+    // Asked for where it cannot apply: an argument_error naming the call.
+    REQUIRE_THROWS_AS(gt::conv2d(x, w, {.strides = {2, 2}, .algorithm = gt::conv_algorithm::winograd}),
+                      gt::argument_error);
+    REQUIRE_THROWS_WITH(gt::conv2d(x, gt::cast<float>(random64({2, 2, 4, 4})), {.algorithm = gt::conv_algorithm::winograd}),
+                        Contains("conv2d") && Contains("3x3 or 5x5") && Contains("test_conv.cpp"));
+    // The layers take it too.
+    gt::Conv2D layer(4, {3, 3}, {.padding = gt::padding::same, .algorithm = gt::conv_algorithm::winograd});
+    const xt::xarray<float> by_layer = layer(x).value();
+    // Its bias starts at zero.
+    REQUIRE(by_layer ==
+            gt::conv2d(x, layer.variables()[0], {.padding = gt::padding::same, .algorithm = gt::conv_algorithm::winograd})
+                .value());
+}
+
+TEST_CASE("a kernel or dilation whose span overflows an offset is refused, and an empty output costs nothing",
+          "[conv][errors]")
+{
+    const Tensor64 x = random64({1, 8, 8, 2});
+    const Tensor64 w = random64({5, 5, 2, 3});
+    constexpr std::ptrdiff_t huge = std::ptrdiff_t{1} << 62;
+    constexpr std::ptrdiff_t largest = std::numeric_limits<std::ptrdiff_t>::max();
+    for (const gt::padding padding : {gt::padding::valid, gt::padding::same}) {
+        for (const std::ptrdiff_t dilation : {huge, largest}) {
+            INFO("dilation " << dilation);
+            REQUIRE_THROWS_AS(gt::conv2d(x, w, {.padding = padding, .dilations = {dilation, 1}}), gt::argument_error);
+            REQUIRE_THROWS_WITH(gt::conv2d(x, w, {.padding = padding, .dilations = {1, dilation}}),
+                                Contains("conv2d") && Contains("offset") && Contains("test_conv.cpp"));
+            REQUIRE_THROWS_AS(gt::depthwise_conv2d(x, random64({5, 5, 2, 1}), {.padding = padding, .dilations = {dilation, 1}}),
+                              gt::argument_error);
+            REQUIRE_THROWS_AS(gt::conv2d_transpose(random64({1, 8, 8, 3}), w, x.shape(),
+                                                   {.padding = gt::padding::same, .dilations = {dilation, dilation}}),
+                              gt::argument_error);
+        }
+    }
+    REQUIRE_THROWS_AS(gt::max_pool2d(x, {.ksize = {largest, 2}, .strides = {2, 2}, .padding = gt::padding::same}),
+                      gt::argument_error);
+    // A stride of the largest size takes one window, at the corner: the first
+    // output of the definition.
+    const Tensor64 strided = gt::conv2d(x, w, {.strides = {largest, largest}, .padding = gt::padding::same});
+    REQUIRE(strided.shape() == gt::shape_type{1, 1, 1, 3});
+    const xt::xarray<double> corner =
+        direct_conv2d(xt::view(x.value(), xt::all(), xt::range(0, 5), xt::range(0, 5), xt::all()), w.value(), {});
+    REQUIRE(xt::allclose(strided.value(), corner, 1e-12, 1e-12));
+    // The layers refuse what would wrap, naming themselves.
+    gt::Conv2DTranspose64 transposed(2, {3, 3}, {.padding = gt::padding::valid, .dilation_rate = {huge, 1}});
+    REQUIRE_THROWS_WITH(transposed(x), Contains("layer 'conv2d_transpose'") && Contains("offset"));
+    REQUIRE_THROWS_AS(gt::Conv2D64(2, {3, 3}, {.strides = {0, 1}}), gt::argument_error);
+    REQUIRE_THROWS_AS(gt::Conv2D64(2, {3, 3}, {.dilation_rate = {1, -2}}), gt::argument_error);
+
+    // No output channels and a kernel taller than any memory: an empty output,
+    // its gradients zero and empty, and no allocation of the kernel's windows.
+    const Tensor64 nothing = gt::zeros<double>({std::size_t{1} << 40, 1, 2, 0});
+    gt::GradientTape tape;
+    tape.watch(x);
+    tape.watch(nothing);
+    const Tensor64 y = gt::conv2d(x, nothing, {.padding = gt::padding::same});
+    REQUIRE(y.shape() == gt::shape_type{1, 8, 8, 0});
+    const auto grads = tape.gradient(gt::reduce_sum(y), {x, nothing});
+    REQUIRE(grads[0].value() == xt::zeros<double>(x.shape()));
+    REQUIRE(grads[1].shape() == nothing.shape());
+}
+
 TEST_CASE("gradients and second derivatives through Winograd's tiles", "[conv][gradient][winograd]")
 {
     // A convolution is linear and the square of one quadratic, so central

@@ -2,6 +2,7 @@
 // tensors and tapes, numeric checks, traces.
 #include <cmath>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "support.hpp"
@@ -138,6 +139,27 @@ TEST_CASE("check_numerics: the first op giving a NaN or Inf throws, naming it", 
         gt::set_check_numerics(false);
         REQUIRE_THAT(message, Contains("sqrt") && Contains("gradient") && Contains("1 of 2 elements NaN or Inf") && Contains(here(line)));
         REQUIRE_THROWS_WITH(tape.gradient(total, at_zero), Contains("stopped by") && Contains("record"));
+    }
+}
+
+TEMPLATE_TEST_CASE("check_numerics finds one NaN or infinity at any place of any length, on every kernel path",
+                   "[debug][numerics][kernels]", float, double)
+{
+    using T = TestType;
+    gt::check_numerics guard;
+    for (std::size_t n : {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65}) {
+        xt::xarray<T> values = xt::arange<T>(T(n));
+        REQUIRE_NOTHROW(gt::basic_tensor<T>(values) * T(1));
+        for (std::size_t at = 0; at < n; ++at) {
+            for (const T bad : {std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity(),
+                                -std::numeric_limits<T>::infinity()}) {
+                xt::xarray<T> spoiled = values;
+                spoiled(at) = bad;
+                INFO(n << " elements, " << bad << " at " << at);
+                REQUIRE_THROWS_WITH(gt::basic_tensor<T>(spoiled) * T(1),
+                                    Contains("1 of " + std::to_string(n) + " elements NaN or Inf"));
+            }
+        }
     }
 }
 

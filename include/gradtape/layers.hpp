@@ -166,6 +166,8 @@ struct conv_options {
     std::array<std::ptrdiff_t, 2> strides{1, 1};
     ::gradtape::padding padding = ::gradtape::padding::valid;
     std::array<std::ptrdiff_t, 2> dilation_rate{1, 1};
+    // Conv2D and Conv2DTranspose only (nn.hpp).
+    conv_algorithm algorithm = conv_algorithm::automatic;
     ::gradtape::activation activation{};
     initializer kernel_initializer{};
     bool use_bias = true;

@@ -57,11 +57,31 @@ template <dtype T>
 // the smaller half before.
 enum class padding { valid, same };
 
+// How a convolution computes its products, as oneDNN and cuDNN let one choose.
+// - automatic: the process's setting (set_conv_algorithm), by default Winograd's
+//   minimal filtering where it is faster (unit strides and dilations, a 3x3
+//   or 5x5 kernel, 16 channels or more each way) and im2col elsewhere;
+// - winograd: Winograd's wherever it applies (unit strides and dilations, a
+//   3x3 or 5x5 kernel); asked of a convolution it does not apply to, an
+//   argument_error. Its rounding differs from im2col's: README, "Convolutions";
+// - im2col: one product of the windows' columns, as TensorFlow's CPU kernels.
+// A NaN or an infinity in either operand sends a convolution to im2col
+// whatever is asked, so that it reaches only the outputs whose windows hold it.
+enum class conv_algorithm { automatic, winograd, im2col };
+
 struct conv2d_options {
     std::array<std::ptrdiff_t, 2> strides{1, 1};
     ::gradtape::padding padding = ::gradtape::padding::valid;
     std::array<std::ptrdiff_t, 2> dilations{1, 1};
+    conv_algorithm algorithm = conv_algorithm::automatic;
 };
+
+// The algorithm of every convolution left `automatic`, for the whole process:
+// `winograd` then takes it wherever it applies, `im2col` never, and
+// `automatic` restores the default. GRADTAPE_CONV_ALGORITHM (automatic,
+// winograd or im2col) sets it when the first convolution runs.
+void set_conv_algorithm(conv_algorithm algorithm);
+[[nodiscard]] conv_algorithm get_conv_algorithm();
 
 // input [N, H, W, C] (NHWC), filters [KH, KW, C, O] -> [N, OH, OW, O].
 // Gradients: conv2d_transpose(grad, filters) for the input, the correlation

@@ -4,7 +4,10 @@
 #include "arithmetic.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 #include <functional>
 
 #include "../dtypes.hpp"
@@ -96,6 +99,20 @@ template <class T>
     }
 }
 
+// An exponent of all ones is an infinity or a NaN. Compared as integers, and
+// or-ed without an early exit, so that it vectorises.
+template <class T>
+[[gnu::always_inline]] inline bool all_finite_loop(const T* __restrict values, std::size_t n)
+{
+    using bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr bits exponent = bits(sizeof(T) == 4 ? 0x7f800000u : 0x7ff0000000000000u);
+    bits bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        bad |= bits((std::bit_cast<bits>(values[i]) & exponent) == exponent);
+    }
+    return bad == 0;
+}
+
 // Written without branches so that it vectorises: a window's winner is data,
 // which a branch predictor cannot learn.
 template <class T>
@@ -133,6 +150,7 @@ struct kernel_table {
     void (*combine_rows)(const T*, std::size_t, std::size_t, const T*, std::size_t, T*, std::size_t, std::size_t);
     void (*adam_update)(T*, T*, T*, T*, const T*, std::size_t, const adam_coefficients<T>&);
     void (*multiply_add)(const T*, const T*, T*, std::size_t);
+    bool (*all_finite)(const T*, std::size_t);
 };
 
 // The kernels of one instruction set: ISA names it, TARGET is the attribute
@@ -186,9 +204,14 @@ struct kernel_table {
         multiply_add_loop(a, b, out, n);                                                                               \
     }                                                                                                                  \
     template <class T>                                                                                                 \
+    TARGET bool all_finite_##ISA(const T* values, std::size_t n)                                                      \
+    {                                                                                                                  \
+        return all_finite_loop(values, n);                                                                             \
+    }                                                                                                                  \
+    template <class T>                                                                                                 \
     constexpr kernel_table<T> ISA##_kernels{same_##ISA<T>,          left_##ISA<T>,        right_##ISA<T>,             \
                                             subtract_scaled_##ISA<T>, keep_larger_##ISA<T>, combine_rows_##ISA<T>,      \
-                                            adam_update_##ISA<T>,    multiply_add_##ISA<T>};
+                                            adam_update_##ISA<T>,    multiply_add_##ISA<T>, all_finite_##ISA<T>};
 
 #if defined(__x86_64__)
 GRADTAPE_ARITHMETIC_KERNELS(sse2, [[gnu::target("arch=x86-64")]])
@@ -272,6 +295,12 @@ void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t 
     kernels<T>().keep_larger(best, from, candidates, first, n);
 }
 
+template <class T>
+bool all_finite(const T* values, std::size_t n)
+{
+    return kernels<T>().all_finite(values, n);
+}
+
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template void arithmetic_same(arithmetic, const T*, const T*, T*, std::size_t);                                   \
     template void arithmetic_scalar_left(arithmetic, T, const T*, T*, std::size_t);                                   \
@@ -281,7 +310,8 @@ void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t 
     template void combine_rows(const T*, std::size_t, std::size_t, const T*, std::size_t, T*, std::size_t,           \
                                std::size_t);                                                                          \
     template void adam_update(T*, T*, T*, T*, const T*, std::size_t, const adam_coefficients<T>&);                  \
-    template void multiply_add(const T*, const T*, T*, std::size_t);
+    template void multiply_add(const T*, const T*, T*, std::size_t);                                                 \
+    template bool all_finite(const T*, std::size_t);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape::detail

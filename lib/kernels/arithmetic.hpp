@@ -1,5 +1,5 @@
 // Loops over contiguous buffers: the four arithmetic ops, the updates of SGD
-// and Adam, and the inner loops of the convolutions and pools, compiled for
+// and Adam, the finiteness scan, and the inner loops of the convolutions and pools, compiled for
 // several instruction sets and run with the machine's (isa.hpp). The
 // library's ABI and xt::xarray's allocator stay the baseline's, so a program
 // built for any x86-64 machine links and runs unchanged. The results are the
@@ -41,12 +41,13 @@ template <class T>
 void adam_update(T* weights, T* mean, T* variance, T* max_variance, const T* gradient, std::size_t n,
                  const adam_coefficients<T>& k);
 
-// One step of a max pool's scan: where candidates[i] is larger than best[i],
-// or is NaN where best[i] is not, best[i] takes it and from[i] becomes
-// first + i. A tie keeps the earlier element.
 // out[i] += a[i] * b[i], the product rounded, then the sum.
 template <class T>
 void multiply_add(const T* a, const T* b, T* out, std::size_t n);
+
+// Whether no value is a NaN or an infinity.
+template <class T>
+[[nodiscard]] bool all_finite(const T* values, std::size_t n);
 
 // out row i = the sum over j of weights[i * cols + j] times in row j, for i
 // < rows: a small matrix applied along a tensor's leading axis, rows of n
@@ -56,6 +57,9 @@ template <class T>
 void combine_rows(const T* weights, std::size_t rows, std::size_t cols, const T* in, std::size_t in_stride, T* out,
                   std::size_t out_stride, std::size_t n);
 
+// One step of a max pool's scan: where candidates[i] is larger than best[i],
+// or is NaN where best[i] is not, best[i] takes it and from[i] becomes
+// first + i. A tie keeps the earlier element.
 template <class T>
 void keep_larger(T* best, std::int64_t* from, const T* candidates, std::int64_t first, std::size_t n);
 

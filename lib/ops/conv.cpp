@@ -10,8 +10,12 @@
 #include <gradtape/nn.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -41,18 +45,61 @@ std::string describe(const shape_type& input, const shape_type& filters, const c
            (options.padding == padding::same ? "same" : "valid");
 }
 
-// The output size along one axis and the padding before it, by TensorFlow's rules.
-std::pair<std::size_t, std::size_t> output_extent(std::size_t in, std::size_t kernel, std::size_t stride,
-                                                  std::size_t dilation, padding kind)
+// The process's setting, read from GRADTAPE_CONV_ALGORITHM when first asked for.
+std::atomic<conv_algorithm>& conv_algorithm_setting(const std::source_location& site)
 {
-    const std::size_t span = (kernel - 1) * dilation + 1;
-    if (kind == padding::same) {
-        const std::size_t out = (in + stride - 1) / stride;
-        const std::size_t needed = out == 0 ? 0 : (out - 1) * stride + span;
-        const std::size_t total = needed > in ? needed - in : 0;
-        return {out, total / 2};
+    static std::atomic<conv_algorithm> setting = [&] {
+        const char* chosen = std::getenv("GRADTAPE_CONV_ALGORITHM");
+        const std::string name = chosen == nullptr ? "" : chosen;
+        if (name.empty() || name == "automatic") {
+            return conv_algorithm::automatic;
+        }
+        if (name == "winograd") {
+            return conv_algorithm::winograd;
+        }
+        if (name != "im2col") {
+            fail<argument_error>("GRADTAPE_CONV_ALGORITHM", site,
+                                 "must be automatic, winograd or im2col, got '" + name + "'");
+        }
+        return conv_algorithm::im2col;
+    }();
+    return setting;
+}
+
+// a * b + c, where it is at most PTRDIFF_MAX: the windows' positions are
+// computed as signed offsets from the padding.
+std::optional<std::size_t> index_sum(std::size_t a, std::size_t b, std::size_t c)
+{
+    std::size_t product = 0;
+    std::size_t sum = 0;
+    if (__builtin_mul_overflow(a, b, &product) || __builtin_add_overflow(product, c, &sum) ||
+        sum > std::size_t(std::numeric_limits<std::ptrdiff_t>::max())) {
+        return std::nullopt;
     }
-    return {in < span ? 0 : (in - span) / stride + 1, 0};
+    return sum;
+}
+
+// The output size along one axis and the padding before it, by TensorFlow's
+// rules; nothing where the dilated kernel, or the padded input it needs,
+// spans more than an offset can count.
+std::optional<std::pair<std::size_t, std::size_t>> output_extent(std::size_t in, std::size_t kernel,
+                                                                 std::size_t stride, std::size_t dilation,
+                                                                 padding kind)
+{
+    const std::optional<std::size_t> span = index_sum(kernel - 1, dilation, 1);
+    if (!span || !index_sum(in, 1, 0)) {
+        return std::nullopt;
+    }
+    if (kind == padding::same) {
+        const std::size_t out = in / stride + (in % stride != 0);
+        const std::optional<std::size_t> needed = out == 0 ? 0 : index_sum(out - 1, stride, *span);
+        if (!needed) {
+            return std::nullopt;
+        }
+        const std::size_t total = *needed > in ? *needed - in : 0;
+        return std::pair{out, total / 2};
+    }
+    return std::pair{in < *span ? 0 : (in - *span) / stride + 1, std::size_t{0}};
 }
 
 conv_geometry plan_conv(std::string_view op, const std::source_location& site, const shape_type& input,
@@ -76,6 +123,11 @@ conv_geometry plan_conv(std::string_view op, const std::source_location& site, c
     if (filters[0] == 0 || filters[1] == 0) {
         refuse("the filters are empty");
     }
+    if (const auto taps = index_sum(filters[0], filters[1], 0); !taps || !index_sum(*taps, input[3], 0)) {
+        fail<argument_error>(op, site,
+                             "a window of the filters' size holds more elements than an offset can count (2^63 - 1): " +
+                                 describe(input, filters, options));
+    }
     conv_geometry g{};
     g.n = input[0];
     g.h = input[1];
@@ -88,12 +140,47 @@ conv_geometry plan_conv(std::string_view op, const std::source_location& site, c
     g.stride_w = std::size_t(options.strides[1]);
     g.dilation_h = std::size_t(options.dilations[0]);
     g.dilation_w = std::size_t(options.dilations[1]);
-    std::tie(g.oh, g.pad_top) = output_extent(g.h, g.kh, g.stride_h, g.dilation_h, options.padding);
-    std::tie(g.ow, g.pad_left) = output_extent(g.w, g.kw, g.stride_w, g.dilation_w, options.padding);
+    const auto rows = output_extent(g.h, g.kh, g.stride_h, g.dilation_h, options.padding);
+    const auto columns = output_extent(g.w, g.kw, g.stride_w, g.dilation_w, options.padding);
+    if (!rows || !columns) {
+        fail<argument_error>(op, site,
+                             "the dilated kernel, or the padded input it needs, spans more than an offset can count "
+                             "(2^63 - 1): " +
+                                 describe(input, filters, options));
+    }
+    std::tie(g.oh, g.pad_top) = *rows;
+    std::tie(g.ow, g.pad_left) = *columns;
     if (options.padding == padding::valid && (g.oh == 0 || g.ow == 0)) {
         refuse("the (dilated) kernel is larger than the input, which valid padding does not pad");
     }
+    (void)conv_algorithm_setting(site);
+    if (options.algorithm == conv_algorithm::winograd && !detail::winograd_applies(g)) {
+        fail<argument_error>(op, site,
+                             "Winograd's algorithm takes unit strides and dilations and a 3x3 or 5x5 kernel only: " +
+                                 describe(input, filters, options));
+    }
     return g;
+}
+
+// Note [Winograd and non-finite values]
+// Winograd's input transform mixes every pixel of a tile's patch into every
+// point, and its output transform every point into every output of the
+// tile: a NaN or an infinity anywhere in a patch would reach all the tile's
+// outputs, and an infinity would become NaN, where a direct convolution
+// confines it to the windows that hold it. A convolution whose operands hold
+// either goes by im2col: one scan of both, which leaves finite data's results
+// as they are.
+template <dtype T>
+bool by_winograd(const conv_geometry& g, const conv2d_options& options, const xt::xarray<T>& a,
+                 const xt::xarray<T>& b)
+{
+    conv_algorithm chosen = options.algorithm;
+    if (chosen == conv_algorithm::automatic) {
+        chosen = conv_algorithm_setting({}).load(std::memory_order_relaxed);
+    }
+    const bool applies = chosen == conv_algorithm::winograd ? detail::winograd_applies(g)
+                                                            : chosen == conv_algorithm::automatic && detail::suits_winograd(g);
+    return applies && detail::all_finite(a.data(), a.size()) && detail::all_finite(b.data(), b.size());
 }
 
 // The filter taps k along one axis whose input index out * stride + k *
@@ -310,11 +397,14 @@ struct conv2d_op {
     void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& filters) const
     {
         const conv_geometry g = plan_conv(name, {}, input.shape(), filters.shape(), options);
+        if (out.size() == 0) {
+            return;
+        }
         if (g.patch() == 0) {
             out.fill(T(0));
             return;
         }
-        if (detail::suits_winograd(g)) {
+        if (by_winograd(g, options, input, filters)) {
             detail::winograd_conv2d(g, input.data(), filters.data(), out.data());
             return;
         }
@@ -360,7 +450,7 @@ struct conv2d_transpose_op {
         if (grad.size() == 0 || out.size() == 0) {
             return;
         }
-        if (detail::suits_winograd(g)) {
+        if (by_winograd(g, options, grad, filters)) {
             detail::winograd_conv2d_transpose(g, grad.data(), filters.data(), out.data());
             return;
         }
@@ -408,7 +498,7 @@ struct filter_correlation_op {
         if (input.size() == 0 || out.size() == 0 || g.positions() == 0) {
             return;
         }
-        if (detail::suits_winograd(g)) {
+        if (by_winograd(g, options, input, grad)) {
             detail::winograd_filter_gradient(g, input.data(), grad.data(), out.data());
             return;
         }
@@ -854,6 +944,16 @@ basic_tensor<T> conv1d(const basic_tensor<T>& input, const basic_tensor<T>& filt
     const basic_tensor<T> out = conv2d(image, kernel, as_2d, site);
     return reshape(out, {std::ptrdiff_t(out.shape()[0]), std::ptrdiff_t(out.shape()[2]), std::ptrdiff_t(out.shape()[3])},
                    site);
+}
+
+void set_conv_algorithm(conv_algorithm algorithm)
+{
+    conv_algorithm_setting({}).store(algorithm, std::memory_order_relaxed);
+}
+
+conv_algorithm get_conv_algorithm()
+{
+    return conv_algorithm_setting({}).load(std::memory_order_relaxed);
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \

@@ -80,9 +80,11 @@ struct thread_sums {
     }
 };
 
-// Whether the convolution goes by Winograd's minimal filtering rather than
-// im2col: unit strides and dilations, a 3x3 or 5x5 kernel, and channels
-// enough on both sides for the tile transforms to pay.
+// Whether Winograd's minimal filtering can compute the convolution: unit
+// strides and dilations and a 3x3 or 5x5 kernel.
+bool winograd_applies(const conv_geometry& g);
+// Whether it is also the faster way: channels enough on both sides for the
+// tile transforms to pay.
 bool suits_winograd(const conv_geometry& g);
 
 // The three products of a convolution, as conv.cpp's ops define them: the

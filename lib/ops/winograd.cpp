@@ -304,10 +304,15 @@ struct winograd_plan {
 
 }  // namespace
 
-bool suits_winograd(const conv_geometry& g)
+bool winograd_applies(const conv_geometry& g)
 {
     return g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 && g.kh == g.kw &&
-           (g.kh == 3 || g.kh == 5) && g.c >= 16 && g.o >= 16 && g.oh > 0 && g.ow > 0 && g.n > 0;
+           (g.kh == 3 || g.kh == 5);
+}
+
+bool suits_winograd(const conv_geometry& g)
+{
+    return winograd_applies(g) && g.c >= 16 && g.o >= 16;
 }
 
 template <class T>
