@@ -121,19 +121,44 @@ public:
 
     basic_tensor<T> run(const basic_tensor<T>& input, bool training, const std::source_location& site)
     {
-        prepare(input.shape(), site);
-        basic_tensor<T> output = call(input, training, site);
-        output_shape = output.shape();
-        return output;
+        return run_checked(
+            input.shape(), site, [&] { build(input.shape(), site); },
+            [&] { return call(input, training, site); });
     }
 
-    // Builds on the first input, checks every later one.
-    void prepare(const shape_type& shape, const std::source_location& site)
+    // Note [A layer's first call]
+    // The first call builds the layer (its variables, from the input's shape)
+    // and is all or nothing: if it throws, this layer and every layer under it
+    // that it built are as new again, so that a refused first call leaves no
+    // variable shaped for the refused input. Only the first call writes on a
+    // node (built, spec, own, first_output_shape); later calls read, which is
+    // what lets threads share a built layer.
+    template <class Build, class Call>
+    basic_tensor<T> run_checked(const shape_type& shape, const std::source_location& site, Build&& make, Call&& call)
     {
-        if (!built) {
-            build(shape, site);
-            built = true;
+        if (built) {
+            check(shape, site);
+            return call();
         }
+        std::vector<layer_node*> new_nodes;
+        collect_unbuilt(new_nodes);
+        try {
+            make();
+            check(shape, site);
+            basic_tensor<T> output = call();
+            first_output_shape = output.shape();
+            built = true;
+            return output;
+        } catch (...) {
+            for (layer_node* node : new_nodes) {
+                node->unbuild();
+            }
+            throw;
+        }
+    }
+
+    void check(const shape_type& shape, const std::source_location& site) const
+    {
         if (spec && !spec->accepts(shape)) {
             fail<shape_error>("layer '" + path + "'", site,
                               "takes inputs of shape " + spec->describe() + ", got " + format_shape(shape));
@@ -141,13 +166,38 @@ public:
     }
 
     virtual void build(const shape_type& shape, const std::source_location& site) = 0;
-    // Builds for an input of `shape` without an input: a layer made of others
-    // (Sequential, Model) learns its parts' input shapes only by running.
-    virtual void build_without_input(const shape_type& shape, const std::source_location& site)
-    {
-        prepare(shape, site);
-    }
     virtual basic_tensor<T> call(const basic_tensor<T>& input, bool training, const std::source_location& site) = 0;
+
+    // Builds for an input of `shape` by calling the layer on zeros, unrecorded:
+    // a layer made of others learns its parts' input shapes only by running.
+    void build_for(const shape_type& shape, const std::source_location& site)
+    {
+        if (!built) {
+            const auto pause = stop_recording();
+            (void)run(zeros<T>(shape, site), false, site);
+        }
+    }
+
+    void collect_unbuilt(std::vector<layer_node*>& out)
+    {
+        if (std::ranges::find(out, this) != out.end()) {
+            return;
+        }
+        if (!built) {
+            out.push_back(this);
+        }
+        for (const auto& [edge, child] : children) {
+            child->collect_unbuilt(out);
+        }
+    }
+
+    void unbuild()
+    {
+        built = false;
+        spec.reset();
+        own.clear();
+        first_output_shape.clear();
+    }
 
     // A variable of this layer, named by its path.
     basic_variable<T> make_variable(const std::string& slot, const basic_tensor<T>& initial, bool trainable = true)
@@ -171,16 +221,23 @@ public:
         }
     }
 
-    void describe(const std::string& prefix, int depth, std::ostringstream& out) const
+    // One row per layer, its parts indented under it: path, the output shape
+    // of its first call, and the parameters it holds with its parts.
+    void describe(const std::string& prefix, std::size_t depth,
+                  std::vector<std::array<std::string, 3>>& rows) const
     {
+        std::vector<std::pair<std::string, basic_variable<T>>> held;
+        std::set<const layer_node*> seen;
+        collect(prefix, seen, held);
         std::size_t count = 0;
-        for (const auto& [slot, variable] : own) {
+        for (const auto& [slot, variable] : held) {
             count += variable.size();
         }
-        out << std::string(std::size_t(depth) * 2, ' ') << prefix << "  output "
-            << (built ? format_shape(output_shape) : std::string("(not built)")) << "  " << count << " parameters\n";
+        rows.push_back({std::string(depth * 2, ' ') + prefix,
+                        built ? format_shape(first_output_shape) : std::string("(not built)"),
+                        std::to_string(count)});
         for (const auto& [edge, child] : children) {
-            child->describe(prefix + "/" + edge, depth + 1, out);
+            child->describe(prefix + "/" + edge, depth + 1, rows);
         }
     }
 
@@ -228,7 +285,7 @@ public:
     bool adopted = false;
     bool built = false;
     std::optional<input_spec> spec;
-    shape_type output_shape;
+    shape_type first_output_shape;
     std::vector<std::pair<std::string, basic_variable<T>>> own;
     // Each part with its name here.
     std::vector<std::pair<std::string, std::shared_ptr<layer_node>>> children;
@@ -268,15 +325,6 @@ std::size_t last_dimension(const shape_type& shape)
 }
 
 template <dtype T>
-void build_by_running(layer_node<T>& node, const shape_type& shape, const std::source_location& site)
-{
-    if (!node.built) {
-        const auto pause = stop_recording();
-        (void)node.run(zeros<T>(shape, site), false, site);
-    }
-}
-
-template <dtype T>
 class sequential_node final : public layer_node<T> {
 public:
     using layer_node<T>::layer_node;
@@ -288,10 +336,6 @@ public:
             x = child->run(x, training, site);
         }
         return x;
-    }
-    void build_without_input(const shape_type& shape, const std::source_location& site) override
-    {
-        build_by_running(*this, shape, site);
     }
 };
 
@@ -307,10 +351,6 @@ public:
                                          "is called through a handle that outlived its model object");
         }
         return owner->call(input, training);
-    }
-    void build_without_input(const shape_type& shape, const std::source_location& site) override
-    {
-        build_by_running(*this, shape, site);
     }
     basic_model<T>* owner;
 };
@@ -387,13 +427,13 @@ public:
 
     void build(const shape_type& shape, const std::source_location& site) final
     {
-        const bool fits = shape.size() == kind.input_rank;
-        std::vector<std::ptrdiff_t> dims(kind.input_rank - 1, -1);
-        dims.push_back(fits ? std::ptrdiff_t(shape.back()) : 0);
+        std::vector<std::ptrdiff_t> dims(kind.input_rank, -1);
         this->spec = input_spec{dims};
-        if (!fits) {
+        if (shape.size() != kind.input_rank) {
             return;
         }
+        dims.back() = std::ptrdiff_t(shape.back());
+        this->spec = input_spec{dims};
         kernel = this->make_variable(kind.kernel_name, kernel_initializer(kernel_shape(shape.back()), site));
         if (options.use_bias) {
             bias = this->make_variable("bias", zeros<T>({output_channels(shape.back())}, site));
@@ -682,10 +722,9 @@ public:
     }
     basic_tensor<T> lookup(const xt::xarray<std::int64_t>& ids, const std::source_location& site)
     {
-        this->prepare(shape_type(ids.shape().begin(), ids.shape().end()), site);
-        basic_tensor<T> output = embedding_lookup(*embeddings, ids, site);
-        this->output_shape = output.shape();
-        return output;
+        const shape_type shape(ids.shape().begin(), ids.shape().end());
+        return this->run_checked(
+            shape, site, [&] { build(shape, site); }, [&] { return embedding_lookup(*embeddings, ids, site); });
     }
     std::size_t input_dim;
     std::size_t output_dim;
@@ -706,10 +745,10 @@ public:
     }
     void build(const shape_type& shape, const std::source_location& site) override
     {
-        build_for(shape, shape, shape, site);
+        build_projections(shape, shape, shape, site);
     }
-    void build_for(const shape_type& query, const shape_type& value, const shape_type& key,
-                   const std::source_location& site)
+    void build_projections(const shape_type& query, const shape_type& value, const shape_type& key,
+                           const std::source_location& site)
     {
         const std::size_t width = last_dimension(query);
         this->spec = input_spec{{-1, -1, std::ptrdiff_t(width)}};
@@ -725,19 +764,22 @@ public:
         }
         value_spec = input_spec{{-1, -1, std::ptrdiff_t(last_dimension(value))}};
         key_spec = input_spec{{-1, -1, std::ptrdiff_t(last_dimension(key))}};
-        this->built = true;
     }
     basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
     {
         return attend(x, x, x, {.mask = {}, .causal = causal}, site);
     }
+    basic_tensor<T> run_attention(const basic_tensor<T>& query, const basic_tensor<T>& value,
+                                  const basic_tensor<T>& key, const attention_options<T>& options,
+                                  const std::source_location& site)
+    {
+        return this->run_checked(
+            query.shape(), site, [&] { build_projections(query.shape(), value.shape(), key.shape(), site); },
+            [&] { return attend(query, value, key, options, site); });
+    }
     basic_tensor<T> attend(const basic_tensor<T>& query, const basic_tensor<T>& value, const basic_tensor<T>& key,
                            const attention_options<T>& options, const std::source_location& site)
     {
-        if (!this->built) {
-            build_for(query.shape(), value.shape(), key.shape(), site);
-        }
-        this->prepare(query.shape(), site);
         const auto check = [&](const input_spec& spec, const basic_tensor<T>& given, std::string_view what) {
             if (!spec.accepts(given.shape())) {
                 detail::fail<shape_error>("layer '" + this->path + "'", site,
@@ -765,9 +807,7 @@ public:
         if (output_bias) {
             y = add(y, *output_bias, site);
         }
-        basic_tensor<T> output = reshape(y, {batch, steps, -1}, site);
-        this->output_shape = output.shape();
-        return output;
+        return reshape(y, {batch, steps, -1}, site);
     }
 
     struct dense_projection {
@@ -825,7 +865,7 @@ basic_tensor<T> basic_layer<T>::operator()(const basic_tensor<T>& input, bool tr
 template <dtype T>
 void basic_layer<T>::build(const shape_type& input_shape, std::source_location site) const
 {
-    node_->build_without_input(input_shape, site);
+    node_->build_for(input_shape, site);
 }
 
 template <dtype T>
@@ -877,16 +917,47 @@ std::vector<basic_variable<T>> basic_layer<T>::trainable_variables() const
     return out;
 }
 
+namespace {
+
+// 1234567 -> "1,234,567", as Keras prints counts.
+std::string with_thousands(std::size_t count)
+{
+    const std::string digits = std::to_string(count);
+    std::string grouped;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) {
+            grouped += ',';
+        }
+        grouped += digits[i];
+    }
+    return grouped;
+}
+
+}  // namespace
+
 template <dtype T>
 std::string basic_layer<T>::summary() const
 {
-    std::ostringstream out;
-    node_->describe(node_->path, 0, out);
-    std::size_t total = 0;
-    for (const auto& variable : variables()) {
-        total += variable.size();
+    std::vector<std::array<std::string, 3>> rows{{"Layer", "Output shape", "Params"}};
+    node_->describe(node_->path, 0, rows);
+    std::array<std::size_t, 2> widths{};
+    for (const auto& row : rows) {
+        widths[0] = std::max(widths[0], row[0].size());
+        widths[1] = std::max(widths[1], row[1].size());
     }
-    out << total << " parameters in all\n";
+    std::ostringstream out;
+    for (const auto& row : rows) {
+        out << row[0] << std::string(widths[0] - row[0].size() + 2, ' ') << row[1]
+            << std::string(widths[1] - row[1].size() + 2, ' ') << row[2] << '\n';
+    }
+    std::size_t trainable = 0;
+    std::size_t frozen = 0;
+    for (const auto& variable : variables()) {
+        (variable.trainable() ? trainable : frozen) += variable.size();
+    }
+    out << "Total params: " << with_thousands(trainable + frozen) << '\n'
+        << "Trainable params: " << with_thousands(trainable) << '\n'
+        << "Non-trainable params: " << with_thousands(frozen) << '\n';
     return out.str();
 }
 
@@ -1064,7 +1135,7 @@ basic_tensor<T> basic_multi_head_attention<T>::operator()(const basic_tensor<T>&
                                                           bool, std::source_location site) const
 {
     auto& node = static_cast<multi_head_attention_node<T>&>(*this->node_);
-    return node.attend(query, value, key.defined() ? key : value, options, site);
+    return node.run_attention(query, value, key.defined() ? key : value, options, site);
 }
 
 #define GRADTAPE_INSTANTIATE_LAYERS(T)                  \

@@ -1,4 +1,6 @@
 #include <cmath>
+#include <sstream>
+#include <string>
 
 #include "support.hpp"
 
@@ -6,6 +8,8 @@ using gradtape::Tensor64;
 using support::random64;
 using support::same;
 using Catch::Matchers::Contains;
+using Catch::Matchers::EndsWith;
+using Catch::Matchers::StartsWith;
 
 namespace {
 
@@ -18,6 +22,24 @@ std::vector<std::string> names_of(const gt::Layer64& layer)
         names.push_back(path);
     }
     return names;
+}
+
+// The rest of the summary's row for the layer at `path` (indented by its
+// depth), its columns separated by single spaces.
+std::string row_of(const std::string& summary, const std::string& path)
+{
+    std::istringstream lines(summary);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.starts_with(path + " ")) {
+            std::istringstream words(line.substr(path.size()));
+            std::string row;
+            for (std::string word; words >> word;) {
+                row += (row.empty() ? "" : " ") + word;
+            }
+            return row;
+        }
+    }
+    return "(no row)";
 }
 
 // A model written as a class, holding another model.
@@ -100,7 +122,15 @@ TEST_CASE("layers are named by their place in the model, uniquely among siblings
     // Moving statistics are variables, but not trainable ones.
     REQUIRE(net.variables().size() == 2 * 6 + 2);
     REQUIRE(net.trainable_variables().size() == 2 * 4 + 2);
-    REQUIRE_THAT(net.summary(), Contains("cnn/block_1/conv2d  output (2, 6, 6, 4)  148 parameters"));
+    const std::string summary = net.summary();
+    INFO(summary);
+    // Each row counts the parameters of its layer and the layers under it;
+    // moving statistics are parameters, not trainable ones.
+    REQUIRE(row_of(summary, "    cnn/block_1/conv2d") == "(2, 6, 6, 4) 148");
+    REQUIRE(row_of(summary, "  cnn/block_1") == "(2, 6, 6, 4) 164");
+    REQUIRE(row_of(summary, "cnn") == "(2, 3) 331");
+    REQUIRE_THAT(summary, StartsWith("Layer "));
+    REQUIRE_THAT(summary, EndsWith("\nTotal params: 331\nTrainable params: 315\nNon-trainable params: 16\n"));
 }
 
 TEST_CASE("a layer shared by two models keeps one set of variables", "[layers]")
@@ -140,6 +170,43 @@ TEST_CASE("a layer called with a wrongly shaped input names itself, both shapes 
     REQUIRE_THROWS_AS(gt::Conv2D64(2, {0, 3}), gt::argument_error);
     gt::Sequential64 loop({gt::Dense64(2)});
     REQUIRE_THROWS_WITH(loop.add(loop), Contains("cannot be a part of itself"));
+}
+
+TEST_CASE("a layer whose first call is refused is left as new, and its next call builds it", "[layers]")
+{
+    gt::Conv2D64 conv(2, {3, 3});
+    REQUIRE_THROWS_WITH(conv(random64({5, 5, 1})), Contains("(?, ?, ?, ?)") && Contains("(5, 5, 1)"));
+    REQUIRE_FALSE(conv.built());
+    REQUIRE(conv.variables().empty());
+    REQUIRE(conv(random64({1, 5, 5, 3})).shape() == gt::shape_type{1, 3, 3, 2});
+    REQUIRE(conv.variables()[0].shape() == gt::shape_type{3, 3, 3, 2});
+
+    // A refusal deep in a model undoes what the call built before it.
+    gt::Sequential64 model({gt::Dense64(4), gt::Conv2D64(2, {1, 1})}, "net");
+    REQUIRE_THROWS_WITH(model(random64({2, 3})), Contains("layer 'net/conv2d'"));
+    REQUIRE_FALSE(model.built());
+    REQUIRE_FALSE(model.layers()[0].built());
+    REQUIRE(model.variables().empty());
+    REQUIRE(model(random64({2, 5, 5, 7})).shape() == gt::shape_type{2, 5, 5, 2});
+    REQUIRE(model.variables()[0].shape() == gt::shape_type{7, 4});
+
+    // A refusal by an op, after the layer made its variables, undoes them too.
+    gt::Conv2D64 wide(1, {4, 4});
+    REQUIRE_THROWS_AS(wide(random64({1, 3, 3, 2})), gt::shape_error);
+    REQUIRE_FALSE(wide.built());
+    REQUIRE(wide.variables().empty());
+
+    gt::MultiHeadAttention64 attention(2, 3);
+    REQUIRE_THROWS_AS(attention(random64({4, 6})), gt::shape_error);
+    REQUIRE_FALSE(attention.built());
+    REQUIRE(attention.variables().empty());
+    REQUIRE(attention(random64({1, 4, 6})).shape() == gt::shape_type{1, 4, 6});
+
+    // A layer built by build() already accepts only what it was built for.
+    gt::Dense64 dense(2);
+    dense.build({3, 5});
+    REQUIRE(dense.built());
+    REQUIRE_THROWS_AS(dense(random64({3, 4})), gt::shape_error);
 }
 
 TEST_CASE("a training step through a model's layers has the gradient of its ops", "[layers]")

@@ -3,9 +3,11 @@
 // as when trained one after another. Tensors are immutable and safe to share
 // read-only. A variable is not synchronised: see "two threads updating one
 // variable" below for what that means and how to share one.
+#include <array>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support.hpp"
@@ -211,4 +213,40 @@ TEST_CASE("a pause or a numeric check released on another thread ends the switch
     (void)(x * x);
     REQUIRE(tape.size() == 1);
     REQUIRE_NOTHROW(gt::log(gt::Tensor64(-1.0)));
+}
+
+TEST_CASE("a built layer shared by threads gives each call its own output, whatever the input's rank", "[threads]")
+{
+    gt::set_seed(5);
+    gt::Dense shared(3, {.activation = "tanh"});
+    gt::Sequential first({shared, gt::Dense(2)}, "first");
+    gt::Sequential second({gt::Dense(4), shared}, "second");
+    (void)first(gt::zeros<float>({1, 4}));
+    (void)second(gt::zeros<float>({1, 4}));
+    const std::array<Tensor, 2> inputs{gt::random_normal<float>({2, 1, 3, 1, 4}),
+                                       gt::random_normal<float>({1, 2, 1, 2, 1, 1, 3, 4})};
+    const auto step = [&](int t) {
+        gt::GradientTape tape;
+        const Tensor direct = shared(inputs[t]);
+        const Tensor loss = gt::reduce_sum(first(inputs[t])) + gt::reduce_sum(second(inputs[t]));
+        return std::pair{direct.value(), tape.gradient(loss, shared.trainable_variables()[0]).value()};
+    };
+    const std::array<std::pair<xt::xarray<float>, xt::xarray<float>>, 2> expected{step(0), step(1)};
+    std::array<int, 2> wrong{-1, -1};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+        threads.emplace_back([&, t] {
+            int mismatches = 0;
+            for (int call = 0; call < 200; ++call) {
+                mismatches += step(t) != expected[std::size_t(t)];
+            }
+            wrong[std::size_t(t)] = mismatches;
+        });
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    REQUIRE(wrong == std::array<int, 2>{0, 0});
+    REQUIRE(expected[0].first.shape() == gt::shape_type{2, 1, 3, 1, 3});
+    REQUIRE(expected[1].first.shape() == gt::shape_type{1, 2, 1, 2, 1, 1, 3, 3});
 }

@@ -21,7 +21,8 @@
 //
 // A layer used in a step but never added is found by optimizer.minimize(fn,
 // model), which refuses to take the step. A layer builds on its first call:
-// call (or build) it once before threads share it.
+// call (or build) it once before threads share it; a call of a built layer
+// writes nothing on it, so threads may then call it at once.
 #pragma once
 
 #include <array>
@@ -73,8 +74,9 @@ public:
 
     // Runs the layer; `training` switches dropout and batch normalization to
     // their training behaviour. The first call makes the variables from
-    // input's shape; a later input of another shape is a shape_error naming
-    // the layer, the shape it takes and the one given.
+    // input's shape (a first call that throws leaves the layer, and the layers
+    // under it that it built, as new); a later input of another shape is a
+    // shape_error naming the layer, the shape it takes and the one given.
     basic_tensor<T> operator()(const basic_tensor<T>& input, bool training = false,
                                std::source_location site = std::source_location::current()) const;
 
@@ -92,7 +94,9 @@ public:
     [[nodiscard]] std::vector<std::pair<std::string, basic_variable<T>>> named_variables() const;
     [[nodiscard]] std::vector<basic_variable<T>> variables() const;
     [[nodiscard]] std::vector<basic_variable<T>> trainable_variables() const;
-    // One line per layer: path, output shape of its last call, parameter count.
+    // A table of the layers, parts indented under their model: path, the
+    // output shape of the first call, and the parameters each holds with its
+    // parts; then Keras's totals of all, trainable and non-trainable parameters.
     [[nodiscard]] std::string summary() const;
 
 protected:
