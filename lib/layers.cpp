@@ -652,7 +652,9 @@ public:
             axes.push_back(std::ptrdiff_t(axis));
         }
         const auto [mean, variance] = moments(x, axes, false, site);
-        {
+        // An empty batch has no moments (0 / 0); its output is empty whatever
+        // they are, and the moving statistics stay as they were, as PyTorch's.
+        if (x.size() > 0) {
             const auto pause = stop_recording();
             const T keep = T(options.momentum);
             moving_mean->assign(add(multiply(*moving_mean, keep, site), multiply(mean, T(1) - keep, site), site),

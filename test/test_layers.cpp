@@ -268,6 +268,33 @@ TEST_CASE("batch normalization trains on the batch's moments and infers with its
     support::require_values(variables[2].second, {0.2, 3}, {2});
 }
 
+TEST_CASE("batch normalization trained on an empty batch leaves its moving statistics as they were", "[layers]")
+{
+    gt::BatchNormalization64 norm;
+    (void)norm(random64({6, 3}), true);
+    const auto variables = norm.variables();
+    std::vector<xt::xarray<double>> before;
+    for (const auto& variable : variables) {
+        before.push_back(variable.value());
+    }
+    gt::GradientTape tape;
+    const Tensor64 empty = gt::zeros<double>({0, 3});
+    tape.watch(empty);
+    const Tensor64 y = norm(empty, true);
+    REQUIRE(y.shape() == gt::shape_type{0, 3});
+    // gamma, beta, the input: no rows, no gradient.
+    const auto grads = tape.gradient(gt::reduce_sum(y), {variables[0], variables[1], empty});
+    REQUIRE(grads[0].value() == xt::zeros<double>({3}));
+    REQUIRE(grads[1].value() == xt::zeros<double>({3}));
+    REQUIRE(grads[2].shape() == gt::shape_type{0, 3});
+    for (std::size_t v = 0; v < variables.size(); ++v) {
+        INFO(variables[v].name());
+        REQUIRE(variables[v].value() == before[v]);
+    }
+    // Inference on an empty batch is empty too.
+    REQUIRE(norm(empty).shape() == gt::shape_type{0, 3});
+}
+
 TEST_CASE("dropout acts only in training", "[layers]")
 {
     gt::Dropout64 drop(0.5);
