@@ -18,8 +18,9 @@ namespace gradtape {
 namespace detail {
 
 // Gathers the batches of one pass over `order` on a thread of its own, at
-// most `depth` ahead of the one handed out. A failure while gathering is
-// handed out in the batch's place.
+// most `depth` ahead of the one handed out. A failure on that thread, in a
+// batch or in queueing it, ends the gathering and is handed out, after the
+// batches gathered before it, in place of the next one.
 template <dtype T>
 class prefetcher {
 public:
@@ -42,38 +43,41 @@ public:
     minibatch<T> next()
     {
         std::unique_lock lock(mutex_);
-        changed_.wait(lock, [this] { return !ready_.empty(); });
-        auto [batch, failure] = std::move(ready_.front());
+        changed_.wait(lock, [this] { return !ready_.empty() || failure_; });
+        if (ready_.empty()) {
+            std::rethrow_exception(failure_);
+        }
+        minibatch<T> batch = std::move(ready_.front());
         ready_.pop_front();
         lock.unlock();
         changed_.notify_all();
-        if (failure) {
-            std::rethrow_exception(failure);
-        }
-        return std::move(batch);
+        return batch;
     }
 
 private:
     void run(std::size_t first)
     {
-        for (std::size_t position = first; position < owner_.last_position();
-             position += owner_.options_.batch_size) {
-            {
-                std::unique_lock lock(mutex_);
-                changed_.wait(lock, [this] { return stopping_ || ready_.size() < depth_; });
-                if (stopping_) {
-                    return;
+        try {
+            for (std::size_t position = first; position < owner_.last_position();
+                 position += owner_.options_.batch_size) {
+                {
+                    std::unique_lock lock(mutex_);
+                    changed_.wait(lock, [this] { return stopping_ || ready_.size() < depth_; });
+                    if (stopping_) {
+                        return;
+                    }
                 }
+                minibatch<T> made = owner_.batch_at(order_, position);
+                {
+                    const std::lock_guard lock(mutex_);
+                    ready_.push_back(std::move(made));
+                }
+                changed_.notify_all();
             }
-            std::pair<minibatch<T>, std::exception_ptr> made;
-            try {
-                made.first = owner_.batch_at(order_, position);
-            } catch (...) {
-                made.second = std::current_exception();
-            }
+        } catch (...) {
             {
                 const std::lock_guard lock(mutex_);
-                ready_.push_back(std::move(made));
+                failure_ = std::current_exception();
             }
             changed_.notify_all();
         }
@@ -84,7 +88,8 @@ private:
     const std::size_t depth_;
     std::mutex mutex_;
     std::condition_variable changed_;
-    std::deque<std::pair<minibatch<T>, std::exception_ptr>> ready_;
+    std::deque<minibatch<T>> ready_;
+    std::exception_ptr failure_;
     bool stopping_ = false;
     // Last: it starts once everything it reads exists.
     std::thread worker_;
