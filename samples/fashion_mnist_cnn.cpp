@@ -183,9 +183,11 @@ int main(int argc, char** argv)
     gt::Adam optimizer(1e-3);
 #if GRADTAPE_SAMPLES_MPI
     gt::mpi::broadcast_variables(model);
-    gt::mpi::distributed_optimizer trainer(optimizer);
+    gt::mpi::distributed_optimizer distributed(optimizer);
+    // Each rank's gradient weighs as many rows as its part of the batch has.
+    const auto train = [&](auto loss_fn, std::size_t rows) { return distributed.minimize(loss_fn, model, rows); };
 #else
-    gt::Adam& trainer = optimizer;
+    const auto train = [&](auto loss_fn, std::size_t) { return optimizer.minimize(loss_fn, model); };
 #endif
     gt::minibatches<float> batches({images}, {labels},
                                    {.batch_size = 100, .prefetch = 2, .shards = shards, .shard = shard});
@@ -211,12 +213,12 @@ int main(int argc, char** argv)
         double total = 0;
         std::size_t step = 0;
         for (const auto& batch : batches) {
-            const gt::Tensor loss = trainer.minimize(
+            const gt::Tensor loss = train(
                 [&] {
                     return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(
                         batch.labels[0], model(batch.tensors[0], true)));
                 },
-                model);
+                batch.rows.size());
             total += loss.item();
             ++step;
             bar.update(step, total / double(step));

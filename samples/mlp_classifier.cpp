@@ -200,9 +200,11 @@ int main(int argc, char** argv)
     model.build({1, 2});
 #if GRADTAPE_SAMPLES_MPI
     gt::mpi::broadcast_variables(model);
-    gt::mpi::distributed_optimizer trainer(optimizer);
+    gt::mpi::distributed_optimizer distributed(optimizer);
+    // Each rank's gradient weighs as many rows as its part of the batch has.
+    const auto train = [&](auto loss_fn, std::size_t rows) { return distributed.minimize(loss_fn, model, rows); };
 #else
-    gt::Adam& trainer = optimizer;
+    const auto train = [&](auto loss_fn, std::size_t) { return optimizer.minimize(loss_fn, model); };
 #endif
     gt::minibatches<float> batches({data.points}, {data.labels}, {.batch_size = 32, .shards = shards, .shard = shard});
 
@@ -211,12 +213,12 @@ int main(int argc, char** argv)
     int step = 0;
     while (step < args.steps) {
         for (const auto& batch : batches) {
-            const gt::Tensor loss = trainer.minimize(
+            const gt::Tensor loss = train(
                 [&] {
                     return gt::reduce_mean(
                         gt::sparse_softmax_cross_entropy_with_logits(batch.labels[0], model(batch.tensors[0])));
                 },
-                model);
+                batch.rows.size());
             losses.push_back(loss.item());
             if ((++step % 250 == 0 || step == args.steps) && root) {
                 report(step, args.steps, loss.item(), gt::accuracy(data.labels, model(data.points)), start);

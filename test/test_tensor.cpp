@@ -240,6 +240,12 @@ TEST_CASE("sharded minibatches split every batch of the same seeded order betwee
     // The last batch of 7 rows: 2, 2 and 3.
     REQUIRE(parts[0][2].size() == 2);
     REQUIRE(parts[2][2].size() == 3);
+    // Every shard takes part in every batch, an empty part where a batch has
+    // fewer rows than shards: all take the same number of steps.
+    const auto eighth = rows_of(8, 0);
+    REQUIRE(eighth.size() == whole.size());
+    REQUIRE(eighth[0].size() == 1);
+    REQUIRE(eighth[2].empty());
     REQUIRE_THROWS_AS(gt::minibatches<double>({Tensor64(values)}, {}, {.shards = 2, .shard = 2}), gt::argument_error);
 }
 

@@ -13,7 +13,7 @@
 //       gt::mpi::distributed_optimizer optimizer(adam);            // 3
 //       model.build(input_shape);
 //       gt::mpi::broadcast_variables(model);
-//       for (const auto& batch : batches) optimizer.minimize(loss_fn, model);
+//       for (const auto& batch : batches) optimizer.minimize(loss_fn, model, batch.rows.size());
 //       if (gt::mpi::is_root()) gt::save_checkpoint("model.npz", model, adam);
 //   }
 //
@@ -23,6 +23,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <source_location>
 #include <string>
 #include <vector>
@@ -49,6 +50,18 @@ public:
     [[noreturn]] static void abort(const std::string& why);
 };
 
+// Note [Collectives agree first]: every collective of this library (and the
+// end of the environment) starts with one small allreduce in which each rank
+// says which collective it is in, how many means it has taken so far, what
+// the others must match (the root, the tensors' shapes) and whether its own
+// checks passed. Where they differ, or a check failed on any rank, every rank
+// throws the same argument_error, naming each rank's state, instead of some
+// waiting for ever in a collective the others never reach: ranks that take
+// different numbers of steps are named when the first of them ends. So
+// every rank must take the same steps: with minibatches, give every rank the
+// same data set and shards = size(), which gives each its part (possibly
+// empty) of every batch.
+
 [[nodiscard]] int rank();
 [[nodiscard]] int size();
 [[nodiscard]] inline bool is_root()
@@ -69,39 +82,66 @@ void broadcast_variables(const basic_layer<T>& model, int root = 0,
 
 // The mean over ranks of each tensor. Tensors under 1 MiB are packed into
 // buffers of at most fusion_bytes, each summed by one allreduce (Horovod's
-// tensor fusion); a larger one is summed from its own buffer, without a copy.
-// Every rank must pass tensors of the same shapes in the same order.
+// tensor fusion); a larger one is summed in a buffer of its own. Every rank
+// must pass tensors of the same shapes in the same order.
 inline constexpr std::size_t fusion_bytes = std::size_t{64} << 20;
 template <dtype T>
 [[nodiscard]] std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>& tensors,
                                                           std::source_location site = std::source_location::current());
+// The same, each rank's tensors weighted by its `rows`: the sum over ranks
+// of rows * tensor, over the sum of rows. Gradients of a mean over each
+// rank's rows so become the gradient of the mean over all of them, however
+// the rows were split. A rank of no rows adds nothing (a mean over no rows is
+// NaN, and is not read); no rows on any rank is an argument_error.
+template <dtype T>
+[[nodiscard]] std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>& tensors,
+                                                          std::size_t rows,
+                                                          std::source_location site = std::source_location::current());
+
+namespace detail {
+// allreduce_mean(tensors, rows); or, where this rank's step failed before it
+// (`failure`), the agreement that ends the step on every rank: this rank
+// rethrows its exception, the others throw an argument_error naming it.
+template <dtype T>
+[[nodiscard]] std::vector<basic_tensor<T>> allreduce_step(const std::vector<basic_tensor<T>>& tensors,
+                                                          std::size_t rows, const std::exception_ptr& failure,
+                                                          const std::source_location& site);
+}  // namespace detail
 
 // An optimizer whose updates use the gradients averaged over every rank,
 // so that every rank's variables stay equal. It wraps one of the library's
-// optimizers, which keeps the state (and goes into checkpoints).
+// optimizers, which keeps the state (and goes into checkpoints). Each step
+// takes this rank's row count, over which its loss is a mean: each rank's
+// gradient is weighted by it, so that any number of processes takes the
+// step one process would take on the whole batch, whatever its size.
 class distributed_optimizer {
 public:
     explicit distributed_optimizer(optimizer& inner) : inner_(inner) {}
 
     template <dtype T>
     void apply_gradients(const std::vector<basic_tensor<T>>& gradients, const std::vector<basic_variable<T>>& variables,
-                         std::source_location site = std::source_location::current())
+                         std::size_t rows, std::source_location site = std::source_location::current())
     {
-        const auto start = std::chrono::steady_clock::now();
-        const std::vector<basic_tensor<T>> averaged = allreduce_mean(gradients, site);
-        communication_ += std::chrono::steady_clock::now() - start;
-        inner_.apply_gradients(averaged, variables, site);
+        step(gradients, variables, rows, nullptr, site);
     }
 
-    // As optimizer::minimize(loss_fn, model): this rank's loss, its gradient
-    // averaged over the ranks.
+    // As optimizer::minimize(loss_fn, model): this rank's loss, a mean over
+    // its `rows` (batch.rows.size()), its gradient averaged over the ranks.
+    // Where the loss or its gradient fails on one rank, the step ends on
+    // every rank, with that rank's message, and no variable changes.
     template <class LossFn, dtype T>
-    basic_tensor<T> minimize(LossFn&& loss_fn, const basic_layer<T>& model,
+    basic_tensor<T> minimize(LossFn&& loss_fn, const basic_layer<T>& model, std::size_t rows,
                              std::source_location site = std::source_location::current())
     {
-        auto step = detail::gradients_of_model(loss_fn, model, site);
-        apply_gradients(step.gradients, step.variables, site);
-        return step.loss;
+        ::gradtape::detail::model_gradients<T> computed;
+        std::exception_ptr failure;
+        try {
+            computed = ::gradtape::detail::gradients_of_model(loss_fn, model, site);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        step(computed.gradients, computed.variables, rows, failure, site);
+        return computed.loss;
     }
 
     [[nodiscard]] optimizer& inner() noexcept { return inner_; }
@@ -109,6 +149,16 @@ public:
     [[nodiscard]] std::chrono::duration<double> communication_time() const noexcept { return communication_; }
 
 private:
+    template <dtype T>
+    void step(const std::vector<basic_tensor<T>>& gradients, const std::vector<basic_variable<T>>& variables,
+              std::size_t rows, const std::exception_ptr& failure, const std::source_location& site)
+    {
+        const auto start = std::chrono::steady_clock::now();
+        const std::vector<basic_tensor<T>> averaged = detail::allreduce_step(gradients, rows, failure, site);
+        communication_ += std::chrono::steady_clock::now() - start;
+        inner_.apply_gradients(averaged, variables, site);
+    }
+
     optimizer& inner_;
     std::chrono::duration<double> communication_{};
 };

@@ -46,7 +46,7 @@ int main(int argc, char** argv)
         const auto start = std::chrono::steady_clock::now();
         (void)optimizer.minimize(
             [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(labels, model(images, true))); },
-            model);
+            model, local_batch);
         seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
     double total = 0;
