@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -30,6 +31,7 @@
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xnoalias.hpp>
 
+#include "conversions.hpp"
 #include "diagnostics.hpp"
 #include "dtypes.hpp"
 #include "files.hpp"
@@ -329,9 +331,37 @@ void convert_into(const npy_array& array, xt::xarray<T>& target)
     with_element_type(array.descr, [&]<class Stored>(Stored) { copy_into<T, Stored>(array, target); });
 }
 
+// Why the array's values are not all values of T (conversions.hpp): its
+// first misfit, or nothing.
 template <class T>
-xt::xarray<T> converted(const npy_array& array)
+std::optional<std::string> misfit(const npy_array& array)
 {
+    std::optional<std::string> found;
+    with_element_type(array.descr, [&]<class Stored>(Stored) {
+        const std::size_t count = array.data.size() / sizeof(Stored);
+        for (std::size_t i = 0; i < count; ++i) {
+            Stored value;
+            std::memcpy(&value, array.data.data() + i * sizeof(Stored), sizeof(Stored));
+            if (!detail::fits<T>(value)) {
+                std::ostringstream text;
+                text << +value;
+                found = "element " + std::to_string(i) + " (" + text.str() + ") is not a value of " +
+                        detail::dtype_name<T>();
+                return;
+            }
+        }
+    });
+    return found;
+}
+
+// The array as T; a value that is not one is refused, naming the array.
+template <class T>
+xt::xarray<T> converted(const npy_array& array, std::string_view op, const std::string& name,
+                        const std::source_location& site)
+{
+    if (const auto why = misfit<T>(array)) {
+        fail<argument_error>(op, site, "array '" + detail::printable(name) + "': " + *why);
+    }
     auto values = xt::xarray<T>::from_shape(array.shape);
     convert_into(array, values);
     return values;
@@ -352,6 +382,9 @@ public:
                const std::source_location& site)
         : op_(op), path_(path), site_(site)
     {
+        if (bytes.empty()) {
+            refuse("it is empty");
+        }
         zip_error_t error;
         zip_error_init(&error);
         zip_source_t* source = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &error);
@@ -372,7 +405,7 @@ public:
         for (zip_int64_t i = 0; i < entries; ++i) {
             const char* name = zip_get_name(archive_.get(), zip_uint64_t(i), ZIP_FL_ENC_GUESS);
             if (!name || !seen.insert(name).second) {
-                refuse(name ? "it holds two entries named '" + std::string(name) + "'" : "an entry has no name");
+                refuse(name ? "it holds two entries named '" + detail::printable(name) + "'" : "an entry has no name");
             }
             names_.emplace_back(name);
         }
@@ -388,26 +421,47 @@ public:
         if (index < 0) {
             return std::nullopt;
         }
+        const std::string quoted = "'" + detail::printable(name) + "'";
         zip_stat_t status;
         zip_stat_init(&status);
-        if (zip_stat_index(archive_.get(), zip_uint64_t(index), 0, &status) != 0 ||
-            !(status.valid & ZIP_STAT_SIZE)) {
-            refuse("cannot read the entry '" + name + "'");
+        constexpr zip_uint64_t needed = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD;
+        if (zip_stat_index(archive_.get(), zip_uint64_t(index), 0, &status) != 0 || (status.valid & needed) != needed) {
+            refuse("cannot read the entry " + quoted);
         }
-        // An entry larger than the whole archive must be deflated; refuse
-        // sizes no buffer can hold before allocating one.
-        if (status.size > std::size_t(std::numeric_limits<std::ptrdiff_t>::max())) {
-            refuse("the entry '" + name + "' claims " + std::to_string(status.size) + " bytes");
+        // What the entry's stored bytes can hold: themselves, or, deflated, at
+        // most 1032 bytes for each (deflate's largest ratio). A size claimed
+        // beyond that is a lie, refused before anything is allocated.
+        if (status.comp_method != ZIP_CM_STORE && status.comp_method != ZIP_CM_DEFLATE) {
+            refuse("the entry " + quoted + " is compressed by method " + std::to_string(status.comp_method) +
+                   ", not stored or deflated as NumPy writes");
+        }
+        const zip_uint64_t most =
+            status.comp_method == ZIP_CM_STORE ? status.comp_size : status.comp_size * 1032 + 1032;
+        if (status.size > most) {
+            refuse("the entry " + quoted + " claims " + std::to_string(status.size) + " bytes, more than its " +
+                   std::to_string(status.comp_size) + " stored bytes can hold");
         }
         std::unique_ptr<zip_file_t, zip_file_deleter> file(zip_fopen_index(archive_.get(), zip_uint64_t(index), 0));
         if (!file) {
-            refuse("cannot open the entry '" + name + "': " + zip_strerror(archive_.get()));
+            refuse("cannot open the entry " + quoted + ": " + zip_strerror(archive_.get()));
         }
-        std::string contents(status.size, '\0');
-        const zip_int64_t got = zip_fread(file.get(), contents.data(), contents.size());
-        char extra = 0;
-        if (got != zip_int64_t(contents.size()) || zip_fread(file.get(), &extra, 1) != 0) {
-            refuse("the entry '" + name + "' is damaged: " + zip_file_strerror(file.get()));
+        // Read as it inflates: the buffer holds what arrives, not what is claimed.
+        std::string contents;
+        for (;;) {
+            const std::size_t done = contents.size();
+            contents.resize(done + std::clamp<std::size_t>(done, 1 << 16, 1 << 26));
+            const zip_int64_t got = zip_fread(file.get(), contents.data() + done, contents.size() - done);
+            if (got < 0) {
+                refuse("the entry " + quoted + " is damaged: " + zip_file_strerror(file.get()));
+            }
+            contents.resize(done + std::size_t(got));
+            if (got == 0 || contents.size() > status.size) {
+                break;
+            }
+        }
+        if (contents.size() != status.size) {
+            refuse("the entry " + quoted + " holds " + (contents.size() > status.size ? "more" : "fewer") +
+                   " than the " + std::to_string(status.size) + " bytes it claims");
         }
         return contents;
     }
@@ -600,6 +654,9 @@ void load(const std::filesystem::path& path, const named_variables<T>& variables
                               "array '" + name + "' has shape " + detail::format_shape(array.shape) +
                                   ", the variable " + detail::format_shape(variable.shape()));
         }
+        if (const auto why = misfit<T>(array)) {
+            fail<argument_error>(op, site, "'" + path.string() + "' array '" + name + "': " + *why);
+        }
         arrays.push_back(array);
     }
 
@@ -614,12 +671,12 @@ void load(const std::filesystem::path& path, const named_variables<T>& variables
                 fail<argument_error>(op, site, "'" + name + "' in '" + path.string() + "' is not what a checkpoint "
                                                "writes there (" + std::to_string(rank) + "-D uint64)");
             }
-            return converted<std::uint64_t>(array);
+            return converted<std::uint64_t>(array, op, name, site);
         };
         iterations = scalar_or_vector(iterations_entry, 0)();
         const xt::xarray<std::uint64_t> words = scalar_or_vector(random_state_entry, 1);
         state.assign(words.begin(), words.end());
-        if (state.size() != random_state().size() || state.back() >= state.size()) {
+        if (!is_random_state(state)) {
             fail<argument_error>(op, site, "'" + random_state_entry + "' in '" + path.string() +
                                                "' is not a generator state");
         }
@@ -632,10 +689,14 @@ void load(const std::filesystem::path& path, const named_variables<T>& variables
                         continue;  // a slot of another variable whose name extends this one's
                     }
                     const std::string bytes_of_slot = *archive.entry(entry);
-                    slots[i].emplace(slot, converted<double>(parse_npy(op, bytes_of_slot, entry, site)));
+                    slots[i].emplace(slot, converted<double>(parse_npy(op, bytes_of_slot, entry, site), op, entry, site));
                 }
             }
-            trainer->check_slots(variables[i].second, slots[i], site);
+            if (const auto problem = trainer->slots_problem(variables[i].second, slots[i])) {
+                fail<argument_error>(op, site, "'" + path.string() + "' entry '" +
+                                                   slot_entry(variables[i].first, problem->slot) + "': " +
+                                                   problem->why);
+            }
         }
     }
 
@@ -658,7 +719,7 @@ template <class T>
 xt::xarray<T> read_npy_as(const std::filesystem::path& path, const std::source_location& site)
 {
     const std::string bytes = detail::read_regular_file("read_npy", path, site);
-    return converted<T>(parse_npy("read_npy", bytes, path.string(), site));
+    return converted<T>(parse_npy("read_npy", bytes, path.string(), site), "read_npy", path.string(), site);
 }
 
 template <class T>
@@ -668,8 +729,15 @@ std::map<std::string, xt::xarray<T>> read_npz_as(const std::filesystem::path& pa
     npz_reader archive("read_npz", path, bytes, site);
     std::map<std::string, xt::xarray<T>> arrays;
     for (const std::string& entry : archive.names()) {
+        // NumPy drops the suffix too: 'w' and 'w.npy' would be one array.
         const std::string name = entry.ends_with(".npy") ? entry.substr(0, entry.size() - 4) : entry;
-        arrays.emplace(name, converted<T>(parse_npy("read_npz", *archive.entry(entry), name, site)));
+        if (arrays.contains(name)) {
+            fail<argument_error>("read_npz", site,
+                                 "'" + path.string() + "' holds two entries for the array '" + detail::printable(name) +
+                                     "' ('" + detail::printable(name) + "' and '" + detail::printable(name) + ".npy')");
+        }
+        arrays.emplace(name, converted<T>(parse_npy("read_npz", *archive.entry(entry), name, site), "read_npz",
+                                          name, site));
     }
     return arrays;
 }

@@ -5,6 +5,8 @@
 #include <charconv>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -13,49 +15,101 @@
 
 #include <gradtape/error.hpp>
 
+#include "conversions.hpp"
 #include "diagnostics.hpp"
+#include "dtypes.hpp"
 #include "files.hpp"
 
 namespace gradtape {
 
 namespace {
 
-// The bytes of a gzip stream, inflated by zlib, refused beyond `limit`.
-std::string inflate_gzip(const std::string& compressed, std::size_t limit, const std::filesystem::path& path,
-                         const std::source_location& site)
-{
-    const auto refuse = [&](const std::string& why) {
-        detail::fail<argument_error>("read_idx", site, "'" + path.string() + "': " + why);
-    };
-    z_stream stream{};
-    // 16 + MAX_WBITS: a gzip header and trailer, checked with its CRC.
-    if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK) {
-        refuse("zlib cannot start inflating");
-    }
-    struct end_stream {
-        z_stream& stream;
-        ~end_stream() { inflateEnd(&stream); }
-    } ending{stream};
-    stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
-    stream.avail_in = uInt(std::min<std::size_t>(compressed.size(), std::numeric_limits<uInt>::max()));
-    std::string out;
-    int status = Z_OK;
-    while (status != Z_STREAM_END) {
-        if (out.size() >= limit) {
-            refuse("it inflates to more than " + std::to_string(limit) + " bytes");
+// A gzip file inflated as it is read, so that a reader can stop at the size
+// its header declares instead of inflating whatever the stream holds.
+// Concatenated members are one stream, as gzip reads them; anything else
+// after a member is refused.
+class gzip_stream {
+public:
+    gzip_stream(const std::string& compressed, const std::filesystem::path& path, const std::source_location& site)
+        : compressed_(compressed), path_(path), site_(site)
+    {
+        // 16 + MAX_WBITS: a gzip header and trailer, checked with its CRC.
+        if (inflateInit2(&stream_, 16 + MAX_WBITS) != Z_OK) {
+            refuse("zlib cannot start inflating");
         }
-        const std::size_t done = out.size();
-        out.resize(std::min(limit, std::max<std::size_t>(done * 2, 1 << 16)));
-        stream.next_out = reinterpret_cast<Bytef*>(out.data() + done);
-        stream.avail_out = uInt(std::min<std::size_t>(out.size() - done, std::numeric_limits<uInt>::max()));
-        status = inflate(&stream, Z_NO_FLUSH);
-        out.resize(done + (out.size() - done - stream.avail_out));
-        if (status != Z_OK && status != Z_STREAM_END) {
-            refuse(std::string("not a valid gzip stream (") + (stream.msg ? stream.msg : "zlib error") + ")");
+        stream_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed_.data()));
+        stream_.avail_in = uInt(std::min<std::size_t>(compressed_.size(), std::numeric_limits<uInt>::max()));
+    }
+    ~gzip_stream() { inflateEnd(&stream_); }
+    gzip_stream(const gzip_stream&) = delete;
+    gzip_stream& operator=(const gzip_stream&) = delete;
+
+    // Appends up to `count` further bytes to `out`, fewer only at the end of
+    // the stream; the buffer grows with what arrives, not with `count`.
+    void read(std::string& out, std::size_t count)
+    {
+        const std::size_t wanted = out.size() + count;
+        while (out.size() < wanted && !ended_) {
+            const std::size_t done = out.size();
+            out.resize(std::min(wanted, done + std::max<std::size_t>(done, 1 << 16)));
+            stream_.next_out = reinterpret_cast<Bytef*>(out.data() + done);
+            stream_.avail_out = uInt(std::min<std::size_t>(out.size() - done, std::numeric_limits<uInt>::max()));
+            const int status = inflate(&stream_, Z_NO_FLUSH);
+            out.resize(out.size() - stream_.avail_out);
+            refill();
+            if (status == Z_STREAM_END) {
+                next_member();
+            } else if (status != Z_OK || (out.size() == done && stream_.avail_in == 0)) {
+                refuse(status == Z_OK || status == Z_BUF_ERROR
+                           ? std::string("the gzip stream is cut short")
+                           : std::string("not a valid gzip stream (") + (stream_.msg ? stream_.msg : "zlib error") + ")");
+            }
         }
     }
-    return out;
-}
+
+    // Whether nothing follows what has been read.
+    [[nodiscard]] bool at_end()
+    {
+        std::string probe;
+        read(probe, 1);
+        return probe.empty();
+    }
+
+private:
+    [[noreturn]] void refuse(const std::string& why) const
+    {
+        detail::fail<argument_error>("read_idx", site_, "'" + path_.string() + "': " + why);
+    }
+
+    // The input past zlib's 32-bit window.
+    void refill()
+    {
+        const std::size_t consumed = std::size_t(reinterpret_cast<const char*>(stream_.next_in) - compressed_.data());
+        if (stream_.avail_in == 0 && consumed < compressed_.size()) {
+            stream_.avail_in = uInt(std::min<std::size_t>(compressed_.size() - consumed, std::numeric_limits<uInt>::max()));
+        }
+    }
+
+    void next_member()
+    {
+        const std::size_t consumed = std::size_t(reinterpret_cast<const char*>(stream_.next_in) - compressed_.data());
+        if (consumed == compressed_.size()) {
+            ended_ = true;
+            return;
+        }
+        const std::string_view rest(compressed_.data() + consumed, compressed_.size() - consumed);
+        if (rest.size() < 2 || std::uint8_t(rest[0]) != 0x1f || std::uint8_t(rest[1]) != 0x8b) {
+            refuse(std::to_string(rest.size()) + " bytes after the gzip stream are not another gzip member");
+        }
+        inflateReset(&stream_);
+    }
+
+    const std::string& compressed_;
+    const std::filesystem::path& path_;
+    const std::source_location& site_;
+    z_stream stream_{};
+    bool ended_ = false;
+};
 
 // Big-endian, as IDX stores every number, whatever the machine's order.
 template <class T>
@@ -71,12 +125,58 @@ T read_big_endian(const char* bytes)
     return std::bit_cast<T>(word(value));
 }
 
-template <class T, class Stored>
-void convert(const char* data, xt::xarray<T>& out)
+// The elements converted to T; one that is not a T (a NaN or a fraction for
+// an integer, a value out of its range) is refused, naming it.
+template <class T, class Stored, class Refuse>
+void convert(const char* data, xt::xarray<T>& out, Refuse&& refuse)
 {
     for (std::size_t i = 0; i < out.size(); ++i) {
-        out.flat(i) = T(read_big_endian<Stored>(data + i * sizeof(Stored)));
+        const Stored value = read_big_endian<Stored>(data + i * sizeof(Stored));
+        if (!detail::fits<T>(value)) {
+            std::ostringstream text;
+            text << +value;
+            refuse("element " + std::to_string(i) + " (" + text.str() + ") is not a value of " +
+                   detail::dtype_name<T>());
+        }
+        out.flat(i) = T(value);
     }
+}
+
+// A number of T as strtod reads it (a leading '+' taken, one sign only); a
+// value too small for T is a number, rounded to zero or a subnormal, as
+// strtod gives it; one too large for T is not.
+template <class T>
+std::optional<T> parse_number(std::string_view field)
+{
+    // from_chars takes no leading '+', and a second sign after one is no number.
+    if (field.starts_with('+')) {
+        field.remove_prefix(1);
+        if (field.starts_with('+') || field.starts_with('-')) {
+            return std::nullopt;
+        }
+    }
+    T value{};
+    const char* end = field.data() + field.size();
+    const auto [next, failure] = std::from_chars(field.data(), end, value);
+    if (next != end) {
+        return std::nullopt;
+    }
+    if (failure == std::errc()) {
+        return value;
+    }
+    if constexpr (std::is_floating_point_v<T>) {
+        long double wide = 0;
+        const auto [wide_next, wide_failure] = std::from_chars(field.data(), end, wide);
+        const std::size_t exponent = field.find_first_of("eE");
+        const bool underflows = wide_failure == std::errc()
+                                    ? std::abs(wide) < 1
+                                    : exponent != std::string_view::npos && exponent + 1 < field.size() &&
+                                          field[exponent + 1] == '-';
+        if (failure == std::errc::result_out_of_range && underflows) {
+            return wide_failure == std::errc() ? T(wide) : (field.starts_with('-') ? -T(0) : T(0));
+        }
+    }
+    return std::nullopt;
 }
 
 }  // namespace
@@ -87,29 +187,38 @@ xt::xarray<T> read_idx(const std::filesystem::path& path, std::source_location s
     const auto refuse = [&](const std::string& why) {
         detail::fail<argument_error>("read_idx", site, "'" + path.string() + "' is not an IDX file: " + why);
     };
-    std::string bytes = detail::read_regular_file("read_idx", path, site);
+    const std::string file = detail::read_regular_file("read_idx", path, site);
     // gzip's magic number; an IDX file starts with two zero bytes instead.
-    if (bytes.size() >= 2 && std::uint8_t(bytes[0]) == 0x1f && std::uint8_t(bytes[1]) == 0x8b) {
-        // Nothing of the IDX format is bigger than 4 GiB of elements times 8 bytes.
-        bytes = inflate_gzip(bytes, std::size_t{1} << 36, path, site);
+    std::optional<gzip_stream> inflated;
+    if (file.size() >= 2 && std::uint8_t(file[0]) == 0x1f && std::uint8_t(file[1]) == 0x8b) {
+        inflated.emplace(file, path, site);
     }
-    if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) {
+    // The header first, then only as much data as it declares.
+    std::string read_bytes;
+    const auto bytes_up_to = [&](std::size_t count) -> const std::string& {
+        if (inflated && read_bytes.size() < count) {
+            inflated->read(read_bytes, count - read_bytes.size());
+        }
+        return inflated ? read_bytes : file;
+    };
+    if (bytes_up_to(4).size() < 4 || bytes_up_to(4)[0] != 0 || bytes_up_to(4)[1] != 0) {
         refuse("it does not start with the magic bytes 0, 0, type, rank");
     }
-    const auto type = std::uint8_t(bytes[2]);
-    const std::size_t rank = std::uint8_t(bytes[3]);
+    const auto type = std::uint8_t(bytes_up_to(4)[2]);
+    const std::size_t rank = std::uint8_t(bytes_up_to(4)[3]);
     const std::size_t element = type == 0x08 || type == 0x09 ? 1 : type == 0x0B ? 2 : type == 0x0C || type == 0x0D ? 4
                               : type == 0x0E                 ? 8
                                                              : 0;
     if (element == 0) {
         refuse("unknown element type 0x" + std::to_string(type));
     }
-    if (bytes.size() < 4 + 4 * rank) {
+    const std::size_t header = 4 + 4 * rank;
+    if (bytes_up_to(header).size() < header) {
         refuse("its " + std::to_string(rank) + " dimensions are cut short");
     }
     shape_type shape(rank);
     for (std::size_t i = 0; i < rank; ++i) {
-        shape[i] = std::uint32_t(read_big_endian<std::int32_t>(bytes.data() + 4 + 4 * i));
+        shape[i] = std::uint32_t(read_big_endian<std::int32_t>(bytes_up_to(header).data() + 4 + 4 * i));
     }
     if (!detail::allocatable(shape, element) || !detail::allocatable(shape, sizeof(T))) {
         refuse("its dimensions " + detail::format_shape(shape) + " are too large");
@@ -118,35 +227,51 @@ xt::xarray<T> read_idx(const std::filesystem::path& path, std::source_location s
     for (std::size_t dim : shape) {
         count *= dim;
     }
-    const std::size_t header = 4 + 4 * rank;
-    if (bytes.size() != header + count * element) {
+    const std::string& bytes = bytes_up_to(header + count * element);
+    if (bytes.size() != header + count * element || (inflated && !inflated->at_end())) {
         refuse("dimensions " + detail::format_shape(shape) + " need " + std::to_string(count * element) +
-               " bytes of data, it has " + std::to_string(bytes.size() - header));
+               " bytes of data, it has " + (inflated && bytes.size() == header + count * element
+                                                ? std::string("more")
+                                                : std::to_string(bytes.size() - header)));
     }
     auto out = xt::xarray<T>::from_shape(shape);
     const char* data = bytes.data() + header;
     switch (type) {
-    case 0x08: convert<T, std::uint8_t>(data, out); break;
-    case 0x09: convert<T, std::int8_t>(data, out); break;
-    case 0x0B: convert<T, std::int16_t>(data, out); break;
-    case 0x0C: convert<T, std::int32_t>(data, out); break;
-    case 0x0D: convert<T, float>(data, out); break;
-    default: convert<T, double>(data, out); break;
+    case 0x08: convert<T, std::uint8_t>(data, out, refuse); break;
+    case 0x09: convert<T, std::int8_t>(data, out, refuse); break;
+    case 0x0B: convert<T, std::int16_t>(data, out, refuse); break;
+    case 0x0C: convert<T, std::int32_t>(data, out, refuse); break;
+    case 0x0D: convert<T, float>(data, out, refuse); break;
+    default: convert<T, double>(data, out, refuse); break;
     }
     return out;
 }
 
 image_dataset fashion_mnist(const std::filesystem::path& directory, std::source_location site)
 {
+    const std::string install = "install the Debian package dataset-fashion-mnist (apt-get install "
+                                "dataset-fashion-mnist), which puts them in " +
+                                std::string(default_fashion_mnist_directory);
+    std::error_code ignored;
+    if (!std::filesystem::exists(directory, ignored)) {
+        detail::fail<argument_error>("fashion_mnist", site,
+                                     "'" + directory.string() + "' does not exist: " + install +
+                                         ", or pass the directory that holds the four .gz files");
+    }
+    if (!std::filesystem::is_directory(directory, ignored)) {
+        detail::fail<argument_error>("fashion_mnist", site,
+                                     "'" + directory.string() +
+                                         "' is not a directory: pass the directory that holds the four .gz files");
+    }
     const auto file = [&](const char* name) {
         const std::filesystem::path path = directory / name;
-        std::error_code ignored;
         if (!std::filesystem::exists(path, ignored)) {
             detail::fail<argument_error>("fashion_mnist", site,
-                                         "'" + path.string() +
-                                             "' is missing: install the Debian package dataset-fashion-mnist "
-                                             "(apt-get install dataset-fashion-mnist), or pass the directory of "
-                                             "the four .gz files");
+                                         "'" + directory.string() + "' holds no " + name +
+                                             " (Fashion-MNIST's files are train-images-idx3-ubyte.gz, "
+                                             "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+                                             "t10k-labels-idx1-ubyte.gz: " +
+                                             install + ")");
         }
         return path;
     };
@@ -218,16 +343,12 @@ xt::xarray<T> read_csv(const std::filesystem::path& path, csv_options options, s
             if (field.empty()) {
                 refuse(line_number, "field " + std::to_string(fields) + " is empty");
             }
-            // from_chars takes no leading '+'.
-            const std::string_view digits = field.starts_with('+') ? field.substr(1) : field;
-            T value{};
-            const auto [next, failure] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-            if (failure != std::errc() || next != digits.data() + digits.size()) {
-                refuse(line_number, "field " + std::to_string(fields) + " ('" + std::string(field) +
-                                        "') is not a number of type " + (std::is_integral_v<T> ? "int64" :
-                                                                         sizeof(T) == 4 ? "float32" : "float64"));
+            const std::optional<T> value = parse_number<T>(field);
+            if (!value) {
+                refuse(line_number, "field " + std::to_string(fields) + " ('" + detail::printable(field) +
+                                        "') is not a number of type " + detail::dtype_name<T>());
             }
-            values.push_back(value);
+            values.push_back(*value);
             if (to == line.size()) {
                 break;
             }

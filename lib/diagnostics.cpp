@@ -15,6 +15,23 @@ std::string format_shape(const shape_type& shape)
     return text + (shape.size() == 1 ? ",)" : ")");
 }
 
+std::string printable(std::string_view text, std::size_t longest)
+{
+    std::string out;
+    for (std::size_t i = 0; i < text.size() && i < longest; ++i) {
+        const auto byte = static_cast<unsigned char>(text[i]);
+        if (byte < 0x20 || byte == 0x7f) {
+            constexpr char digits[] = "0123456789abcdef";
+            out += "\\x";
+            out += digits[byte >> 4];
+            out += digits[byte & 15];
+        } else {
+            out += char(byte);
+        }
+    }
+    return text.size() > longest ? out + "..." : out;
+}
+
 std::source_location user_site(const std::source_location& site)
 {
     const std::source_location* forward = backward_site();

@@ -13,6 +13,10 @@ namespace gradtape::detail {
 // "(50, 2)"; a tensor of shape () prints as "()".
 std::string format_shape(const shape_type& shape);
 
+// Text from a file as a message may quote it: control bytes (a NUL would end
+// the message for what()) as \xNN, and at most `longest` bytes.
+std::string printable(std::string_view text, std::size_t longest = 80);
+
 // "file:line" of the user's code: inside a backward rule, the forward op's call site.
 std::string format_site(const std::source_location& site);
 

@@ -1,5 +1,6 @@
 #include <gradtape/random.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <sstream>
@@ -48,11 +49,23 @@ std::vector<std::uint64_t> random_state()
     return state;
 }
 
+bool is_random_state(const std::vector<std::uint64_t>& state)
+{
+    // The engine's words, then its position among them, at most their count.
+    // Words whose only bits are the lowest 31 of the first (which the
+    // recurrence never reads) would draw zeros for ever: no seed gives them.
+    constexpr std::size_t words = std::mt19937_64::state_size;
+    if (state.size() != words + 1 || state.back() > words) {
+        return false;
+    }
+    return (state[0] >> std::mt19937_64::mask_bits) != 0 ||
+           std::any_of(state.begin() + 1, state.end() - 1, [](std::uint64_t word) { return word != 0; });
+}
+
 void set_random_state(const std::vector<std::uint64_t>& state, std::source_location site)
 {
     const std::size_t expected = random_state().size();
-    // The last number is the position in the words before it, at most their count.
-    const bool valid = state.size() == expected && state.back() <= expected - 1;
+    const bool valid = is_random_state(state);
     std::stringstream text;
     for (std::uint64_t word : state) {
         text << word << ' ';

@@ -3,12 +3,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zip.h>
 
 #include "support.hpp"
 
@@ -377,4 +379,189 @@ TEST_CASE("read_npy and read_npz read arrays into tensors, refusing what they ca
     REQUIRE(gt::read_npz<std::int64_t>(file).at("layer/w")(1, 0) == 3);
     REQUIRE_THROWS_WITH(gt::read_npy<float>(file), Contains("read_npy") && Contains("no .npy magic"));
     REQUIRE_THROWS_WITH(gt::read_npz<float>(scratch.path / "missing.npz"), Contains("read_npz"));
+}
+
+namespace {
+
+// The entries of a .npz, name and bytes, in order, read with libzip.
+std::vector<std::pair<std::string, std::string>> entries_of(const std::filesystem::path& path)
+{
+    int error = 0;
+    zip_t* archive = zip_open(path.c_str(), ZIP_RDONLY, &error);
+    REQUIRE(archive != nullptr);
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (zip_int64_t i = 0; i < zip_get_num_entries(archive, 0); ++i) {
+        zip_stat_t status;
+        REQUIRE(zip_stat_index(archive, zip_uint64_t(i), 0, &status) == 0);
+        std::string bytes(status.size, '\0');
+        zip_file_t* file = zip_fopen_index(archive, zip_uint64_t(i), 0);
+        REQUIRE(zip_fread(file, bytes.data(), bytes.size()) == zip_int64_t(bytes.size()));
+        zip_fclose(file);
+        entries.emplace_back(status.name, std::move(bytes));
+    }
+    zip_discard(archive);
+    return entries;
+}
+
+// A .npz of `entries`, stored or deflated, written with libzip.
+void write_npz(const std::filesystem::path& path, const std::vector<std::pair<std::string, std::string>>& entries,
+               bool deflated = false)
+{
+    int error = 0;
+    zip_t* archive = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+    REQUIRE(archive != nullptr);
+    for (const auto& [name, bytes] : entries) {
+        zip_source_t* source = zip_source_buffer(archive, bytes.data(), bytes.size(), 0);
+        const zip_int64_t index = zip_file_add(archive, name.c_str(), source, ZIP_FL_ENC_UTF_8);
+        REQUIRE(index >= 0);
+        REQUIRE(zip_set_file_compression(archive, zip_uint64_t(index), deflated ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0) == 0);
+    }
+    REQUIRE(zip_close(archive) == 0);
+}
+
+// An .npy's bytes with its data replaced by `values`, of the same size.
+template <class T>
+std::string with_values(std::string npy, const std::vector<T>& values)
+{
+    const std::size_t data = npy.find('\n') + 1;
+    REQUIRE(npy.size() - data == values.size() * sizeof(T));
+    std::memcpy(npy.data() + data, values.data(), values.size() * sizeof(T));
+    return npy;
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint holding what no optimizer or generator writes is refused, naming file and entry",
+          "[checkpoint][errors]")
+{
+    scratch_directory scratch;
+    const auto saved = scratch.path / "saved.npz";
+    gt::set_seed(1);
+    gt::Sequential model = make_model();
+    gt::Adam optimizer({.amsgrad = true});
+    const gt::Tensor x = gt::random_normal<float>({8, 5});
+    const xt::xarray<std::int64_t> labels = xt::xarray<std::int64_t>{0, 1, 2, 0, 1, 2, 0, 1};
+    gt::minibatches<float> batches({x}, {labels}, {.batch_size = 4});
+    train_epoch(model, optimizer, batches);
+    gt::save_checkpoint(saved, model, optimizer);
+    const auto entries = entries_of(saved);
+
+    const std::string kernel = "optimizer/net/dense/kernel/";
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const auto refused = [&](const std::string& entry, const auto& values, const std::string& why) {
+        INFO(entry << ": " << why);
+        auto changed = entries;
+        const auto found = std::ranges::find_if(changed, [&](const auto& e) { return e.first == entry; });
+        REQUIRE(found != changed.end());
+        found->second = with_values(found->second, values);
+        const auto file = scratch.path / "broken.npz";
+        write_npz(file, changed);
+        gt::Sequential fresh = make_model();
+        fresh.build({1, 5});
+        gt::Adam resumed({.amsgrad = true});
+        const auto before = fresh.variables()[0].value();
+        const auto state = gt::random_state();
+        REQUIRE_THROWS_WITH(gt::load_checkpoint(file, fresh, resumed),
+                            Contains("load_checkpoint") && Contains("broken.npz") && Contains(why));
+        REQUIRE(fresh.variables()[0].value() == before);
+        REQUIRE(resumed.iterations() == 0);
+        REQUIRE(resumed.slots(fresh.variables()[0]).empty());
+        REQUIRE(gt::random_state() == state);
+    };
+    refused(kernel + "steps.npy", std::vector<double>{-1}, "entry '" + kernel + "steps'");
+    refused(kernel + "steps.npy", std::vector<double>{2.5}, "a count of updates");
+    refused(kernel + "steps.npy", std::vector<double>{0}, "a count of updates");
+    std::vector<double> moments(5 * 16, 0.25);
+    moments[7] = nan;
+    refused(kernel + "m.npy", moments, "entry '" + kernel + "m'");
+    moments[7] = 1e300;
+    refused(kernel + "m.npy", moments, "of float32");
+    moments[7] = -1e-3;
+    refused(kernel + "v.npy", moments, "finite values >= 0");
+    refused(kernel + "v_max.npy", moments, "finite values >= 0");
+    // A generator state of zeros draws zeros for ever: no seed gives it.
+    std::vector<std::uint64_t> zeros(313, 0);
+    zeros.back() = 312;
+    refused("random/state.npy", zeros, "is not a generator state");
+    // A variable's value that float32 cannot hold.
+    std::vector<double> huge(5 * 16, 0.5);
+    huge[3] = 1e39;
+    auto as_double = entries;
+    // The kernel saved as float64 (a checkpoint of a float64 model) loads
+    // into float32, value by value, unless a value does not fit.
+    for (auto& [name, bytes] : as_double) {
+        if (name == "net/dense/kernel.npy") {
+            std::string header = "{'descr': '<f8', 'fortran_order': False, 'shape': (5, 16), }";
+            header.append(63 - (10 + header.size()) % 64, ' ');
+            header += '\n';
+            bytes = std::string("\x93NUMPY\x01\x00", 8) + char(header.size() & 0xff) + char(header.size() >> 8) +
+                    header + std::string(5 * 16 * 8, '\0');
+            bytes = with_values(bytes, huge);
+        }
+    }
+    write_npz(scratch.path / "huge.npz", as_double);
+    gt::Sequential fresh = make_model();
+    fresh.build({1, 5});
+    REQUIRE_THROWS_WITH(gt::load_checkpoint(scratch.path / "huge.npz", fresh),
+                        Contains("array 'net/dense/kernel': element 3 (1e+39) is not a value of float32"));
+    huge[3] = 0.5;
+    as_double[0].second = with_values(as_double[0].second, huge);
+    write_npz(scratch.path / "huge.npz", as_double);
+    gt::load_checkpoint(scratch.path / "huge.npz", fresh);
+    REQUIRE(xt::all(xt::equal(fresh.variables()[0].value(), 0.5f)));
+}
+
+TEST_CASE("read_npy and read_npz refuse values their type cannot hold, as NumPy calls such casts invalid",
+          "[checkpoint][errors]")
+{
+    scratch_directory scratch;
+    gt::Variable64 w(gt::Tensor64(xt::xarray<double>{0, 1.5, 255}), "w");
+    const auto file = scratch.path / "w.npz";
+    gt::save_checkpoint(file, {w});
+    // A fraction is dropped, as numpy's astype drops it.
+    REQUIRE((gt::read_npz<std::uint8_t>(file).at("w") == xt::xarray<std::uint8_t>{0, 1, 255}));
+    for (const double bad : {std::numeric_limits<double>::quiet_NaN(), 256.0, -1.0, 1e300}) {
+        INFO(bad);
+        auto entries = entries_of(file);
+        entries[0].second = with_values<double>(entries[0].second, {0, bad, 2});
+        write_npz(file, entries);
+        REQUIRE_THROWS_WITH(gt::read_npz<std::uint8_t>(file), Contains("read_npz") && Contains("array 'w': element 1") &&
+                                                                 Contains("is not a value of uint8"));
+        if (bad == 1e300) {
+            REQUIRE_THROWS_WITH(gt::read_npz<float>(file), Contains("element 1 (1e+300) is not a value of float32"));
+        } else {
+            REQUIRE((gt::read_npz<float>(file).at("w")(1) == float(bad) || std::isnan(bad)));
+        }
+    }
+}
+
+TEST_CASE("a .npz entry is read as its bytes arrive, never by the size it claims", "[checkpoint][errors]")
+{
+    scratch_directory scratch;
+    const auto file = scratch.path / "claims.npz";
+    gt::Variable64 w(gt::zeros<double>({1000}), "w");
+    gt::save_checkpoint(file, {w});
+    const auto entries = entries_of(file);
+    for (const bool deflated : {false, true}) {
+        INFO((deflated ? "deflated" : "stored"));
+        write_npz(file, entries, deflated);
+        REQUIRE((gt::read_npz<double>(file).at("w") == w.value()));
+        // The entry's size, in its local header and in the central directory,
+        // claims 3 GiB: far more than its stored bytes can hold.
+        std::string bytes = read_bytes(file);
+        const std::string claim("\x00\x00\x00\xc0", 4);
+        const std::size_t local = bytes.find("PK\x03\x04");
+        const std::size_t central = bytes.find("PK\x01\x02");
+        REQUIRE((local != std::string::npos && central != std::string::npos));
+        bytes.replace(local + 22, 4, claim);
+        bytes.replace(central + 24, 4, claim);
+        write_bytes(file, bytes);
+        REQUIRE_THROWS_WITH(gt::read_npz<double>(file),
+                            Contains("read_npz") && Contains("claims 3221225472 bytes, more than its"));
+    }
+    // An empty file is no archive; two entries of one name are one array too many.
+    write_bytes(file, "");
+    REQUIRE_THROWS_WITH(gt::read_npz<double>(file), Contains("is not a readable .npz: it is empty"));
+    write_npz(file, {{"w", entries[0].second}, {"w.npy", entries[0].second}});
+    REQUIRE_THROWS_WITH(gt::read_npz<double>(file), Contains("two entries for the array 'w'"));
 }

@@ -1,7 +1,10 @@
 // lib/datasets.cpp: IDX files written here byte by byte, plain and gzipped,
 // read back; malformed ones refused; and Fashion-MNIST as Debian installs it.
 #include <array>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -97,6 +100,25 @@ TEST_CASE("read_idx refuses malformed files, naming the file and the fault", "[d
     }
     damaged[damaged.size() - 6] = char(damaged[damaged.size() - 6] ^ 0x55);
     refused("damaged", damaged, "not a valid gzip stream");
+    // Bytes after the gzip stream that are no further member.
+    std::string trailing;
+    write(scratch.path / "trailing", good, true);
+    {
+        std::ifstream in(scratch.path / "trailing", std::ios::binary);
+        trailing.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    refused("trailing", trailing + "junk", "4 bytes after the gzip stream are not another gzip member");
+    // Two members are one stream, as gzip reads them: here the data's second half.
+    const std::string whole = idx_bytes(0x08, {4}, {1, 2, 3, 4});
+    write(scratch.path / "first", whole.substr(0, 10), true);
+    write(scratch.path / "second", whole.substr(10), true);
+    std::string members;
+    for (const char* part : {"first", "second"}) {
+        std::ifstream in(scratch.path / part, std::ios::binary);
+        members.append(std::istreambuf_iterator<char>(in), {});
+    }
+    const auto joined = write(scratch.path / "members", members);
+    REQUIRE((gt::read_idx<float>(joined) == xt::xarray<float>{1, 2, 3, 4}));
     REQUIRE_THROWS_WITH(gt::read_idx<float>(scratch.path / "nothing"), Contains("cannot open"));
 }
 
@@ -128,11 +150,43 @@ TEST_CASE("fashion_mnist reads Debian's dataset-fashion-mnist: 60,000 and 10,000
     REQUIRE(data.train_labels(0) == 9);
 }
 
+TEST_CASE("read_idx inflates only the data its header declares, and refuses what its type cannot hold",
+          "[datasets][errors]")
+{
+    scratch_directory scratch;
+    // A header declaring 4 bytes, then 64 MiB of zeros (64 KiB gzipped): read
+    // as it inflates, the reader stops after the declared 4 and one more.
+    std::string bomb = idx_bytes(0x08, {4}, {1, 2, 3, 4});
+    bomb.append(std::size_t{64} << 20, '\0');
+    const auto path = write(scratch.path / "bomb", bomb, true);
+    REQUIRE(std::filesystem::file_size(path) < (std::size_t{1} << 20));
+    const auto start = std::chrono::steady_clock::now();
+    REQUIRE_THROWS_WITH(gt::read_idx<float>(path), Contains("need 4 bytes of data, it has more"));
+    // Inflating the 64 MiB takes tens of milliseconds; stopping, far less.
+    INFO("refused after " << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s");
+
+    // A NaN, a fraction's whole part out of range and a negative number are no
+    // uint8; a NaN label is no int64 (it was read as -9223372036854775808).
+    const std::uint8_t nan[] = {0x7f, 0xc0, 0, 0};
+    REQUIRE_THROWS_WITH(gt::read_idx<std::int64_t>(write(scratch.path / "nan", idx_bytes(0x0D, {1}, {nan, nan + 4}))),
+                        Contains("element 0 (nan) is not a value of int64"));
+    const auto wide = write(scratch.path / "wide", idx_bytes(0x0C, {2}, {0, 0, 0, 7, 0, 0, 1, 44}));
+    REQUIRE_THROWS_WITH(gt::read_idx<std::uint8_t>(wide), Contains("element 1 (300) is not a value of uint8"));
+    REQUIRE((gt::read_idx<std::int64_t>(wide) == xt::xarray<std::int64_t>{7, 300}));
+    const auto negative = write(scratch.path / "negative", idx_bytes(0x09, {1}, {0xff}));
+    REQUIRE_THROWS_WITH(gt::read_idx<std::uint8_t>(negative), Contains("element 0 (-1) is not a value of uint8"));
+}
+
 TEST_CASE("fashion_mnist names the package when its files are missing", "[datasets][errors]")
 {
     REQUIRE_THROWS_AS(gt::fashion_mnist("/nonexistent"), gt::argument_error);
     REQUIRE_THROWS_WITH(gt::fashion_mnist("/nonexistent"),
                         Contains("fashion_mnist") && Contains("dataset-fashion-mnist") && Contains("test_datasets.cpp:"));
+    // A file given for the directory, or a directory without the files, is named as such.
+    scratch_directory scratch;
+    const auto file = write(scratch.path / "file.gz", "not a directory");
+    REQUIRE_THROWS_WITH(gt::fashion_mnist(file), Contains("file.gz' is not a directory"));
+    REQUIRE_THROWS_WITH(gt::fashion_mnist(scratch.path), Contains("holds no train-images-idx3-ubyte.gz"));
 }
 
 namespace {
@@ -154,6 +208,14 @@ TEST_CASE("read_csv reads a table of numbers, with or without a header", "[datas
     REQUIRE((gt::read_csv<std::int64_t>(labelled, {.delimiter = '\t', .header = true}) ==
              xt::xarray<std::int64_t>{{7, 8}, {9, 10}}));
     REQUIRE(gt::read_csv<float>(write_text(scratch.path / "empty.csv", "")).shape() == gt::shape_type{0, 0});
+    // A value too small for the type is a number, rounded as strtod rounds it.
+    const auto tiny = write_text(scratch.path / "tiny.csv", "1e-50,-1e-400,1e-40\n");
+    const xt::xarray<float> small = gt::read_csv<float>(tiny);
+    REQUIRE(small(0, 0) == 0.f);
+    REQUIRE((small(0, 1) == 0.f && std::signbit(small(0, 1))));
+    REQUIRE(small(0, 2) == std::strtof("1e-40", nullptr));
+    REQUIRE(small(0, 2) > 0.f);
+    REQUIRE(gt::read_csv<double>(tiny)(0, 1) == 0.0);
 }
 
 TEST_CASE("read_csv names the file, line and field of what it cannot read", "[datasets][errors]")
@@ -169,5 +231,15 @@ TEST_CASE("read_csv names the file, line and field of what it cannot read", "[da
     REQUIRE_THROWS_WITH(gt::read_csv<float>(word), Contains("line 2: field 2 ('four') is not a number of type float32"));
     const auto fraction = write_text(scratch.path / "fraction.csv", "1,2.5\n");
     REQUIRE_THROWS_WITH(gt::read_csv<std::int64_t>(fraction), Contains("('2.5') is not a number of type int64"));
+    // One sign only: '+-5' is not -5.
+    const auto signs = write_text(scratch.path / "signs.csv", "+-5\n");
+    REQUIRE_THROWS_WITH(gt::read_csv<double>(signs), Contains("('+-5') is not a number of type float64"));
+    REQUIRE_THROWS_AS(gt::read_csv<std::int64_t>(signs), gt::argument_error);
+    // A value beyond the type's range is no number of it; a NUL in a field
+    // does not cut the message short.
+    REQUIRE_THROWS_WITH(gt::read_csv<float>(write_text(scratch.path / "large.csv", "1e39\n")),
+                        Contains("('1e39') is not a number of type float32"));
+    REQUIRE_THROWS_WITH(gt::read_csv<double>(write_text(scratch.path / "nul.csv", std::string("1\0x", 3) + "\n")),
+                        Contains("('1\\x00x') is not a number of type float64"));
     REQUIRE_THROWS_AS(gt::read_csv<double>(scratch.path / "absent.csv"), gt::argument_error);
 }

@@ -421,6 +421,19 @@ TEST_CASE("minimize refuses a step when the loss reads a layer the model does no
     REQUIRE(loss().item() < first.item());
 }
 
+TEST_CASE("a step of a model with nothing to train says so", "[layers][errors]")
+{
+    gt::Sequential64 empty({}, "empty");
+    gt::Adam optimizer;
+    const Tensor64 x = random64({2, 3});
+    REQUIRE_THROWS_WITH(optimizer.minimize([&] { return gt::reduce_sum(empty(x)); }, empty),
+                        Contains("model 'empty' has no trainable variables") && Contains("test_layers.cpp"));
+    gt::Sequential64 flat({gt::Flatten64()}, "flat");
+    REQUIRE_THROWS_WITH(optimizer.minimize([&] { return gt::reduce_sum(flat(x)); }, flat),
+                        Contains("model 'flat' has no trainable variables"));
+    REQUIRE(optimizer.iterations() == 0);
+}
+
 TEST_CASE("a handle that outlives its model object is refused, not followed", "[layers]")
 {
     gt::Layer64 handle = [] {

@@ -43,10 +43,14 @@ struct image_dataset {
     xt::xarray<std::int64_t> test_labels;
 };
 
+// Where the Debian package dataset-fashion-mnist puts its files.
+inline constexpr const char* default_fashion_mnist_directory = "/usr/share/datasets/fashion-mnist";
+
 // Fashion-MNIST (Zalando's 70,000 28x28 grey images of 10 kinds of clothing)
 // from the files of the Debian package dataset-fashion-mnist; a missing
-// package is an argument_error saying which to install.
-[[nodiscard]] image_dataset fashion_mnist(const std::filesystem::path& directory = "/usr/share/datasets/fashion-mnist",
+// package is an argument_error saying which to install, a directory given
+// that is not one or lacks a file an argument_error naming it.
+[[nodiscard]] image_dataset fashion_mnist(const std::filesystem::path& directory = default_fashion_mnist_directory,
                                           std::source_location site = std::source_location::current());
 
 }  // namespace gradtape

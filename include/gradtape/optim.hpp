@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <source_location>
 #include <string>
 #include <type_traits>
@@ -33,6 +34,12 @@ template <dtype T>
 void check_model_holds_all(const GradientTape& tape, const std::vector<basic_variable<T>>& variables,
                            const std::string& model, const std::source_location& site);
 
+// Refuses a step of a model with nothing to train (no layers, or none with
+// trainable variables), which would otherwise fail as a target no tape recorded.
+template <dtype T>
+void check_model_trains(const std::vector<basic_variable<T>>& variables, const std::string& model,
+                        const std::source_location& site);
+
 template <dtype T>
 struct model_gradients {
     basic_tensor<T> loss;
@@ -48,6 +55,7 @@ model_gradients<T> gradients_of_model(LossFn&& loss_fn, const basic_layer<T>& mo
     basic_tensor<T> loss = loss_fn();
     std::vector<basic_variable<T>> variables = model.trainable_variables();
     check_model_holds_all(tape, variables, model.path(), site);
+    check_model_trains(variables, model.path(), site);
     auto gradients = tape.gradient(loss, variables, {}, unconnected_gradients::none, site);
     return {std::move(loss), std::move(gradients), std::move(variables)};
 }
@@ -148,6 +156,17 @@ public:
     template <dtype T>
     void check_slots(const basic_variable<T>& variable, const optimizer_slots& slots,
                      std::source_location site = std::source_location::current()) const;
+    // Why set_slots would refuse `slots` for `variable`: a slot missing, of
+    // another shape, or holding what no update can write there (a NaN, a
+    // negative second moment, a step count that is not a count, a value the
+    // variable's dtype cannot hold); nothing when it would take them.
+    struct slot_problem {
+        std::string slot;
+        std::string why;
+    };
+    template <dtype T>
+    [[nodiscard]] std::optional<slot_problem> slots_problem(const basic_variable<T>& variable,
+                                                            const optimizer_slots& slots) const;
     // The learning rate the next update uses.
     [[nodiscard]] double learning_rate() const { return schedule_(iterations_); }
 
@@ -160,9 +179,15 @@ protected:
     virtual void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
                         double learning_rate) = 0;
     [[nodiscard]] virtual optimizer_slots slots_of(tensor_id variable) const = 0;
-    // The slots a variable's state has once it is updated, each with whether
-    // it is shaped like the variable (or else a scalar).
-    [[nodiscard]] virtual std::vector<std::pair<std::string, bool>> slot_names() const = 0;
+    // What an update can leave in a slot.
+    enum class slot_values { finite, non_negative, update_count };
+    struct slot_spec {
+        std::string name;
+        bool shaped;  // like the variable, or else a scalar
+        slot_values values;
+    };
+    // The slots a variable's state has once it is updated.
+    [[nodiscard]] virtual std::vector<slot_spec> slot_specs() const = 0;
     // After the checks of set_slots.
     virtual void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>) = 0;
     virtual void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) = 0;
@@ -199,7 +224,7 @@ private:
     void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
                 double learning_rate) override;
     [[nodiscard]] optimizer_slots slots_of(tensor_id variable) const override;
-    [[nodiscard]] std::vector<std::pair<std::string, bool>> slot_names() const override;
+    [[nodiscard]] std::vector<slot_spec> slot_specs() const override;
     void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>) override;
     void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) override;
     template <dtype T>
@@ -249,7 +274,7 @@ private:
     void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
                 double learning_rate) override;
     [[nodiscard]] optimizer_slots slots_of(tensor_id variable) const override;
-    [[nodiscard]] std::vector<std::pair<std::string, bool>> slot_names() const override;
+    [[nodiscard]] std::vector<slot_spec> slot_specs() const override;
     void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>) override;
     void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) override;
     template <dtype T>

@@ -19,6 +19,8 @@ void set_seed(std::uint64_t seed);
 // The calling thread's generator state, to go on later from the same draw
 // with set_random_state (as torch.get_rng_state); checkpoints that resume keep it.
 [[nodiscard]] std::vector<std::uint64_t> random_state();
+// Whether `state` is one that random_state() can give.
+[[nodiscard]] bool is_random_state(const std::vector<std::uint64_t>& state);
 // A state that random_state() gave; anything else is an argument_error.
 void set_random_state(const std::vector<std::uint64_t>& state,
                       std::source_location site = std::source_location::current());

@@ -64,13 +64,15 @@ optimizer_slots Adam::slots_of(tensor_id variable) const
         found->second);
 }
 
-std::vector<std::pair<std::string, bool>> Adam::slot_names() const
+std::vector<optimizer::slot_spec> Adam::slot_specs() const
 {
-    std::vector<std::pair<std::string, bool>> names{{"m", true}, {"v", true}, {"steps", false}};
+    std::vector<slot_spec> specs{{"m", true, slot_values::finite},
+                                 {"v", true, slot_values::non_negative},
+                                 {"steps", false, slot_values::update_count}};
     if (options_.amsgrad) {
-        names.emplace_back("v_max", true);
+        specs.push_back({"v_max", true, slot_values::non_negative});
     }
-    return names;
+    return specs;
 }
 
 void Adam::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>)

@@ -1,9 +1,11 @@
 #include <gradtape/ops.hpp>
 #include <gradtape/optim.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
+#include "../conversions.hpp"
 #include "../diagnostics.hpp"
 #include "../dtypes.hpp"
 #include "../tensor_access.hpp"
@@ -143,22 +145,47 @@ template <dtype T>
 void optimizer::check_slots(const basic_variable<T>& variable, const optimizer_slots& slots,
                             std::source_location site) const
 {
-    const std::string op = std::string(name_) + ".set_slots";
-    if (!slots.empty()) {
-        for (const auto& [slot, shaped] : slot_names()) {
-            const auto found = slots.find(slot);
-            if (found == slots.end()) {
-                fail<argument_error>(op, site, "variable '" + variable.name() + "' has no slot '" + slot + "'");
+    if (const auto problem = slots_problem(variable, slots)) {
+        fail<argument_error>(std::string(name_) + ".set_slots", site, problem->why);
+    }
+}
+
+template <dtype T>
+std::optional<optimizer::slot_problem> optimizer::slots_problem(const basic_variable<T>& variable,
+                                                                const optimizer_slots& slots) const
+{
+    if (slots.empty()) {
+        return std::nullopt;
+    }
+    for (const auto& [slot, shaped, values] : slot_specs()) {
+        const auto found = slots.find(slot);
+        const std::string named = "slot '" + slot + "' of variable '" + variable.name() + "'";
+        if (found == slots.end()) {
+            return slot_problem{slot, "variable '" + variable.name() + "' has no slot '" + slot + "'"};
+        }
+        const shape_type expected = shaped ? variable.shape() : shape_type{};
+        const shape_type given(found->second.shape().begin(), found->second.shape().end());
+        if (given != expected) {
+            return slot_problem{slot, named + " has shape " + detail::format_shape(given) + ", not " +
+                                          detail::format_shape(expected)};
+        }
+        const auto bad = std::ranges::find_if(found->second, [&](double value) {
+            switch (values) {
+            case slot_values::finite: return !std::isfinite(value) || !detail::fits<T>(value);
+            case slot_values::non_negative: return !(value >= 0) || !std::isfinite(value) || !detail::fits<T>(value);
+            case slot_values::update_count: return !(value >= 1 && value <= 0x1p53 && std::trunc(value) == value);
             }
-            const shape_type expected = shaped ? variable.shape() : shape_type{};
-            const shape_type given(found->second.shape().begin(), found->second.shape().end());
-            if (given != expected) {
-                fail<argument_error>(op, site,
-                                     "slot '" + slot + "' of variable '" + variable.name() + "' has shape " +
-                                         detail::format_shape(given) + ", not " + detail::format_shape(expected));
-            }
+            return true;
+        });
+        if (bad != found->second.end()) {
+            const char* holds = values == slot_values::finite         ? "finite values"
+                                : values == slot_values::non_negative ? "finite values >= 0"
+                                                                      : "a count of updates (a whole number from 1)";
+            return slot_problem{slot, named + " holds " + std::to_string(*bad) + " where an update leaves " +
+                                          holds + " of " + detail::dtype_name<T>()};
         }
     }
+    return std::nullopt;
 }
 
 template <dtype T>
@@ -174,7 +201,20 @@ void detail::check_model_holds_all(const GradientTape& tape, const std::vector<b
     }
 }
 
+template <dtype T>
+void detail::check_model_trains(const std::vector<basic_variable<T>>& variables, const std::string& model,
+                                const std::source_location& site)
+{
+    if (variables.empty()) {
+        fail<argument_error>("minimize", site,
+                             "model '" + model +
+                                 "' has no trainable variables: it holds no layers, or none with variables to train");
+    }
+}
+
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template void detail::check_model_trains(const std::vector<basic_variable<T>>&, const std::string&,            \
+                                             const std::source_location&);                                          \
     template void optimizer::apply_gradients(const std::vector<basic_tensor<T>>&,                                   \
                                              const std::vector<basic_variable<T>>&, std::source_location);          \
     template std::pair<std::vector<basic_tensor<T>>, basic_tensor<T>> clip_by_global_norm(                          \
@@ -182,6 +222,8 @@ void detail::check_model_holds_all(const GradientTape& tape, const std::vector<b
     template void optimizer::set_slots(const basic_variable<T>&, const optimizer_slots&, std::source_location);       \
     template void optimizer::check_slots(const basic_variable<T>&, const optimizer_slots&, std::source_location)      \
         const;                                                                                                      \
+    template std::optional<optimizer::slot_problem> optimizer::slots_problem(const basic_variable<T>&,              \
+                                                                             const optimizer_slots&) const;         \
     template void detail::check_model_holds_all(const GradientTape&, const std::vector<basic_variable<T>>&,         \
                                                 const std::string&, const std::source_location&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)

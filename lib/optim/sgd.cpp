@@ -52,12 +52,12 @@ optimizer_slots SGD::slots_of(tensor_id variable) const
                       found->second);
 }
 
-std::vector<std::pair<std::string, bool>> SGD::slot_names() const
+std::vector<optimizer::slot_spec> SGD::slot_specs() const
 {
     if (options_.momentum == 0) {
         return {};
     }
-    return {{"momentum", true}};
+    return {{"momentum", true, slot_values::finite}};
 }
 
 void SGD::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>)
