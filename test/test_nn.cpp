@@ -246,6 +246,21 @@ TEST_CASE("scaled_dot_product_attention equals its definition, with a causal or 
     }
 }
 
+TEST_CASE("an attention mask that would broadcast the scores to more dimensions is refused at the call",
+          "[nn][attention][errors]")
+{
+    const Tensor64 q = support::random64({2, 3, 4});
+    const Tensor64 mask = gt::ones<double>({1, 1, 1, 2, 3, 3});
+    REQUIRE_THROWS_WITH(gt::scaled_dot_product_attention(q, q, q, {.mask = mask}),
+                        Contains("scaled_dot_product_attention") && Contains("the mask (1, 1, 1, 2, 3, 3)") &&
+                            Contains("(2, 3, 3)") && Contains("test_nn.cpp"));
+    gt::MultiHeadAttention64 attention(2, 2);
+    const Tensor64 x = support::random64({2, 3, 4});
+    REQUIRE_THROWS_WITH(attention(x, x, {}, {.mask = mask}), Contains("the mask") && Contains("test_nn.cpp"));
+    // One that broadcasts within them is taken.
+    REQUIRE(gt::scaled_dot_product_attention(q, q, q, {.mask = gt::ones<double>({3, 3})}).shape() == q.shape());
+}
+
 TEST_CASE("gradients and second derivatives of attention", "[nn][attention][gradient]")
 {
     const auto attend = [](const auto& in) { return gt::scaled_dot_product_attention(in[0], in[1], in[2], {.causal = true}); };

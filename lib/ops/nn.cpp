@@ -323,6 +323,13 @@ basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const bas
         scores = where(basic_tensor<T>(std::move(allowed)), scores, masked, site);
     }
     if (options.mask.defined()) {
+        // A mask of more dimensions than the scores would broadcast them up,
+        // and the result would no longer be [..., T_q, D_v].
+        if (detail::broadcast_shape(op, site, options.mask.shape(), scores.shape(), sizeof(T)) != scores.shape()) {
+            fail<shape_error>(op, site,
+                              "the mask " + format_shape(options.mask.shape()) + " does not broadcast to the scores " +
+                                  format_shape(scores.shape()) + " ([..., T_q, T_k])");
+        }
         scores = where(options.mask, scores, masked, site);
     }
     return matmul(softmax(scores, -1, site), v, {}, site);
