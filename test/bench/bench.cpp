@@ -1,6 +1,6 @@
 // gradtape's benchmarks: medians of repeated runs and their ratios, measured
-// in one run of this program. Run with `meson test -C build --benchmark -v`
-// or directly: bench [threads]. Never part of the unit tests.
+// in one run of this program. Run with `meson compile -C build bench_1_thread`
+// (or bench_2_threads), or directly: bench [threads]. Never part of the unit tests.
 #include <cstdio>
 #include <array>
 #include <cstdlib>
