@@ -37,7 +37,7 @@ TEST_CASE("shape ops move values as NumPy does", "[ops][values]")
 
 TEST_CASE("broadcasts, transposes and sums equal xtensor's on every layout of their axes", "[ops][values]")
 {
-    // The ops walk merged runs of axes (lib/ops/strided.hpp); xtensor's
+    // The ops walk merged runs of axes (lib/kernels/strided.hpp); xtensor's
     // element-by-element broadcasting is the reference. The pairs cover a
     // repeated last axis, both operands repeated along different axes, a
     // scalar and length-1 axes between others.

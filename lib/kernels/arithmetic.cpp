@@ -1,7 +1,7 @@
 // One loop per op and layout, written once and compiled once per instruction
 // set by inlining it into functions of that target (GCC's target attribute).
 // The table of the machine's versions is chosen at the first call (isa.hpp).
-#include "arithmetic.hpp"
+#include "kernels/arithmetic.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -10,8 +10,8 @@
 #include <type_traits>
 #include <functional>
 
-#include "../dtypes.hpp"
-#include "isa.hpp"
+#include "core/dtypes.hpp"
+#include "kernels/isa.hpp"
 
 namespace gradtape::detail {
 namespace {

@@ -1,4 +1,4 @@
-#include "isa.hpp"
+#include "kernels/isa.hpp"
 
 #include <cstdlib>
 

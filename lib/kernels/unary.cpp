@@ -1,9 +1,9 @@
-#include "unary.hpp"
+#include "kernels/unary.hpp"
 
 #include <xsimd/xsimd.hpp>
 
-#include "../dtypes.hpp"
-#include "isa.hpp"
+#include "core/dtypes.hpp"
+#include "kernels/isa.hpp"
 
 namespace gradtape::detail {
 

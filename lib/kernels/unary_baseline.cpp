@@ -1,5 +1,5 @@
 // unary.hpp's functions for the architecture the library is compiled for.
-#include "unary_impl.hpp"
+#include "kernels/unary_impl.hpp"
 
 namespace gradtape::detail {
 GRADTAPE_INSTANTIATE_UNARY_MATH(xsimd::default_arch)

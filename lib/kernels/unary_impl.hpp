@@ -9,7 +9,7 @@
 
 #include <xsimd/xsimd.hpp>
 
-#include "unary.hpp"
+#include "kernels/unary.hpp"
 
 namespace gradtape::detail {
 

@@ -3,14 +3,14 @@
 // itself, which is NaN for an infinite x), and those with 1 and -1 fold to
 // additions. Each runs over the n channels of a tile at the vector width of
 // the instruction set it is compiled for.
-#include "winograd.hpp"
+#include "kernels/winograd.hpp"
 
 #include <array>
 #include <cstring>
 #include <utility>
 
-#include "../dtypes.hpp"
-#include "isa.hpp"
+#include "core/dtypes.hpp"
+#include "kernels/isa.hpp"
 
 namespace gradtape::detail {
 

@@ -17,9 +17,9 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
-#include "../diagnostics.hpp"
-#include "../dtypes.hpp"
-#include "../tensor_access.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "core/tensor_access.hpp"
 
 namespace gradtape::mpi {
 

@@ -20,11 +20,11 @@
 #include <tuple>
 #include <vector>
 
-#include "../kernels/arithmetic.hpp"
-#include "convolution.hpp"
-#include "gemm.hpp"
-#include "op.hpp"
-#include "routes.hpp"
+#include "kernels/arithmetic.hpp"
+#include "kernels/conv.hpp"
+#include "kernels/gemm.hpp"
+#include "ops/op.hpp"
+#include "ops/routes.hpp"
 
 namespace gradtape {
 

@@ -1,8 +1,8 @@
 // custom_gradient: an op made of a caller's forward and backward functions.
 #include <gradtape/tape.hpp>
 
-#include "../dtypes.hpp"
-#include "op.hpp"
+#include "core/dtypes.hpp"
+#include "ops/op.hpp"
 
 namespace gradtape {
 

@@ -5,9 +5,9 @@
 
 #include <xtensor/xmath.hpp>
 
-#include "../kernels/unary.hpp"
-#include "op.hpp"
-#include "strided.hpp"
+#include "kernels/unary.hpp"
+#include "ops/op.hpp"
+#include "kernels/strided.hpp"
 
 namespace gradtape {
 

@@ -1,7 +1,7 @@
 // Matrix products, through BLAS (xtensor-blas's cxxblas over OpenBLAS).
 // Transposed operands are passed to gemm as flags, never materialised.
-#include "gemm.hpp"
-#include "op.hpp"
+#include "kernels/gemm.hpp"
+#include "ops/op.hpp"
 
 namespace gradtape {
 

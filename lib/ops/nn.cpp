@@ -12,8 +12,8 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xsort.hpp>
 
-#include "op.hpp"
-#include "strided.hpp"
+#include "ops/op.hpp"
+#include "kernels/strided.hpp"
 
 namespace gradtape {
 

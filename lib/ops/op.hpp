@@ -18,10 +18,10 @@
 
 #include <gradtape/ops.hpp>
 
-#include "../debug_hooks.hpp"
-#include "../diagnostics.hpp"
-#include "../dtypes.hpp"
-#include "../tape_core.hpp"
+#include "debug/debug_hooks.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "core/tape_core.hpp"
 
 namespace gradtape::detail {
 

@@ -14,10 +14,10 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xsort.hpp>
 
-#include "../kernels/arithmetic.hpp"
-#include "op.hpp"
-#include "routes.hpp"
-#include "strided.hpp"
+#include "kernels/arithmetic.hpp"
+#include "ops/op.hpp"
+#include "ops/routes.hpp"
+#include "kernels/strided.hpp"
 
 namespace gradtape {
 

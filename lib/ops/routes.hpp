@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "op.hpp"
+#include "ops/op.hpp"
 
 namespace gradtape::detail {
 

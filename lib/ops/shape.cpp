@@ -6,8 +6,8 @@
 #include <optional>
 
 
-#include "op.hpp"
-#include "strided.hpp"
+#include "ops/op.hpp"
+#include "kernels/strided.hpp"
 
 namespace gradtape {
 

@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "../diagnostics.hpp"
-#include "../kernels/arithmetic.hpp"
+#include "core/diagnostics.hpp"
+#include "kernels/arithmetic.hpp"
 
 namespace gradtape {
 

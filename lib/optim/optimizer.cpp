@@ -5,10 +5,10 @@
 #include <cmath>
 #include <numbers>
 
-#include "../conversions.hpp"
-#include "../diagnostics.hpp"
-#include "../dtypes.hpp"
-#include "../tensor_access.hpp"
+#include "io/conversions.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "core/tensor_access.hpp"
 
 namespace gradtape {
 

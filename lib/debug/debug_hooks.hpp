@@ -6,7 +6,7 @@
 #include <span>
 #include <string_view>
 
-#include "tape_core.hpp"
+#include "core/tape_core.hpp"
 
 namespace gradtape::detail {
 

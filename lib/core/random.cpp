@@ -5,8 +5,8 @@
 #include <random>
 #include <sstream>
 
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
 
 namespace gradtape {
 

@@ -1,8 +1,8 @@
-#include "diagnostics.hpp"
+#include "core/diagnostics.hpp"
 
 #include <limits>
 
-#include "tape_core.hpp"
+#include "core/tape_core.hpp"
 
 namespace gradtape::detail {
 

@@ -6,13 +6,13 @@
 
 #include <xtensor/xmath.hpp>
 
-#include "debug_hooks.hpp"
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
-#include "guard_count.hpp"
+#include "debug/debug_hooks.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "core/guard_count.hpp"
 #include "kernels/arithmetic.hpp"
 #include "kernels/isa.hpp"
-#include "static_tls.hpp"
+#include "core/static_tls.hpp"
 
 namespace gradtape {
 namespace detail {

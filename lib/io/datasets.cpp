@@ -15,10 +15,10 @@
 
 #include <gradtape/error.hpp>
 
-#include "conversions.hpp"
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
-#include "files.hpp"
+#include "io/conversions.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "io/files.hpp"
 
 namespace gradtape {
 

@@ -2,9 +2,9 @@
 
 #include <xtensor/xnoalias.hpp>
 
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
-#include "tensor_access.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "core/tensor_access.hpp"
 
 namespace gradtape {
 

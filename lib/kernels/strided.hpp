@@ -14,7 +14,7 @@
 
 #include <gradtape/tensor.hpp>
 
-#include "../kernels/arithmetic.hpp"
+#include "kernels/arithmetic.hpp"
 
 namespace gradtape::detail {
 

@@ -1,4 +1,4 @@
-#include "files.hpp"
+#include "io/files.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -9,7 +9,7 @@
 
 #include <gradtape/error.hpp>
 
-#include "diagnostics.hpp"
+#include "core/diagnostics.hpp"
 
 namespace gradtape::detail {
 

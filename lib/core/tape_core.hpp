@@ -18,8 +18,8 @@
 
 #include <gradtape/tensor.hpp>
 
-#include "dtypes.hpp"
-#include "tensor_access.hpp"
+#include "core/dtypes.hpp"
+#include "core/tensor_access.hpp"
 
 namespace gradtape::detail {
 

@@ -12,11 +12,11 @@
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xio.hpp>
 
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
-#include "static_tls.hpp"
-#include "tape_core.hpp"
-#include "tensor_access.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "core/static_tls.hpp"
+#include "core/tape_core.hpp"
+#include "core/tensor_access.hpp"
 
 namespace gradtape {
 namespace detail {

@@ -9,7 +9,7 @@
 
 #include <gradtape/tensor.hpp>
 
-#include "../kernels/arithmetic.hpp"
+#include "kernels/arithmetic.hpp"
 
 namespace gradtape::detail {
 

@@ -25,11 +25,11 @@
 #include <memory>
 #include <vector>
 
-#include "../dtypes.hpp"
-#include "../kernels/arithmetic.hpp"
-#include "../kernels/winograd.hpp"
-#include "convolution.hpp"
-#include "gemm.hpp"
+#include "core/dtypes.hpp"
+#include "kernels/arithmetic.hpp"
+#include "kernels/winograd.hpp"
+#include "kernels/conv.hpp"
+#include "kernels/gemm.hpp"
 
 namespace gradtape::detail {
 

@@ -18,13 +18,13 @@
 #include <unordered_set>
 #include <vector>
 
-#include "debug_hooks.hpp"
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
-#include "guard_count.hpp"
-#include "id_set.hpp"
-#include "static_tls.hpp"
-#include "tape_core.hpp"
+#include "debug/debug_hooks.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "core/guard_count.hpp"
+#include "core/id_set.hpp"
+#include "core/static_tls.hpp"
+#include "core/tape_core.hpp"
 
 namespace gradtape {
 namespace detail {

@@ -5,9 +5,9 @@
 
 #include <xtensor/xbuilder.hpp>
 
-#include "diagnostics.hpp"
+#include "core/diagnostics.hpp"
 #include "ops/op.hpp"
-#include "tape_core.hpp"
+#include "core/tape_core.hpp"
 
 namespace gradtape {
 

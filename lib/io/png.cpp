@@ -1,4 +1,4 @@
-#include "png.hpp"
+#include "io/png.hpp"
 
 #include <array>
 #include <stdexcept>

@@ -31,11 +31,11 @@
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xnoalias.hpp>
 
-#include "conversions.hpp"
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
-#include "files.hpp"
-#include "tensor_access.hpp"
+#include "io/conversions.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "io/files.hpp"
+#include "core/tensor_access.hpp"
 
 namespace gradtape {
 

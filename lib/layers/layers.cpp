@@ -14,8 +14,8 @@
 #include <gradtape/random.hpp>
 #include <gradtape/tape.hpp>
 
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
 
 namespace gradtape {
 namespace detail {

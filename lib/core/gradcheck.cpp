@@ -6,7 +6,7 @@
 
 #include <gradtape/tape.hpp>
 
-#include "diagnostics.hpp"
+#include "core/diagnostics.hpp"
 
 namespace gradtape {
 

@@ -11,8 +11,8 @@
 #include <gradtape/ops.hpp>
 #include <gradtape/random.hpp>
 
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
 
 namespace gradtape {
 namespace detail {

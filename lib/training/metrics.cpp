@@ -11,10 +11,10 @@
 #include <gradtape/error.hpp>
 #include <gradtape/ops.hpp>
 
-#include "diagnostics.hpp"
-#include "dtypes.hpp"
-#include "files.hpp"
-#include "png.hpp"
+#include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
+#include "io/files.hpp"
+#include "io/png.hpp"
 
 #include <xtensor/xview.hpp>
 
