@@ -127,11 +127,9 @@ template <dtype T>
 template <dtype T>
 [[nodiscard]] basic_tensor<T> avg_pool2d(const basic_tensor<T>& input, pool2d_options options = {}, GRADTAPE_SITE);
 
-struct depthwise_conv2d_options {
-    std::array<std::ptrdiff_t, 2> strides{1, 1};
-    ::gradtape::padding padding = ::gradtape::padding::valid;
-    std::array<std::ptrdiff_t, 2> dilations{1, 1};
-};
+// A depthwise convolution's strides, padding and dilations; it has no
+// Winograd kernels, and asking for them is an argument_error.
+using depthwise_conv2d_options = conv2d_options;
 // Each input channel convolved with its own M filters: input [N, H, W, C],
 // filter [KH, KW, C, M] -> [N, OH, OW, C * M], channel c * M + m from input
 // channel c and filter[..., c, m], as tf.nn.depthwise_conv2d.

@@ -1,5 +1,5 @@
 // One row-major matrix product through BLAS (xtensor-blas's cxxblas over
-// OpenBLAS), shared by matmul and the convolutions, and OpenBLAS's threads.
+// OpenBLAS), shared by matmul and the convolutions, and OpenBLAS's thread count.
 #pragma once
 
 #include <algorithm>

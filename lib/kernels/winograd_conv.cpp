@@ -12,7 +12,8 @@
 // The input's gradient and the filters' gradient run the same steps
 // adjoint, in reverse: exact adjoints of the forward computation, which is
 // exactly the convolution in exact arithmetic. Rounding grows with the
-// transforms' entries (from 1/90 to 8), to a few float ulps of the sum.
+// transforms' entries (from 1/90 to 8) and with the largest value of a
+// tile's whole patch (README, "Convolutions").
 //
 // The matrices come from Toom-Cook interpolation at the points 0, 1, -1, 2,
 // -2, infinity and, for 8x8 tiles, 1/2 and -1/2 (3 and -3 would give
@@ -30,6 +31,7 @@
 #include "kernels/winograd.hpp"
 #include "kernels/conv.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/threads.hpp"
 
 namespace gradtape::detail {
 
@@ -99,9 +101,8 @@ struct winograd_plan {
     std::size_t workers;  // threads for the chunks
     // The distance between two points' planes of transformed inputs, and of
     // products: a whole chunk's plane rounded up to 4 KiB, plus a cache line.
-    // At a multiple of 4 KiB, one tile's values at every point share a cache
-    // set, and a transform touching 64 of them evicts its own lines: 8x8
-    // input transforms ran 4 times slower.
+    // At a multiple of 4 KiB, one tile's values at every point would share a
+    // cache set, and a transform touching 64 of them would evict its own lines.
     std::size_t inputs_plane, products_plane;
 
     explicit winograd_plan(const conv_geometry& geometry)
@@ -119,17 +120,15 @@ struct winograd_plan {
     {
         // Half a million transformed inputs and products per chunk (2 MiB in
         // float): larger chunks give the products longer matrices, smaller
-        // ones stay in cache. On the Fashion-MNIST CNN's second layer, 4 times
-        // more made the step 8% slower and 4 times fewer 14% slower.
+        // ones stay in cache.
         const std::size_t per_image = points() * tiles() * (g.c + g.o);
         chunk = std::clamp<std::size_t>((std::size_t{1} << 19) / std::max<std::size_t>(per_image, 1), 1, g.n);
         workers = 1;
         // With more threads, OpenBLAS splits a product of m * n * k at least
         // 2^18 (its SMP threshold) over them, which for these short products
-        // costs more in synchronisation than it gains: the CNN's step took 112
-        // ms at two threads against 70 at one. Chunks whose products stay
-        // under the threshold run on the calling thread, so that threads of
-        // ours can take whole chunks instead. Where one image's products
+        // costs more in synchronisation than it gains. Chunks whose products
+        // stay under the threshold run on the calling thread, so that threads
+        // of ours can take whole chunks instead. Where one image's products
         // exceed it, they are long enough for OpenBLAS's threads.
         const std::size_t threads = blas_threads();
         const std::size_t per_image_product = tiles() * g.c * g.o;
@@ -303,17 +302,6 @@ struct winograd_plan {
 };
 
 }  // namespace
-
-bool winograd_applies(const conv_geometry& g)
-{
-    return g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 && g.kh == g.kw &&
-           (g.kh == 3 || g.kh == 5);
-}
-
-bool suits_winograd(const conv_geometry& g)
-{
-    return winograd_applies(g) && g.c >= 16 && g.o >= 16;
-}
 
 template <class T>
 void winograd_conv2d(const conv_geometry& g, const T* input, const T* filters, T* out)

@@ -1,28 +1,21 @@
-// Convolutions and pooling over NHWC data. Convolutions go by im2col and one
-// BLAS product per run of rows (a row per image and output position), or,
-// with unit strides and a 3x3 or 5x5 kernel, by Winograd's minimal filtering
-// (winograd.cpp). The three ops here are each other's gradients: for
-// y = conv2d(x, w),
+// Convolutions and pools over NHWC data; their kernels are in
+// lib/kernels/conv.cpp. The three convolution ops are each other's
+// gradients: for y = conv2d(x, w),
 //   dx = conv2d_transpose(g, w)              (the adjoint of x -> conv2d(x, w))
 //   dw = filter_correlation(x, g)            (the adjoint of w -> conv2d(x, w))
 // and each of those is linear in both inputs, so its own gradients are the
-// other two ops again: derivatives of every order stay exact.
+// other two ops again: derivatives of every order stay exact. The depthwise
+// ops, and the average pool with its adjoint, are built the same way.
 #include <gradtape/nn.hpp>
 
-#include <algorithm>
 #include <atomic>
-#include <cstdint>
 #include <cstdlib>
 #include <limits>
-#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
-#include <vector>
 
-#include "kernels/arithmetic.hpp"
 #include "kernels/conv.hpp"
-#include "kernels/gemm.hpp"
 #include "ops/op.hpp"
 #include "ops/routes.hpp"
 
@@ -30,9 +23,9 @@ namespace gradtape {
 
 using detail::backward_args;
 using detail::conv_geometry;
+using detail::conv_plan;
 using detail::fail;
 using detail::format_shape;
-using detail::gemm;
 using detail::saved;
 
 namespace {
@@ -102,8 +95,10 @@ std::optional<std::pair<std::size_t, std::size_t>> output_extent(std::size_t in,
     return std::pair{in < *span ? 0 : (in - *span) / stride + 1, std::size_t{0}};
 }
 
-conv_geometry plan_conv(std::string_view op, const std::source_location& site, const shape_type& input,
-                        const shape_type& filters, const conv2d_options& options)
+// The shape rule of every convolution: the inputs checked, and where the
+// windows fall. `algorithm` names the kernels that may take it.
+conv_plan plan_conv(std::string_view op, const std::source_location& site, const shape_type& input,
+                    const shape_type& filters, const conv2d_options& options, bool winograd_kernels = true)
 {
     const auto refuse = [&](const std::string& why) {
         fail<shape_error>(op, site, why + ": " + describe(input, filters, options));
@@ -153,236 +148,38 @@ conv_geometry plan_conv(std::string_view op, const std::source_location& site, c
     if (options.padding == padding::valid && (g.oh == 0 || g.ow == 0)) {
         refuse("the (dilated) kernel is larger than the input, which valid padding does not pad");
     }
-    (void)conv_algorithm_setting(site);
-    if (options.algorithm == conv_algorithm::winograd && !detail::winograd_applies(g)) {
+    conv_algorithm algorithm = options.algorithm;
+    if (algorithm == conv_algorithm::automatic) {
+        algorithm = conv_algorithm_setting(site).load(std::memory_order_relaxed);
+    }
+    if (options.algorithm == conv_algorithm::winograd && !(winograd_kernels && detail::winograd_applies(g))) {
         fail<argument_error>(op, site,
-                             "Winograd's algorithm takes unit strides and dilations and a 3x3 or 5x5 kernel only: " +
-                                 describe(input, filters, options));
+                             winograd_kernels
+                                 ? "Winograd's algorithm takes unit strides and dilations and a 3x3 or 5x5 kernel "
+                                   "only: " + describe(input, filters, options)
+                                 : "has no Winograd kernels: " + describe(input, filters, options));
     }
-    return g;
+    return {g, algorithm};
 }
 
-// Note [Winograd and non-finite values]
-// Winograd's input transform mixes every pixel of a tile's patch into every
-// point, and its output transform every point into every output of the
-// tile: a NaN or an infinity anywhere in a patch would reach all the tile's
-// outputs, and an infinity would become NaN, where a direct convolution
-// confines it to the windows that hold it. A convolution whose operands hold
-// either goes by im2col: one scan of both, which leaves finite data's results
-// as they are.
-template <dtype T>
-bool by_winograd(const conv_geometry& g, const conv2d_options& options, const xt::xarray<T>& a,
-                 const xt::xarray<T>& b)
+// What the shape rules of a convolution's gradients share: the gradient
+// must be the output of the convolution of `input` by `filters`.
+void check_gradient(std::string_view op, const std::source_location& site, const shape_type& grad,
+                    const shape_type& output, const shape_type& input, const shape_type& filters,
+                    const conv2d_options& options)
 {
-    conv_algorithm chosen = options.algorithm;
-    if (chosen == conv_algorithm::automatic) {
-        chosen = conv_algorithm_setting({}).load(std::memory_order_relaxed);
-    }
-    const bool applies = chosen == conv_algorithm::winograd ? detail::winograd_applies(g)
-                                                            : chosen == conv_algorithm::automatic && detail::suits_winograd(g);
-    return applies && detail::all_finite(a.data(), a.size()) && detail::all_finite(b.data(), b.size());
-}
-
-// The filter taps k along one axis whose input index out * stride + k *
-// dilation - pad lies inside [0, in): a run [first, last), empty where the
-// whole window falls in the padding.
-std::pair<std::size_t, std::size_t> taps_inside(std::size_t out, std::size_t stride, std::size_t dilation,
-                                                std::size_t pad, std::size_t kernel, std::size_t in)
-{
-    const std::ptrdiff_t origin = std::ptrdiff_t(out * stride) - std::ptrdiff_t(pad);
-    const auto d = std::ptrdiff_t(dilation);
-    std::ptrdiff_t first = origin < 0 ? (-origin + d - 1) / d : 0;
-    std::ptrdiff_t last = origin >= std::ptrdiff_t(in) ? 0 : (std::ptrdiff_t(in) - origin + d - 1) / d;
-    first = std::min(first, std::ptrdiff_t(kernel));
-    last = std::clamp(last, first, std::ptrdiff_t(kernel));
-    return {std::size_t(first), std::size_t(last)};
-}
-
-// The part of one output position's window inside the image: for each
-// kernel row ky in [ky_first, ky_last), the taps kx in [kx_first, kx_last)
-// read the input row iy(ky) from column ix(kx_first) on, every dilation_w
-// pixels. Padding reads zero, so whole-window work skips it.
-struct window {
-    std::size_t position;
-    std::size_t ky_first, ky_last, kx_first, kx_last;
-    std::size_t iy_first, ix_first;
-
-    [[nodiscard]] bool whole(const conv_geometry& g) const
-    {
-        return ky_first == 0 && ky_last == g.kh && kx_first == 0 && kx_last == g.kw;
-    }
-    [[nodiscard]] std::size_t taps() const { return (ky_last - ky_first) * (kx_last - kx_first); }
-};
-
-// Calls visit(window) for output positions first..last of an image.
-template <class Visit>
-void for_each_window(const conv_geometry& g, std::size_t first, std::size_t last, Visit visit)
-{
-    std::vector<std::pair<std::size_t, std::size_t>> columns(g.ow);
-    for (std::size_t ox = 0; ox < g.ow; ++ox) {
-        columns[ox] = taps_inside(ox, g.stride_w, g.dilation_w, g.pad_left, g.kw, g.w);
-    }
-    for (std::size_t oy = first / std::max<std::size_t>(g.ow, 1); oy * g.ow < last; ++oy) {
-        const auto [ky_first, ky_last] = taps_inside(oy, g.stride_h, g.dilation_h, g.pad_top, g.kh, g.h);
-        const std::size_t ox_last = std::min(g.ow, last - oy * g.ow);
-        for (std::size_t ox = oy * g.ow < first ? first - oy * g.ow : 0; ox < ox_last; ++ox) {
-            const auto [kx_first, kx_last] = columns[ox];
-            visit(window{.position = oy * g.ow + ox,
-                         .ky_first = ky_first,
-                         .ky_last = ky_last,
-                         .kx_first = kx_first,
-                         .kx_last = kx_last,
-                         .iy_first = oy * g.stride_h + ky_first * g.dilation_h - g.pad_top,
-                         .ix_first = ox * g.stride_w + kx_first * g.dilation_w - g.pad_left});
-        }
+    if (grad != output) {
+        fail<shape_error>(op, site,
+                          "the gradient " + format_shape(grad) + " is not the convolution's output " +
+                              format_shape(output) + ": " + describe(input, filters, options));
     }
 }
-
-template <class Visit>
-void for_each_window(const conv_geometry& g, Visit visit)
-{
-    for_each_window(g, 0, g.positions(), visit);
-}
-
-// Calls visit(tap, pixel, taps) for each kernel row of the window inside
-// the image: `taps` filter taps from `tap` (a KH * KW index) read pixels
-// from `pixel` (an H * W index) on, every dilation_w pixels; with dilation
-// 1 they are one contiguous run of taps * C values.
-template <class Visit>
-void for_each_row(const conv_geometry& g, const window& at, Visit visit)
-{
-    if (at.kx_first == at.kx_last) {
-        return;
-    }
-    for (std::size_t ky = at.ky_first; ky < at.ky_last; ++ky) {
-        const std::size_t iy = at.iy_first + (ky - at.ky_first) * g.dilation_h;
-        visit(ky * g.kw + at.kx_first, iy * g.w + at.ix_first, at.kx_last - at.kx_first);
-    }
-}
-
-// The patches of output positions first..last of an image as rows: columns
-// (last - first, KH * KW * C), zero where a window reaches into the padding.
-template <dtype T>
-void image_to_columns(const conv_geometry& g, const T* image, std::size_t first, std::size_t last, T* columns)
-{
-    for_each_window(g, first, last, [&](const window& at) {
-        T* row = columns + (at.position - first) * g.patch();
-        if (!at.whole(g)) {
-            std::fill_n(row, g.patch(), T(0));
-        }
-        for_each_row(g, at, [&](std::size_t tap, std::size_t pixel, std::size_t taps) {
-            if (g.dilation_w == 1) {
-                std::copy_n(image + pixel * g.c, taps * g.c, row + tap * g.c);
-                return;
-            }
-            for (std::size_t t = 0; t < taps; ++t) {
-                std::copy_n(image + (pixel + t * g.dilation_w) * g.c, g.c, row + (tap + t) * g.c);
-            }
-        });
-    });
-}
-
-// The adjoint: each patch row added back into the image where it was read.
-template <dtype T>
-void columns_to_image(const conv_geometry& g, const T* columns, std::size_t first, std::size_t last, T* image)
-{
-    for_each_window(g, first, last, [&](const window& at) {
-        const T* row = columns + (at.position - first) * g.patch();
-        for_each_row(g, at, [&](std::size_t tap, std::size_t pixel, std::size_t taps) {
-            if (g.dilation_w == 1) {
-                T* to = image + pixel * g.c;
-                detail::arithmetic_same(detail::arithmetic::add, to, row + tap * g.c, to, taps * g.c);
-                return;
-            }
-            for (std::size_t t = 0; t < taps; ++t) {
-                T* to = image + (pixel + t * g.dilation_w) * g.c;
-                detail::arithmetic_same(detail::arithmetic::add, to, row + (tap + t) * g.c, to, g.c);
-            }
-        });
-    });
-}
-
-// Calls visit(image, first, last, row) for each image's part of rows
-// first_row..first_row + rows of the columns, one row per image and output
-// position: output positions first..last of `image`, at row `row` of the run.
-template <class Visit>
-void for_each_image_part(const conv_geometry& g, std::size_t first_row, std::size_t rows, Visit visit)
-{
-    const std::size_t positions = g.positions();
-    for (std::size_t row = first_row; row < first_row + rows;) {
-        const std::size_t image = row / positions;
-        const std::size_t first = row - image * positions;
-        const std::size_t last = std::min(positions, first + (first_row + rows - row));
-        visit(image, first, last, row - first_row);
-        row += last - first;
-    }
-}
-
-// Calls work(worker, first image, last image) for contiguous shares of the
-// images, one per worker, each on a thread of its own.
-template <class Work>
-void deal_images(const conv_geometry& g, std::size_t workers, Work work)
-{
-    detail::on_threads(workers, [&](std::size_t worker) {
-        work(worker, g.n * worker / workers, g.n * (worker + 1) / workers);
-    });
-}
-
-// How im2col takes a convolution's rows: in runs whose columns fit in 2 MiB,
-// so that they stay in cache between their writing and the BLAS product (a
-// 64 MiB chunk made the Fashion-MNIST CNN's step twice as slow). With more
-// than one OpenBLAS thread, where runs of 128 rows make products under
-// OpenBLAS's threading threshold (m * n * k < 2^18), the images are dealt
-// in contiguous shares to threads of our own, each running products of up
-// to that many rows on its own, as Winograd's chunks do (winograd.cpp):
-// OpenBLAS's threads split the short products of the Fashion-MNIST CNN's
-// first layer (25 x 32 filters) at a loss. Each image is one thread's.
-struct column_runs {
-    const conv_geometry& g;
-    std::size_t run;      // rows per run
-    std::size_t workers;  // threads for the images
-
-    explicit column_runs(const conv_geometry& geometry) : g(geometry), workers(1)
-    {
-        const std::size_t per_row = std::max<std::size_t>(g.patch(), 1);
-        run = std::clamp<std::size_t>((std::size_t{1} << 19) / per_row, 1, std::max<std::size_t>(g.n * g.positions(), 1));
-        const std::size_t threshold_rows = ((std::size_t{1} << 18) - 1) / (per_row * std::max<std::size_t>(g.o, 1));
-        const std::size_t threads = detail::blas_threads();
-        if (threads > 1 && g.n > 1 && threshold_rows >= 128) {
-            run = std::min(run, threshold_rows);
-            workers = std::min(threads, g.n);
-        }
-    }
-
-    // Calls visit(worker, columns, first row, rows) for each run, with the
-    // run's columns made from `input` when it is given, and otherwise left
-    // for a product to write.
-    template <dtype T, class Visit>
-    void for_each(const T* input, Visit visit) const
-    {
-        deal_images(g, workers, [&](std::size_t worker, std::size_t first_image, std::size_t last_image) {
-            const std::unique_ptr<T[]> columns(new T[run * g.patch()]);
-            const std::size_t end = last_image * g.positions();
-            for (std::size_t first = first_image * g.positions(); first < end; first += run) {
-                const std::size_t rows = std::min(run, end - first);
-                if (input != nullptr) {
-                    for_each_image_part(g, first, rows, [&](std::size_t image, std::size_t from, std::size_t to,
-                                                            std::size_t row) {
-                        image_to_columns(g, input + image * g.h * g.w * g.c, from, to, columns.get() + row * g.patch());
-                    });
-                }
-                visit(worker, columns.get(), first, rows);
-            }
-        });
-    }
-};
 
 template <dtype T>
 basic_tensor<T> filter_correlation(const basic_tensor<T>& input, const basic_tensor<T>& grad,
                                    const shape_type& filter_shape, const conv2d_options& options,
                                    const std::source_location& site);
 
-// conv2d: each image's columns times the filters, seen as (KH * KW * C, O).
 template <dtype T>
 struct conv2d_op {
     using value_type = T;
@@ -390,27 +187,14 @@ struct conv2d_op {
     static constexpr saved saves = saved::inputs;
     conv2d_options options;
 
-    shape_type shape(const std::source_location& site, const shape_type& input, const shape_type& filters) const
+    conv_plan shape(const std::source_location& site, const shape_type& input, const shape_type& filters) const
     {
-        return plan_conv(name, site, input, filters, options).output_shape();
+        return plan_conv(name, site, input, filters, options);
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& filters) const
+    void forward(const conv_plan& plan, xt::xarray<T>& out, const xt::xarray<T>& input,
+                 const xt::xarray<T>& filters) const
     {
-        const conv_geometry g = plan_conv(name, {}, input.shape(), filters.shape(), options);
-        if (out.size() == 0) {
-            return;
-        }
-        if (g.patch() == 0) {
-            out.fill(T(0));
-            return;
-        }
-        if (by_winograd(g, options, input, filters)) {
-            detail::winograd_conv2d(g, input.data(), filters.data(), out.data());
-            return;
-        }
-        column_runs(g).for_each(input.data(), [&](std::size_t, const T* columns, std::size_t first, std::size_t rows) {
-            gemm(columns, g.patch(), false, filters.data(), g.o, false, out.data() + first * g.o, rows, g.o, g.patch());
-        });
+        detail::conv2d(plan, input.data(), filters.data(), out.data());
     }
     // conv2d_transpose(grad, w) for the input, filter_correlation(x, grad) for the filters
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -423,7 +207,6 @@ struct conv2d_op {
     }
 };
 
-// conv2d_transpose: grad times the filters transposed, added back into the image.
 template <dtype T>
 struct conv2d_transpose_op {
     using value_type = T;
@@ -432,34 +215,19 @@ struct conv2d_transpose_op {
     conv2d_options options;
     shape_type output;
 
-    shape_type shape(const std::source_location& site, const shape_type& grad, const shape_type& filters) const
+    struct plan : conv_plan {
+        shape_type image;
+        [[nodiscard]] const shape_type& output_shape() const { return image; }
+    };
+    plan shape(const std::source_location& site, const shape_type& grad, const shape_type& filters) const
     {
-        const conv_geometry g = plan_conv(name, site, output, filters, options);
-        if (grad != g.output_shape()) {
-            fail<shape_error>(name, site,
-                              "conv2d maps " + format_shape(output) + " to " + format_shape(g.output_shape()) +
-                                  ", not to the input's " + format_shape(grad) + ": " +
-                                  describe(output, filters, options));
-        }
-        return output;
+        const conv_plan convolution = plan_conv(name, site, output, filters, options);
+        check_gradient(name, site, grad, convolution.output_shape(), output, filters, options);
+        return {convolution, output};
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad, const xt::xarray<T>& filters) const
+    void forward(const plan& planned, xt::xarray<T>& out, const xt::xarray<T>& grad, const xt::xarray<T>& filters) const
     {
-        const conv_geometry g = plan_conv(name, {}, output, filters.shape(), options);
-        out.fill(T(0));
-        if (grad.size() == 0 || out.size() == 0) {
-            return;
-        }
-        if (by_winograd(g, options, grad, filters)) {
-            detail::winograd_conv2d_transpose(g, grad.data(), filters.data(), out.data());
-            return;
-        }
-        column_runs(g).for_each<T>(nullptr, [&](std::size_t, T* columns, std::size_t first, std::size_t rows) {
-            gemm(grad.data() + first * g.o, g.o, false, filters.data(), g.o, true, columns, rows, g.patch(), g.o);
-            for_each_image_part(g, first, rows, [&](std::size_t image, std::size_t from, std::size_t to, std::size_t row) {
-                columns_to_image(g, columns + row * g.patch(), from, to, out.data() + image * g.h * g.w * g.c);
-            });
-        });
+        detail::conv2d_transpose(planned, grad.data(), filters.data(), out.data());
     }
     // conv2d(z, w) for grad, filter_correlation(z, grad) for the filters
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -472,7 +240,6 @@ struct conv2d_transpose_op {
     }
 };
 
-// The filters' gradient: the sum over images of columns^T times grad.
 template <dtype T>
 struct filter_correlation_op {
     using value_type = T;
@@ -481,34 +248,19 @@ struct filter_correlation_op {
     conv2d_options options;
     shape_type filters;
 
-    shape_type shape(const std::source_location& site, const shape_type& input, const shape_type& grad) const
+    struct plan : conv_plan {
+        shape_type filter_shape;
+        [[nodiscard]] const shape_type& output_shape() const { return filter_shape; }
+    };
+    plan shape(const std::source_location& site, const shape_type& input, const shape_type& grad) const
     {
-        const conv_geometry g = plan_conv(name, site, input, filters, options);
-        if (grad != g.output_shape()) {
-            fail<shape_error>(name, site,
-                              "grad " + format_shape(grad) + " is not conv2d's output " +
-                                  format_shape(g.output_shape()) + ": " + describe(input, filters, options));
-        }
-        return filters;
+        const conv_plan convolution = plan_conv(name, site, input, filters, options);
+        check_gradient(name, site, grad, convolution.output_shape(), input, filters, options);
+        return {convolution, filters};
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& grad) const
+    void forward(const plan& planned, xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& grad) const
     {
-        const conv_geometry g = plan_conv(name, {}, input.shape(), filters, options);
-        out.fill(T(0));
-        if (input.size() == 0 || out.size() == 0 || g.positions() == 0) {
-            return;
-        }
-        if (by_winograd(g, options, input, grad)) {
-            detail::winograd_filter_gradient(g, input.data(), grad.data(), out.data());
-            return;
-        }
-        const column_runs runs(g);
-        detail::thread_sums<T> sums(out.data(), out.size(), runs.workers);
-        runs.for_each(input.data(), [&](std::size_t worker, const T* columns, std::size_t first, std::size_t rows) {
-            gemm(columns, g.patch(), true, grad.data() + first * g.o, g.o, false, sums.of(worker), g.patch(), g.o,
-                 rows, T(1));
-        });
-        sums.add_up();
+        detail::conv2d_filter_gradient(planned, input.data(), grad.data(), out.data());
     }
     // conv2d_transpose(grad, z) for the input, conv2d(x, z) for grad
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -542,73 +294,39 @@ conv_geometry plan_pool(std::string_view op, const std::source_location& site, c
         }
     }
     return plan_conv(op, site, input, {std::size_t(options.ksize[0]), std::size_t(options.ksize[1]), input[3], input[3]},
-                     {.strides = options.strides, .padding = options.padding, .dilations = {1, 1}});
+                     {.strides = options.strides, .padding = options.padding, .dilations = {1, 1}})
+        .g;
 }
 
-// A max pool's values, and for each the flat index into the input of the
-// element it took: the first largest of its window, or its first NaN.
-// Every window holds at least one element: same padding pads less than a
-// kernel.
-template <dtype T>
-void max_pool_values(const conv_geometry& g, const xt::xarray<T>& input, T* pooled, std::int64_t* routes)
-{
-    for (std::size_t b = 0; b < g.n; ++b) {
-        const std::size_t image = b * g.h * g.w;
-        const std::size_t out = b * g.positions();
-        for_each_window(g, [&](const window& at) {
-            T* best = pooled + (out + at.position) * g.c;
-            std::int64_t* from = routes + (out + at.position) * g.c;
-            bool first = true;
-            for_each_row(g, at, [&](std::size_t, std::size_t pixel, std::size_t taps) {
-                for (std::size_t t = 0; t < taps; ++t) {
-                    const std::size_t offset = (image + pixel + t) * g.c;
-                    const T* candidates = input.data() + offset;
-                    if (first) {
-                        first = false;
-                        std::copy_n(candidates, g.c, best);
-                        for (std::size_t k = 0; k < g.c; ++k) {
-                            from[k] = std::int64_t(offset + k);
-                        }
-                        continue;
-                    }
-                    detail::keep_larger(best, from, candidates, std::int64_t(offset), g.c);
-                }
-            });
-        });
-    }
-}
-
-// max_pool2d: the routes are found by the forward kernel itself (so that a
-// replayed step finds them anew) and kept for the backward rule.
+// The largest element of each window; its routes name it, and the gradient
+// goes back along them.
 template <dtype T>
 struct max_pool_op {
     using value_type = T;
     static constexpr std::string_view name = "max_pool2d";
     static constexpr saved saves = saved::nothing;
+    static constexpr bool selects = true;
     pool2d_options options;
-    std::shared_ptr<xt::xarray<std::int64_t>> routes = std::make_shared<xt::xarray<std::int64_t>>();
 
-    shape_type shape(const std::source_location& site, const shape_type& input) const
+    conv_geometry shape(const std::source_location& site, const shape_type& input) const
     {
-        return plan_pool(name, site, input, options).output_shape();
+        return plan_pool(name, site, input, options);
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& input) const
+    void forward(const conv_geometry& g, xt::xarray<T>& out, xt::xarray<std::int64_t>& routes,
+                 const xt::xarray<T>& input) const
     {
-        const conv_geometry g = plan_pool(name, {}, input.shape(), options);
-        routes->resize(g.output_shape());
-        max_pool_values(g, input, out.data(), routes->data());
+        detail::max_pool(g, input.data(), out.data(), routes.data());
     }
     // grad added where each output came from
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        return {detail::apply(detail::place_op<T>{routes, args.input_shape(0)}, {}, args.grad)};
+        return {detail::apply(detail::place_op<T>{args.routes, args.input_shape(0)}, {}, args.grad)};
     }
 };
 
 template <dtype T>
 struct avg_pool_gradient_op;
 
-// The mean over each window's elements inside the input.
 template <dtype T>
 struct avg_pool_op {
     using value_type = T;
@@ -616,32 +334,13 @@ struct avg_pool_op {
     static constexpr saved saves = saved::nothing;
     pool2d_options options;
 
-    shape_type shape(const std::source_location& site, const shape_type& input) const
+    conv_geometry shape(const std::source_location& site, const shape_type& input) const
     {
-        return plan_pool(name, site, input, options).output_shape();
+        return plan_pool(name, site, input, options);
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& input) const
+    void forward(const conv_geometry& g, xt::xarray<T>& out, const xt::xarray<T>& input) const
     {
-        const conv_geometry g = plan_pool(name, {}, input.shape(), options);
-        out.fill(T(0));
-        for (std::size_t b = 0; b < g.n; ++b) {
-            const T* image = input.data() + b * g.h * g.w * g.c;
-            T* pooled = out.data() + b * g.positions() * g.c;
-            for_each_window(g, [&](const window& at) {
-                T* mean = pooled + at.position * g.c;
-                for_each_row(g, at, [&](std::size_t, std::size_t pixel, std::size_t taps) {
-                    for (std::size_t t = 0; t < taps; ++t) {
-                        for (std::size_t k = 0; k < g.c; ++k) {
-                            mean[k] += image[(pixel + t) * g.c + k];
-                        }
-                    }
-                });
-                const T count = T(at.taps());
-                for (std::size_t k = 0; k < g.c; ++k) {
-                    mean[k] /= count;
-                }
-            });
-        }
+        detail::avg_pool(g, input.data(), out.data());
     }
     // grad / count spread over each window
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
@@ -650,8 +349,7 @@ struct avg_pool_op {
     }
 };
 
-// avg_pool2d's adjoint: each output's gradient, divided by its window's
-// count, added to the window's elements. Its own gradient is avg_pool2d.
+// avg_pool2d's adjoint; its own gradient is avg_pool2d.
 template <dtype T>
 struct avg_pool_gradient_op {
     using value_type = T;
@@ -660,26 +358,18 @@ struct avg_pool_gradient_op {
     pool2d_options options;
     shape_type input;
 
-    shape_type shape(const std::source_location&, const shape_type&) const { return input; }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
+    struct plan {
+        conv_geometry g;
+        shape_type image;
+        [[nodiscard]] const shape_type& output_shape() const { return image; }
+    };
+    plan shape(const std::source_location& site, const shape_type&) const
     {
-        const conv_geometry g = plan_pool(name, {}, input, options);
-        out.fill(T(0));
-        for (std::size_t b = 0; b < g.n; ++b) {
-            const T* spread = grad.data() + b * g.positions() * g.c;
-            T* image = out.data() + b * g.h * g.w * g.c;
-            for_each_window(g, [&](const window& at) {
-                const T count = T(at.taps());
-                const T* share = spread + at.position * g.c;
-                for_each_row(g, at, [&](std::size_t, std::size_t pixel, std::size_t taps) {
-                    for (std::size_t t = 0; t < taps; ++t) {
-                        for (std::size_t k = 0; k < g.c; ++k) {
-                            image[(pixel + t) * g.c + k] += share[k] / count;
-                        }
-                    }
-                });
-            });
-        }
+        return {plan_pool(name, site, input, options), input};
+    }
+    void forward(const plan& planned, xt::xarray<T>& out, const xt::xarray<T>& grad) const
+    {
+        detail::avg_pool_gradient(planned.g, grad.data(), out.data());
     }
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
@@ -687,58 +377,35 @@ struct avg_pool_gradient_op {
     }
 };
 
-// depthwise_conv2d: channel c of the input convolved with filters[..., c,
-// m] alone gives output channel c * M + m. Its three ops mirror conv2d's:
-// the input's gradient and the filters' are the adjoints, and each is
-// linear in both its inputs, so the gradients of all three are the three
-// again. The loops add whole rows of channels where the multiplier M is 1.
+// depthwise_conv2d's output: N, OH, OW, C * M.
 shape_type depthwise_output(const conv_geometry& g)
 {
     return {g.n, g.oh, g.ow, g.c * g.o};
 }
 
-// The shape rule the two gradients share: grad must be depthwise_conv2d's
-// output for this input and filter.
-void check_depthwise_grad(std::string_view op, const std::source_location& site, const shape_type& input,
-                          const shape_type& filter, const shape_type& grad, const conv2d_options& options)
+// What a depthwise op's shape rule hands its kernel: the geometry, with its
+// output of C * M channels (depthwise_output) or another one (the gradients').
+struct depthwise_plan {
+    conv_geometry g;
+    shape_type output;
+    [[nodiscard]] const shape_type& output_shape() const { return output; }
+};
+
+depthwise_plan plan_depthwise(std::string_view op, const std::source_location& site, const shape_type& input,
+                              const shape_type& filter, const conv2d_options& options)
 {
-    const shape_type output = depthwise_output(plan_conv(op, site, input, filter, options));
-    if (grad != output) {
-        fail<shape_error>(op, site, "grad " + format_shape(grad) + " is not depthwise_conv2d's output " +
-                                        format_shape(output) + ": " + describe(input, filter, options));
-    }
+    const conv_geometry g = plan_conv(op, site, input, filter, options, false).g;
+    return {g, depthwise_output(g)};
 }
 
-// The threads a depthwise convolution deals its images to: OpenBLAS's
-// count, as for the other convolutions, where its multiply-adds reach
-// OpenBLAS's own threshold for threading a product, 2^18.
-std::size_t depthwise_workers(const conv_geometry& g)
+// The shape rule of the two gradients: grad must be depthwise_conv2d's output.
+depthwise_plan plan_depthwise_gradient(std::string_view op, const std::source_location& site, const shape_type& input,
+                                       const shape_type& filter, const shape_type& grad, const conv2d_options& options,
+                                       const shape_type& output)
 {
-    const std::size_t work = g.n * g.positions() * g.kh * g.kw * g.c * g.o;
-    return work < (std::size_t{1} << 18) ? 1 : std::clamp<std::size_t>(detail::blas_threads(), 1, g.n);
-}
-
-// Calls visit(worker, output row, input pixel, filter tap) for every output
-// position and every tap of its window inside the image, as flat offsets of
-// channel 0 in the output (N, OH, OW, C * M), the input (N, H, W, C) and the
-// filters (KH, KW, C, M), the images dealt to `workers` threads; each image
-// is one thread's.
-template <class Visit>
-void for_each_depthwise_tap(const conv_geometry& g, std::size_t workers, Visit visit)
-{
-    const std::size_t width = g.c * g.o;
-    deal_images(g, workers, [&](std::size_t worker, std::size_t first, std::size_t last) {
-        for (std::size_t b = first; b < last; ++b) {
-            for_each_window(g, [&](const window& at) {
-                for_each_row(g, at, [&](std::size_t tap, std::size_t pixel, std::size_t taps) {
-                    for (std::size_t t = 0; t < taps; ++t) {
-                        visit(worker, (b * g.positions() + at.position) * width,
-                              (b * g.h * g.w + pixel + t * g.dilation_w) * g.c, (tap + t) * width);
-                    }
-                });
-            });
-        }
-    });
+    const conv_geometry g = plan_conv(op, site, input, filter, options, false).g;
+    check_gradient(op, site, grad, depthwise_output(g), input, filter, options);
+    return {g, output};
 }
 
 template <dtype T>
@@ -746,6 +413,8 @@ struct depthwise_input_gradient_op;
 template <dtype T>
 struct depthwise_filter_gradient_op;
 
+// Channel c of the input convolved with filter[..., c, m] alone gives output
+// channel c * M + m.
 template <dtype T>
 struct depthwise_op {
     using value_type = T;
@@ -753,28 +422,14 @@ struct depthwise_op {
     static constexpr saved saves = saved::inputs;
     conv2d_options options;
 
-    shape_type shape(const std::source_location& site, const shape_type& input, const shape_type& filter) const
+    depthwise_plan shape(const std::source_location& site, const shape_type& input, const shape_type& filter) const
     {
-        return depthwise_output(plan_conv(name, site, input, filter, options));
+        return plan_depthwise(name, site, input, filter, options);
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& filter) const
+    void forward(const depthwise_plan& plan, xt::xarray<T>& out, const xt::xarray<T>& input,
+                 const xt::xarray<T>& filter) const
     {
-        const conv_geometry g = plan_conv(name, {}, input.shape(), filter.shape(), options);
-        out.fill(T(0));
-        const T* x = input.data();
-        const T* f = filter.data();
-        T* y = out.data();
-        for_each_depthwise_tap(g, depthwise_workers(g), [&](std::size_t, std::size_t to, std::size_t from, std::size_t tap) {
-            if (g.o == 1) {
-                detail::multiply_add(x + from, f + tap, y + to, g.c);
-                return;
-            }
-            for (std::size_t c = 0; c < g.c; ++c) {
-                for (std::size_t m = 0; m < g.o; ++m) {
-                    y[to + c * g.o + m] += x[from + c] * f[tap + c * g.o + m];
-                }
-            }
-        });
+        detail::depthwise_conv2d(plan.g, input.data(), filter.data(), out.data());
     }
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
     {
@@ -789,8 +444,6 @@ struct depthwise_op {
     }
 };
 
-// The input's gradient: each output channel's gradient times its filter,
-// added back where the window read.
 template <dtype T>
 struct depthwise_input_gradient_op {
     using value_type = T;
@@ -799,29 +452,14 @@ struct depthwise_input_gradient_op {
     conv2d_options options;
     shape_type input;
 
-    shape_type shape(const std::source_location& site, const shape_type& grad, const shape_type& filter) const
+    depthwise_plan shape(const std::source_location& site, const shape_type& grad, const shape_type& filter) const
     {
-        check_depthwise_grad(name, site, input, filter, grad, options);
-        return input;
+        return plan_depthwise_gradient(name, site, input, filter, grad, options, input);
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad, const xt::xarray<T>& filter) const
+    void forward(const depthwise_plan& plan, xt::xarray<T>& out, const xt::xarray<T>& grad,
+                 const xt::xarray<T>& filter) const
     {
-        const conv_geometry g = plan_conv(name, {}, input, filter.shape(), options);
-        out.fill(T(0));
-        const T* dy = grad.data();
-        const T* f = filter.data();
-        T* dx = out.data();
-        for_each_depthwise_tap(g, depthwise_workers(g), [&](std::size_t, std::size_t from, std::size_t to, std::size_t tap) {
-            if (g.o == 1) {
-                detail::multiply_add(dy + from, f + tap, dx + to, g.c);
-                return;
-            }
-            for (std::size_t c = 0; c < g.c; ++c) {
-                for (std::size_t m = 0; m < g.o; ++m) {
-                    dx[to + c] += dy[from + c * g.o + m] * f[tap + c * g.o + m];
-                }
-            }
-        });
+        detail::depthwise_input_gradient(plan.g, grad.data(), filter.data(), out.data());
     }
     // depthwise_conv2d(z, w) for grad, the filter gradient of (z, grad) for the filters
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -835,8 +473,6 @@ struct depthwise_input_gradient_op {
     }
 };
 
-// The filters' gradient: each tap's input channel times its output
-// channels' gradients, summed over images and positions.
 template <dtype T>
 struct depthwise_filter_gradient_op {
     using value_type = T;
@@ -845,32 +481,14 @@ struct depthwise_filter_gradient_op {
     conv2d_options options;
     shape_type filter;
 
-    shape_type shape(const std::source_location& site, const shape_type& input, const shape_type& grad) const
+    depthwise_plan shape(const std::source_location& site, const shape_type& input, const shape_type& grad) const
     {
-        check_depthwise_grad(name, site, input, filter, grad, options);
-        return filter;
+        return plan_depthwise_gradient(name, site, input, filter, grad, options, filter);
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& input, const xt::xarray<T>& grad) const
+    void forward(const depthwise_plan& plan, xt::xarray<T>& out, const xt::xarray<T>& input,
+                 const xt::xarray<T>& grad) const
     {
-        const conv_geometry g = plan_conv(name, {}, input.shape(), filter, options);
-        out.fill(T(0));
-        const T* x = input.data();
-        const T* dy = grad.data();
-        const std::size_t workers = depthwise_workers(g);
-        detail::thread_sums<T> sums(out.data(), out.size(), workers);
-        for_each_depthwise_tap(g, workers, [&](std::size_t worker, std::size_t from, std::size_t pixel, std::size_t tap) {
-            T* df = sums.of(worker);
-            if (g.o == 1) {
-                detail::multiply_add(x + pixel, dy + from, df + tap, g.c);
-                return;
-            }
-            for (std::size_t c = 0; c < g.c; ++c) {
-                for (std::size_t m = 0; m < g.o; ++m) {
-                    df[tap + c * g.o + m] += x[pixel + c] * dy[from + c * g.o + m];
-                }
-            }
-        });
-        sums.add_up();
+        detail::depthwise_filter_gradient(plan.g, input.data(), grad.data(), out.data());
     }
     // the input gradient of (grad, z) for the input, depthwise_conv2d(x, z) for grad
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
@@ -920,9 +538,7 @@ template <dtype T>
 basic_tensor<T> depthwise_conv2d(const basic_tensor<T>& input, const basic_tensor<T>& filter,
                                  depthwise_conv2d_options options, std::source_location site)
 {
-    return detail::apply(
-        depthwise_op<T>{{.strides = options.strides, .padding = options.padding, .dilations = options.dilations}}, site,
-        input, filter);
+    return detail::apply(depthwise_op<T>{options}, site, input, filter);
 }
 
 template <dtype T>

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <concepts>
+#include <cstdint>
+#include <memory>
 #include <source_location>
 #include <span>
 #include <string_view>
@@ -43,9 +45,18 @@ void store_gradient(any_tensor& slot, Gradient&& gradient)
 //   static constexpr saved saves;       which of inputs and output backward reads
 //   shape_type shape(const std::source_location& site, const shape_type&... inputs) const;
 //       validates the inputs and gives the output's shape, throwing the error
-//       that names the op, the shapes and the site;
+//       that names the op, the shapes and the site; or gives a plan for the
+//       kernel, which holds that shape (output_shape()), so that the kernel
+//       does not work out again what the rule did (a convolution's geometry);
 //   void forward(xt::xarray<T>& out, const xt::xarray<U>&... inputs) const;
-//       writes the value into `out`, already of that shape;
+//   void forward(const Plan& plan, xt::xarray<T>& out, const xt::xarray<U>&... inputs) const;
+//       writes the value into `out`, already of that shape: one call of a
+//       kernel (lib/kernels/) where the op has one;
+//   static constexpr bool selects = true;    only for an op whose elements
+//       each come from one element of its input (max_pool2d, top_k): its
+//       forward then also writes, for each output element, the flat index of
+//       the input element it took (its routes), and its backward reads them as
+//       args.routes;
 //   std::array<basic_tensor<U>, N> backward(const backward_args<T, N, U>& args) const;
 //       the gradient of each input that args.needed asks for (undefined
 //       otherwise), written with gradtape ops so that an outer tape records
@@ -55,14 +66,8 @@ void store_gradient(any_tensor& slot, Gradient&& gradient)
 // apply() runs them in that order, then record(). An op of a list of inputs
 // (concat) takes spans and returns a vector, through apply_list(); an op
 // whose value comes from elsewhere (custom_gradient) calls record_list()
-// itself. A kernel keeps anything its backward rule needs beyond the saved
-// tensors in the op object (max_pool2d's routes), so that a replay refreshes it.
-// The parts are separate so that later modes can call them apart:
-// forward-mode differentiation adds a member
-//   basic_tensor<T> jvp(const jvp_args<T, N, U>&) const
-// (the output's tangent from the inputs' tangents, in the same ops), and a
-// captured step replays shape() and forward() on buffers allocated once, with
-// the op object itself as the record of what to run.
+// itself. Everything a backward rule reads is an attribute, a saved tensor or
+// the routes: nothing is kept in the op object by its forward.
 enum class saved : unsigned { nothing = 0, inputs = 1, output = 2, inputs_and_output = 3 };
 
 constexpr bool saves_inputs(saved s)
@@ -86,9 +91,17 @@ struct input_dtype<Op> {
 template <class Op>
 using input_dtype_t = typename input_dtype<Op>::type;
 
+// The routes of a selecting op (Note [The op contract]), shared by its
+// record and the pick and place ops of its gradients (ops/routes.hpp).
+using routes_type = std::shared_ptr<const xt::xarray<std::int64_t>>;
+
+template <class Op>
+concept selecting = requires { requires Op::selects; };
+
 // What a backward rule reads: the output's gradient, the inputs and the
-// output (each undefined unless the op saves it), the inputs' shapes, and
-// which inputs need a gradient. N is std::dynamic_extent for a list op.
+// output (each undefined unless the op saves it), the inputs' shapes, which
+// inputs need a gradient, and a selecting op's routes. N is
+// std::dynamic_extent for a list op.
 template <dtype T, std::size_t N, dtype U = T>
 struct backward_args {
     const basic_tensor<T>& grad;
@@ -96,6 +109,7 @@ struct backward_args {
     std::span<const tensor_description> described;
     const basic_tensor<T>& output;
     input_mask needed;
+    const routes_type& routes;
 
     [[nodiscard]] const shape_type& input_shape(std::size_t i) const { return described[i].shape; }
     [[nodiscard]] std::size_t input_count() const { return described.size(); }
@@ -113,13 +127,14 @@ struct saved_op {
     Op op;
     fixed_or_list<basic_tensor<U>, N> inputs;
     basic_tensor<T> output;
+    routes_type routes;
 
     void operator()(const any_tensor& output_gradient, input_mask needed,
                     std::span<const tensor_description> described, std::span<any_tensor> input_gradients) const
     {
         auto gradients = op.backward(backward_args<T, N, U>{std::get<basic_tensor<T>>(output_gradient),
                                                             std::span<const basic_tensor<U>, N>(inputs), described,
-                                                            output, needed});
+                                                            output, needed, routes});
         for (std::size_t i = 0; i < std::min(gradients.size(), input_gradients.size()); ++i) {
             store_gradient(input_gradients[i], std::move(gradients[i]));
         }
@@ -131,7 +146,8 @@ struct saved_op {
 template <class Op, std::size_t N>
 basic_tensor<typename Op::value_type> record(const Op& op, const std::source_location& site,
                                              basic_tensor<typename Op::value_type> result,
-                                             std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs)
+                                             std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs,
+                                             routes_type routes = nullptr)
 {
     tensor_access::node(result)->origin = site;
     std::array<tape_input, N> tape_inputs;
@@ -143,7 +159,7 @@ basic_tensor<typename Op::value_type> record(const Op& op, const std::source_loc
         inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
     }
     if (recording) {
-        saved_op<Op, N> entry{op, {}, {}};
+        saved_op<Op, N> entry{op, {}, {}, std::move(routes)};
         if constexpr (saves_inputs(Op::saves)) {
             entry.inputs = std::move(inputs);
         }
@@ -155,19 +171,61 @@ basic_tensor<typename Op::value_type> record(const Op& op, const std::source_loc
     return result;
 }
 
-// Runs `op` on `inputs` eagerly (Note [The op contract]) and records it. The
-// inputs are read first: a variable's value is then held by the op, and a
-// write to the variable elsewhere cannot free it under the kernel.
+// The output's shape from a shape rule's result: the shape, or a plan's.
+inline const shape_type& output_shape_of(const shape_type& shape)
+{
+    return shape;
+}
+template <class Plan>
+shape_type output_shape_of(const Plan& plan)
+{
+    return plan.output_shape();
+}
+
+// Runs `op` on `inputs` eagerly (Note [The op contract]) and records it,
+// giving the value and, for a selecting op, its routes. The inputs are read
+// first: a variable's value is then held by the op, and a write to the
+// variable elsewhere cannot free it under the kernel.
 template <class Op, std::derived_from<basic_tensor<input_dtype_t<Op>>>... Inputs>
-basic_tensor<typename Op::value_type> apply(const Op& op, const std::source_location& site, const Inputs&... inputs)
+std::pair<basic_tensor<typename Op::value_type>, routes_type> apply_routed(const Op& op,
+                                                                           const std::source_location& site,
+                                                                           const Inputs&... inputs)
 {
     using T = typename Op::value_type;
     std::array<basic_tensor<input_dtype_t<Op>>, sizeof...(Inputs)> read{basic_tensor<input_dtype_t<Op>>(inputs)...};
-    const shape_type shape = std::apply([&](const auto&... in) { return op.shape(site, in.shape()...); }, read);
+    const auto planned = std::apply([&](const auto&... in) { return op.shape(site, in.shape()...); }, read);
+    constexpr bool has_plan = !std::is_same_v<std::decay_t<decltype(planned)>, shape_type>;
+    const shape_type& shape = output_shape_of(planned);
     check_allocatable(Op::name, site, shape, sizeof(T));
     auto value = xt::xarray<T>::from_shape(shape);
-    std::apply([&](const auto&... in) { op.forward(value, in.value()...); }, read);
-    return record(op, site, basic_tensor<T>(std::move(value)), std::move(read));
+    std::shared_ptr<xt::xarray<std::int64_t>> routes;
+    if constexpr (selecting<Op>) {
+        routes = std::make_shared<xt::xarray<std::int64_t>>(xt::xarray<std::int64_t>::from_shape(shape));
+    }
+    std::apply(
+        [&](const auto&... in) {
+            const auto run = [&](auto&&... plan) {
+                if constexpr (selecting<Op>) {
+                    op.forward(plan..., value, *routes, in.value()...);
+                } else {
+                    op.forward(plan..., value, in.value()...);
+                }
+            };
+            if constexpr (has_plan) {
+                run(planned);
+            } else {
+                run();
+            }
+        },
+        read);
+    basic_tensor<T> result = record(op, site, basic_tensor<T>(std::move(value)), std::move(read), routes);
+    return {std::move(result), std::move(routes)};
+}
+
+template <class Op, std::derived_from<basic_tensor<input_dtype_t<Op>>>... Inputs>
+basic_tensor<typename Op::value_type> apply(const Op& op, const std::source_location& site, const Inputs&... inputs)
+{
+    return apply_routed(op, site, inputs...).first;
 }
 
 // record() for an op of a list of inputs.
@@ -187,7 +245,7 @@ basic_tensor<typename Op::value_type> record_list(const Op& op, const std::sourc
         inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
     }
     if (recording) {
-        saved_op<Op, std::dynamic_extent> entry{op, {}, {}};
+        saved_op<Op, std::dynamic_extent> entry{op, {}, {}, nullptr};
         if constexpr (saves_inputs(Op::saves)) {
             entry.inputs = inputs;
         }

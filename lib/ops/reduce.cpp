@@ -438,16 +438,15 @@ xt::xarray<std::int64_t> argmin(const basic_tensor<T>& x, std::ptrdiff_t axis, s
 
 namespace {
 
-// top_k's values: the forward kernel sorts each row and keeps the picked
-// elements' flat indices, so that a replayed step picks anew; the gradient
-// adds into exactly those elements (routes.hpp).
+// top_k's values: each row sorted, its first k taken; its routes name them,
+// and the gradient goes back along them (ops/routes.hpp).
 template <dtype T>
 struct top_k_op {
     using value_type = T;
     static constexpr std::string_view name = "top_k";
     static constexpr saved saves = saved::nothing;
+    static constexpr bool selects = true;
     std::size_t k;
-    std::shared_ptr<xt::xarray<std::int64_t>> routes = std::make_shared<xt::xarray<std::int64_t>>();
 
     shape_type shape(const std::source_location& site, const shape_type& x) const
     {
@@ -460,11 +459,10 @@ struct top_k_op {
         out.back() = k;
         return out;
     }
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    void forward(xt::xarray<T>& out, xt::xarray<std::int64_t>& routes, const xt::xarray<T>& x) const
     {
         const std::size_t length = x.shape().back();
         const std::size_t rows = length == 0 ? 0 : x.size() / length;
-        routes->resize(out.shape());
         std::vector<std::size_t> order(length);
         for (std::size_t r = 0; r < rows; ++r) {
             const T* row = x.data() + r * length;
@@ -474,15 +472,15 @@ struct top_k_op {
                 return (std::isnan(row[a]) && !std::isnan(row[b])) || row[a] > row[b];
             });
             for (std::size_t j = 0; j < k; ++j) {
-                routes->flat(r * k + j) = std::int64_t(r * length + order[j]);
+                routes.flat(r * k + j) = std::int64_t(r * length + order[j]);
+                out.flat(r * k + j) = row[order[j]];
             }
         }
-        detail::pick_op<T>{routes}.forward(out, x);
     }
     // grad added where each value came from
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        return {detail::apply(detail::place_op<T>{routes, args.input_shape(0)}, {}, args.grad)};
+        return {detail::apply(detail::place_op<T>{args.routes, args.input_shape(0)}, {}, args.grad)};
     }
 };
 
@@ -491,10 +489,9 @@ struct top_k_op {
 template <dtype T>
 top_k_result<T> top_k(const basic_tensor<T>& x, std::size_t k, std::source_location site)
 {
-    const top_k_op<T> op{k};
-    basic_tensor<T> values = detail::apply(op, site, x);
+    auto [values, routes] = detail::apply_routed(top_k_op<T>{k}, site, x);
     // The indices along the last axis, from the routes this call's forward found.
-    xt::xarray<std::int64_t> indices = *op.routes;
+    xt::xarray<std::int64_t> indices = *routes;
     const auto length = std::int64_t(x.shape().back());
     for (std::int64_t& index : indices) {
         index %= length;

@@ -1,8 +1,7 @@
-// The ops of a selection: a max pool's windows, or top_k's largest elements.
-// The selecting op finds its routes (flat indices into its input) in its own
-// forward kernel, so that a replayed step selects anew, and shares them with
-// these two, which are each other's gradients: derivatives of every order
-// stay exact.
+// The ops of a selection's gradients: a selecting op (max_pool2d, top_k)
+// gives its routes (flat indices into its input) beside its value (Note [The
+// op contract]), and these two, which are each other's gradients, move
+// values along them: derivatives of every order stay exact.
 #pragma once
 
 #include <cstdint>
@@ -11,8 +10,6 @@
 #include "ops/op.hpp"
 
 namespace gradtape::detail {
-
-using routes_type = std::shared_ptr<const xt::xarray<std::int64_t>>;
 
 template <dtype T>
 struct place_op;

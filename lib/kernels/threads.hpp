@@ -1,0 +1,84 @@
+// The library's own threads within one op: as many as OpenBLAS is given
+// (OPENBLAS_NUM_THREADS, or openblas_set_num_threads), for kernels whose
+// BLAS products are too short for OpenBLAS's threads to pay.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <exception>
+#include <thread>
+#include <vector>
+
+#include "kernels/arithmetic.hpp"
+#include "kernels/gemm.hpp"
+
+namespace gradtape::detail {
+
+// How many threads on_threads has started besides the callers', over the
+// process's life: what a test reads to see that work was shared.
+inline std::atomic<std::size_t>& threads_started()
+{
+    static std::atomic<std::size_t> started{0};
+    return started;
+}
+
+// Calls work(worker) for workers 0..workers - 1, each on a thread of its
+// own, worker 0 on this one. An exception on any thread is rethrown here once
+// all have finished.
+template <class Work>
+void on_threads(std::size_t workers, Work work)
+{
+    std::vector<std::exception_ptr> failures(workers);
+    const auto run = [&](std::size_t worker) {
+        try {
+            work(worker);
+        } catch (...) {
+            failures[worker] = std::current_exception();
+        }
+    };
+    {
+        std::vector<std::jthread> threads;
+        for (std::size_t worker = 1; worker < workers; ++worker) {
+            threads.emplace_back(run, worker);
+            threads_started().fetch_add(1, std::memory_order_relaxed);
+        }
+        run(0);
+    }
+    for (const std::exception_ptr& failure : failures) {
+        if (failure) {
+            std::rethrow_exception(failure);
+        }
+    }
+}
+
+// Calls work(worker, first, last) for contiguous shares [first, last) of
+// `count` items (images), one share per worker, each on a thread of its own.
+template <class Work>
+void deal(std::size_t count, std::size_t workers, Work work)
+{
+    on_threads(workers, [&](std::size_t worker) { work(worker, count * worker / workers, count * (worker + 1) / workers); });
+}
+
+// A sum over images on several threads: worker 0 adds into `total`, the
+// others into sums of their own, which add_up adds into `total` in thread
+// order, so that a given thread count always gives the same result.
+template <class T>
+struct thread_sums {
+    T* total;
+    std::size_t size;
+    std::vector<std::vector<T>> others;
+
+    thread_sums(T* into, std::size_t count, std::size_t workers)
+        : total(into), size(count), others(workers - 1, std::vector<T>(count, T(0)))
+    {
+    }
+    [[nodiscard]] T* of(std::size_t worker) { return worker == 0 ? total : others[worker - 1].data(); }
+    void add_up()
+    {
+        for (const std::vector<T>& sum : others) {
+            arithmetic_same(arithmetic::add, total, sum.data(), total, size);
+        }
+    }
+};
+
+}  // namespace gradtape::detail
