@@ -5,8 +5,9 @@
 //   auto yhat = gradtape::matmul(input, w);
 //   auto loss = gradtape::reduce_mean(gradtape::square(yhat - target));
 //
-// add, subtract, multiply, divide and negative are declared in tensor.hpp,
-// beside the operators that call them.
+// The elementwise ops of two tensors (add, subtract, multiply, divide,
+// maximum, minimum, pow) and negative are declared in tensor.hpp, beside the
+// operators that call them.
 #pragma once
 
 #include <cstddef>
@@ -73,22 +74,13 @@ GRADTAPE_UNARY_OPS(GRADTAPE_DECLARE_UNARY)
 // x for x > 0, alpha x otherwise: grad * (x > 0 ? 1 : alpha).
 template <dtype T>
 [[nodiscard]] basic_tensor<T> leaky_relu(const basic_tensor<T>& x, T alpha = T(0.2), GRADTAPE_SITE);
+// x raised to one exponent: grad * exponent * x^(exponent - 1).
 template <dtype T>
 [[nodiscard]] basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, GRADTAPE_SITE);
-// x raised elementwise to y, broadcast; the gradient for y is taken as 0 where x <= 0.
-template <dtype T>
-[[nodiscard]] basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y, GRADTAPE_SITE);
 // The gradient flows where low <= x <= high.
 template <dtype T>
 [[nodiscard]] basic_tensor<T> clip_by_value(const basic_tensor<T>& x, std::type_identity_t<T> low,
                                             std::type_identity_t<T> high, GRADTAPE_SITE);
-// The gradient of a tie goes to a, as in TensorFlow.
-template <dtype T>
-[[nodiscard]] basic_tensor<T> maximum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                                      GRADTAPE_SITE);
-template <dtype T>
-[[nodiscard]] basic_tensor<T> minimum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                                      GRADTAPE_SITE);
 
 // Comparisons give a mask of 1 and 0, through which no gradient flows.
 template <dtype T>

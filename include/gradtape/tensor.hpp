@@ -99,19 +99,27 @@ struct located_tensor {
     std::source_location site;
 };
 
-// The second operand converts: add(x, 1.0), multiply(x, w) with a variable w.
-template <dtype T>
-[[nodiscard]] basic_tensor<T> add(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                                  std::source_location site = std::source_location::current());
-template <dtype T>
-[[nodiscard]] basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
+// The elementwise functions of two tensors, which broadcast as NumPy does,
+// each beside its gradients for a and for b, with y the result (the core sums
+// a gradient over the dimensions broadcasting added). The operators below
+// call the first four. The second operand converts: add(x, 1.0),
+// multiply(x, w) with a variable w.
+#define GRADTAPE_BINARY_OPS(X)                                                                       \
+    X(add)      /* grad; grad                                                                 */ \
+    X(subtract) /* grad; -grad                                                                */ \
+    X(multiply) /* grad * b; grad * a                                                         */ \
+    X(divide)   /* grad / b; -grad * y / b                                                    */ \
+    X(maximum)  /* grad where a >= b or a is NaN (a tie goes to a, as in TensorFlow); the rest */ \
+    X(minimum)  /* grad where a <= b or a is NaN (a tie goes to a); the rest                  */ \
+    X(pow)      /* grad * b * a^(b - 1); grad * y * log(a), taken as 0 where a <= 0           */
+
+#define GRADTAPE_DECLARE_BINARY(name)                                                                       \
+    template <dtype T>                                                                                      \
+    [[nodiscard]] basic_tensor<T> name(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, \
                                        std::source_location site = std::source_location::current());
-template <dtype T>
-[[nodiscard]] basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                                       std::source_location site = std::source_location::current());
-template <dtype T>
-[[nodiscard]] basic_tensor<T> divide(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                                     std::source_location site = std::source_location::current());
+GRADTAPE_BINARY_OPS(GRADTAPE_DECLARE_BINARY)
+#undef GRADTAPE_DECLARE_BINARY
+
 template <dtype T>
 [[nodiscard]] basic_tensor<T> negative(const basic_tensor<T>& x,
                                        std::source_location site = std::source_location::current());

@@ -143,88 +143,82 @@ GRADTAPE_UNARY(softplus, inputs, xt::log1p(xt::exp(-xt::abs(x))) + xt::maximum(x
 
 #undef GRADTAPE_UNARY
 
+// One row per elementwise function of two tensors (the list is in
+// tensor.hpp): its name, what its gradients read (the inputs a and b, the
+// output y), its value (a kernel of kernels/arithmetic.hpp, or a function of
+// two numbers), and its gradients for a and for b in gradtape ops of grad,
+// a, b and y, each computed only where that input needs one.
+#define GRADTAPE_BINARY(NAME, SAVES, VALUE, GRADIENT_A, GRADIENT_B)                                                    \
+    template <dtype T>                                                                                                 \
+    struct NAME##_op : detail::broadcasting<NAME##_op<T>> {                                                            \
+        using value_type = T;                                                                                          \
+        static constexpr std::string_view name = #NAME;                                                                \
+        static constexpr saved saves = saved::SAVES;                                                                   \
+        void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const                         \
+        {                                                                                                              \
+            detail::broadcast_into(out, a, b, VALUE);                                                                  \
+        }                                                                                                              \
+        std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const                                 \
+        {                                                                                                              \
+            [[maybe_unused]] const basic_tensor<T>& grad = args.grad;                                                  \
+            [[maybe_unused]] const basic_tensor<T>& a = args.inputs[0];                                                \
+            [[maybe_unused]] const basic_tensor<T>& b = args.inputs[1];                                                \
+            [[maybe_unused]] const basic_tensor<T>& y = args.output;                                                   \
+            return {args.needed[0] ? basic_tensor<T>(GRADIENT_A) : basic_tensor<T>{},                                  \
+                    args.needed[1] ? basic_tensor<T>(GRADIENT_B) : basic_tensor<T>{}};                                 \
+        }                                                                                                              \
+    };                                                                                                                 \
+    template <dtype T>                                                                                                 \
+    basic_tensor<T> NAME(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,                     \
+                         std::source_location site)                                                                    \
+    {                                                                                                                  \
+        return apply(NAME##_op<T>{}, site, a, b);                                                                      \
+    }
+
 namespace {
 
-template <dtype T>
-struct add_op : detail::broadcasting<add_op<T>> {
-    using value_type = T;
-    static constexpr std::string_view name = "add";
-    static constexpr saved saves = saved::nothing;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
-    {
-        detail::broadcast_into(out, a, b, detail::arithmetic_loops<detail::arithmetic::add>());
-    }
-    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const { return {args.grad, args.grad}; }
-};
+template <detail::arithmetic op>
+constexpr auto arithmetic_of = detail::arithmetic_loops<op>();
 
-template <dtype T>
-struct subtract_op : detail::broadcasting<subtract_op<T>> {
-    using value_type = T;
-    static constexpr std::string_view name = "subtract";
-    static constexpr saved saves = saved::nothing;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
-    {
-        detail::broadcast_into(out, a, b, detail::arithmetic_loops<detail::arithmetic::subtract>());
-    }
-    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
-    {
-        return {args.grad, args.needed[1] ? negative(args.grad) : basic_tensor<T>{}};
-    }
-};
+// The mask of where maximum or minimum takes a: where a wins the comparison
+// (a tie included) or a is NaN.
+template <class Compare, dtype T>
+basic_tensor<T> takes_a(const basic_tensor<T>& a, const basic_tensor<T>& b)
+{
+    return broadcast_value(std::is_same_v<Compare, std::greater_equal<>> ? "maximum" : "minimum", {}, a, b,
+                           selects_a<Compare>());
+}
 
+// The gradient of pow for its exponent: grad * y * log(a), 0 where a <= 0.
 template <dtype T>
-struct multiply_op : detail::broadcasting<multiply_op<T>> {
-    using value_type = T;
-    static constexpr std::string_view name = "multiply";
-    static constexpr saved saves = saved::inputs;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
-    {
-        detail::broadcast_into(out, a, b, detail::arithmetic_loops<detail::arithmetic::multiply>());
-    }
-    // grad * b, grad * a
-    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
-    {
-        return {args.needed[0] ? args.grad * args.inputs[1] : basic_tensor<T>{},
-                args.needed[1] ? args.grad * args.inputs[0] : basic_tensor<T>{}};
-    }
-};
+basic_tensor<T> exponent_gradient(const basic_tensor<T>& grad, const basic_tensor<T>& a, const basic_tensor<T>& y)
+{
+    const basic_tensor<T> positive = greater(a, T(0));
+    return grad * y * where(positive, log(where(positive, a, T(1))), T(0));
+}
 
-template <dtype T>
-struct divide_op : detail::broadcasting<divide_op<T>> {
-    using value_type = T;
-    static constexpr std::string_view name = "divide";
-    static constexpr saved saves = saved::inputs_and_output;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
-    {
-        detail::broadcast_into(out, a, b, detail::arithmetic_loops<detail::arithmetic::divide>());
-    }
-    // grad / b, -grad * y / b
-    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
-    {
-        const basic_tensor<T>& b = args.inputs[1];
-        return {args.needed[0] ? args.grad / b : basic_tensor<T>{},
-                args.needed[1] ? negative(args.grad * args.output / b) : basic_tensor<T>{}};
-    }
-};
+// max or min of two numbers, a NaN on either side propagating.
+template <class Compare>
+constexpr auto selection = loops{[](auto a, auto b) { return selects_a<Compare>()(a, b) != 0 ? a : b; }};
 
-// maximum and minimum: the gradient goes to a where `Compare(a, b)` holds
-// (ties included, as in TensorFlow) or a is NaN, to b elsewhere.
-template <dtype T, class Compare>
-struct select_op : detail::broadcasting<select_op<T, Compare>> {
-    using value_type = T;
-    static constexpr std::string_view name = std::is_same_v<Compare, std::greater_equal<>> ? "maximum" : "minimum";
-    static constexpr saved saves = saved::inputs;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
-    {
-        detail::broadcast_into(out, a, b, loops{[](T x, T y) { return selects_a<Compare>()(x, y) != T(0) ? x : y; }});
-    }
-    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
-    {
-        const basic_tensor<T> mask_a = broadcast_value(name, {}, args.inputs[0], args.inputs[1], selects_a<Compare>());
-        const basic_tensor<T> to_a = args.grad * mask_a;
-        return {to_a, args.needed[1] ? args.grad - to_a : basic_tensor<T>{}};
-    }
-};
+}  // namespace
+
+using detail::arithmetic;
+
+GRADTAPE_BINARY(add, nothing, arithmetic_of<arithmetic::add>, grad, grad)
+GRADTAPE_BINARY(subtract, nothing, arithmetic_of<arithmetic::subtract>, grad, negative(grad))
+GRADTAPE_BINARY(multiply, inputs, arithmetic_of<arithmetic::multiply>, grad * b, grad * a)
+GRADTAPE_BINARY(divide, inputs_and_output, arithmetic_of<arithmetic::divide>, grad / b, negative(grad * y / b))
+GRADTAPE_BINARY(maximum, inputs, selection<std::greater_equal<>>, grad * takes_a<std::greater_equal<>>(a, b),
+                grad * (T(1) - takes_a<std::greater_equal<>>(a, b)))
+GRADTAPE_BINARY(minimum, inputs, selection<std::less_equal<>>, grad * takes_a<std::less_equal<>>(a, b),
+                grad * (T(1) - takes_a<std::less_equal<>>(a, b)))
+GRADTAPE_BINARY(pow, inputs_and_output, loops{[](auto base, auto exponent) { return std::pow(base, exponent); }},
+                grad * b * pow(a, b - T(1)), exponent_gradient(grad, a, y))
+
+#undef GRADTAPE_BINARY
+
+namespace {
 
 template <dtype T>
 struct pow_scalar_op {
@@ -238,34 +232,6 @@ struct pow_scalar_op {
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
         return {args.grad * (exponent * pow(args.inputs[0], exponent - T(1)))};
-    }
-};
-
-template <dtype T>
-struct pow_op : detail::broadcasting<pow_op<T>> {
-    using value_type = T;
-    static constexpr std::string_view name = "pow";
-    static constexpr saved saves = saved::inputs_and_output;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x, const xt::xarray<T>& y) const
-    {
-        detail::broadcast_into(out, x, y, loops{[](T base, T exponent) { return std::pow(base, exponent); }});
-    }
-    // grad * y * x^(y - 1), grad * result * log(x) (0 where x <= 0)
-    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
-    {
-        const basic_tensor<T>& x = args.inputs[0];
-        const basic_tensor<T>& y = args.inputs[1];
-        basic_tensor<T> grad_x;
-        basic_tensor<T> grad_y;
-        if (args.needed[0]) {
-            grad_x = args.grad * y * pow(x, y - T(1));
-        }
-        if (args.needed[1]) {
-            const basic_tensor<T> positive = greater(x, T(0));
-            const basic_tensor<T> log_x = where(positive, log(where(positive, x, T(1))), T(0));
-            grad_y = args.grad * args.output * log_x;
-        }
-        return {std::move(grad_x), std::move(grad_y)};
     }
 };
 
@@ -344,56 +310,9 @@ struct where_op {
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> add(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
-{
-    return apply(add_op<T>{}, site, a, b);
-}
-
-template <dtype T>
-basic_tensor<T> subtract(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                         std::source_location site)
-{
-    return apply(subtract_op<T>{}, site, a, b);
-}
-
-template <dtype T>
-basic_tensor<T> multiply(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                         std::source_location site)
-{
-    return apply(multiply_op<T>{}, site, a, b);
-}
-
-template <dtype T>
-basic_tensor<T> divide(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                       std::source_location site)
-{
-    return apply(divide_op<T>{}, site, a, b);
-}
-
-template <dtype T>
-basic_tensor<T> maximum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                        std::source_location site)
-{
-    return apply(select_op<T, std::greater_equal<>>{}, site, a, b);
-}
-
-template <dtype T>
-basic_tensor<T> minimum(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                        std::source_location site)
-{
-    return apply(select_op<T, std::less_equal<>>{}, site, a, b);
-}
-
-template <dtype T>
 basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, std::source_location site)
 {
     return apply(pow_scalar_op<T>{exponent}, site, x);
-}
-
-template <dtype T>
-basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y, std::source_location site)
-{
-    return apply(pow_op<T>{}, site, x, y);
 }
 
 template <dtype T>
@@ -506,12 +425,7 @@ GRADTAPE_INSTANTIATE_UNARY(negative)
     template basic_tensor<T> NAME(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,                \
                                   std::source_location);
 #define GRADTAPE_INSTANTIATE_BINARY(NAME) GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_BINARY_AS, NAME)
-GRADTAPE_INSTANTIATE_BINARY(add)
-GRADTAPE_INSTANTIATE_BINARY(subtract)
-GRADTAPE_INSTANTIATE_BINARY(multiply)
-GRADTAPE_INSTANTIATE_BINARY(divide)
-GRADTAPE_INSTANTIATE_BINARY(maximum)
-GRADTAPE_INSTANTIATE_BINARY(minimum)
+GRADTAPE_BINARY_OPS(GRADTAPE_INSTANTIATE_BINARY)
 GRADTAPE_INSTANTIATE_BINARY(greater)
 GRADTAPE_INSTANTIATE_BINARY(greater_equal)
 GRADTAPE_INSTANTIATE_BINARY(less)
@@ -521,7 +435,6 @@ GRADTAPE_INSTANTIATE_BINARY(equal)
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> leaky_relu(const basic_tensor<T>&, T, std::source_location);                          \
     template basic_tensor<T> pow(const basic_tensor<T>&, std::type_identity_t<T>, std::source_location);           \
-    template basic_tensor<T> pow(const basic_tensor<T>&, const basic_tensor<T>&, std::source_location);            \
     template basic_tensor<T> clip_by_value(const basic_tensor<T>&, std::type_identity_t<T>, std::type_identity_t<T>, \
                                            std::source_location);                                                   \
     template basic_tensor<T> where(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,            \
