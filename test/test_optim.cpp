@@ -1,7 +1,11 @@
-// SGD: one step against the update of torch.optim.SGD computed by hand.
+// The optimizers: their updates against torch.optim's rules written out by hand.
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <string>
+#include <vector>
+
+#include <xtensor/xadapt.hpp>
 
 #include "support.hpp"
 
@@ -185,6 +189,134 @@ TEST_CASE("Adam and AdamW follow torch.optim's update rules", "[optim]")
     }
 }
 
+namespace {
+
+// Steps of torch.optim.RMSprop on a vector, written out from its definition.
+std::vector<double> rmsprop_by_hand(std::vector<double> w, const std::vector<std::vector<double>>& gradients,
+                                    const gt::rmsprop_options& o)
+{
+    const double lr = o.learning_rate(0);
+    std::vector<double> square_avg(w.size()), buffer(w.size()), grad_avg(w.size());
+    for (const auto& step : gradients) {
+        for (std::size_t i = 0; i < w.size(); ++i) {
+            const double g = step[i] + o.weight_decay * w[i];
+            square_avg[i] = o.alpha * square_avg[i] + (1 - o.alpha) * g * g;
+            double variance = square_avg[i];
+            if (o.centered) {
+                grad_avg[i] = o.alpha * grad_avg[i] + (1 - o.alpha) * g;
+                variance -= grad_avg[i] * grad_avg[i];
+            }
+            const double denominator = std::sqrt(variance) + o.epsilon;
+            if (o.momentum > 0) {
+                buffer[i] = o.momentum * buffer[i] + g / denominator;
+                w[i] -= lr * buffer[i];
+            } else {
+                w[i] -= lr * g / denominator;
+            }
+        }
+    }
+    return w;
+}
+
+// Steps of torch.optim.Adagrad on a vector, written out from its definition.
+std::vector<double> adagrad_by_hand(std::vector<double> w, const std::vector<std::vector<double>>& gradients,
+                                    const gt::adagrad_options& o)
+{
+    std::vector<double> sum(w.size(), o.initial_accumulator_value);
+    for (std::size_t t = 1; t <= gradients.size(); ++t) {
+        const double lr = o.learning_rate(t - 1) / (1 + double(t - 1) * o.lr_decay);
+        for (std::size_t i = 0; i < w.size(); ++i) {
+            const double g = gradients[t - 1][i] + o.weight_decay * w[i];
+            sum[i] += g * g;
+            w[i] -= lr * g / (std::sqrt(sum[i]) + o.epsilon);
+        }
+    }
+    return w;
+}
+
+template <class Optimizer>
+std::vector<double> after_steps(Optimizer& optimizer, const std::vector<double>& start,
+                                const std::vector<std::vector<double>>& gradients)
+{
+    gt::Variable64 w(Tensor64(xt::adapt(start, {start.size()})), "w");
+    for (const auto& g : gradients) {
+        optimizer.template apply_gradients<double>({Tensor64(xt::adapt(g, {g.size()}))}, {w});
+    }
+    return {w.value().begin(), w.value().end()};
+}
+
+void require_near(const std::vector<double>& actual, const std::vector<double>& expected)
+{
+    REQUIRE(actual.size() == expected.size());
+    for (std::size_t i = 0; i < actual.size(); ++i) {
+        REQUIRE_THAT(actual[i], Catch::Matchers::WithinRel(expected[i], 1e-12));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("RMSprop and Adagrad follow torch.optim's update rules", "[optim]")
+{
+    const std::vector<double> start{1.5, -0.5, 0.25};
+    const std::vector<std::vector<double>> gradients{{0.5, -2.0, 0.1}, {-0.3, 1.0, 0.4}, {0.2, 0.2, -1.5}};
+    SECTION("RMSprop, plain and with each option")
+    {
+        for (const gt::rmsprop_options& options :
+             {gt::rmsprop_options{.learning_rate = 0.05}, gt::rmsprop_options{.learning_rate = 0.05, .weight_decay = 0.1},
+              gt::rmsprop_options{.learning_rate = 0.05, .momentum = 0.9},
+              gt::rmsprop_options{.learning_rate = 0.05, .centered = true},
+              gt::rmsprop_options{.learning_rate = 0.05, .alpha = 0.9, .weight_decay = 0.1, .momentum = 0.5,
+                                  .centered = true}}) {
+            INFO("alpha " << options.alpha << " weight_decay " << options.weight_decay << " momentum "
+                          << options.momentum << " centered " << options.centered);
+            gt::RMSprop optimizer(options);
+            require_near(after_steps(optimizer, start, gradients), rmsprop_by_hand(start, gradients, options));
+        }
+    }
+    SECTION("Adagrad, plain and with each option")
+    {
+        for (const gt::adagrad_options& options :
+             {gt::adagrad_options{.learning_rate = 0.1}, gt::adagrad_options{.learning_rate = 0.1, .lr_decay = 0.5},
+              gt::adagrad_options{.learning_rate = 0.1, .weight_decay = 0.2},
+              gt::adagrad_options{.learning_rate = 0.1, .initial_accumulator_value = 0.7},
+              gt::adagrad_options{.learning_rate = gt::exponential_decay(0.1, 2, 0.5), .lr_decay = 0.3,
+                                  .weight_decay = 0.2, .initial_accumulator_value = 0.1}}) {
+            INFO("lr_decay " << options.lr_decay << " weight_decay " << options.weight_decay << " initial "
+                             << options.initial_accumulator_value);
+            gt::Adagrad optimizer(options);
+            require_near(after_steps(optimizer, start, gradients), adagrad_by_hand(start, gradients, options));
+        }
+    }
+    SECTION("their slots, and a resumed optimizer that goes on as the first")
+    {
+        gt::Variable64 w(Tensor64(xt::adapt(start, {3})), "w");
+        gt::RMSprop rmsprop({.learning_rate = 0.05, .momentum = 0.9, .centered = true});
+        gt::Adagrad adagrad({.learning_rate = 0.1, .lr_decay = 0.5});
+        for (gt::optimizer* optimizer : std::initializer_list<gt::optimizer*>{&rmsprop, &adagrad}) {
+            optimizer->apply_gradients<double>({Tensor64(xt::adapt(gradients[0], {3}))}, {w});
+        }
+        std::vector<std::string> names;
+        for (const auto& [name, values] : rmsprop.slots(w)) {
+            names.push_back(name);
+        }
+        for (const auto& [name, values] : adagrad.slots(w)) {
+            names.push_back(name);
+        }
+        REQUIRE(names == std::vector<std::string>{"grad_avg", "momentum_buffer", "square_avg", "steps", "sum"});
+        REQUIRE(adagrad.slots(w).at("steps")() == 1);
+        gt::Adagrad resumed({.learning_rate = 0.1, .lr_decay = 0.5});
+        gt::Variable64 copy(gt::Tensor64(w.value()), "copy");
+        resumed.set_slots(copy, adagrad.slots(w));
+        adagrad.apply_gradients<double>({Tensor64(xt::adapt(gradients[1], {3}))}, {w});
+        resumed.apply_gradients<double>({Tensor64(xt::adapt(gradients[1], {3}))}, {copy});
+        REQUIRE(copy.value() == w.value());
+        REQUIRE_THROWS_WITH(resumed.set_slots(copy, {{"sum", xt::xarray<double>{-1, 0, 0}}, {"steps", 1.0}}),
+                            Contains("slot 'sum' of variable 'copy' holds -1"));
+    }
+    REQUIRE_THROWS_AS(gt::RMSprop({.alpha = 1.5}), gt::argument_error);
+    REQUIRE_THROWS_AS(gt::Adagrad({.lr_decay = -1}), gt::argument_error);
+}
+
 TEST_CASE("every optimizer works through the common interface, in float too", "[optim]")
 {
     gt::Variable w(gt::fill<float>({3}, 2.f), "w");
@@ -192,6 +324,8 @@ TEST_CASE("every optimizer works through the common interface, in float too", "[
     optimizers.push_back(std::make_unique<gt::SGD>(0.1));
     optimizers.push_back(std::make_unique<gt::Adam>(0.1));
     optimizers.push_back(std::make_unique<gt::AdamW>());
+    optimizers.push_back(std::make_unique<gt::RMSprop>(0.1));
+    optimizers.push_back(std::make_unique<gt::Adagrad>(0.1));
     for (auto& optimizer : optimizers) {
         const float before = w.value()(0);
         const gt::Tensor loss = optimizer->minimize([&] { return gt::reduce_sum(gt::square(w)); }, {w});

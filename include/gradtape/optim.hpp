@@ -139,8 +139,9 @@ public:
     // Sets that count, as a checkpoint being resumed does; schedules follow it.
     void set_iterations(std::uint64_t iterations) noexcept { iterations_ = iterations; }
 
-    // The state kept for `variable`, empty before its first update: SGD's
-    // "momentum"; Adam's "m", "v", "v_max" (with amsgrad) and "steps".
+    // The state kept for `variable`, empty before its first update: the
+    // slots each optimizer names below, in float64 (which holds every
+    // float32 value and step count exactly).
     template <dtype T>
     [[nodiscard]] optimizer_slots slots(const basic_variable<T>& variable) const
     {
@@ -173,12 +174,6 @@ public:
 protected:
     optimizer(std::string_view name, learning_rate_schedule schedule);
 
-    // One variable's update, after the checks; `state` is this optimizer's slot for the variable.
-    virtual void update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
-                        double learning_rate) = 0;
-    virtual void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
-                        double learning_rate) = 0;
-    [[nodiscard]] virtual optimizer_slots slots_of(tensor_id variable) const = 0;
     // What an update can leave in a slot.
     enum class slot_values { finite, non_negative, update_count };
     struct slot_spec {
@@ -186,16 +181,55 @@ protected:
         bool shaped;  // like the variable, or else a scalar
         slot_values values;
     };
-    // The slots a variable's state has once it is updated.
-    [[nodiscard]] virtual std::vector<slot_spec> slot_specs() const = 0;
-    // After the checks of set_slots.
-    virtual void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>) = 0;
-    virtual void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) = 0;
+    // One variable's state: the slots that hold arrays, in slot_specs()'s
+    // order and the variable's own dtype (as torch keeps them), empty before
+    // its first update; and the count of its updates, this one included.
+    template <dtype T>
+    struct variable_state {
+        std::vector<xt::xarray<T>> slots;
+        std::uint64_t steps = 0;
+    };
 
 private:
+    template <class Rule>
+    friend class optimizer_rule;
+    // One variable's update, after the checks; optimizer_rule forwards both
+    // dtypes to its rule's step<T>.
+    virtual void update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, variable_state<float>& state,
+                        double learning_rate) = 0;
+    virtual void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient,
+                        variable_state<double>& state, double learning_rate) = 0;
+    // The slots a variable's state has once it is updated.
+    [[nodiscard]] virtual std::vector<slot_spec> slot_specs() const = 0;
+
+    [[nodiscard]] optimizer_slots slots_of(tensor_id variable) const;
+    template <dtype T>
+    void restore(tensor_id variable, const optimizer_slots& slots);
+
     std::string_view name_;
     learning_rate_schedule schedule_;
     std::uint64_t iterations_ = 0;
+    std::unordered_map<tensor_id, std::variant<variable_state<float>, variable_state<double>>> states_;
+};
+
+// An optimizer written as its rule: Rule::step<T>(weights, gradient, state,
+// learning_rate), one function for float and double, and Rule::slot_specs().
+template <class Rule>
+class optimizer_rule : public optimizer {
+protected:
+    using optimizer::optimizer;
+
+private:
+    void update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, variable_state<float>& state,
+                double learning_rate) final
+    {
+        static_cast<Rule&>(*this).step(weights, gradient, state, learning_rate);
+    }
+    void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, variable_state<double>& state,
+                double learning_rate) final
+    {
+        static_cast<Rule&>(*this).step(weights, gradient, state, learning_rate);
+    }
 };
 
 struct sgd_options {
@@ -211,7 +245,8 @@ struct sgd_options {
 //   b = g on the first step, else momentum * b + (1 - dampening) * g
 //   g = g + momentum * b with nesterov, else b          (when momentum != 0)
 //   w = w - learning_rate * g
-class SGD final : public optimizer {
+// Its slot: "momentum" (b), with momentum.
+class SGD final : public optimizer_rule<SGD> {
 public:
     SGD(double learning_rate, std::source_location site = std::source_location::current());
     SGD(sgd_options options, std::source_location site = std::source_location::current());
@@ -219,22 +254,12 @@ public:
     [[nodiscard]] const sgd_options& options() const noexcept { return options_; }
 
 private:
-    void update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
-                double learning_rate) override;
-    void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
-                double learning_rate) override;
-    [[nodiscard]] optimizer_slots slots_of(tensor_id variable) const override;
+    friend class optimizer_rule<SGD>;
+    template <dtype T>
+    void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, variable_state<T>& state, double learning_rate);
     [[nodiscard]] std::vector<slot_spec> slot_specs() const override;
-    void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>) override;
-    void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) override;
-    template <dtype T>
-    void restore_as(tensor_id variable, const optimizer_slots& slots);
-    template <dtype T>
-    void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate);
 
     sgd_options options_;
-    // In the variable's own dtype, as torch keeps them.
-    std::unordered_map<tensor_id, std::variant<xt::xarray<float>, xt::xarray<double>>> momentum_buffers_;
 };
 
 struct adam_options {
@@ -251,7 +276,8 @@ struct adam_options {
 // torch.optim.AdamW: w = w * (1 - learning_rate * weight_decay) before the step.
 //   m = beta1 m + (1 - beta1) g,  v = beta2 v + (1 - beta2) g^2  (amsgrad: v_max = max(v_max, v))
 //   w = w - learning_rate / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + epsilon)
-class Adam : public optimizer {
+// Its slots: "m", "v", "v_max" (with amsgrad) and "steps" (t).
+class Adam : public optimizer_rule<Adam> {
 public:
     Adam(double learning_rate = 0.001, std::source_location site = std::source_location::current());
     Adam(adam_options options, std::source_location site = std::source_location::current());
@@ -262,35 +288,79 @@ protected:
     Adam(std::string_view name, adam_options options, bool decoupled_weight_decay, std::source_location site);
 
 private:
+    friend class optimizer_rule<Adam>;
     template <dtype T>
-    struct moments {
-        std::uint64_t steps = 0;
-        xt::xarray<T> mean;
-        xt::xarray<T> variance;
-        xt::xarray<T> max_variance;
-    };
-    void update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
-                double learning_rate) override;
-    void update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
-                double learning_rate) override;
-    [[nodiscard]] optimizer_slots slots_of(tensor_id variable) const override;
+    void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, variable_state<T>& state, double learning_rate);
     [[nodiscard]] std::vector<slot_spec> slot_specs() const override;
-    void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>) override;
-    void restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>) override;
-    template <dtype T>
-    void restore_as(tensor_id variable, const optimizer_slots& slots);
-    template <dtype T>
-    void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate);
 
     adam_options options_;
     bool decoupled_weight_decay_;
-    std::unordered_map<tensor_id, std::variant<moments<float>, moments<double>>> moments_;
 };
 
 class AdamW final : public Adam {
 public:
     // torch.optim.AdamW's default weight_decay is 0.01.
     AdamW(adam_options options = {.weight_decay = 0.01}, std::source_location site = std::source_location::current());
+};
+
+struct rmsprop_options {
+    learning_rate_schedule learning_rate = 0.01;
+    double alpha = 0.99;
+    double epsilon = 1e-8;
+    double weight_decay = 0;
+    double momentum = 0;
+    bool centered = false;
+};
+
+// RMSprop with the update rule of torch.optim.RMSprop:
+//   g = grad + weight_decay * w
+//   v = alpha v + (1 - alpha) g^2;  a = alpha a + (1 - alpha) g, and v~ = v - a^2 (centered), else v~ = v
+//   b = momentum b + g / (sqrt(v~) + epsilon), w = w - learning_rate * b (momentum > 0)
+//   w = w - learning_rate * g / (sqrt(v~) + epsilon) (otherwise)
+// Its slots: "square_avg" (v), "momentum_buffer" (b, with momentum) and
+// "grad_avg" (a, centered).
+class RMSprop final : public optimizer_rule<RMSprop> {
+public:
+    RMSprop(double learning_rate = 0.01, std::source_location site = std::source_location::current());
+    RMSprop(rmsprop_options options, std::source_location site = std::source_location::current());
+
+    [[nodiscard]] const rmsprop_options& options() const noexcept { return options_; }
+
+private:
+    friend class optimizer_rule<RMSprop>;
+    template <dtype T>
+    void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, variable_state<T>& state, double learning_rate);
+    [[nodiscard]] std::vector<slot_spec> slot_specs() const override;
+
+    rmsprop_options options_;
+};
+
+struct adagrad_options {
+    learning_rate_schedule learning_rate = 0.01;
+    double lr_decay = 0;
+    double weight_decay = 0;
+    double initial_accumulator_value = 0;
+    double epsilon = 1e-10;
+};
+
+// Adagrad with the update rule of torch.optim.Adagrad:
+//   g = grad + weight_decay * w;  s = s + g^2 (s starts at initial_accumulator_value)
+//   w = w - learning_rate / (1 + (t - 1) lr_decay) * g / (sqrt(s) + epsilon)
+// Its slots: "sum" (s) and "steps" (t).
+class Adagrad final : public optimizer_rule<Adagrad> {
+public:
+    Adagrad(double learning_rate = 0.01, std::source_location site = std::source_location::current());
+    Adagrad(adagrad_options options, std::source_location site = std::source_location::current());
+
+    [[nodiscard]] const adagrad_options& options() const noexcept { return options_; }
+
+private:
+    friend class optimizer_rule<Adagrad>;
+    template <dtype T>
+    void step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, variable_state<T>& state, double learning_rate);
+    [[nodiscard]] std::vector<slot_spec> slot_specs() const override;
+
+    adagrad_options options_;
 };
 
 }  // namespace gradtape

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
 #include "kernels/arithmetic.hpp"
 
 namespace gradtape {
@@ -15,7 +16,7 @@ Adam::Adam(double learning_rate, std::source_location site)
 Adam::Adam(adam_options options, std::source_location site) : Adam("Adam", std::move(options), false, site) {}
 
 Adam::Adam(std::string_view name, adam_options options, bool decoupled_weight_decay, std::source_location site)
-    : optimizer(name, options.learning_rate), options_(std::move(options)),
+    : optimizer_rule(name, options.learning_rate), options_(std::move(options)),
       decoupled_weight_decay_(decoupled_weight_decay)
 {
     const auto refuse = [name, &site](const std::string& what) { detail::fail<argument_error>(name, site, what); };
@@ -33,37 +34,6 @@ Adam::Adam(std::string_view name, adam_options options, bool decoupled_weight_de
 
 AdamW::AdamW(adam_options options, std::source_location site) : Adam("AdamW", std::move(options), true, site) {}
 
-void Adam::update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
-                  double learning_rate)
-{
-    step(weights, gradient, variable, learning_rate);
-}
-
-void Adam::update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
-                  double learning_rate)
-{
-    step(weights, gradient, variable, learning_rate);
-}
-
-optimizer_slots Adam::slots_of(tensor_id variable) const
-{
-    const auto found = moments_.find(variable);
-    if (found == moments_.end()) {
-        return {};
-    }
-    return std::visit(
-        [this](const auto& state) {
-            optimizer_slots slots{{"m", xt::xarray<double>(state.mean)},
-                                  {"v", xt::xarray<double>(state.variance)},
-                                  {"steps", xt::xarray<double>(double(state.steps))}};
-            if (options_.amsgrad) {
-                slots.emplace("v_max", xt::xarray<double>(state.max_variance));
-            }
-            return slots;
-        },
-        found->second);
-}
-
 std::vector<optimizer::slot_spec> Adam::slot_specs() const
 {
     std::vector<slot_spec> specs{{"m", true, slot_values::finite},
@@ -75,46 +45,13 @@ std::vector<optimizer::slot_spec> Adam::slot_specs() const
     return specs;
 }
 
-void Adam::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>)
-{
-    restore_as<float>(variable, slots);
-}
-
-void Adam::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>)
-{
-    restore_as<double>(variable, slots);
-}
-
 template <dtype T>
-void Adam::restore_as(tensor_id variable, const optimizer_slots& slots)
+void Adam::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, variable_state<T>& state, double learning_rate)
 {
-    if (slots.empty()) {
-        moments_.erase(variable);
-        return;
+    if (state.slots.empty()) {
+        state.slots.assign(options_.amsgrad ? 3 : 2, xt::zeros<T>(weights.shape()));
     }
-    moments<T> state;
-    state.mean = slots.at("m");
-    state.variance = slots.at("v");
-    state.steps = std::uint64_t(slots.at("steps")());
-    if (options_.amsgrad) {
-        state.max_variance = slots.at("v_max");
-    }
-    moments_.insert_or_assign(variable, std::move(state));
-}
-
-template <dtype T>
-void Adam::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate)
-{
-    auto [slot, first_step] = moments_.try_emplace(variable, moments<T>{});
-    auto& state = std::get<moments<T>>(slot->second);
-    if (first_step) {
-        state.mean = xt::zeros<T>(weights.shape());
-        state.variance = xt::zeros<T>(weights.shape());
-        if (options_.amsgrad) {
-            state.max_variance = xt::zeros<T>(weights.shape());
-        }
-    }
-    const std::uint64_t t = ++state.steps;
+    const std::uint64_t t = state.steps;
     const T beta1 = T(options_.beta1);
     const T beta2 = T(options_.beta2);
     const T decay = T(options_.weight_decay);
@@ -134,9 +71,14 @@ void Adam::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id
         .bias_correction2_sqrt = T(std::sqrt(1 - std::pow(options_.beta2, double(t)))),
         .epsilon = T(options_.epsilon),
     };
-    detail::adam_update(weights.data(), state.mean.data(), state.variance.data(),
-                        options_.amsgrad ? state.max_variance.data() : nullptr,
+    detail::adam_update(weights.data(), state.slots[0].data(), state.slots[1].data(),
+                        options_.amsgrad ? state.slots[2].data() : nullptr,
                         coupled_decay ? decayed.data() : gradient.data(), weights.size(), coefficients);
 }
+
+#define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template void Adam::step(xt::xarray<T>&, const xt::xarray<T>&, variable_state<T>&, double);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
+#undef GRADTAPE_INSTANTIATE
 
 }  // namespace gradtape

@@ -127,18 +127,62 @@ void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
     // Every check above runs before the first variable changes, so that bad
     // input leaves all of them as they were.
     for (std::size_t i = 0; i < variables.size(); ++i) {
+        auto [found, first] = states_.try_emplace(variables[i].id(), variable_state<T>{});
+        auto& state = std::get<variable_state<T>>(found->second);
+        ++state.steps;
         detail::write_variable(variables[i], [&](xt::xarray<T>& value) {
-            update(value, gradients[i].value(), variables[i].id(), rate);
+            update(value, gradients[i].value(), state, rate);
         });
     }
     ++iterations_;
+}
+
+optimizer_slots optimizer::slots_of(tensor_id variable) const
+{
+    const auto found = states_.find(variable);
+    if (found == states_.end()) {
+        return {};
+    }
+    return std::visit(
+        [this](const auto& state) {
+            optimizer_slots slots;
+            std::size_t array = 0;
+            for (const auto& [name, shaped, values] : slot_specs()) {
+                if (values == slot_values::update_count) {
+                    slots.emplace(name, xt::xarray<double>(double(state.steps)));
+                } else if (array < state.slots.size()) {
+                    slots.emplace(name, xt::xarray<double>(state.slots[array++]));
+                }
+            }
+            return slots;
+        },
+        found->second);
+}
+
+template <dtype T>
+void optimizer::restore(tensor_id variable, const optimizer_slots& slots)
+{
+    if (slots.empty()) {
+        states_.erase(variable);
+        return;
+    }
+    variable_state<T> state;
+    for (const auto& [name, shaped, values] : slot_specs()) {
+        const xt::xarray<double>& given = slots.at(name);
+        if (values == slot_values::update_count) {
+            state.steps = std::uint64_t(given());
+        } else {
+            state.slots.emplace_back(xt::xarray<T>(given));
+        }
+    }
+    states_.insert_or_assign(variable, std::move(state));
 }
 
 template <dtype T>
 void optimizer::set_slots(const basic_variable<T>& variable, const optimizer_slots& slots, std::source_location site)
 {
     check_slots(variable, slots, site);
-    restore(variable.id(), slots, std::type_identity<T>{});
+    restore<T>(variable.id(), slots);
 }
 
 template <dtype T>

@@ -3,6 +3,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "core/diagnostics.hpp"
+#include "core/dtypes.hpp"
 #include "kernels/arithmetic.hpp"
 
 namespace gradtape {
@@ -13,7 +14,7 @@ SGD::SGD(double learning_rate, std::source_location site)
 }
 
 SGD::SGD(sgd_options options, std::source_location site)
-    : optimizer("SGD", options.learning_rate), options_(std::move(options))
+    : optimizer_rule("SGD", options.learning_rate), options_(std::move(options))
 {
     const auto refuse = [&site](const std::string& what) { detail::fail<argument_error>("SGD", site, what); };
     if (!(options_.learning_rate(0) >= 0)) {
@@ -30,28 +31,6 @@ SGD::SGD(sgd_options options, std::source_location site)
     }
 }
 
-void SGD::update(xt::xarray<float>& weights, const xt::xarray<float>& gradient, tensor_id variable,
-                 double learning_rate)
-{
-    step(weights, gradient, variable, learning_rate);
-}
-
-void SGD::update(xt::xarray<double>& weights, const xt::xarray<double>& gradient, tensor_id variable,
-                 double learning_rate)
-{
-    step(weights, gradient, variable, learning_rate);
-}
-
-optimizer_slots SGD::slots_of(tensor_id variable) const
-{
-    const auto found = momentum_buffers_.find(variable);
-    if (found == momentum_buffers_.end()) {
-        return {};
-    }
-    return std::visit([](const auto& buffer) { return optimizer_slots{{"momentum", xt::xarray<double>(buffer)}}; },
-                      found->second);
-}
-
 std::vector<optimizer::slot_spec> SGD::slot_specs() const
 {
     if (options_.momentum == 0) {
@@ -60,29 +39,8 @@ std::vector<optimizer::slot_spec> SGD::slot_specs() const
     return {{"momentum", true, slot_values::finite}};
 }
 
-void SGD::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<float>)
-{
-    restore_as<float>(variable, slots);
-}
-
-void SGD::restore(tensor_id variable, const optimizer_slots& slots, std::type_identity<double>)
-{
-    restore_as<double>(variable, slots);
-}
-
 template <dtype T>
-void SGD::restore_as(tensor_id variable, const optimizer_slots& slots)
-{
-    const auto found = slots.find("momentum");
-    if (found == slots.end()) {
-        momentum_buffers_.erase(variable);
-        return;
-    }
-    momentum_buffers_.insert_or_assign(variable, xt::xarray<T>(found->second));
-}
-
-template <dtype T>
-void SGD::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id variable, double learning_rate)
+void SGD::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, variable_state<T>& state, double learning_rate)
 {
     const T rate = T(learning_rate);
     const T momentum = T(options_.momentum);
@@ -93,13 +51,13 @@ void SGD::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id 
     }
     xt::xarray<T> direction = gradient + weight_decay * weights;
     if (momentum != 0) {
-        auto [slot, first_step] = momentum_buffers_.try_emplace(variable, xt::xarray<T>());
-        auto& buffer = std::get<xt::xarray<T>>(slot->second);
-        if (first_step) {
-            buffer = direction;
+        if (state.slots.empty()) {
+            state.slots.push_back(direction);
         } else {
+            xt::xarray<T>& buffer = state.slots[0];
             xt::noalias(buffer) = momentum * buffer + (T(1) - T(options_.dampening)) * direction;
         }
+        const xt::xarray<T>& buffer = state.slots[0];
         if (options_.nesterov) {
             xt::noalias(direction) += momentum * buffer;
         } else {
@@ -108,5 +66,10 @@ void SGD::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, tensor_id 
     }
     detail::subtract_scaled(weights.data(), direction.data(), rate, weights.size());
 }
+
+#define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template void SGD::step(xt::xarray<T>&, const xt::xarray<T>&, variable_state<T>&, double);
+GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
+#undef GRADTAPE_INSTANTIATE
 
 }  // namespace gradtape
