@@ -8,11 +8,8 @@
 //   >>> numpy.load("model.npz")["w1"]
 #pragma once
 
-#include <cstdint>
 #include <filesystem>
-#include <map>
 #include <source_location>
-#include <string>
 #include <vector>
 
 #include "variable.hpp"
@@ -60,16 +57,5 @@ void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& mo
 template <dtype T>
 void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, optimizer& optimizer,
                      std::source_location site = std::source_location::current());
-
-// The array of a .npy file, and every array of a .npz (keyed by name, without
-// ".npy"), converted to T: float, double, std::int64_t or std::uint8_t, from
-// any of float32, float64, int32, int64, uint64 and uint8. A malformed file
-// is an argument_error naming it and what is wrong.
-template <class T>
-[[nodiscard]] xt::xarray<T> read_npy(const std::filesystem::path& path,
-                                     std::source_location site = std::source_location::current());
-template <class T>
-[[nodiscard]] std::map<std::string, xt::xarray<T>> read_npz(
-    const std::filesystem::path& path, std::source_location site = std::source_location::current());
 
 }  // namespace gradtape

@@ -1,6 +1,6 @@
-// Data sets on disk, read into tensors: IDX files (the MNIST format, plain or
-// gzip-compressed), CSV files of numbers, and Fashion-MNIST as Debian's dataset-fashion-mnist
-// package installs it.
+// Data on disk, read into arrays: IDX files (the MNIST format, plain or
+// gzip-compressed), NumPy's .npy and .npz files, CSV files of numbers, and
+// Fashion-MNIST as Debian's dataset-fashion-mnist package installs it.
 //
 //   const auto data = gradtape::fashion_mnist();   // 60,000 + 10,000 images
 //   gradtape::minibatches<float> batches({data.train_images}, {data.train_labels}, {.batch_size = 100});
@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <string>
 #include <source_location>
 
 #include "tensor.hpp"
@@ -21,6 +23,17 @@ namespace gradtape {
 template <class T>
 [[nodiscard]] xt::xarray<T> read_idx(const std::filesystem::path& path,
                                      std::source_location site = std::source_location::current());
+
+// The array of a .npy file, and every array of a .npz (keyed by name, without
+// ".npy"), converted to T: float, double, std::int64_t or std::uint8_t, from
+// any of float32, float64, int32, int64, uint64 and uint8. A malformed file
+// is an argument_error naming it and what is wrong.
+template <class T>
+[[nodiscard]] xt::xarray<T> read_npy(const std::filesystem::path& path,
+                                     std::source_location site = std::source_location::current());
+template <class T>
+[[nodiscard]] std::map<std::string, xt::xarray<T>> read_npz(
+    const std::filesystem::path& path, std::source_location site = std::source_location::current());
 
 struct csv_options {
     char delimiter = ',';

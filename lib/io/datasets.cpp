@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -19,6 +20,7 @@
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "io/files.hpp"
+#include "io/npz.hpp"
 
 namespace gradtape {
 
@@ -366,6 +368,44 @@ xt::xarray<T> read_csv(const std::filesystem::path& path, csv_options options, s
     std::copy(values.begin(), values.end(), out.begin());
     return out;
 }
+
+template <class T>
+xt::xarray<T> read_npy(const std::filesystem::path& path, std::source_location site)
+{
+    const std::string bytes = detail::read_regular_file("read_npy", path, site);
+    return detail::converted<T>(detail::parse_npy("read_npy", bytes, path.string(), site), "read_npy", path.string(),
+                                site);
+}
+
+template <class T>
+std::map<std::string, xt::xarray<T>> read_npz(const std::filesystem::path& path, std::source_location site)
+{
+    const std::string bytes = detail::read_regular_file("read_npz", path, site);
+    detail::npz_reader archive("read_npz", path, bytes, site);
+    std::map<std::string, xt::xarray<T>> arrays;
+    for (const std::string& entry : archive.names()) {
+        // NumPy drops the suffix too: 'w' and 'w.npy' would be one array.
+        const std::string name = entry.ends_with(".npy") ? entry.substr(0, entry.size() - 4) : entry;
+        if (arrays.contains(name)) {
+            detail::fail<argument_error>("read_npz", site,
+                                         "'" + path.string() + "' holds two entries for the array '" +
+                                             detail::printable(name) + "' ('" + detail::printable(name) + "' and '" +
+                                             detail::printable(name) + ".npy')");
+        }
+        arrays.emplace(name, detail::converted<T>(detail::parse_npy("read_npz", *archive.entry(entry), name, site),
+                                                  "read_npz", name, site));
+    }
+    return arrays;
+}
+
+#define GRADTAPE_INSTANTIATE_READERS(T)                                                                      \
+    template xt::xarray<T> read_npy(const std::filesystem::path&, std::source_location);                     \
+    template std::map<std::string, xt::xarray<T>> read_npz(const std::filesystem::path&, std::source_location);
+GRADTAPE_INSTANTIATE_READERS(float)
+GRADTAPE_INSTANTIATE_READERS(double)
+GRADTAPE_INSTANTIATE_READERS(std::int64_t)
+GRADTAPE_INSTANTIATE_READERS(std::uint8_t)
+#undef GRADTAPE_INSTANTIATE_READERS
 
 template xt::xarray<float> read_csv(const std::filesystem::path&, csv_options, std::source_location);
 template xt::xarray<double> read_csv(const std::filesystem::path&, csv_options, std::source_location);
