@@ -1,6 +1,6 @@
-// Checkpoints: named variables saved as NumPy's .npz, which numpy.load reads;
-// a model with its optimizer, to resume training; arrays of .npy and .npz
-// files read into tensors.
+// Checkpoints: named variables saved as NumPy's .npz, which numpy.load reads,
+// and a model with its optimizer, to resume training (read_npy and read_npz,
+// which read any .npy or .npz, are in datasets.hpp).
 //
 //   gradtape::save_checkpoint("model.npz", {w1, b1, w2, b2});   // keyed by variable name
 //   gradtape::load_checkpoint("model.npz", {w1, b1, w2, b2});   // values assigned in place
