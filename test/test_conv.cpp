@@ -14,6 +14,7 @@
 
 #include <xtensor/xview.hpp>
 
+#include "kernels/threads.hpp"
 #include "reference/conv_reference.hpp"
 #include "support.hpp"
 
@@ -296,13 +297,33 @@ TEST_CASE("3x3 and 5x5 convolutions of many channels (Winograd's tiles) equal th
 
 namespace {
 
+// OpenBLAS given `count` threads while this lives, and as many as before
+// after it, even when an assertion throws; and the threads the library's
+// kernels started meanwhile (kernels/threads.hpp).
+class blas_threads {
+public:
+    explicit blas_threads(int count)
+        : before_(openblas_get_num_threads()), started_(gt::detail::threads_started().load())
+    {
+        openblas_set_num_threads(count);
+    }
+    ~blas_threads() { openblas_set_num_threads(before_); }
+    blas_threads(const blas_threads&) = delete;
+    blas_threads& operator=(const blas_threads&) = delete;
+    [[nodiscard]] std::size_t threads_started() const { return gt::detail::threads_started().load() - started_; }
+
+private:
+    int before_;
+    std::size_t started_;
+};
+
 // conv2d, conv2d_transpose and the filters' gradient with OpenBLAS given
-// two threads, against the definition and the adjoint identities.
+// two threads, against the definition and the adjoint identities; each of
+// the three dealt its work to a thread besides the caller's.
 void require_definition_on_two_threads(const gt::shape_type& input, const gt::shape_type& filters,
                                        const gt::conv2d_options& options)
 {
-    const int threads_before = openblas_get_num_threads();
-    openblas_set_num_threads(2);
+    const blas_threads two(2);
     const Tensor64 x = random64(input);
     const Tensor64 w = random64(filters);
     gt::GradientTape tape;
@@ -312,7 +333,7 @@ void require_definition_on_two_threads(const gt::shape_type& input, const gt::sh
     const Tensor64 g = random64(y.shape());
     const auto grads = tape.gradient(gt::reduce_sum(y * g), {x, w});
     const Tensor64 transposed = gt::conv2d_transpose(g, w, x.shape(), options);
-    openblas_set_num_threads(threads_before);
+    REQUIRE(two.threads_started() >= 4);
     const xt::xarray<double> expected = direct_conv2d(x.value(), w.value(), options);
     REQUIRE(xt::allclose(y.value(), expected, 1e-12, 1e-12));
     const double forward = xt::sum(expected * g.value())();
@@ -846,21 +867,21 @@ TEST_CASE("depthwise_conv2d's images shared between threads give the definition'
 {
     // Five 32x32 images are work enough for two threads: the images go to
     // two threads of the library's own, the filters' sums from each.
-    const int threads_before = openblas_get_num_threads();
     for (const std::size_t multiplier : {1, 2}) {
         const std::size_t channels = 8 / multiplier;
         INFO("multiplier " << multiplier);
         const Tensor64 x = random64({5, 32, 32, channels});
         const Tensor64 w = random64({3, 3, channels, multiplier});
         const gt::depthwise_conv2d_options options{.padding = gt::padding::same};
-        openblas_set_num_threads(2);
+        const blas_threads two(2);
         gt::GradientTape tape;
         tape.watch(x);
         tape.watch(w);
         const Tensor64 y = gt::depthwise_conv2d(x, w, options);
         const Tensor64 g = random64(y.shape());
         const auto grads = tape.gradient(gt::reduce_sum(y * g), {x, w});
-        openblas_set_num_threads(threads_before);
+        // The forward and both gradients dealt their images to a second thread.
+        REQUIRE(two.threads_started() == 3);
         require_depthwise_definition(x, w, y, options);
         const double forward = xt::sum(y.value() * g.value())();
         REQUIRE_THAT(xt::sum(x.value() * grads[0].value())(), WithinRel(forward, 1e-12));

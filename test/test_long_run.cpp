@@ -2,7 +2,7 @@
 // recorded survives, and resident memory stays flat.
 #include <memory>
 
-#include "../lib/core/tensor_access.hpp"
+#include "core/tensor_access.hpp"
 #include "../samples/tutorial_data.hpp"
 #include "bench/harness.hpp"
 #include "support.hpp"

@@ -1,6 +1,7 @@
 #include "core/diagnostics.hpp"
 
 #include <limits>
+#include <optional>
 
 #include "core/tape_core.hpp"
 
@@ -65,18 +66,28 @@ void check_allocatable(std::string_view op, const std::source_location& site, co
     }
 }
 
-shape_type broadcast_shape(std::string_view op, const std::source_location& site, const shape_type& a,
-                           const shape_type& b, std::size_t element_size)
+std::optional<shape_type> broadcast_of(const shape_type& a, const shape_type& b)
 {
     shape_type result(std::max(a.size(), b.size()));
     for (std::size_t i = 1; i <= result.size(); ++i) {
         const std::size_t da = i <= a.size() ? a[a.size() - i] : 1;
         const std::size_t db = i <= b.size() ? b[b.size() - i] : 1;
         if (da != db && da != 1 && db != 1) {
-            fail<shape_error>(op, site, "shapes " + format_shape(a) + " and " + format_shape(b) + " do not broadcast");
+            return std::nullopt;
         }
         result[result.size() - i] = da == 1 ? db : da;
     }
+    return result;
+}
+
+shape_type broadcast_shape(std::string_view op, const std::source_location& site, const shape_type& a,
+                           const shape_type& b, std::size_t element_size)
+{
+    const std::optional<shape_type> broadcast = broadcast_of(a, b);
+    if (!broadcast) {
+        fail<shape_error>(op, site, "shapes " + format_shape(a) + " and " + format_shape(b) + " do not broadcast");
+    }
+    const shape_type& result = *broadcast;
     if (!allocatable(result, element_size)) {
         fail<shape_error>(op, site,
                           "shapes " + format_shape(a) + " and " + format_shape(b) + " broadcast to " +

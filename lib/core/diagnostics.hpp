@@ -1,9 +1,12 @@
-// Message building shared by every op: shapes and call sites in one format.
+// What every op's shape rule shares: messages that give shapes and call
+// sites in one format, and the arithmetic of shapes.
 #pragma once
 
+#include <optional>
 #include <source_location>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <gradtape/error.hpp>
 #include <gradtape/tensor.hpp>
@@ -38,6 +41,15 @@ void check_allocatable(std::string_view op, const std::source_location& site, co
                        std::size_t element_size);
 // The test behind check_allocatable, for an op that words its own message.
 bool allocatable(const shape_type& shape, std::size_t element_size);
+
+// A shape as reshape() takes it.
+inline std::vector<std::ptrdiff_t> signed_shape(const shape_type& shape)
+{
+    return {shape.begin(), shape.end()};
+}
+
+// The shape a and b broadcast to, as in NumPy, or nothing where they do not.
+std::optional<shape_type> broadcast_of(const shape_type& a, const shape_type& b);
 
 // The shape a and b broadcast to, as in NumPy; throws shape_error when they
 // do not, or when the result could not be allocated (check_allocatable).

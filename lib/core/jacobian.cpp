@@ -6,7 +6,6 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "core/diagnostics.hpp"
-#include "ops/op.hpp"
 #include "core/tape_core.hpp"
 
 namespace gradtape {

@@ -48,7 +48,6 @@ class input_mask {
 public:
     explicit input_mask(std::uint64_t bits) : bits_(bits) {}
     [[nodiscard]] bool operator[](std::size_t input) const { return input >= 64 || ((bits_ >> input) & 1U); }
-    [[nodiscard]] std::uint64_t bits() const { return bits_; }
 
 private:
     std::uint64_t bits_;
@@ -158,8 +157,18 @@ basic_tensor<S> gradient_or_zeros(any_tensor& gradient, const shape_type& shape)
     return zeros<S>(shape);
 }
 
+// Note [Core functions made of ops]
+// The reverse pass does two things to gradients itself: it sums a gradient
+// back to its input's shape (sum_to_shape) and adds the gradients that reach
+// one tensor (accumulate). Both are written with ops (reduce_sum, reshape,
+// add), so that a tape recording the pass records them too and higher-order
+// gradients see them; so they are declared here, for the core, and defined
+// beside their ops (ops/shape.cpp and ops/elementwise.cpp), which the core
+// would otherwise have to include.
+
 // The gradient of a broadcast operand: `gradient` summed over the dimensions
-// broadcasting added or stretched, so that it has `shape` again.
+// broadcasting added or stretched, so that it has `shape` again (Note [Core
+// functions made of ops]).
 template <dtype T>
 basic_tensor<T> sum_to_shape(const basic_tensor<T>& gradient, const shape_type& shape);
 
@@ -168,7 +177,8 @@ const std::source_location* backward_site();
 // The name of that forward op, or empty.
 std::string_view backward_op();
 
-// total += addend, with the ops (so that outer tapes record it); a monostate total takes addend.
+// total += addend, with the ops (so that outer tapes record it); a monostate
+// total takes addend (Note [Core functions made of ops]).
 void accumulate(any_tensor& total, any_tensor&& addend);
 
 }  // namespace gradtape::detail

@@ -15,7 +15,6 @@
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/static_tls.hpp"
-#include "core/tape_core.hpp"
 #include "core/tensor_access.hpp"
 
 namespace gradtape {

@@ -16,11 +16,7 @@ namespace gradtape::detail {
 
 // How many threads on_threads has started besides the callers', over the
 // process's life: what a test reads to see that work was shared.
-inline std::atomic<std::size_t>& threads_started()
-{
-    static std::atomic<std::size_t> started{0};
-    return started;
-}
+std::atomic<std::size_t>& threads_started();
 
 // Calls work(worker) for workers 0..workers - 1, each on a thread of its
 // own, worker 0 on this one. An exception on any thread is rethrown here once

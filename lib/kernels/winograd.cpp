@@ -73,8 +73,8 @@ constexpr table<8, 4> output_transform_8_back = transposed(output_transform_8);
 // A run of W channels of one tile element, as one vector of GCC's vector
 // extension (one value for W = 1): each operation on it is an instruction of
 // the kernel's instruction set, or several where its registers are
-// narrower. As arrays of W values, the 8x8 transforms came out as scalar
-// code, four times slower than the 6x6 ones per value.
+// narrower. GCC compiles the 8x8 transforms over arrays of W values to
+// scalar code.
 template <class T, std::size_t W>
 struct lanes_of {
     typedef T type __attribute__((vector_size(W * sizeof(T))));

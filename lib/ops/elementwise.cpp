@@ -398,6 +398,7 @@ basic_tensor<To> cast(const basic_tensor<From>& x, std::source_location site)
 
 namespace detail {
 
+// Note [Core functions made of ops] (core/tape_core.hpp).
 void accumulate(any_tensor& total, any_tensor&& addend)
 {
     if (std::holds_alternative<std::monostate>(total)) {

@@ -1,5 +1,7 @@
 // Matrix products, through BLAS (xtensor-blas's cxxblas over OpenBLAS).
 // Transposed operands are passed to gemm as flags, never materialised.
+#include <optional>
+
 #include "kernels/gemm.hpp"
 #include "ops/op.hpp"
 
@@ -33,17 +35,12 @@ struct matmul_op {
         if (k != k_b) {
             fail<shape_error>(name, site, "inner dimensions differ: " + describe());
         }
-        const shape_type batch_a(sa.begin(), sa.end() - 2);
-        const shape_type batch_b(sb.begin(), sb.end() - 2);
-        shape_type out(std::max(batch_a.size(), batch_b.size()));
-        for (std::size_t i = 1; i <= out.size(); ++i) {
-            const std::size_t da = i <= batch_a.size() ? batch_a[batch_a.size() - i] : 1;
-            const std::size_t db = i <= batch_b.size() ? batch_b[batch_b.size() - i] : 1;
-            if (da != db && da != 1 && db != 1) {
-                fail<shape_error>(name, site, "batch dimensions do not broadcast: " + describe());
-            }
-            out[out.size() - i] = std::max(da, db);
+        std::optional<shape_type> batch =
+            detail::broadcast_of(shape_type(sa.begin(), sa.end() - 2), shape_type(sb.begin(), sb.end() - 2));
+        if (!batch) {
+            fail<shape_error>(name, site, "batch dimensions do not broadcast: " + describe());
         }
+        shape_type out = std::move(*batch);
         out.push_back(m);
         out.push_back(n);
         return out;

@@ -308,7 +308,4 @@ inline around_axis split_at(const shape_type& shape, std::size_t axis)
     return parts;
 }
 
-// A shape as reshape() takes it.
-std::vector<std::ptrdiff_t> signed_shape(const shape_type& shape);
-
 }  // namespace gradtape::detail

@@ -600,6 +600,7 @@ basic_tensor<T> stop_gradient(const basic_tensor<T>& x, std::source_location)
 
 namespace detail {
 
+// Note [Core functions made of ops] (core/tape_core.hpp).
 template <dtype T>
 basic_tensor<T> sum_to_shape(const basic_tensor<T>& gradient, const shape_type& shape)
 {
@@ -615,11 +616,6 @@ basic_tensor<T> sum_to_shape(const basic_tensor<T>& gradient, const shape_type& 
         }
     }
     return reshape(reduce_sum(gradient, axes, true), signed_shape(shape));
-}
-
-std::vector<std::ptrdiff_t> signed_shape(const shape_type& shape)
-{
-    return {shape.begin(), shape.end()};
 }
 
 }  // namespace detail
