@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdlib>
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include <gradtape/gradtape.hpp>
 
 #include "../../samples/tutorial_data.hpp"
+#include "commit.hpp"
 #include "harness.hpp"
 #if GRADTAPE_BENCH_LIBTORCH
 #include "libtorch.hpp"
@@ -30,15 +32,15 @@ void row(const char* workload, const char* unit, double ours, const char* beside
          double goal = 0)
 {
     if (!beside) {
-        std::printf("| %-40s | %10.1f %-5s | %-32s | %7s | %-16s |\n", workload, ours, unit, "", "", "");
+        std::printf("| %s | %.1f %s | | | |\n", workload, ours, unit);
         return;
     }
     const double ratio = ours / other;
     char goal_text[32] = "";
     if (goal > 0) {
-        std::snprintf(goal_text, sizeof goal_text, "<= %g (%s)", goal, ratio <= goal ? "met" : "missed");
+        std::snprintf(goal_text, sizeof goal_text, "<= %g: %s", goal, ratio <= goal ? "met" : "missed");
     }
-    std::printf("| %-40s | %10.1f %-5s | %-21s %10.1f | %7.2f | %-16s |\n", workload, ours, unit, beside, other, ratio,
+    std::printf("| %s | %.1f %s | %s %.1f %s | %.2f | %s |\n", workload, ours, unit, beside, other, unit, ratio,
                 goal_text);
 }
 
@@ -397,12 +399,14 @@ int main(int argc, char** argv)
 #else
     const bool libtorch = false;
 #endif
-    std::printf("gradtape benchmarks at %d thread%s (OpenBLAS%s; %s kernels): medians of repeated runs, ratios from "
-                "this run\n\n",
-                threads, threads == 1 ? "" : "s", libtorch ? " and LibTorch" : "; LibTorch not built",
-                std::string(gt::simd_instruction_set()).c_str());
-    std::printf("| %-40s | %16s | %-32s | %7s | %-16s |\n", "workload", "gradtape", "beside", "ratio", "goal");
-    std::printf("| %-40s | %16s | %-32s | %7s | %-16s |\n", "---", "---", "---", "---", "---");
+    const std::time_t now = std::time(nullptr);
+    char date[32];
+    std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+    std::printf("Measured on %s, %s, %s: %d thread%s, %s kernels, OpenBLAS%s; medians of repeated runs, each "
+                "ratio from this run.\n\n",
+                GRADTAPE_BENCH_COMMIT, date, bench::processor().c_str(), threads, threads == 1 ? "" : "s",
+                std::string(gt::simd_instruction_set()).c_str(), libtorch ? " and LibTorch" : "; LibTorch not built");
+    std::printf("| workload | gradtape | beside | ratio | goal |\n| --- | --- | --- | --- | --- |\n");
 
     const tutorial::data data = tutorial::make_data(2);
     const double per_op_16 = per_op_ns(16);

@@ -1,5 +1,5 @@
 // What the benchmark programs (and the long-run test) share: a median of
-// repeated timed runs, and the process's resident memory.
+// repeated timed runs, the process's resident memory, and the processor.
 #pragma once
 
 #include <algorithm>
@@ -35,6 +35,18 @@ inline long resident_kib()
         }
     }
     return -1;
+}
+
+// The processor's model, as /proc/cpuinfo names it.
+inline std::string processor()
+{
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);) {
+        if (line.rfind("model name", 0) == 0) {
+            return line.substr(line.find(':') + 2);
+        }
+    }
+    return "an unknown processor";
 }
 
 }  // namespace bench
