@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 
+from measured import measured_on
+
 RUNS = 3
 
 
@@ -53,6 +55,7 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         command, directory = ours(compile_commands, os.path.join(scratch, "ours.o"))
         wall, peak = measure(command, directory)
+        print(f"{measured_on()}.\n")
         print(f"5. compiling samples/linear_regression.cpp: {wall:.1f} s, peak {peak:.0f} MiB")
         print(f"   {shlex.join(command)}")
         if len(sys.argv) < 4:
@@ -64,11 +67,9 @@ def main():
         torch_wall, torch_peak = measure(torch, directory)
         print(f"   the same program for LibTorch: {torch_wall:.1f} s, peak {torch_peak:.0f} MiB")
         print(f"   {shlex.join(torch)}")
-        print(f"| 5. compile the tutorial sample (s)      | {wall:10.1f} s     | LibTorch {torch_wall:19.1f} | "
-              f"{wall / torch_wall:7.2f} | <= 0.25 ({'met' if wall / torch_wall <= 0.25 else 'missed'}) |")
-        print(f"| 5. compile, peak memory (MiB)           | {peak:10.0f} MiB   | LibTorch {torch_peak:19.0f} | "
-              f"{peak / torch_peak:7.2f} |              |")
-
+        print(f"| 5. compile the tutorial sample | {wall:.1f} s | LibTorch {torch_wall:.1f} s | "
+              f"{wall / torch_wall:.2f} | <= 0.25: {'met' if wall / torch_wall <= 0.25 else 'missed'} |")
+        print(f"| 5. compile, peak memory | {peak:.0f} MiB | LibTorch {torch_peak:.0f} MiB | {peak / torch_peak:.2f} | |")
 
 if __name__ == "__main__":
     main()
