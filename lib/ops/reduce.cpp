@@ -14,10 +14,9 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xsort.hpp>
 
-#include "kernels/arithmetic.hpp"
+#include "kernels/reduce.hpp"
 #include "ops/op.hpp"
 #include "ops/routes.hpp"
-#include "kernels/strided.hpp"
 
 namespace gradtape {
 
@@ -33,6 +32,7 @@ struct reduction {
     shape_type kept;
     shape_type output;
     std::size_t count = 1;  // elements folded into each output element
+    [[nodiscard]] const shape_type& output_shape() const { return output; }
 };
 
 reduction plan(std::string_view op, const std::source_location& site, const shape_type& shape,
@@ -88,45 +88,6 @@ xt::xarray<T> fold(const xt::xarray<T>& x, const reduction& r, Reducer reducer)
 
 constexpr auto sum = [](const auto& v, const auto& axes) { return xt::sum(v, axes); };
 
-// The sum walks x in runs (strided.hpp) and adds each into the output: a
-// run along kept axes adds whole rows at the kernels' width (a bias's
-// gradient summed over the batch), a run along a reduced axis is summed in
-// eight interleaved partial sums (a softmax's row, a norm's features).
-template <dtype T>
-T sum_of(const T* x, std::size_t n)
-{
-    std::array<T, 8> partial{};
-    std::size_t i = 0;
-    for (; i + partial.size() <= n; i += partial.size()) {
-        for (std::size_t k = 0; k < partial.size(); ++k) {
-            partial[k] += x[i + k];
-        }
-    }
-    T total = std::accumulate(partial.begin(), partial.end(), T(0));
-    for (; i < n; ++i) {
-        total += x[i];
-    }
-    return total;
-}
-
-template <dtype T>
-void sum_into(xt::xarray<T>& out, const xt::xarray<T>& x, const reduction& r)
-{
-    out.fill(T(0));
-    T* to = out.data();
-    const T* from = x.data();
-    detail::for_each_run(x.shape(), std::array{detail::broadcast_strides(r.kept, x.shape())},
-                         [&](std::size_t at, std::array<std::size_t, 1> into, std::size_t length,
-                             std::array<std::size_t, 1> step) {
-                             if (step[0] == 0) {
-                                 to[into[0]] += sum_of(from + at, length);
-                             } else {
-                                 detail::arithmetic_same(detail::arithmetic::add, to + into[0], from + at,
-                                                         to + into[0], length);
-                             }
-                         });
-}
-
 // A gradient (or any value) of a reduction's output shape, broadcast back to the input's.
 template <dtype T>
 basic_tensor<T> spread(const basic_tensor<T>& value, const reduction& r, const shape_type& input)
@@ -151,7 +112,7 @@ struct reducing {
     {
         return plan(Op::name, site, x, axes, keepdims);
     }
-    shape_type shape(const std::source_location& site, const shape_type& x) const
+    reduction shape(const std::source_location& site, const shape_type& x) const
     {
         reduction r = plan_for(site, x);
         if (!Op::empty_axis_has_value && r.count == 0) {
@@ -159,7 +120,7 @@ struct reducing {
                                          "cannot reduce over an empty axis of shape " + detail::format_shape(x) +
                                              ": the result has no value");
         }
-        return std::move(r.output);
+        return r;
     }
 };
 
@@ -169,9 +130,9 @@ struct reduce_sum_op : reducing<reduce_sum_op<T>> {
     static constexpr std::string_view name = "reduce_sum";
     static constexpr saved saves = saved::nothing;
     static constexpr bool empty_axis_has_value = true;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        sum_into(out, x, this->plan_for({}, x.shape()));
+        detail::sum_into(out, x, r.kept);
     }
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
@@ -186,10 +147,9 @@ struct reduce_mean_op : reducing<reduce_mean_op<T>> {
     static constexpr std::string_view name = "reduce_mean";
     static constexpr saved saves = saved::nothing;
     static constexpr bool empty_axis_has_value = true;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        const reduction r = this->plan_for({}, x.shape());
-        sum_into(out, x, r);
+        detail::sum_into(out, x, r.kept);
         out /= T(r.count);
     }
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
@@ -210,9 +170,8 @@ struct extremum_op : reducing<extremum_op<T, largest>> {
     static constexpr std::string_view name = largest ? "reduce_max" : "reduce_min";
     static constexpr saved saves = saved::inputs_and_output;
     static constexpr bool empty_axis_has_value = false;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        const reduction r = this->plan_for({}, x.shape());
         fold_into(out, x, r, [](const auto& v, const auto& axes) {
             if constexpr (largest) {
                 return xt::amax(v, axes);
@@ -300,10 +259,9 @@ struct reduce_prod_op : reducing<reduce_prod_op<T>> {
     static constexpr std::string_view name = "reduce_prod";
     static constexpr saved saves = saved::inputs_and_output;
     static constexpr bool empty_axis_has_value = true;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        fold_into(out, x, this->plan_for({}, x.shape()), [](const auto& v, const auto& axes) { return xt::prod(v, axes); },
-                  T(1));
+        fold_into(out, x, r, [](const auto& v, const auto& axes) { return xt::prod(v, axes); }, T(1));
     }
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
@@ -323,9 +281,8 @@ struct reduce_logsumexp_op : reducing<reduce_logsumexp_op<T>> {
     static constexpr std::string_view name = "reduce_logsumexp";
     static constexpr saved saves = saved::inputs_and_output;
     static constexpr bool empty_axis_has_value = false;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        const reduction r = this->plan_for({}, x.shape());
         // Shifting by the maximum keeps exp() from overflowing; an all -inf slice keeps a shift of 0.
         xt::xarray<T> shift = fold(x, r, [](const auto& v, const auto& axes) { return xt::amax(v, axes); });
         shift = xt::where(xt::isfinite(shift), shift, T(0));
@@ -349,9 +306,8 @@ struct reduce_variance_op : reducing<reduce_variance_op<T>> {
     static constexpr std::string_view name = "reduce_variance";
     static constexpr saved saves = saved::inputs;
     static constexpr bool empty_axis_has_value = true;
-    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        const reduction r = this->plan_for({}, x.shape());
         xt::xarray<T> mean = fold(x, r, sum) / T(r.count);
         mean.reshape(r.kept);
         fold_into(out, xt::xarray<T>(xt::square(x - mean)), r, sum);
