@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include <xtensor/xview.hpp>
-
 #include "kernels/threads.hpp"
 #include "reference/conv_reference.hpp"
 #include "support.hpp"
+
+#include <xtensor/xview.hpp>
 
 // OpenBLAS's own, which the library's kernels follow for their threads.
 extern "C" int openblas_get_num_threads(void);

@@ -12,9 +12,9 @@
 #include <functional>
 #include <limits>
 #include <vector>
-#include <xtensor/xview.hpp>
-
 #include "support.hpp"
+
+#include <xtensor/xview.hpp>
 
 namespace gt = gradtape;
 using gt::Tensor;

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include <xtensor/xadapt.hpp>
-
 #include "support.hpp"
+
+#include <xtensor/xadapt.hpp>
 
 namespace gt = gradtape;
 using gt::Tensor64;

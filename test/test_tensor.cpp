@@ -2,9 +2,9 @@
 #include <cmath>
 #include <thread>
 
-#include <xtensor/xview.hpp>
-
 #include "support.hpp"
+
+#include <xtensor/xview.hpp>
 
 namespace gt = gradtape;
 using gt::Tensor;

@@ -43,4 +43,12 @@ public:
     using error::error;
 };
 
+// Memory the system refused for an op, even after every block the tensor
+// cache kept was handed back (memory.hpp). The op's inputs, the tape and the
+// variables are as they were before the call.
+class memory_error : public error {
+public:
+    using error::error;
+};
+
 }  // namespace gradtape

@@ -19,6 +19,7 @@
 #include "error.hpp"
 #include "gradcheck.hpp"
 #include "layers.hpp"
+#include "memory.hpp"
 #include "metrics.hpp"
 #include "nn.hpp"
 #include "ops.hpp"

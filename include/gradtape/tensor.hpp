@@ -18,6 +18,8 @@
 #include <string>
 #include <type_traits>
 
+#include <gradtape/memory.hpp>
+
 #include <xtensor/xarray.hpp>
 
 namespace gradtape {

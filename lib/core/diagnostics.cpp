@@ -1,7 +1,12 @@
 #include "core/diagnostics.hpp"
 
+#include <array>
+#include <cstdio>
 #include <limits>
 #include <optional>
+#include <sstream>
+
+#include <gradtape/memory.hpp>
 
 #include "core/tape_core.hpp"
 
@@ -43,6 +48,40 @@ std::string format_site(const std::source_location& site)
 {
     const std::source_location where = user_site(site);
     return std::string(where.file_name()) + ":" + std::to_string(where.line());
+}
+
+std::string format_bytes(std::size_t bytes)
+{
+    constexpr std::array<const char*, 5> units{"B", "KiB", "MiB", "GiB", "TiB"};
+    double value = double(bytes);
+    std::size_t unit = 0;
+    while (value >= 1024 && unit + 1 < units.size()) {
+        value /= 1024;
+        ++unit;
+    }
+    std::array<char, 32> text{};
+    std::snprintf(text.data(), text.size(), unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+    return text.data();
+}
+
+void fail_out_of_memory(std::string_view op, const std::source_location& site, const shape_type& shape,
+                        const char* dtype, std::size_t element_size)
+{
+    std::size_t bytes = element_size;
+    for (std::size_t dim : shape) {
+        bytes *= dim;
+    }
+    std::string refused = "memory";
+    if (std::size_t& last = last_refused_bytes(); last != 0) {
+        refused = "a block of " + format_bytes(last);
+        last = 0;
+    }
+    std::ostringstream held;
+    held << memory_info();
+    fail<memory_error>(op, site,
+                       "out of memory for a " + std::string(dtype) + " result of shape " + format_shape(shape) + " (" +
+                           format_bytes(bytes) + "): the system refused " + refused +
+                           " after the tensor cache was emptied; " + held.str());
 }
 
 bool allocatable(const shape_type& shape, std::size_t element_size)

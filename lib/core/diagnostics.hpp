@@ -42,6 +42,18 @@ void check_allocatable(std::string_view op, const std::source_location& site, co
 // The test behind check_allocatable, for an op that words its own message.
 bool allocatable(const shape_type& shape, std::size_t element_size);
 
+// "512 B", "38.0 MiB": a byte count as messages and printouts give it.
+std::string format_bytes(std::size_t bytes);
+
+// The size of the last block the system refused this thread (the allocator
+// sets it before throwing std::bad_alloc).
+std::size_t& last_refused_bytes();
+
+// Throws memory_error for an op whose result, of `shape` and `dtype`, or
+// whose work space the system refused.
+[[noreturn]] void fail_out_of_memory(std::string_view op, const std::source_location& site, const shape_type& shape,
+                                     const char* dtype, std::size_t element_size);
+
 // A shape as reshape() takes it.
 inline std::vector<std::ptrdiff_t> signed_shape(const shape_type& shape)
 {

@@ -14,12 +14,13 @@
 #include <variant>
 #include <vector>
 
-#include <xtensor/xstorage.hpp>
-
 #include <gradtape/tensor.hpp>
 
+#include "core/bookkeeping.hpp"
 #include "core/dtypes.hpp"
 #include "core/tensor_access.hpp"
+
+#include <xtensor/xstorage.hpp>
 
 namespace gradtape::detail {
 
@@ -115,7 +116,7 @@ public:
     void record(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
                 const tape_input& output, Rule&& rule)
     {
-        record(std::make_shared<recorded_op<std::decay_t<Rule>>>(std::forward<Rule>(rule)), op, site, inputs, output);
+        record(make_bookkept<recorded_op<std::decay_t<Rule>>>(std::forward<Rule>(rule)), op, site, inputs, output);
     }
 
 private:

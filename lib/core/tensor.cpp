@@ -1,17 +1,13 @@
 #include <gradtape/tensor.hpp>
 
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
+#include <new>
 #include <ostream>
-
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xio.hpp>
 
+#include "core/bookkeeping.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/static_tls.hpp"
@@ -36,30 +32,21 @@ tensor_id next_tensor_id() noexcept
     return next++;
 }
 
-// A training loop allocates the same large buffers (activations, gradients)
-// every step. With glibc's defaults they come from mmap, or go back to the
-// kernel when freed, so every step pays a page fault per 4 KiB it writes:
-// a third of an MLP step. Serving buffers of up to 32 MiB from the heap and
-// keeping up to 128 MiB of freed memory there for reuse avoids it. A program
-// that sets its own malloc tunables (GLIBC_TUNABLES) keeps them.
-[[maybe_unused]] const bool malloc_tuned_for_training = [] {
-#if defined(__GLIBC__)
-    const char* tunables = std::getenv("GLIBC_TUNABLES");
-    if (tunables == nullptr || std::strstr(tunables, "glibc.malloc.") == nullptr) {
-        mallopt(M_MMAP_THRESHOLD, 32 << 20);
-        mallopt(M_TRIM_THRESHOLD, 128 << 20);
-        return true;
-    }
-#endif
-    return false;
-}();
-
 }  // namespace
 
 template <class T>
 std::shared_ptr<tensor_node<T>> make_node(xt::xarray<T>&& value)
 {
-    return std::make_shared<tensor_node<T>>(std::move(value), next_tensor_id(), nullptr, false);
+    return make_bookkept<tensor_node<T>>(std::move(value), next_tensor_id(), nullptr, false);
+}
+
+template <class T>
+std::shared_ptr<tensor_node<T>> make_node_of_shape(const shape_type& shape)
+{
+    auto node = make_bookkept<tensor_node<T>>();
+    node->id = next_tensor_id();
+    node->value.resize(shape);
+    return node;
 }
 
 template <class T>
@@ -95,9 +82,13 @@ template <dtype T>
 basic_tensor<T> fill(const shape_type& shape, T value, std::source_location site)
 {
     detail::check_allocatable("fill", site, shape, sizeof(T));
-    auto filled = xt::xarray<T>::from_shape(shape);
-    filled.fill(value);
-    return filled;
+    try {
+        auto filled = xt::xarray<T>::from_shape(shape);
+        filled.fill(value);
+        return filled;
+    } catch (const std::bad_alloc&) {
+        detail::fail_out_of_memory("fill", site, shape, detail::dtype_name<T>(), sizeof(T));
+    }
 }
 
 template <dtype T>
@@ -123,6 +114,7 @@ basic_tensor<T> linspace(T start, T stop, std::size_t n, std::source_location si
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template std::shared_ptr<detail::tensor_node<T>> detail::make_node(xt::xarray<T>&&);                            \
+    template std::shared_ptr<detail::tensor_node<T>> detail::make_node_of_shape(const shape_type&);                 \
     template std::shared_ptr<detail::tensor_node<T>> detail::read_variable(const detail::tensor_node<T>&);          \
     template std::ostream& operator<<(std::ostream&, const basic_tensor<T>&);                                       \
     template basic_tensor<T> fill(const shape_type&, T, std::source_location);                                      \

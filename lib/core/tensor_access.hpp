@@ -9,6 +9,8 @@
 
 #include <gradtape/variable.hpp>
 
+#include "core/bookkeeping.hpp"
+
 namespace gradtape::detail {
 
 struct tensor_access {
@@ -17,7 +19,17 @@ struct tensor_access {
     {
         return tensor.node_;
     }
+    template <dtype T>
+    static basic_tensor<T> adopt(std::shared_ptr<tensor_node<T>> node)
+    {
+        return basic_tensor<T>(basic_tensor<T>::share_node, std::move(node));
+    }
 };
+
+// A node whose value has `shape`, its elements not yet written: ops compute
+// their result into it where it will stay, with no move of the array.
+template <class T>
+std::shared_ptr<tensor_node<T>> make_node_of_shape(const shape_type& shape);
 
 // Runs write(value) on the variable's value, under the variable's lock: in
 // place when no read holds the value, otherwise on a copy that becomes the
@@ -29,8 +41,8 @@ void write_variable(const basic_variable<T>& variable, Write&& write)
     tensor_node<T>& storage = *tensor_access::node(variable);
     const std::lock_guard lock(storage.variable->mutex);
     if (storage.current.use_count() > 1) {
-        storage.current = std::make_shared<tensor_node<T>>(xt::xarray<T>(storage.current->value), storage.id,
-                                                           storage.variable, false);
+        storage.current = make_bookkept<tensor_node<T>>(xt::xarray<T>(storage.current->value), storage.id,
+                                                        storage.variable, false);
     }
     std::forward<Write>(write)(storage.current->value);
 }

@@ -36,7 +36,7 @@ basic_variable<T>::basic_variable(const basic_tensor<T>& initial, std::string na
     storage.variable = std::move(info);
     storage.is_variable_storage = true;
     storage.current =
-        std::make_shared<detail::tensor_node<T>>(xt::xarray<T>(initial.value()), storage.id, storage.variable, false);
+        detail::make_bookkept<detail::tensor_node<T>>(xt::xarray<T>(initial.value()), storage.id, storage.variable, false);
 }
 
 template <dtype T>

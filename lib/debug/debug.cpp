@@ -4,8 +4,6 @@
 #include <iostream>
 #include <string>
 
-#include <xtensor/xmath.hpp>
-
 #include "debug/debug_hooks.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
@@ -13,6 +11,8 @@
 #include "kernels/arithmetic.hpp"
 #include "kernels/isa.hpp"
 #include "core/static_tls.hpp"
+
+#include <xtensor/xmath.hpp>
 
 namespace gradtape {
 namespace detail {

@@ -14,15 +14,15 @@
 #include <string_view>
 #include <type_traits>
 
-#include <xtensor/xarray.hpp>
-#include <xtensor/xmanipulation.hpp>
-#include <xtensor/xnoalias.hpp>
-
 #include <gradtape/tensor.hpp>
 
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "io/conversions.hpp"
+
+#include <xtensor/xarray.hpp>
+#include <xtensor/xmanipulation.hpp>
+#include <xtensor/xnoalias.hpp>
 
 namespace gradtape::detail {
 

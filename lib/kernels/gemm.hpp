@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cstddef>
 
+// xblas.hpp defines xt::xarray: gradtape's allocator must be its default first.
+#include <gradtape/memory.hpp>
+
 #include <xtensor-blas/xblas.hpp>
 
 // OpenBLAS's own; its cblas.h would clash with the one xtensor-blas brings.

@@ -10,11 +10,11 @@
 #include <cstddef>
 #include <vector>
 
-#include <xtensor/xarray.hpp>
-
 #include <gradtape/tensor.hpp>
 
 #include "kernels/arithmetic.hpp"
+
+#include <xtensor/xarray.hpp>
 
 namespace gradtape::detail {
 

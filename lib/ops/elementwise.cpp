@@ -3,11 +3,11 @@
 #include <cmath>
 #include <functional>
 
-#include <xtensor/xmath.hpp>
-
 #include "kernels/unary.hpp"
 #include "ops/op.hpp"
 #include "kernels/strided.hpp"
+
+#include <xtensor/xmath.hpp>
 
 namespace gradtape {
 

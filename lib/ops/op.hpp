@@ -7,6 +7,7 @@
 #include <concepts>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <source_location>
 #include <span>
 #include <string_view>
@@ -15,15 +16,15 @@
 #include <utility>
 #include <vector>
 
-#include <xtensor/xnoalias.hpp>
-#include <xtensor/xtensor.hpp>
-
 #include <gradtape/ops.hpp>
 
 #include "debug/debug_hooks.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/tape_core.hpp"
+
+#include <xtensor/xnoalias.hpp>
+#include <xtensor/xtensor.hpp>
 
 namespace gradtape::detail {
 
@@ -197,29 +198,34 @@ std::pair<basic_tensor<typename Op::value_type>, routes_type> apply_routed(const
     constexpr bool has_plan = !std::is_same_v<std::decay_t<decltype(planned)>, shape_type>;
     const shape_type& shape = output_shape_of(planned);
     check_allocatable(Op::name, site, shape, sizeof(T));
-    auto value = xt::xarray<T>::from_shape(shape);
-    std::shared_ptr<xt::xarray<std::int64_t>> routes;
-    if constexpr (selecting<Op>) {
-        routes = std::make_shared<xt::xarray<std::int64_t>>(xt::xarray<std::int64_t>::from_shape(shape));
-    }
-    std::apply(
-        [&](const auto&... in) {
-            const auto run = [&](auto&&... plan) {
-                if constexpr (selecting<Op>) {
-                    op.forward(plan..., value, *routes, in.value()...);
+    try {
+        auto node = make_node_of_shape<T>(shape);
+        xt::xarray<T>& value = node->value;
+        std::shared_ptr<xt::xarray<std::int64_t>> routes;
+        if constexpr (selecting<Op>) {
+            routes = make_bookkept<xt::xarray<std::int64_t>>(xt::xarray<std::int64_t>::from_shape(shape));
+        }
+        std::apply(
+            [&](const auto&... in) {
+                const auto run = [&](auto&&... plan) {
+                    if constexpr (selecting<Op>) {
+                        op.forward(plan..., value, *routes, in.value()...);
+                    } else {
+                        op.forward(plan..., value, in.value()...);
+                    }
+                };
+                if constexpr (has_plan) {
+                    run(planned);
                 } else {
-                    op.forward(plan..., value, in.value()...);
+                    run();
                 }
-            };
-            if constexpr (has_plan) {
-                run(planned);
-            } else {
-                run();
-            }
-        },
-        read);
-    basic_tensor<T> result = record(op, site, basic_tensor<T>(std::move(value)), std::move(read), routes);
-    return {std::move(result), std::move(routes)};
+            },
+            read);
+        basic_tensor<T> result = record(op, site, tensor_access::adopt(std::move(node)), std::move(read), routes);
+        return {std::move(result), std::move(routes)};
+    } catch (const std::bad_alloc&) {
+        fail_out_of_memory(Op::name, site, shape, dtype_name<T>(), sizeof(T));
+    }
 }
 
 template <class Op, std::derived_from<basic_tensor<input_dtype_t<Op>>>... Inputs>
@@ -272,9 +278,13 @@ basic_tensor<typename Op::value_type> apply_list(const Op& op, const std::source
     }
     const shape_type shape = op.shape(site, std::span<const shape_type>(shapes));
     check_allocatable(Op::name, site, shape, sizeof(T));
-    auto value = xt::xarray<T>::from_shape(shape);
-    op.forward(value, std::span<const xt::xarray<input_dtype_t<Op>>* const>(values));
-    return record_list(op, site, basic_tensor<T>(std::move(value)), inputs);
+    try {
+        auto node = make_node_of_shape<T>(shape);
+        op.forward(node->value, std::span<const xt::xarray<input_dtype_t<Op>>* const>(values));
+        return record_list(op, site, tensor_access::adopt(std::move(node)), inputs);
+    } catch (const std::bad_alloc&) {
+        fail_out_of_memory(Op::name, site, shape, dtype_name<T>(), sizeof(T));
+    }
 }
 
 // The shape rule of an elementwise op of two operands: NumPy broadcasting.

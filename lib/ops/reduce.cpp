@@ -8,15 +8,15 @@
 #include <numeric>
 #include <vector>
 
+#include "kernels/reduce.hpp"
+#include "ops/op.hpp"
+#include "ops/routes.hpp"
+
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xsort.hpp>
-
-#include "kernels/reduce.hpp"
-#include "ops/op.hpp"
-#include "ops/routes.hpp"
 
 namespace gradtape {
 

@@ -1,5 +1,7 @@
 #include "allocation_meter.hpp"
 
+#include <gradtape/memory.hpp>
+
 #include <atomic>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -117,16 +119,23 @@ bool active()
     return true;
 }
 
+// Tensor storage above 256 KiB is mapped by gradtape's allocator, not taken
+// from malloc: its own count of bytes in use is added. Smaller blocks are
+// then counted twice, which errs towards a failure, never away from one.
+std::size_t tensor_base = 0;
+
 void reset()
 {
     base = held.load();
     peak = base.load();
+    gradtape::reset_peak_memory();
+    tensor_base = gradtape::memory_info().current_bytes;
 }
 
 std::size_t peak_growth()
 {
     const std::ptrdiff_t growth = peak.load() - base.load();
-    return growth > 0 ? std::size_t(growth) : 0;
+    return (growth > 0 ? std::size_t(growth) : 0) + (gradtape::memory_info().peak_bytes - tensor_base);
 }
 
 }  // namespace allocation_meter

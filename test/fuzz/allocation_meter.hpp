@@ -1,7 +1,8 @@
-// The bytes a fuzzer's process holds from malloc (and so from operator new),
-// and the most it held since the last reset, to hold each input's reading to
-// a stated bound. allocation_meter.cpp interposes malloc; under
-// AddressSanitizer, which owns malloc, nothing is measured and active() says so.
+// The bytes a fuzzer's process holds from malloc (and so from operator new)
+// and in tensors, and the most it held since the last reset, to hold each
+// input's reading to a stated bound. allocation_meter.cpp interposes malloc;
+// under AddressSanitizer, which owns malloc, nothing is measured and active()
+// says so.
 #pragma once
 
 #include <cstddef>
