@@ -122,17 +122,20 @@ std::optional<shape_type> broadcast_of(const shape_type& a, const shape_type& b)
 shape_type broadcast_shape(std::string_view op, const std::source_location& site, const shape_type& a,
                            const shape_type& b, std::size_t element_size)
 {
-    const std::optional<shape_type> broadcast = broadcast_of(a, b);
+    // The common case: operands of one shape, whose arrays exist already.
+    if (a == b) {
+        return a;
+    }
+    std::optional<shape_type> broadcast = broadcast_of(a, b);
     if (!broadcast) {
         fail<shape_error>(op, site, "shapes " + format_shape(a) + " and " + format_shape(b) + " do not broadcast");
     }
-    const shape_type& result = *broadcast;
-    if (!allocatable(result, element_size)) {
+    if (!allocatable(*broadcast, element_size)) {
         fail<shape_error>(op, site,
                           "shapes " + format_shape(a) + " and " + format_shape(b) + " broadcast to " +
-                              format_shape(result) + ", which would hold more bytes than memory can address");
+                              format_shape(*broadcast) + ", which would hold more bytes than memory can address");
     }
-    return result;
+    return *std::move(broadcast);
 }
 
 void throw_undefined_tensor()
