@@ -3,6 +3,7 @@
 // (or bench_2_threads), or directly: bench [threads]. Never part of the unit tests.
 #include <cstdio>
 #include <array>
+#include <utility>
 #include <cstdlib>
 #include <cstdint>
 #include <ctime>
@@ -255,6 +256,29 @@ std::pair<double, double> matmul_of_variable_ns()
 
 // 8. The Fashion-MNIST CNN of the dataset's benchmark (convnet.py): one Adam
 // step at batch 100 on random 28x28 images.
+// 8. The Fashion-MNIST CNN with raw variables: conv 5x5x32 same, relu,
+// max-pool, conv 5x5x64, relu, max-pool, dense 1024 relu, dropout 0.4,
+// dense 10.
+struct cnn_variables {
+    gt::Variable k1{gt::glorot_uniform<float>({5, 5, 1, 32}), "k1"};
+    gt::Variable b1{gt::zeros<float>({32}), "b1"};
+    gt::Variable k2{gt::glorot_uniform<float>({5, 5, 32, 64}), "k2"};
+    gt::Variable b2{gt::zeros<float>({64}), "b2"};
+    gt::Variable w3{gt::glorot_uniform<float>({7 * 7 * 64, 1024}), "w3"};
+    gt::Variable b3{gt::zeros<float>({1024}), "b3"};
+    gt::Variable w4{gt::glorot_uniform<float>({1024, 10}), "w4"};
+    gt::Variable b4{gt::zeros<float>({10}), "b4"};
+
+    gt::Tensor logits(const gt::Tensor& images, bool training) const
+    {
+        const gt::conv2d_options same{.padding = gt::padding::same};
+        gt::Tensor h = gt::max_pool2d(gt::relu(gt::conv2d(images, k1, same) + b1));
+        h = gt::max_pool2d(gt::relu(gt::conv2d(h, k2, same) + b2));
+        h = gt::relu(gt::matmul(gt::reshape(h, {std::ptrdiff_t(images.shape()[0]), -1}), w3) + b3);
+        return gt::matmul(training ? gt::dropout(h, 0.4) : h, w4) + b4;
+    }
+};
+
 double cnn_step_ns()
 {
     gt::set_seed(1);
@@ -263,28 +287,45 @@ double cnn_step_ns()
     for (std::size_t i = 0; i < 100; ++i) {
         labels(i) = std::int64_t(i % 10);
     }
-    gt::Variable k1(gt::glorot_uniform<float>({5, 5, 1, 32}), "k1");
-    gt::Variable b1(gt::zeros<float>({32}), "b1");
-    gt::Variable k2(gt::glorot_uniform<float>({5, 5, 32, 64}), "k2");
-    gt::Variable b2(gt::zeros<float>({64}), "b2");
-    gt::Variable w3(gt::glorot_uniform<float>({7 * 7 * 64, 1024}), "w3");
-    gt::Variable b3(gt::zeros<float>({1024}), "b3");
-    gt::Variable w4(gt::glorot_uniform<float>({1024, 10}), "w4");
-    gt::Variable b4(gt::zeros<float>({10}), "b4");
+    const cnn_variables cnn;
     gt::Adam optimizer({.learning_rate = 1e-3});
-    const gt::conv2d_options same{.padding = gt::padding::same};
     return median_ns(
         [&] {
             optimizer.minimize(
                 [&] {
-                    gt::Tensor h = gt::max_pool2d(gt::relu(gt::conv2d(images, k1, same) + b1));
-                    h = gt::max_pool2d(gt::relu(gt::conv2d(h, k2, same) + b2));
-                    h = gt::dropout(gt::relu(gt::matmul(gt::reshape(h, {100, -1}), w3) + b3), 0.4);
-                    return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(labels, gt::matmul(h, w4) + b4));
+                    return gt::reduce_mean(
+                        gt::sparse_softmax_cross_entropy_with_logits(labels, cnn.logits(images, true)));
                 },
-                {k1, b1, k2, b2, w3, b3, w4, b4});
+                {cnn.k1, cnn.b1, cnn.k2, cnn.b2, cnn.w3, cnn.b3, cnn.w4, cnn.b4});
         },
         5);
+}
+
+// 8. The CNN's inference on 1,000 images, in one batch and in ten of 100:
+// a batch of 1,000 holds activations of 100 MiB, past the size where fresh
+// memory was mapped for every tensor.
+std::pair<double, double> cnn_evaluation_ns()
+{
+    gt::set_seed(2);
+    const gt::Tensor images = gt::random_uniform<float>({1000, 28, 28, 1});
+    const cnn_variables cnn;
+    const double whole = median_ns([&] { (void)cnn.logits(images, false); }, 5);
+    const double in_tens = median_ns(
+        [&] {
+            for (std::size_t first = 0; first < 1000; first += 100) {
+                (void)cnn.logits(gt::slice(images, {first, 0, 0, 0}, {100, -1, -1, -1}), false);
+            }
+        },
+        5);
+    return {whole, in_tens};
+}
+
+// 13. relu of a float tensor of `mib` MiB into a new tensor: what a step
+// pays for each new activation of that size.
+double relu_ms(std::size_t mib)
+{
+    const gt::Tensor x = gt::random_uniform<float>({mib << 18}, -1.f, 1.f);
+    return median_ns([&] { (void)gt::relu(x); }, 9) / 1e6;
 }
 
 // 9. conv2d forward and backward, same padding, square images.
@@ -439,6 +480,9 @@ int main(int argc, char** argv)
 #else
     row("8. Fashion-MNIST CNN step, batch 100, Adam", "ms", cnn);
 #endif
+    const auto [evaluation_1000, evaluation_100] = cnn_evaluation_ns();
+    row("8. CNN inference, 1,000 images in one batch", "ms", evaluation_1000 / 1e6, "in ten of 100",
+        evaluation_100 / 1e6, 1.1);
     for (const auto [batch, size, channels, filters, kernel] :
          {std::array<std::size_t, 5>{100, 28, 1, 32, 5}, {100, 14, 32, 64, 5}, {8, 56, 64, 64, 3}}) {
         char workload[64];
@@ -465,6 +509,23 @@ int main(int argc, char** argv)
 #else
     row("10. transformer block step, 32x128x128, 4 heads", "ms", transformer);
 #endif
+    // Read and written: twice the tensor's bytes.
+    const auto gigabytes_per_second = [](std::size_t mib, double ms) { return 2.0 * double(mib << 20) / ms / 1e6; };
+    double relu_8 = 0;
+    double relu_96 = 0;
+    for (const std::size_t mib : {8, 29, 33, 48, 96}) {
+        char workload[64];
+        std::snprintf(workload, sizeof workload, "13. relu into a new tensor, %zu MiB", mib);
+        const double ours = relu_ms(mib);
+        (mib == 8 ? relu_8 : relu_96) = ours / double(mib);
+#if GRADTAPE_BENCH_LIBTORCH
+        row(workload, "GB/s", gigabytes_per_second(mib, ours), "LibTorch",
+            gigabytes_per_second(mib, bench::libtorch::relu_ms(mib)));
+#else
+        row(workload, "GB/s", gigabytes_per_second(mib, ours));
+#endif
+    }
+    row("13. relu time per MiB at 96 MiB, against at 8 MiB", "us/MiB", relu_96 * 1e3, "at 8 MiB", relu_8 * 1e3, 1.25);
     const auto [layered, raw] = layers_vs_raw_ns();
     row("11. MLP step through layers", "us", layered / 1e3, "the same with raw variables", raw / 1e3, 1.02);
     const auto [loaded, before] = loader_ns();

@@ -110,6 +110,13 @@ double cnn_step_ns()
         5);
 }
 
+// relu of a float tensor of `mib` MiB into a new tensor.
+double relu_ms(std::size_t mib)
+{
+    const torch::Tensor x = torch::rand({std::int64_t(mib << 18)}).sub_(0.5);
+    return median_ns([&] { (void)torch::relu(x); }, 9) / 1e6;
+}
+
 // conv2d forward and backward, same padding, NCHW as LibTorch keeps images.
 double conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t filters, std::size_t kernel)
 {

@@ -18,5 +18,6 @@ double cnn_step_ns();
 double conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t filters, std::size_t kernel);
 double depthwise_conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t kernel);
 double transformer_step_ns();
+double relu_ms(std::size_t mib);
 
 }  // namespace bench::libtorch
