@@ -377,9 +377,25 @@ std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
     if (state.owner != std::this_thread::get_id()) {
         throw tape_error("operator<<: a GradientTape can only be printed on the thread that created it");
     }
+    // What the entries' backward rules keep alive, each array counted once
+    // however many entries share it.
+    std::vector<std::vector<std::pair<const void*, std::size_t>>> held(state.entries.size());
+    std::unordered_set<const void*> counted;
+    std::size_t held_bytes = 0;
+    for (std::size_t i = 0; i < state.entries.size(); ++i) {
+        if (const auto& record = state.entries[i].record) {
+            record->held_arrays(held[i]);
+            for (const auto& [data, bytes] : held[i]) {
+                if (counted.insert(data).second) {
+                    held_bytes += bytes;
+                }
+            }
+        }
+    }
     out << "GradientTape (" << (state.options.persistent ? "persistent" : "non-persistent") << ", "
         << state.entries.size() << (state.entries.size() == 1 ? " entry" : " entries") << ", "
-        << state.watched.size() << " tensors tracked" << (state.answered ? ", answered" : "") << ")";
+        << state.watched.size() << " tensors tracked, " << detail::format_bytes(held_bytes) << " held"
+        << (state.answered ? ", answered" : "") << ")";
     for (std::size_t i = 0; i < state.entries.size(); ++i) {
         const auto& record = state.entries[i].record;
         out << "\n  #" << i << ' ';
@@ -391,7 +407,12 @@ std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
         for (std::size_t j = 0; j < record->inputs().size(); ++j) {
             out << (j ? ", " : "") << describe(record->inputs()[j]);
         }
-        out << " -> " << describe(record->output) << "  " << detail::format_site(record->site);
+        std::size_t entry_bytes = 0;
+        for (const auto& array : held[i]) {
+            entry_bytes += array.second;
+        }
+        out << " -> " << describe(record->output) << "  " << detail::format_site(record->site) << "  holds "
+            << detail::format_bytes(entry_bytes);
     }
     return out;
 }

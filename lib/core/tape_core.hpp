@@ -83,6 +83,9 @@ struct op_record {
     virtual ~op_record() = default;
     virtual void backward(const any_tensor& output_gradient, input_mask needed,
                           std::span<any_tensor> input_gradients) const = 0;
+    // Appends the start and byte count of each array the backward rule keeps
+    // alive, for the tape's printout.
+    virtual void held_arrays(std::vector<std::pair<const void*, std::size_t>>& arrays) const = 0;
 
 private:
     // Nearly every op has at most three inputs: they are kept without an allocation.
@@ -98,6 +101,12 @@ struct recorded_op final : op_record {
                   std::span<any_tensor> input_gradients) const override
     {
         rule(output_gradient, needed, inputs(), input_gradients);
+    }
+    void held_arrays(std::vector<std::pair<const void*, std::size_t>>& arrays) const override
+    {
+        if constexpr (requires { rule.held_arrays(arrays); }) {
+            rule.held_arrays(arrays);
+        }
     }
     Rule rule;
 };

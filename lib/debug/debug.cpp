@@ -71,7 +71,8 @@ void inspect_forward(std::string_view op, const std::source_location& site, std:
         for (std::size_t i = 0; i < inputs.size(); ++i) {
             line += (i ? ", " : "") + describe(inputs[i]);
         }
-        line += " -> " + describe(tape_input_of(result)) + " at " + format_site(site);
+        line += " -> " + describe(tape_input_of(result)) + " (" + format_bytes(result.size() * sizeof(T)) + ") at " +
+                format_site(site);
         if (!backward_op().empty()) {
             line += " (in the backward pass of " + std::string(backward_op()) + ")";
         }

@@ -140,6 +140,22 @@ struct saved_op {
             store_gradient(input_gradients[i], std::move(gradients[i]));
         }
     }
+
+    void held_arrays(std::vector<std::pair<const void*, std::size_t>>& arrays) const
+    {
+        const auto add = [&](const auto& tensor) {
+            if (tensor.defined()) {
+                arrays.emplace_back(tensor.value().data(), tensor.size() * sizeof(typename std::decay_t<decltype(tensor)>::value_type));
+            }
+        };
+        for (const auto& input : inputs) {
+            add(input);
+        }
+        add(output);
+        if (routes) {
+            arrays.emplace_back(routes->data(), routes->size() * sizeof(std::int64_t));
+        }
+    }
 };
 
 // Records `result`, the output of `op` on `inputs`, on every tape of this
