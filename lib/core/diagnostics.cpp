@@ -50,6 +50,15 @@ std::string format_site(const std::source_location& site)
     return std::string(where.file_name()) + ":" + std::to_string(where.line());
 }
 
+std::string with_thousands(std::uint64_t count)
+{
+    std::string digits = std::to_string(count);
+    for (std::ptrdiff_t at = std::ptrdiff_t(digits.size()) - 3; at > 0; at -= 3) {
+        digits.insert(std::size_t(at), ",");
+    }
+    return digits;
+}
+
 std::string format_bytes(std::size_t bytes)
 {
     constexpr std::array<const char*, 5> units{"B", "KiB", "MiB", "GiB", "TiB"};

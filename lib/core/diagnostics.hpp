@@ -2,6 +2,7 @@
 // sites in one format, and the arithmetic of shapes.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <source_location>
 #include <string>
@@ -41,6 +42,9 @@ void check_allocatable(std::string_view op, const std::source_location& site, co
                        std::size_t element_size);
 // The test behind check_allocatable, for an op that words its own message.
 bool allocatable(const shape_type& shape, std::size_t element_size);
+
+// 1234567 -> "1,234,567", as Keras prints counts.
+std::string with_thousands(std::uint64_t count);
 
 // "512 B", "38.0 MiB": a byte count as messages and printouts give it.
 std::string format_bytes(std::size_t bytes);

@@ -719,25 +719,12 @@ std::size_t memory_cache_limit()
     return cache_limit();
 }
 
-namespace {
-
-std::string format_count(std::uint64_t count)
-{
-    std::string digits = std::to_string(count);
-    for (std::ptrdiff_t at = std::ptrdiff_t(digits.size()) - 3; at > 0; at -= 3) {
-        digits.insert(std::size_t(at), ",");
-    }
-    return digits;
-}
-
-}  // namespace
-
 std::ostream& operator<<(std::ostream& out, const memory_stats& stats)
 {
     using detail::format_bytes;
     out << "tensor memory: " << format_bytes(stats.current_bytes) << " in use (peak " << format_bytes(stats.peak_bytes)
         << "), " << format_bytes(stats.cached_bytes) << " cached (limit " << format_bytes(stats.cache_limit_bytes)
-        << "); " << format_count(stats.allocations) << (stats.allocations == 1 ? " allocation" : " allocations");
+        << "); " << detail::with_thousands(stats.allocations) << (stats.allocations == 1 ? " allocation" : " allocations");
     if (stats.allocations > 0) {
         std::array<char, 16> share{};
         std::snprintf(share.data(), share.size(), "%.1f%%",

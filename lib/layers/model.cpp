@@ -4,6 +4,7 @@
 
 #include <gradtape/error.hpp>
 
+#include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 
 namespace gradtape {
@@ -108,24 +109,6 @@ std::vector<basic_variable<T>> basic_layer<T>::trainable_variables() const
     return out;
 }
 
-namespace {
-
-// 1234567 -> "1,234,567", as Keras prints counts.
-std::string with_thousands(std::size_t count)
-{
-    const std::string digits = std::to_string(count);
-    std::string grouped;
-    for (std::size_t i = 0; i < digits.size(); ++i) {
-        if (i > 0 && (digits.size() - i) % 3 == 0) {
-            grouped += ',';
-        }
-        grouped += digits[i];
-    }
-    return grouped;
-}
-
-}  // namespace
-
 template <dtype T>
 std::string basic_layer<T>::summary() const
 {
@@ -146,9 +129,9 @@ std::string basic_layer<T>::summary() const
     for (const auto& variable : variables()) {
         (variable.trainable() ? trainable : frozen) += variable.size();
     }
-    out << "Total params: " << with_thousands(trainable + frozen) << '\n'
-        << "Trainable params: " << with_thousands(trainable) << '\n'
-        << "Non-trainable params: " << with_thousands(frozen) << '\n';
+    out << "Total params: " << detail::with_thousands(trainable + frozen) << '\n'
+        << "Trainable params: " << detail::with_thousands(trainable) << '\n'
+        << "Non-trainable params: " << detail::with_thousands(frozen) << '\n';
     return out.str();
 }
 
