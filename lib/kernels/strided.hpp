@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <vector>
 
 #include <gradtape/tensor.hpp>
 
@@ -18,12 +17,16 @@
 
 namespace gradtape::detail {
 
+// Per-axis counts of a walk, kept on the stack up to rank 8: a kernel's
+// scratch allocates nothing for the ranks tensors have.
+using axis_counts = xt::svector<std::size_t, 8>;
+
 // The row-major strides of an array of `shape`, as seen from an output of
 // rank `rank` (the shape aligned to its trailing axes): 0 along each axis the
 // array lacks or holds once.
-inline std::vector<std::size_t> broadcast_strides(const shape_type& shape, const shape_type& out)
+inline axis_counts broadcast_strides(const shape_type& shape, const shape_type& out)
 {
-    std::vector<std::size_t> strides(out.size(), 0);
+    axis_counts strides(out.size(), 0);
     std::size_t stride = 1;
     for (std::size_t i = 0; i < shape.size(); ++i) {
         const std::size_t axis = shape.size() - 1 - i;
@@ -40,10 +43,10 @@ inline std::vector<std::size_t> broadcast_strides(const shape_type& shape, const
 // `length` output elements from flat index `out`, operand k's from flat
 // index from[k], every steps[k] elements.
 template <std::size_t N, class Visit>
-void for_each_run(const shape_type& lengths, const std::array<std::vector<std::size_t>, N>& strides, Visit visit)
+void for_each_run(const shape_type& lengths, const std::array<axis_counts, N>& strides, Visit visit)
 {
-    std::vector<std::size_t> merged_lengths;
-    std::array<std::vector<std::size_t>, N> merged_strides;
+    axis_counts merged_lengths;
+    std::array<axis_counts, N> merged_strides;
     for (std::size_t axis = 0; axis < lengths.size(); ++axis) {
         if (lengths[axis] == 0) {
             return;
@@ -77,7 +80,7 @@ void for_each_run(const shape_type& lengths, const std::array<std::vector<std::s
         steps[k] = merged_strides[k][inner];
     }
     // An odometer over the outer axes, carrying each operand's offset along.
-    std::vector<std::size_t> index(inner, 0);
+    axis_counts index(inner, 0);
     std::array<std::size_t, N> from{};
     for (std::size_t out = 0;; out += merged_lengths[inner]) {
         visit(out, from, merged_lengths[inner], steps);

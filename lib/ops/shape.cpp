@@ -46,7 +46,7 @@ struct transpose_op {
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
         const auto order = detail::normalize_axes(name, {}, perm, x.dimension());
-        std::array<std::vector<std::size_t>, 1> strides{std::vector<std::size_t>(order.size())};
+        std::array<detail::axis_counts, 1> strides{detail::axis_counts(order.size())};
         for (std::size_t i = 0; i < order.size(); ++i) {
             strides[0][i] = x.strides()[order[i]];
         }
