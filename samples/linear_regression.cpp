@@ -3,8 +3,10 @@
 // descent on l2_loss, print the loss of every step, compare the fit with the
 // closed-form least-squares line, and plot both.
 //
-//   linear_regression [--seed N] [--output PREFIX]
+//   linear_regression [--seed N] [--output PREFIX] [--capture]
 //
+// With --capture, the step is recorded at its first call and replayed after
+// (gradtape::capture), with the same losses and weights bit for bit.
 // Writes PREFIX.csv (the data, the fit and the loss per step) and, when
 // gnuplot is installed, PREFIX.png (the tutorial's two-panel figure). Exits 1
 // when the fit's loss is more than 5% above the least-squares line's.
@@ -25,6 +27,7 @@ namespace {
 struct arguments {
     std::uint64_t seed = 2;
     std::string output = "linear_regression";
+    bool capture = false;
 };
 
 arguments parse(int argc, char** argv)
@@ -36,8 +39,10 @@ arguments parse(int argc, char** argv)
             parsed.seed = std::stoull(argv[++i]);
         } else if (flag == "--output" && i + 1 < argc) {
             parsed.output = argv[++i];
+        } else if (flag == "--capture") {
+            parsed.capture = true;
         } else {
-            std::cerr << "usage: " << argv[0] << " [--seed N] [--output PREFIX]\n";
+            std::cerr << "usage: " << argv[0] << " [--seed N] [--output PREFIX] [--capture]\n";
             std::exit(2);
         }
     }
@@ -99,12 +104,17 @@ int main(int argc, char** argv)
     const tutorial::data data = tutorial::make_data(args.seed);
     gt::Variable weights = tutorial::make_weights();
     gt::SGD optimizer(learning_rate);
-    std::vector<float> losses;
-    for (int step = 0; step < steps; ++step) {
+    const auto train_step = [&] {
         gt::GradientTape tape;
         const gt::Tensor yhat = gt::matmul(data.input, weights);
         const gt::Tensor loss = gt::l2_loss(yhat - data.target);
         optimizer.apply_gradients(tape.gradient(loss, {weights}), {weights});
+        return loss;
+    };
+    auto captured_step = gt::capture(train_step);
+    std::vector<float> losses;
+    for (int step = 0; step < steps; ++step) {
+        const gt::Tensor loss = args.capture ? captured_step() : train_step();
         losses.push_back(loss.item());
         std::printf("step %2d  loss %.4f\n", step, double(loss.item()));
     }

@@ -51,4 +51,12 @@ public:
     using error::error;
 };
 
+// A captured function (capture.hpp) asked to do what a replay could not
+// repeat (read a value it computed, write a variable other than through an
+// optimizer), or called in a way it does not support. Nothing is recorded.
+class capture_error : public error {
+public:
+    using error::error;
+};
+
 }  // namespace gradtape

@@ -12,6 +12,7 @@
 //   }
 #pragma once
 
+#include "capture.hpp"
 #include "checkpoint.hpp"
 #include "data.hpp"
 #include "datasets.hpp"

@@ -205,6 +205,14 @@ private:
     [[nodiscard]] optimizer_slots slots_of(tensor_id variable) const;
     template <dtype T>
     void restore(tensor_id variable, const optimizer_slots& slots);
+    // apply_gradients once its arguments are checked: the learning rate's
+    // check, then each variable's update, gradient_of(i) giving the ith
+    // gradient's value. A capture's replay calls it too (capture.hpp).
+    template <dtype T, class GradientOf>
+    void update_variables(const std::vector<basic_variable<T>>& variables, const GradientOf& gradient_of,
+                          const std::source_location& site);
+    template <dtype T>
+    struct recorded_update;
 
     std::string_view name_;
     learning_rate_schedule schedule_;

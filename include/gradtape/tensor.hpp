@@ -8,6 +8,7 @@
 // Arithmetic operators live here beside the class; every other op is in ops.hpp.
 #pragma once
 
+#include <atomic>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -84,6 +85,14 @@ struct tensor_access;
 [[noreturn]] void throw_undefined_tensor();
 [[noreturn]] void throw_rebind_variable(const variable_info& variable);
 [[noreturn]] void throw_not_one_element(const shape_type& shape);
+
+// How many captures (capture.hpp) are recording anywhere: while none is, a
+// read of a value costs this one load.
+extern std::atomic<int> captures_recording;
+// Refuses, while this thread records a capture, a read of a value that the
+// capture's replays would change: an argument, a variable, or a value
+// computed from them.
+void check_capture_read(const void* node, const variable_info* variable_storage, const std::source_location& site);
 
 }  // namespace detail
 
@@ -164,9 +173,12 @@ public:
     // Of a variable, the value as it is now, until its next write: on a
     // thread other than the writer's, read the variable into a tensor first
     // (`Tensor now = w;`, which takes the variable's lock).
-    [[nodiscard]] const xt::xarray<T>& value() const
+    [[nodiscard]] const xt::xarray<T>& value(std::source_location site = std::source_location::current()) const
     {
         const detail::tensor_node<T>& node = checked_node();
+        if (detail::captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+            detail::check_capture_read(&node, node.is_variable_storage ? node.variable.get() : nullptr, site);
+        }
         return (node.is_variable_storage ? *node.current : node).value;
     }
     [[nodiscard]] const shape_type& shape() const
@@ -184,9 +196,9 @@ public:
     }
     [[nodiscard]] std::size_t dimension() const { return shape().size(); }
     // The value of a tensor that holds exactly one element, whatever its shape.
-    [[nodiscard]] T item() const
+    [[nodiscard]] T item(std::source_location site = std::source_location::current()) const
     {
-        const auto& v = value();
+        const auto& v = value(site);
         if (v.size() != 1) {
             detail::throw_not_one_element(v.shape());
         }

@@ -5,8 +5,10 @@
 #include <random>
 #include <sstream>
 
+#include "core/capture_core.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
+#include "core/tensor_access.hpp"
 
 namespace gradtape {
 
@@ -27,7 +29,11 @@ basic_tensor<T> draw(std::string_view op, const std::source_location& site, cons
     for (std::size_t i = 0; i < values.size(); ++i) {
         out[i] = distribution(engine);
     }
-    return values;
+    basic_tensor<T> drawn(std::move(values));
+    if (detail::captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+        detail::note_random_draw(detail::tensor_access::node(drawn), op, site);
+    }
+    return drawn;
 }
 
 }  // namespace

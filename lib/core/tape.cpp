@@ -91,29 +91,6 @@ struct thread_tapes {
 
 thread_local thread_tapes this_thread GRADTAPE_STATIC_TLS;
 
-// While a backward rule runs, the ops it calls are attributed to the forward
-// op and its call site.
-class backward_rule_scope {
-public:
-    explicit backward_rule_scope(const op_record& record)
-        : saved_site_(this_thread.backward_site), saved_op_(this_thread.backward_op)
-    {
-        this_thread.backward_site = &record.site;
-        this_thread.backward_op = record.op;
-    }
-    ~backward_rule_scope()
-    {
-        this_thread.backward_site = saved_site_;
-        this_thread.backward_op = saved_op_;
-    }
-    backward_rule_scope(const backward_rule_scope&) = delete;
-    backward_rule_scope& operator=(const backward_rule_scope&) = delete;
-
-private:
-    const std::source_location* saved_site_;
-    std::string_view saved_op_;
-};
-
 // Whether an array of shape `from` is one of shape `to` broadcast: each of
 // to's dimensions, aligned from the end, equals from's or is 1.
 bool broadcasts_to(const shape_type& to, const shape_type& from)
@@ -223,7 +200,7 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
         const std::span<any_tensor> input_gradients =
             many.empty() ? std::span(few).first(record.inputs().size()) : std::span(many);
         {
-            backward_rule_scope scope(record);
+            backward_attribution scope(record.op, &record.site);
             record.backward(output_gradient, input_mask(entry->watched_inputs), input_gradients);
             const input_mask needed(entry->watched_inputs);
             for (std::size_t i = 0; i < input_gradients.size(); ++i) {
@@ -319,6 +296,24 @@ const std::source_location* backward_site()
 std::string_view backward_op()
 {
     return this_thread.backward_op;
+}
+
+backward_attribution::backward_attribution(std::string_view op, const std::source_location* site)
+    : saved_site_(this_thread.backward_site), saved_op_(this_thread.backward_op)
+{
+    this_thread.backward_site = site;
+    this_thread.backward_op = op;
+}
+
+backward_attribution::~backward_attribution()
+{
+    this_thread.backward_site = saved_site_;
+    this_thread.backward_op = saved_op_;
+}
+
+bool tapes_active()
+{
+    return !tapes_gone && !this_thread.active.empty();
 }
 
 }  // namespace detail

@@ -187,6 +187,23 @@ const std::source_location* backward_site();
 // The name of that forward op, or empty.
 std::string_view backward_op();
 
+// While it lives, the ops this thread runs are attributed to the backward
+// rule of `op`, called at `site` (a backward pass, or a replay of one).
+class backward_attribution {
+public:
+    backward_attribution(std::string_view op, const std::source_location* site);
+    ~backward_attribution();
+    backward_attribution(const backward_attribution&) = delete;
+    backward_attribution& operator=(const backward_attribution&) = delete;
+
+private:
+    const std::source_location* saved_site_;
+    std::string_view saved_op_;
+};
+
+// Whether a GradientTape exists on this thread.
+bool tapes_active();
+
 // total += addend, with the ops (so that outer tapes record it); a monostate
 // total takes addend (Note [Core functions made of ops]).
 void accumulate(any_tensor& total, any_tensor&& addend);

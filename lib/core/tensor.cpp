@@ -8,6 +8,7 @@
 #include <xtensor/xio.hpp>
 
 #include "core/bookkeeping.hpp"
+#include "core/capture_core.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/static_tls.hpp"
@@ -16,11 +17,9 @@
 namespace gradtape {
 namespace detail {
 
-namespace {
-
 // Ids are never reused, so that a tape can keep the id of a tensor that has
 // died. Each thread takes a block of 2^32 at a time: no atomic per tensor.
-tensor_id next_tensor_id() noexcept
+tensor_id new_tensor_id() noexcept
 {
     static std::atomic<std::uint64_t> next_block{1};
     thread_local std::uint64_t next GRADTAPE_STATIC_TLS = 0;
@@ -32,19 +31,17 @@ tensor_id next_tensor_id() noexcept
     return next++;
 }
 
-}  // namespace
-
 template <class T>
 std::shared_ptr<tensor_node<T>> make_node(xt::xarray<T>&& value)
 {
-    return make_bookkept<tensor_node<T>>(std::move(value), next_tensor_id(), nullptr, false);
+    return make_bookkept<tensor_node<T>>(std::move(value), new_tensor_id(), nullptr, false);
 }
 
 template <class T>
 std::shared_ptr<tensor_node<T>> make_node_of_shape(const shape_type& shape)
 {
     auto node = make_bookkept<tensor_node<T>>();
-    node->id = next_tensor_id();
+    node->id = new_tensor_id();
     node->value.resize(shape);
     return node;
 }
@@ -52,8 +49,15 @@ std::shared_ptr<tensor_node<T>> make_node_of_shape(const shape_type& shape)
 template <class T>
 std::shared_ptr<tensor_node<T>> read_variable(const tensor_node<T>& storage)
 {
-    const std::lock_guard lock(storage.variable->mutex);
-    return storage.current;
+    std::shared_ptr<tensor_node<T>> current;
+    {
+        const std::lock_guard lock(storage.variable->mutex);
+        current = storage.current;
+    }
+    if (captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+        note_variable_read(storage, current);
+    }
+    return current;
 }
 
 }  // namespace detail
@@ -64,6 +68,7 @@ std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor)
     if (!tensor.defined()) {
         return out << "<undefined tensor>";
     }
+    const auto& value = tensor.value();
     const auto& node = *detail::tensor_access::node(tensor);
     out << '<' << detail::dtype_name<T>();
     if (node.variable) {
@@ -75,7 +80,7 @@ std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor)
     if (tensor.size() > 1000) {
         out << ", " << tensor.size() << " elements";
     }
-    return out << ">\n" << tensor.value();
+    return out << ">\n" << value;
 }
 
 template <dtype T>

@@ -2,6 +2,7 @@
 
 #include <xtensor/xnoalias.hpp>
 
+#include "core/capture_core.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/tensor_access.hpp"
@@ -32,32 +33,35 @@ basic_variable<T>::basic_variable(const basic_tensor<T>& initial, std::string na
     info->name = name.empty() ? "Variable" : std::move(name);
     info->trainable = trainable;
     info->shape = initial.shape();
+    if (detail::captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+        detail::note_variable_made(*info);
+    }
     detail::tensor_node<T>& storage = *this->node_;
     storage.variable = std::move(info);
     storage.is_variable_storage = true;
     storage.current =
-        detail::make_bookkept<detail::tensor_node<T>>(xt::xarray<T>(initial.value()), storage.id, storage.variable, false);
+        detail::make_bookkept<detail::tensor_node<T>>(xt::xarray<T>(detail::tensor_access::value(initial)), storage.id, storage.variable, false);
 }
 
 template <dtype T>
 void basic_variable<T>::assign(const basic_tensor<T>& value, std::source_location site)
 {
     check_same_shape("assign", site, *this, value);
-    detail::write_variable(*this, [&](xt::xarray<T>& current) { xt::noalias(current) = value.value(); });
+    detail::write_variable(*this, site, [&](xt::xarray<T>& current) { xt::noalias(current) = value.value(); });
 }
 
 template <dtype T>
 void basic_variable<T>::assign_add(const basic_tensor<T>& delta, std::source_location site)
 {
     check_same_shape("assign_add", site, *this, delta);
-    detail::write_variable(*this, [&](xt::xarray<T>& current) { xt::noalias(current) += delta.value(); });
+    detail::write_variable(*this, site, [&](xt::xarray<T>& current) { xt::noalias(current) += delta.value(); });
 }
 
 template <dtype T>
 void basic_variable<T>::assign_sub(const basic_tensor<T>& delta, std::source_location site)
 {
     check_same_shape("assign_sub", site, *this, delta);
-    detail::write_variable(*this, [&](xt::xarray<T>& current) { xt::noalias(current) -= delta.value(); });
+    detail::write_variable(*this, site, [&](xt::xarray<T>& current) { xt::noalias(current) -= delta.value(); });
 }
 
 #define GRADTAPE_INSTANTIATE(T) template class basic_variable<T>;

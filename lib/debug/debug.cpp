@@ -11,6 +11,7 @@
 #include "kernels/arithmetic.hpp"
 #include "kernels/isa.hpp"
 #include "core/static_tls.hpp"
+#include "core/tensor_access.hpp"
 
 #include <xtensor/xmath.hpp>
 
@@ -80,7 +81,7 @@ void inspect_forward(std::string_view op, const std::source_location& site, std:
         std::cerr << line;
     }
     if (numerics_checked()) {
-        if (const std::size_t bad = count_non_finite(result.value())) {
+        if (const std::size_t bad = count_non_finite(tensor_access::value(result))) {
             const std::string counted = std::to_string(bad) + " of " + std::to_string(result.size()) +
                                         " elements NaN or Inf (shape " + format_shape(result.shape()) + ")";
             if (const std::string_view forward = backward_op(); !forward.empty()) {
@@ -89,6 +90,13 @@ void inspect_forward(std::string_view op, const std::source_location& site, std:
             }
             fail<numeric_error>(op, site, "the result has " + counted);
         }
+    }
+}
+
+void trace_note(const std::string& line)
+{
+    if (trace_everywhere.load(std::memory_order_relaxed)) {
+        std::cerr << "gradtape: " + line + "\n";
     }
 }
 
@@ -101,7 +109,7 @@ void inspect_backward(std::string_view op, const std::source_location& site, std
         std::visit(
             [&](const auto& gradient) {
                 if constexpr (!std::is_same_v<std::decay_t<decltype(gradient)>, std::monostate>) {
-                    if (const std::size_t bad = count_non_finite(gradient.value())) {
+                    if (const std::size_t bad = count_non_finite(tensor_access::value(gradient))) {
                         fail<numeric_error>(op, site,
                                             "its backward rule gave input " + std::to_string(i) +
                                                 " a gradient with " + std::to_string(bad) + " of " +

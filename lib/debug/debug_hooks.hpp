@@ -4,6 +4,7 @@
 #include <atomic>
 #include <source_location>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "core/tape_core.hpp"
@@ -22,6 +23,9 @@ inline bool debugging_on()
 template <dtype T>
 void inspect_forward(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
                      const basic_tensor<T>& result, bool recorded);
+
+// Writes "gradtape: <line>" to stderr when tracing is on.
+void trace_note(const std::string& line);
 
 // Checks the gradients a backward rule of `op` returned, when numeric checks are on for this thread.
 void inspect_backward(std::string_view op, const std::source_location& site, std::span<const any_tensor> gradients);

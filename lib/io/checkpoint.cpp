@@ -164,7 +164,7 @@ void load(const std::filesystem::path& path, const named_variables<T>& variables
     // Only once everything is read and checked does anything change, and
     // each variable changes in place, as every other update does.
     for (std::size_t i = 0; i < variables.size(); ++i) {
-        detail::write_variable(variables[i].second,
+        detail::write_variable(variables[i].second, site,
                                [&](xt::xarray<T>& value) { convert_into(arrays[i], value); });
     }
     if (trainer) {

@@ -328,7 +328,7 @@ void broadcast(const std::vector<basic_variable<T>>& variables, int root, std::s
         xt::xarray<T> buffer = value.value();
         call_mpi(op, site,
                  [&] { return MPI_Bcast(buffer.data(), int(buffer.size()), datatype<T>(), root, MPI_COMM_WORLD); });
-        gradtape::detail::write_variable(variable, [&](xt::xarray<T>& current) { current = buffer; });
+        gradtape::detail::write_variable(variable, site, [&](xt::xarray<T>& current) { current = buffer; });
     }
 }
 

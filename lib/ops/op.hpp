@@ -19,6 +19,7 @@
 #include <gradtape/ops.hpp>
 
 #include "debug/debug_hooks.hpp"
+#include "core/capture_core.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/tape_core.hpp"
@@ -199,6 +200,61 @@ shape_type output_shape_of(const Plan& plan)
     return plan.output_shape();
 }
 
+// An op's kernel as a replay step: the op object (its attributes), the plan
+// its shape rule gave, and the slots of its inputs and output (Note [Reads
+// while capturing]).
+struct no_plan {};
+
+template <class Op, class Plan, std::size_t N>
+struct op_step final : replay_step {
+    using T = typename Op::value_type;
+    using U = input_dtype_t<Op>;
+    Op op;
+    Plan plan;
+    std::array<slot_index, N> inputs;
+    slot_index output;
+    std::shared_ptr<xt::xarray<std::int64_t>> routes;
+
+    op_step(const Op& o, Plan p) : op(o), plan(std::move(p)) {}
+
+    void run(std::span<replay_slot> slots) override
+    {
+        xt::xarray<T>& out = slot_value<T>(slots[output]);
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            const auto forward = [&](const auto&... planned) {
+                if constexpr (selecting<Op>) {
+                    op.forward(planned..., out, *routes, slot_value<U>(slots[inputs[I]])...);
+                } else {
+                    op.forward(planned..., out, slot_value<U>(slots[inputs[I]])...);
+                }
+            };
+            if constexpr (std::is_same_v<Plan, no_plan>) {
+                forward();
+            } else {
+                forward(plan);
+            }
+        }(std::make_index_sequence<N>{});
+    }
+};
+
+template <class Op, class Plan, std::size_t N>
+void capture_op(capture_session& session, const Op& op, const std::source_location& site, Plan plan,
+                const std::array<basic_tensor<input_dtype_t<Op>>, N>& inputs, const basic_tensor<typename Op::value_type>& result,
+                std::shared_ptr<xt::xarray<std::int64_t>> routes)
+{
+    auto step = std::make_unique<op_step<Op, Plan, N>>(op, std::move(plan));
+    step->name = Op::name;
+    for (std::size_t i = 0; i < N; ++i) {
+        step->inputs[i] = input_slot(session, tensor_access::node(inputs[i]), Op::name, site);
+        step->reads.push_back(step->inputs[i]);
+    }
+    step->output = output_slot(session, tensor_access::node(result));
+    step->writes.push_back(step->output);
+    step->routes = std::move(routes);
+    step->site = site;
+    add_step(session, std::move(step));
+}
+
 // Runs `op` on `inputs` eagerly (Note [The op contract]) and records it,
 // giving the value and, for a selecting op, its routes. The inputs are read
 // first: a variable's value is then held by the op, and a write to the
@@ -225,9 +281,9 @@ std::pair<basic_tensor<typename Op::value_type>, routes_type> apply_routed(const
             [&](const auto&... in) {
                 const auto run = [&](auto&&... plan) {
                     if constexpr (selecting<Op>) {
-                        op.forward(plan..., value, *routes, in.value()...);
+                        op.forward(plan..., value, *routes, tensor_access::value(in)...);
                     } else {
-                        op.forward(plan..., value, in.value()...);
+                        op.forward(plan..., value, tensor_access::value(in)...);
                     }
                 };
                 if constexpr (has_plan) {
@@ -237,6 +293,15 @@ std::pair<basic_tensor<typename Op::value_type>, routes_type> apply_routed(const
                 }
             },
             read);
+        if (capture_session* session = active_capture()) [[unlikely]] {
+            basic_tensor<T> result = record(op, site, tensor_access::adopt(std::move(node)), std::array(read), routes);
+            if constexpr (has_plan) {
+                capture_op(*session, op, site, planned, read, result, routes);
+            } else {
+                capture_op(*session, op, site, no_plan{}, read, result, routes);
+            }
+            return {std::move(result), std::move(routes)};
+        }
         basic_tensor<T> result = record(op, site, tensor_access::adopt(std::move(node)), std::move(read), routes);
         return {std::move(result), std::move(routes)};
     } catch (const std::bad_alloc&) {
@@ -279,6 +344,46 @@ basic_tensor<typename Op::value_type> record_list(const Op& op, const std::sourc
     return result;
 }
 
+// op_step for an op of a list of inputs.
+template <class Op>
+struct list_op_step final : replay_step {
+    using T = typename Op::value_type;
+    using U = input_dtype_t<Op>;
+    Op op;
+    std::vector<slot_index> inputs;
+    slot_index output = 0;
+    // Filled at each run; sized once, at capture.
+    std::vector<const xt::xarray<U>*> values;
+
+    explicit list_op_step(const Op& o) : op(o) {}
+
+    void run(std::span<replay_slot> slots) override
+    {
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            values[i] = &slot_value<U>(slots[inputs[i]]);
+        }
+        op.forward(slot_value<T>(slots[output]), std::span<const xt::xarray<U>* const>(values));
+    }
+};
+
+template <class Op>
+void capture_list_op(capture_session& session, const Op& op, const std::source_location& site,
+                     const std::vector<basic_tensor<input_dtype_t<Op>>>& inputs,
+                     const basic_tensor<typename Op::value_type>& result)
+{
+    auto step = std::make_unique<list_op_step<Op>>(op);
+    step->name = Op::name;
+    step->site = site;
+    for (const auto& input : inputs) {
+        step->inputs.push_back(input_slot(session, tensor_access::node(input), Op::name, site));
+    }
+    step->reads = step->inputs;
+    step->values.resize(inputs.size());
+    step->output = output_slot(session, tensor_access::node(result));
+    step->writes.push_back(step->output);
+    add_step(session, std::move(step));
+}
+
 // apply() for an op of a list of inputs: shape() takes a span of shapes,
 // forward() a span of pointers to the values.
 template <class Op>
@@ -290,14 +395,18 @@ basic_tensor<typename Op::value_type> apply_list(const Op& op, const std::source
     std::vector<const xt::xarray<input_dtype_t<Op>>*> values;
     for (const auto& input : inputs) {
         shapes.push_back(input.shape());
-        values.push_back(&input.value());
+        values.push_back(&tensor_access::value(input));
     }
     const shape_type shape = op.shape(site, std::span<const shape_type>(shapes));
     check_allocatable(Op::name, site, shape, sizeof(T));
     try {
         auto node = make_node_of_shape<T>(shape);
         op.forward(node->value, std::span<const xt::xarray<input_dtype_t<Op>>* const>(values));
-        return record_list(op, site, tensor_access::adopt(std::move(node)), inputs);
+        basic_tensor<T> result = record_list(op, site, tensor_access::adopt(std::move(node)), inputs);
+        if (capture_session* session = active_capture()) [[unlikely]] {
+            capture_list_op(*session, op, site, inputs, result);
+        }
+        return result;
     } catch (const std::bad_alloc&) {
         fail_out_of_memory(Op::name, site, shape, dtype_name<T>(), sizeof(T));
     }

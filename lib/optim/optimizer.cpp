@@ -6,6 +6,7 @@
 #include <numbers>
 
 #include "io/conversions.hpp"
+#include "core/capture_core.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/tensor_access.hpp"
@@ -116,26 +117,67 @@ void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
                                   ", its gradient has shape " + detail::format_shape(gradients[i].shape()));
         }
     }
+    detail::capture_session* session = detail::active_capture();
+    if (session) [[unlikely]] {
+        auto step = std::make_unique<recorded_update<T>>(*this, variables, site);
+        for (const auto& gradient : gradients) {
+            step->gradients.push_back(detail::input_slot(*session, detail::tensor_access::node(gradient), op, site));
+        }
+        step->reads = step->gradients;
+        detail::add_step(*session, std::move(step));
+    }
+    const detail::recorded_write recorded(session);
+    update_variables(variables, [&](std::size_t i) -> const xt::xarray<T>& {
+        return detail::tensor_access::value(gradients[i]);
+    }, site);
+}
+
+template <dtype T, class GradientOf>
+void optimizer::update_variables(const std::vector<basic_variable<T>>& variables, const GradientOf& gradient_of,
+                                 const std::source_location& site)
+{
     // The schedule is read at every update: one that turns NaN, infinite or
     // negative at a later step would otherwise write that into every weight.
     const double rate = learning_rate();
     if (!std::isfinite(rate) || rate < 0) {
-        fail<argument_error>(op, site,
+        fail<argument_error>(std::string(name_) + ".apply_gradients", site,
                              "the learning rate at step " + std::to_string(iterations_) + " is " +
                                  std::to_string(rate) + "; it must be finite and >= 0");
     }
-    // Every check above runs before the first variable changes, so that bad
-    // input leaves all of them as they were.
     for (std::size_t i = 0; i < variables.size(); ++i) {
         auto [found, first] = states_.try_emplace(variables[i].id(), variable_state<T>{});
         auto& state = std::get<variable_state<T>>(found->second);
         ++state.steps;
-        detail::write_variable(variables[i], [&](xt::xarray<T>& value) {
-            update(value, gradients[i].value(), state, rate);
+        detail::write_variable(variables[i], site, [&](xt::xarray<T>& value) {
+            update(value, gradient_of(i), state, rate);
         });
     }
     ++iterations_;
 }
+
+// apply_gradients as a replay step: the checks of its arguments hold for
+// every replay of the signature; the rest runs again.
+template <dtype T>
+struct optimizer::recorded_update final : detail::replay_step {
+    recorded_update(optimizer& updating, const std::vector<basic_variable<T>>& updated,
+                    const std::source_location& where)
+        : owner(updating), variables(updated), label(std::string(updating.name_) + ".apply_gradients")
+    {
+        name = label;
+        site = where;
+    }
+    void run(std::span<detail::replay_slot> slots) override
+    {
+        owner.update_variables(variables, [&](std::size_t i) -> const xt::xarray<T>& {
+            return detail::slot_value<T>(slots[gradients[i]]);
+        }, site);
+    }
+
+    optimizer& owner;
+    std::vector<basic_variable<T>> variables;
+    std::vector<detail::slot_index> gradients;
+    std::string label;
+};
 
 optimizer_slots optimizer::slots_of(tensor_id variable) const
 {

@@ -1,6 +1,8 @@
 // gradtape's benchmarks: medians of repeated runs and their ratios, measured
 // in one run of this program. Run with `meson compile -C build bench_1_thread`
 // (or bench_2_threads), or directly: bench [threads]. Never part of the unit tests.
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <array>
 #include <utility>
@@ -20,6 +22,52 @@
 #if GRADTAPE_BENCH_LIBTORCH
 #include "libtorch.hpp"
 #endif
+
+// Every heap allocation of the process, counted while `counting_allocations`
+// is set: the bench's allocation rows count what neither the tensor cache
+// nor anything else may allocate in a replay.
+extern "C" void* __libc_malloc(std::size_t);
+extern "C" void* __libc_calloc(std::size_t, std::size_t);
+extern "C" void* __libc_realloc(void*, std::size_t);
+extern "C" void* __libc_memalign(std::size_t, std::size_t);
+
+namespace {
+std::atomic<bool> counting_allocations{false};
+std::atomic<std::uint64_t> allocations_counted{0};
+void count_allocation()
+{
+    if (counting_allocations.load(std::memory_order_relaxed)) {
+        allocations_counted.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+}  // namespace
+
+extern "C" void* malloc(std::size_t size)
+{
+    count_allocation();
+    return __libc_malloc(size);
+}
+extern "C" void* calloc(std::size_t count, std::size_t size)
+{
+    count_allocation();
+    return __libc_calloc(count, size);
+}
+extern "C" void* realloc(void* block, std::size_t size)
+{
+    count_allocation();
+    return __libc_realloc(block, size);
+}
+extern "C" int posix_memalign(void** block, std::size_t alignment, std::size_t size)
+{
+    count_allocation();
+    *block = __libc_memalign(alignment, size);
+    return *block ? 0 : ENOMEM;
+}
+extern "C" void* aligned_alloc(std::size_t alignment, std::size_t size)
+{
+    count_allocation();
+    return __libc_memalign(alignment, size);
+}
 
 namespace gt = gradtape;
 using bench::median_ns;
@@ -80,6 +128,48 @@ double tutorial_ns(const tutorial::data& data)
             }
         },
         200);
+}
+
+// 2. The same 50 steps, captured once and replayed.
+auto captured_tutorial(const tutorial::data& data, gt::Variable& weights, gt::SGD& optimizer)
+{
+    return gt::capture([&] {
+        return optimizer.minimize([&] { return gt::l2_loss(gt::matmul(data.input, weights) - data.target); },
+                                  {weights});
+    });
+}
+
+double tutorial_replayed_ns(const tutorial::data& data)
+{
+    gt::Variable weights(gt::zeros<float>({2, 1}), "weights");
+    gt::SGD optimizer(0.002);
+    auto step = captured_tutorial(data, weights, optimizer);
+    return median_ns(
+        [&] {
+            for (int i = 0; i < 50; ++i) {
+                (void)step();
+            }
+        },
+        200);
+}
+
+// Allocations per replayed tutorial step, over 100 replays: heap blocks
+// (malloc and its kin) and tensor blocks (the cache's count).
+double tutorial_replay_allocations(const tutorial::data& data)
+{
+    gt::Variable weights(gt::zeros<float>({2, 1}), "weights");
+    gt::SGD optimizer(0.002);
+    auto step = captured_tutorial(data, weights, optimizer);
+    (void)step();
+    (void)step();
+    const std::uint64_t tensors = gt::memory_info().allocations;
+    allocations_counted = 0;
+    counting_allocations = true;
+    for (int i = 0; i < 100; ++i) {
+        (void)step();
+    }
+    counting_allocations = false;
+    return double(allocations_counted + gt::memory_info().allocations - tensors) / 100;
 }
 
 // The limit for 2: the closed-form gradient input^T (input w - y), by hand, no tape.
@@ -465,7 +555,11 @@ int main(int argc, char** argv)
     row("1. per op, 100 ops on 16 floats", "ns/op", per_op_16);
     row("1. per op, 100 ops on 1024 floats", "ns/op", per_op_1024);
 #endif
-    row("2. tutorial, 50 SGD steps", "us", tutorial, "hand-written, no tape", tutorial_by_hand_ns(data) / 1e3, 3);
+    const double by_hand = tutorial_by_hand_ns(data) / 1e3;
+    row("2. tutorial, 50 SGD steps", "us", tutorial, "hand-written, no tape", by_hand);
+    row("2. tutorial, 50 SGD steps, replayed", "us", tutorial_replayed_ns(data) / 1e3, "hand-written, no tape", by_hand,
+        3);
+    row("2. allocations per replayed tutorial step", "", tutorial_replay_allocations(data));
 #if GRADTAPE_BENCH_LIBTORCH
     row("3. MLP step, batch 128, 784-256-10", "us", mlp_step, "LibTorch nn::Linear", bench::libtorch::mlp_step_ns() / 1e3,
         0.8);

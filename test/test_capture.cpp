@@ -1,0 +1,286 @@
+// capture(): replays match eager steps bit for bit, allocate nothing, and
+// refuse what a replay could not repeat, leaving everything as it was.
+#include <future>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "../samples/tutorial_data.hpp"
+#include "support.hpp"
+
+namespace gt = gradtape;
+using gt::Tensor;
+
+namespace {
+
+bool same_bits(const xt::xarray<float>& a, const xt::xarray<float>& b)
+{
+    return a.shape() == b.shape() && std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) {
+               return std::memcmp(&x, &y, sizeof(float)) == 0;
+           });
+}
+
+// The tutorial's step, as its sample writes it.
+Tensor tutorial_step(gt::SGD& optimizer, const tutorial::data& data, gt::Variable& weights)
+{
+    return optimizer.minimize([&] { return gt::l2_loss(gt::matmul(data.input, weights) - data.target); },
+                              {weights});
+}
+
+}  // namespace
+
+TEST_CASE("10,000 replayed tutorial steps match eager ones bit for bit", "[capture]")
+{
+    const tutorial::data data = tutorial::make_data(2);
+    gt::set_seed(1);
+    gt::Variable eager_weights = tutorial::make_weights();
+    gt::set_seed(1);
+    gt::Variable captured_weights = tutorial::make_weights();
+    gt::SGD eager_optimizer(0.002);
+    gt::SGD captured_optimizer(0.002);
+    auto step = gt::capture([&] { return tutorial_step(captured_optimizer, data, captured_weights); });
+    for (int i = 0; i < 10000; ++i) {
+        const Tensor eager_loss = tutorial_step(eager_optimizer, data, eager_weights);
+        const Tensor captured_loss = step();
+        REQUIRE(same_bits(captured_loss.value(), eager_loss.value()));
+        REQUIRE(same_bits(captured_weights.value(), eager_weights.value()));
+    }
+    REQUIRE(step.signatures() == 1);
+    REQUIRE(captured_optimizer.iterations() == 10000);
+}
+
+TEST_CASE("a replay allocates nothing once the caller drops its result", "[capture]")
+{
+    const tutorial::data data = tutorial::make_data(2);
+    gt::Variable weights = tutorial::make_weights();
+    gt::SGD optimizer(0.002);
+    auto step = gt::capture([&] { return tutorial_step(optimizer, data, weights); });
+    (void)step();
+    (void)step();
+    const std::uint64_t before = gt::memory_info().allocations;
+    for (int i = 0; i < 100; ++i) {
+        (void)step();
+    }
+    REQUIRE(gt::memory_info().allocations == before);
+}
+
+TEST_CASE("a result the caller keeps is not overwritten by the next replay", "[capture]")
+{
+    const tutorial::data data = tutorial::make_data(2);
+    gt::Variable weights = tutorial::make_weights();
+    gt::SGD optimizer(0.002);
+    auto step = gt::capture([&] { return tutorial_step(optimizer, data, weights); });
+    const Tensor first = step();
+    const Tensor second = step();
+    const Tensor third = step();
+    const float kept = second.item();
+    (void)step();
+    REQUIRE(second.item() == kept);
+    REQUIRE(first.item() > second.item());
+    REQUIRE(second.item() > third.item());
+    REQUIRE(second.id() != third.id());
+}
+
+TEST_CASE("arguments are read at every call; their shapes and scalar values make signatures", "[capture]")
+{
+    gt::Variable scale(gt::fill<float>({1}, 2.0f), "scale");
+    auto scaled = gt::capture([&](const Tensor& x, float shift) { return x * scale + shift; });
+    for (float first : {1.0f, 5.0f, -3.0f}) {
+        const Tensor x = gt::fill<float>({3}, first);
+        REQUIRE((scaled(x, 0.5f).value() == xt::xarray<float>{first * 2 + 0.5f, first * 2 + 0.5f, first * 2 + 0.5f}));
+    }
+    REQUIRE(scaled.signatures() == 1);
+    REQUIRE((scaled(gt::fill<float>({2}, 1.0f), 0.5f).value() == xt::xarray<float>{2.5f, 2.5f}));
+    REQUIRE((scaled(gt::fill<float>({2}, 1.0f), 1.0f).value() == xt::xarray<float>{3.0f, 3.0f}));
+    REQUIRE(scaled.signatures() == 3);
+}
+
+TEST_CASE("past max_signatures, new signatures run eagerly after one warning", "[capture]")
+{
+    auto doubled = gt::capture([](const Tensor& x) { return x + x; }, {.max_signatures = 2});
+    std::ostringstream warnings;
+    auto* const saved = std::cerr.rdbuf(warnings.rdbuf());
+    for (std::size_t n = 1; n <= 4; ++n) {
+        REQUIRE((doubled(gt::ones<float>({n})).value() == xt::xarray<float>(xt::ones<float>({n}) * 2.0f)));
+    }
+    std::cerr.rdbuf(saved);
+    REQUIRE(doubled.signatures() == 2);
+    const std::string text = warnings.str();
+    REQUIRE(text.find("test_capture.cpp") != std::string::npos);
+    REQUIRE(text.find("(float32 (1,)) (float32 (2,))") != std::string::npos);
+    REQUIRE(text.find("float32 (3,)") != std::string::npos);
+    REQUIRE(text.find("float32 (4,)") == std::string::npos);
+}
+
+TEST_CASE("reading a value the function computed refuses the capture and caches nothing", "[capture]")
+{
+    const tutorial::data data = tutorial::make_data(2);
+    gt::Variable weights = tutorial::make_weights();
+    const xt::xarray<float> before = weights.value();
+    gt::SGD optimizer(0.002);
+    float seen = 0;
+    auto step = gt::capture([&] {
+        return optimizer.minimize(
+            [&] {
+                const Tensor loss = gt::l2_loss(gt::matmul(data.input, weights) - data.target);
+                seen = loss.item();
+                return loss;
+            },
+            {weights});
+    });
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        REQUIRE_THROWS_AS(step(), gt::capture_error);
+        REQUIRE_THROWS_WITH(step(), Catch::Contains("capture: reads the value of a tensor computed by l2_loss at") &&
+                                        Catch::Contains("test_capture.cpp") &&
+                                        Catch::Contains("run_functions_eagerly"));
+    }
+    REQUIRE(step.signatures() == 0);
+    REQUIRE(seen == 0);
+    REQUIRE((weights.value() == before));
+    REQUIRE(optimizer.iterations() == 0);
+
+    gt::run_functions_eagerly(true);
+    const Tensor loss = step();
+    gt::run_functions_eagerly(false);
+    REQUIRE(seen == loss.item());
+    REQUIRE(optimizer.iterations() == 1);
+    REQUIRE(step.signatures() == 0);
+}
+
+TEST_CASE("reading an argument or a variable, or printing, refuses the capture", "[capture]")
+{
+    gt::Variable weights(gt::ones<float>({2}), "weights");
+    auto reads_argument = gt::capture([](const Tensor& x) { return gt::Tensor(x.value() * 2.0f); });
+    REQUIRE_THROWS_WITH(reads_argument(gt::ones<float>({2})), Catch::Contains("reads the value of argument 1"));
+    auto reads_variable = gt::capture([&] { return gt::Tensor(weights.value() + 1.0f); });
+    REQUIRE_THROWS_WITH(reads_variable(), Catch::Contains("reads the value of variable 'weights'"));
+    std::ostringstream printed;
+    auto prints = gt::capture([&](const Tensor& x) {
+        const Tensor y = x * 3.0f;
+        printed << y;
+        return y;
+    });
+    REQUIRE_THROWS_AS(prints(gt::ones<float>({2})), gt::capture_error);
+    REQUIRE(printed.str().empty());
+    REQUIRE(reads_argument.signatures() + reads_variable.signatures() + prints.signatures() == 0);
+}
+
+TEST_CASE("a random draw an op reads refuses the capture; one that makes a variable does not", "[capture]")
+{
+    auto dropped = gt::capture([](const Tensor& x) { return gt::dropout(x, 0.5); });
+    REQUIRE_THROWS_AS(dropped(gt::ones<float>({8})), gt::capture_error);
+    REQUIRE_THROWS_WITH(dropped(gt::ones<float>({8})), Catch::Contains("random draw (random_uniform at"));
+
+    std::optional<gt::Variable> made;
+    auto builds = gt::capture([&](const Tensor& x) {
+        if (!made) {
+            made.emplace(gt::random_uniform<float>({4}), "built");
+        }
+        return x * *made;
+    });
+    const Tensor first = builds(gt::ones<float>({4}));
+    REQUIRE((first.value() == made->value()));
+    made->assign(gt::fill<float>({4}, 3.0f));
+    REQUIRE((builds(gt::ones<float>({4})).value() == xt::xarray<float>{3, 3, 3, 3}));
+    REQUIRE(builds.signatures() == 1);
+}
+
+TEST_CASE("variables are written only by optimizers and made only at the first signature", "[capture]")
+{
+    gt::Variable weights(gt::ones<float>({2}), "weights");
+    auto assigns = gt::capture([&](const Tensor& x) {
+        weights.assign(x);
+        return x;
+    });
+    REQUIRE_THROWS_WITH(assigns(gt::zeros<float>({2})),
+                        Catch::Contains("writes variable 'weights' while recording") &&
+                            Catch::Contains("test_capture.cpp"));
+    REQUIRE((weights.value() == xt::xarray<float>{1, 1}));
+
+    std::vector<gt::Variable> made;
+    auto makes = gt::capture([&](const Tensor& x) {
+        made.emplace_back(gt::zeros<float>({1}), "made_" + std::to_string(made.size()));
+        return x + x;
+    });
+    (void)makes(gt::ones<float>({1}));
+    REQUIRE_THROWS_WITH(makes(gt::ones<float>({2})),
+                        Catch::Contains("makes variable 'made_1' while recording a new signature"));
+    REQUIRE(makes.signatures() == 1);
+}
+
+TEST_CASE("a captured function refuses calls from inside itself and from a second thread", "[capture][threads]")
+{
+    std::function<Tensor()> inner;
+    auto outer = gt::capture([&] { return inner(); });
+    inner = [&] { return outer(); };
+    REQUIRE_THROWS_WITH(outer(), Catch::Contains("was called from inside itself"));
+    REQUIRE(outer.signatures() == 0);
+
+    std::promise<void> entered;
+    std::promise<void> released;
+    std::shared_future<void> release = released.get_future().share();
+    auto waits = gt::capture([&](const Tensor& x) {
+        entered.set_value();
+        release.wait();
+        return x + x;
+    });
+    std::thread first([&] { (void)waits(gt::ones<float>({2})); });
+    entered.get_future().wait();
+    REQUIRE_THROWS_WITH(waits(gt::ones<float>({2})), Catch::Contains("called from a second thread while a call runs"));
+    released.set_value();
+    first.join();
+    REQUIRE(waits.signatures() == 1);
+}
+
+TEST_CASE("under a tape, a captured function runs eagerly so that the tape records it", "[capture]")
+{
+    auto squared = gt::capture([](const Tensor& x) { return x * x; });
+    const Tensor x = gt::fill<float>({2}, 3.0f);
+    (void)squared(x);
+    REQUIRE(squared.signatures() == 1);
+    gt::GradientTape tape;
+    tape.watch(x);
+    const Tensor y = squared(x);
+    REQUIRE((tape.gradient(gt::reduce_sum(y), x).value() == xt::xarray<float>{6, 6}));
+}
+
+TEST_CASE("an error in a replay reads as eager mode's and leaves the variables unchanged", "[capture]")
+{
+    const tutorial::data data = tutorial::make_data(2);
+    gt::Variable weights = tutorial::make_weights();
+    gt::SGD optimizer(gt::sgd_options{.learning_rate = gt::learning_rate_schedule([](std::uint64_t step) {
+        return step < 3 ? 0.002 : std::nan("");
+    })});
+    auto step = gt::capture([&] { return tutorial_step(optimizer, data, weights); });
+    for (int i = 0; i < 3; ++i) {
+        (void)step();
+    }
+    const xt::xarray<float> before = weights.value();
+    REQUIRE_THROWS_AS(step(), gt::argument_error);
+    REQUIRE_THROWS_WITH(step(), Catch::Contains("SGD.apply_gradients: the learning rate at step 3 is nan") &&
+                                    Catch::Contains("test_capture.cpp"));
+    REQUIRE((weights.value() == before));
+    REQUIRE(optimizer.iterations() == 3);
+}
+
+TEST_CASE("a captured function prints its recordings: ops, shapes, bytes and lines", "[capture]")
+{
+    const tutorial::data data = tutorial::make_data(2);
+    gt::Variable weights = tutorial::make_weights();
+    gt::SGD optimizer(0.002);
+    auto step = gt::capture([&] { return tutorial_step(optimizer, data, weights); });
+    (void)step();
+    (void)step();
+    std::ostringstream printed;
+    printed << step;
+    const std::string text = printed.str();
+    INFO(text);
+    REQUIRE(text.find("1 signature") != std::string::npos);
+    REQUIRE(text.find("replayed 1 times") != std::string::npos);
+    REQUIRE(text.find("read -> 'weights' (2, 1) float32") != std::string::npos);
+    REQUIRE(text.find("matmul constant (50, 2) float32, 'weights' (2, 1) float32 -> (50, 1) float32 (200 B) at") !=
+            std::string::npos);
+    REQUIRE(text.find("(backward of matmul)") != std::string::npos);
+    REQUIRE(text.find("SGD.apply_gradients (2, 1) float32 at") != std::string::npos);
+    REQUIRE(text.find("test_capture.cpp") != std::string::npos);
+}
