@@ -188,6 +188,17 @@ protected:
     struct variable_state {
         std::vector<xt::xarray<T>> slots;
         std::uint64_t steps = 0;
+        // Room for an update's intermediate values (a decayed gradient),
+        // of the variable's shape once used: an update allocates nothing
+        // after the first. Not part of the state a checkpoint keeps.
+        xt::xarray<T> scratch;
+        xt::xarray<T>& scratch_of(const shape_type& shape)
+        {
+            if (scratch.shape() != shape) {
+                scratch.resize(shape);
+            }
+            return scratch;
+        }
     };
 
 private:

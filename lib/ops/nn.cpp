@@ -14,6 +14,7 @@
 
 #include "ops/op.hpp"
 #include "kernels/strided.hpp"
+#include "kernels/unary.hpp"
 
 namespace gradtape {
 
@@ -29,33 +30,53 @@ std::size_t class_axis(std::string_view op, const std::source_location& site, st
     return detail::normalize_axes(op, site, {axis}, rank).front();
 }
 
-// The sum of x along `axis`, kept as a dimension of 1. An empty x never
-// reaches xtensor's reducer, which does pointer arithmetic on its null buffer.
-template <dtype T>
-xt::xarray<T> sum_along(const xt::xarray<T>& x, std::size_t axis)
+// softmax (or, with `log`, log_softmax) of each line of x along `axis`,
+// written into out with no array of its own. Each line is shifted by its
+// maximum first, so that exp() cannot overflow; a maximum that is not finite
+// shifts by 0, so that an infinite logit gives the formula's NaN.
+template <bool log, dtype T>
+void softmax_lines(xt::xarray<T>& out, const xt::xarray<T>& x, std::size_t axis)
 {
-    auto kept = x.shape();
-    kept[axis] = 1;
-    xt::xarray<T> total = x.size() == 0 ? xt::xarray<T>(xt::zeros<T>(kept)) : xt::xarray<T>(xt::sum(x, {axis}));
-    total.reshape(kept);
-    return total;
-}
-
-// x minus its maximum along `axis`: the same softmax, and exp() cannot overflow.
-template <dtype T>
-xt::xarray<T> shifted(const xt::xarray<T>& x, std::size_t axis)
-{
-    if (x.size() == 0) {
-        return x;
+    const detail::around_axis parts = detail::split_at(x.shape(), axis);
+    const std::size_t step = parts.inner;
+    for (std::size_t o = 0; o < parts.outer; ++o) {
+        for (std::size_t i = 0; i < parts.inner; ++i) {
+            const std::size_t first = o * parts.length * parts.inner + i;
+            const T* line = x.data() + first;
+            T* into = out.data() + first;
+            T maximum = -std::numeric_limits<T>::infinity();
+            for (std::size_t j = 0; j < parts.length; ++j) {
+                maximum = std::max(maximum, line[j * step]);
+            }
+            if (!std::isfinite(maximum)) {
+                maximum = T(0);
+            }
+            for (std::size_t j = 0; j < parts.length; ++j) {
+                into[j * step] = line[j * step] - maximum;
+            }
+            if (step == 1) {
+                detail::unary_kernel(detail::unary_function::exp, into, into, parts.length);
+            } else {
+                for (std::size_t j = 0; j < parts.length; ++j) {
+                    into[j * step] = std::exp(into[j * step]);
+                }
+            }
+            T total = T(0);
+            for (std::size_t j = 0; j < parts.length; ++j) {
+                total += into[j * step];
+            }
+            if constexpr (log) {
+                const T log_total = std::log(total);
+                for (std::size_t j = 0; j < parts.length; ++j) {
+                    into[j * step] = (line[j * step] - maximum) - log_total;
+                }
+            } else {
+                for (std::size_t j = 0; j < parts.length; ++j) {
+                    into[j * step] /= total;
+                }
+            }
+        }
     }
-    xt::xarray<T> maximum = xt::amax(x, {axis});
-    maximum = xt::where(xt::isfinite(maximum), maximum, T(0));
-    auto kept = x.shape();
-    kept[axis] = 1;
-    maximum.reshape(kept);
-    auto z = xt::xarray<T>::from_shape(x.shape());
-    detail::broadcast_into(z, x, maximum, detail::arithmetic_loops<detail::arithmetic::subtract>());
-    return z;
 }
 
 // What softmax and log_softmax share: the class axis and the shape rule.
@@ -76,9 +97,7 @@ struct softmax_op : along_classes<softmax_op<T>> {
     static constexpr saved saves = saved::output;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        const std::size_t at = class_axis(name, {}, this->axis, x.dimension());
-        xt::noalias(out) = xt::exp(shifted(x, at));
-        detail::broadcast_into(out, out, sum_along(out, at), detail::arithmetic_loops<detail::arithmetic::divide>());
+        softmax_lines<false>(out, x, class_axis(name, {}, this->axis, x.dimension()));
     }
     // y * (grad - sum(grad * y))
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
@@ -95,10 +114,7 @@ struct log_softmax_op : along_classes<log_softmax_op<T>> {
     static constexpr saved saves = saved::output;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        const std::size_t at = class_axis(name, {}, this->axis, x.dimension());
-        const xt::xarray<T> z = shifted(x, at);
-        const xt::xarray<T> log_total = xt::log(sum_along(xt::xarray<T>(xt::exp(z)), at));
-        detail::broadcast_into(out, z, log_total, detail::arithmetic_loops<detail::arithmetic::subtract>());
+        softmax_lines<true>(out, x, class_axis(name, {}, this->axis, x.dimension()));
     }
     // grad - exp(y) * sum(grad)
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const

@@ -1,5 +1,7 @@
 #include <gradtape/optim.hpp>
 
+#include <xtensor/xnoalias.hpp>
+
 #include <cmath>
 
 #include "core/diagnostics.hpp"
@@ -58,10 +60,12 @@ void Adam::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, variable_
     if (decoupled_weight_decay_ && decay != 0) {
         weights *= T(1) - T(learning_rate) * decay;
     }
-    xt::xarray<T> decayed;
     const bool coupled_decay = !decoupled_weight_decay_ && decay != 0;
+    const T* decayed = nullptr;
     if (coupled_decay) {
-        decayed = gradient + decay * weights;
+        xt::xarray<T>& scratch = state.scratch_of(gradient.shape());
+        xt::noalias(scratch) = gradient + decay * weights;
+        decayed = scratch.data();
     }
     const T bias_correction1 = T(1 - std::pow(options_.beta1, double(t)));
     const detail::adam_coefficients<T> coefficients{
@@ -73,7 +77,7 @@ void Adam::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, variable_
     };
     detail::adam_update(weights.data(), state.slots[0].data(), state.slots[1].data(),
                         options_.amsgrad ? state.slots[2].data() : nullptr,
-                        coupled_decay ? decayed.data() : gradient.data(), weights.size(), coefficients);
+                        coupled_decay ? decayed : gradient.data(), weights.size(), coefficients);
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \

@@ -145,7 +145,11 @@ void optimizer::update_variables(const std::vector<basic_variable<T>>& variables
                                  std::to_string(rate) + "; it must be finite and >= 0");
     }
     for (std::size_t i = 0; i < variables.size(); ++i) {
-        auto [found, first] = states_.try_emplace(variables[i].id(), variable_state<T>{});
+        // A state is made once: it holds arrays, and an update allocates nothing after its first.
+        auto found = states_.find(variables[i].id());
+        if (found == states_.end()) {
+            found = states_.emplace(variables[i].id(), variable_state<T>{}).first;
+        }
         auto& state = std::get<variable_state<T>>(found->second);
         ++state.steps;
         detail::write_variable(variables[i], site, [&](xt::xarray<T>& value) {

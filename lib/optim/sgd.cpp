@@ -49,7 +49,8 @@ void SGD::step(xt::xarray<T>& weights, const xt::xarray<T>& gradient, variable_s
         detail::subtract_scaled(weights.data(), gradient.data(), rate, weights.size());
         return;
     }
-    xt::xarray<T> direction = gradient + weight_decay * weights;
+    xt::xarray<T>& direction = state.scratch_of(gradient.shape());
+    xt::noalias(direction) = gradient + weight_decay * weights;
     if (momentum != 0) {
         if (state.slots.empty()) {
             state.slots.push_back(direction);
