@@ -284,3 +284,96 @@ TEST_CASE("a captured function prints its recordings: ops, shapes, bytes and lin
     REQUIRE(text.find("SGD.apply_gradients (2, 1) float32 at") != std::string::npos);
     REQUIRE(text.find("test_capture.cpp") != std::string::npos);
 }
+
+namespace {
+
+struct perceptron {
+    gt::Variable w1;
+    gt::Variable b1;
+    gt::Variable w2;
+    gt::Variable b2;
+
+    explicit perceptron(std::uint64_t seed)
+        : w1((gt::set_seed(seed), gt::glorot_uniform<float>({20, 16})), "w1"),
+          b1(gt::zeros<float>({16}), "b1"),
+          w2(gt::glorot_uniform<float>({16, 5}), "w2"),
+          b2(gt::zeros<float>({5}), "b2")
+    {
+    }
+    Tensor loss(const Tensor& x, const xt::xarray<std::int64_t>& labels) const
+    {
+        const Tensor hidden = gt::relu(gt::matmul(x, w1) + b1);
+        return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(labels, gt::matmul(hidden, w2) + b2));
+    }
+    std::vector<gt::Variable> variables() const { return {w1, b1, w2, b2}; }
+};
+
+}  // namespace
+
+TEST_CASE("1,000 replayed MLP steps, labels and ReLU masks changing, match eager ones bit for bit", "[capture]")
+{
+    gt::set_seed(11);
+    const xt::xarray<float> inputs = gt::random_normal<float>({70, 20}).value();
+    xt::xarray<std::int64_t> all_labels = xt::xarray<std::int64_t>::from_shape({70});
+    for (std::size_t i = 0; i < all_labels.size(); ++i) {
+        all_labels(i) = std::int64_t((i * 7 + i / 3) % 5);
+    }
+    // Batches of 32, 32 and 6 rows: the last, smaller one is a signature of its own.
+    std::vector<std::pair<Tensor, xt::xarray<std::int64_t>>> batches;
+    for (std::size_t start = 0; start < 70; start += 32) {
+        const std::size_t rows = std::min<std::size_t>(32, 70 - start);
+        batches.emplace_back(Tensor(xt::xarray<float>(xt::view(inputs, xt::range(start, start + rows)))),
+                             xt::xarray<std::int64_t>(xt::view(all_labels, xt::range(start, start + rows))));
+    }
+    perceptron eager(5);
+    perceptron captured(5);
+    gt::SGD eager_optimizer(gt::sgd_options{.learning_rate = 0.05, .momentum = 0.9});
+    gt::SGD captured_optimizer(gt::sgd_options{.learning_rate = 0.05, .momentum = 0.9});
+    auto step = gt::capture([&](const Tensor& x, const xt::xarray<std::int64_t>& labels) {
+        return captured_optimizer.minimize([&] { return captured.loss(x, labels); }, captured.variables());
+    });
+    for (int i = 0; i < 1000; ++i) {
+        const auto& [x, labels] = batches[std::size_t(i) % batches.size()];
+        const Tensor eager_loss =
+            eager_optimizer.minimize([&] { return eager.loss(x, labels); }, eager.variables());
+        const Tensor captured_loss = step(x, labels);
+        REQUIRE(same_bits(captured_loss.value(), eager_loss.value()));
+        for (std::size_t v = 0; v < 4; ++v) {
+            REQUIRE(same_bits(captured.variables()[v].value(), eager.variables()[v].value()));
+        }
+    }
+    REQUIRE(step.signatures() == 2);
+    xt::xarray<std::int64_t> wrong = batches[0].second;
+    wrong(3) = 5;
+    const xt::xarray<float> before = captured.w1.value();
+    REQUIRE_THROWS_WITH(step(batches[0].first, wrong),
+                        Catch::Contains("sparse_softmax_cross_entropy_with_logits: label 5 is not a class index in "
+                                        "[0, 5)") &&
+                            Catch::Contains("test_capture.cpp"));
+    REQUIRE((captured.w1.value() == before));
+}
+
+TEST_CASE("replayed MLP steps allocate nothing, with momentum or Adam's decay", "[capture]")
+{
+    gt::set_seed(3);
+    const Tensor x = gt::random_normal<float>({32, 20});
+    xt::xarray<std::int64_t> labels = xt::xarray<std::int64_t>::from_shape({32});
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        labels(i) = std::int64_t(i % 5);
+    }
+    perceptron model(4);
+    gt::SGD momentum(gt::sgd_options{.learning_rate = 0.01, .momentum = 0.9, .nesterov = true, .weight_decay = 1e-4});
+    gt::Adam adam(gt::adam_options{.learning_rate = 0.001, .weight_decay = 1e-4});
+    for (gt::optimizer* optimizer : std::initializer_list<gt::optimizer*>{&momentum, &adam}) {
+        auto step = gt::capture([&](const Tensor& batch, const xt::xarray<std::int64_t>& batch_labels) {
+            return optimizer->minimize([&] { return model.loss(batch, batch_labels); }, model.variables());
+        });
+        (void)step(x, labels);
+        (void)step(x, labels);
+        const std::uint64_t before = gt::memory_info().allocations;
+        for (int i = 0; i < 20; ++i) {
+            (void)step(x, labels);
+        }
+        REQUIRE(gt::memory_info().allocations == before);
+    }
+}

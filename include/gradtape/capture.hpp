@@ -68,7 +68,11 @@ public:
 
     template <dtype T>
     void argument(const basic_tensor<T>& tensor);
+    void argument(const xt::xarray<std::int64_t>& indices);
     void argument(const char* type, std::uint64_t bits);
+    // What the function is given for an integer array argument: while
+    // capturing, the recording's own copy, which every replay fills anew.
+    [[nodiscard]] const xt::xarray<std::int64_t>& indices_argument(const xt::xarray<std::int64_t>* given) const;
 
     enum class action { replay, capture, run_eagerly };
     // After the arguments: replay (done when this returns), capture (run the
@@ -87,33 +91,46 @@ private:
     bool finished_ = false;
 };
 
-template <dtype T>
-void capture_argument(capture_call& call, const basic_tensor<T>& tensor)
-{
-    call.argument(tensor);
-}
-template <class A>
-    requires std::is_arithmetic_v<A>
-void capture_argument(capture_call& call, const A& value)
-{
-    std::uint64_t bits = 0;
-    std::memcpy(&bits, &value, sizeof(A));
-    call.argument(typeid(A).name(), bits);
-}
-
-// What a captured function passes on: a tensor (a variable read at the call)
-// or an arithmetic value.
+// What a captured function takes: tensors (a variable is read at the call),
+// integer arrays (labels, ids: their shape is in the signature, their values
+// are read at every call) and arithmetic values (in the signature). `stored`
+// is what a call keeps of the argument, `passed` what the function is given.
 template <class A>
 struct capture_parameter {
     static_assert(std::is_arithmetic_v<A>,
-                  "gradtape::capture: a captured function's parameters are tensors and arithmetic values (bool, "
-                  "int, float...); bind anything else in the function's closure");
-    using type = A;
+                  "gradtape::capture: a captured function's parameters are tensors, xt::xarray<std::int64_t> "
+                  "index arrays and arithmetic values (bool, int, float...); bind anything else in the function's "
+                  "closure");
+    using stored = A;
+    using passed = A;
+    static stored keep(const A& value) { return value; }
+    static void sign(capture_call& call, const A& value)
+    {
+        std::uint64_t bits = 0;
+        std::memcpy(&bits, &value, sizeof(A));
+        call.argument(typeid(A).name(), bits);
+    }
+    static const A& give(const capture_call&, const A& value) { return value; }
 };
 template <class A>
     requires requires { typename A::value_type; } && std::derived_from<A, basic_tensor<typename A::value_type>>
 struct capture_parameter<A> {
-    using type = basic_tensor<typename A::value_type>;
+    using stored = basic_tensor<typename A::value_type>;
+    using passed = stored;
+    static stored keep(const A& tensor) { return stored(tensor); }
+    static void sign(capture_call& call, const stored& tensor) { call.argument(tensor); }
+    static const stored& give(const capture_call&, const stored& tensor) { return tensor; }
+};
+template <>
+struct capture_parameter<xt::xarray<std::int64_t>> {
+    using stored = const xt::xarray<std::int64_t>*;
+    using passed = xt::xarray<std::int64_t>;
+    static stored keep(const xt::xarray<std::int64_t>& indices) { return &indices; }
+    static void sign(capture_call& call, stored indices) { call.argument(*indices); }
+    static const xt::xarray<std::int64_t>& give(const capture_call& call, stored indices)
+    {
+        return call.indices_argument(indices);
+    }
 };
 
 // How a captured function's result goes into a recording and comes out of a
@@ -190,20 +207,28 @@ public:
     template <class... Args>
     decltype(auto) operator()(const Args&... args)
     {
-        using result_type = std::invoke_result_t<F&, const typename detail::capture_parameter<Args>::type&...>;
-        std::tuple<typename detail::capture_parameter<Args>::type...> passed(args...);
+        using result_type = std::invoke_result_t<F&, const typename detail::capture_parameter<Args>::passed&...>;
+        const std::tuple<typename detail::capture_parameter<Args>::stored...> kept(
+            detail::capture_parameter<Args>::keep(args)...);
         detail::capture_call call(state_);
-        std::apply([&](const auto&... each) { (detail::capture_argument(call, each), ...); }, passed);
+        const auto run = [&] {
+            return std::apply(
+                [&](const auto&... each) {
+                    return function_(detail::capture_parameter<Args>::give(call, each)...);
+                },
+                kept);
+        };
+        std::apply([&](const auto&... each) { (detail::capture_parameter<Args>::sign(call, each), ...); }, kept);
         switch (call.begin()) {
         case detail::capture_call::action::replay:
             return detail::capture_result<result_type>::take(call);
         case detail::capture_call::action::capture:
             if constexpr (std::is_void_v<result_type>) {
-                std::apply(function_, passed);
+                run();
                 call.finish();
                 return;
             } else {
-                result_type result = std::apply(function_, passed);
+                result_type result = run();
                 detail::capture_result<result_type>::give(call, result);
                 call.finish();
                 return result;
@@ -211,7 +236,7 @@ public:
         case detail::capture_call::action::run_eagerly:
             break;
         }
-        return static_cast<result_type>(std::apply(function_, passed));
+        return static_cast<result_type>(run());
     }
 
     // How many signatures have been recorded.

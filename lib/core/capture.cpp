@@ -92,6 +92,9 @@ struct recording {
     // The argument and variable slots whose last reader is each step.
     std::vector<std::vector<slot_index>> released_after;
     std::vector<slot_index> arguments;
+    // The integer array arguments' values, filled at each call; ops read them
+    // through share_indices.
+    std::vector<std::shared_ptr<xt::xarray<std::int64_t>>> indices;
     std::vector<slot_index> outputs;
     std::vector<void (*)(const replay_slot&)> output_renewals;
     std::vector<slot_index> computed;
@@ -115,6 +118,7 @@ public:
     // The call in progress: its signature and its tensor arguments.
     std::vector<std::uint64_t> key;
     std::vector<replay_slot> arguments;
+    std::vector<const xt::xarray<std::int64_t>*> indices;
     recording* replaying = nullptr;
     std::unique_ptr<recording> pending;
     std::unique_ptr<capture_session> session;
@@ -390,10 +394,12 @@ std::string argument_type_name(const char* type, std::uint64_t bits)
 }
 
 // A signature's words: for each tensor argument its tag, dtype, the first
-// argument it aliases (itself if none), rank and dimensions; for each other
-// argument its tag, type and bits.
+// argument it aliases (itself if none), rank and dimensions; for each
+// integer array its tag, dtype, rank and dimensions; for each other argument
+// its tag, type and bits.
 constexpr std::uint64_t tensor_argument = 1;
 constexpr std::uint64_t scalar_argument = 2;
+constexpr std::uint64_t indices_argument_tag = 3;
 
 std::string describe_signature(const std::vector<std::uint64_t>& key)
 {
@@ -401,11 +407,12 @@ std::string describe_signature(const std::vector<std::uint64_t>& key)
     for (std::size_t word = 0; word < key.size();) {
         text += word ? ", " : "";
         const auto* type = reinterpret_cast<const char*>(key[word + 1]);
-        if (key[word] == tensor_argument) {
-            const std::size_t rank = key[word + 3];
-            const auto dims = key.begin() + std::ptrdiff_t(word + 4);
+        if (key[word] == tensor_argument || key[word] == indices_argument_tag) {
+            const std::size_t skip = key[word] == tensor_argument ? 3 : 2;
+            const std::size_t rank = key[word + skip];
+            const auto dims = key.begin() + std::ptrdiff_t(word + skip + 1);
             text += std::string(type) + " " + format_shape(shape_type(dims, dims + std::ptrdiff_t(rank)));
-            word += 4 + rank;
+            word += skip + 1 + rank;
         } else {
             text += argument_type_name(type, key[word + 2]);
             word += 3;
@@ -496,6 +503,7 @@ capture_call::capture_call(const std::shared_ptr<capture_state>& state) : state_
     state_.caller.store(std::this_thread::get_id());
     state_.key.clear();
     state_.arguments.clear();
+    state_.indices.clear();
 }
 
 capture_call::~capture_call()
@@ -505,6 +513,7 @@ capture_call::~capture_call()
         state_.pending.reset();
     }
     state_.arguments.clear();
+    state_.indices.clear();
     state_.replaying = nullptr;
     state_.caller.store(std::thread::id());
     state_.calling.unlock();
@@ -527,6 +536,36 @@ void capture_call::argument(const basic_tensor<T>& tensor)
     state_.key.push_back(tensor.dimension());
     state_.key.insert(state_.key.end(), tensor.shape().begin(), tensor.shape().end());
     state_.arguments.push_back(node);
+}
+
+void capture_call::argument(const xt::xarray<std::int64_t>& indices)
+{
+    state_.key.push_back(indices_argument_tag);
+    state_.key.push_back(reinterpret_cast<std::uintptr_t>(dtype_name<std::int64_t>()));
+    state_.key.push_back(indices.dimension());
+    state_.key.insert(state_.key.end(), indices.shape().begin(), indices.shape().end());
+    state_.indices.push_back(&indices);
+}
+
+const xt::xarray<std::int64_t>& capture_call::indices_argument(const xt::xarray<std::int64_t>* given) const
+{
+    if (!state_.pending) {
+        return *given;
+    }
+    const auto position = std::find(state_.indices.begin(), state_.indices.end(), given) - state_.indices.begin();
+    return *state_.pending->indices[std::size_t(position)];
+}
+
+index_array share_indices(const xt::xarray<std::int64_t>& indices)
+{
+    if (const capture_session* session = active) {
+        for (const auto& buffer : session->rec.indices) {
+            if (buffer.get() == &indices) {
+                return buffer;
+            }
+        }
+    }
+    return std::make_shared<const xt::xarray<std::int64_t>>(indices);
 }
 
 void capture_call::argument(const char* type, std::uint64_t bits)
@@ -555,6 +594,9 @@ capture_call::action capture_call::begin()
                 // A trace or a numeric check names each op as eager mode does.
                 return action::run_eagerly;
             }
+            for (std::size_t i = 0; i < state_.indices.size(); ++i) {
+                std::copy_n(state_.indices[i]->data(), state_.indices[i]->size(), rec->indices[i]->data());
+            }
             state_.replaying = rec.get();
             replay(state_, *rec);
             return action::replay;
@@ -577,6 +619,9 @@ capture_call::action capture_call::begin()
     state_.pending = std::make_unique<recording>();
     state_.pending->key = state_.key;
     state_.pending->signature = std::move(signature);
+    for (const xt::xarray<std::int64_t>* given : state_.indices) {
+        state_.pending->indices.push_back(std::make_shared<xt::xarray<std::int64_t>>(*given));
+    }
     state_.session = std::make_unique<capture_session>(state_, *state_.pending, !state_.recordings.empty());
     for (const replay_slot& node : state_.arguments) {
         const auto found = state_.session->slots_of.find(node.get());

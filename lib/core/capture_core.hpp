@@ -68,6 +68,12 @@ struct replay_step {
 
 class capture_session;
 
+// The integer indices an op keeps (gather's, one_hot's): while a capture
+// records, the buffer of the captured function's argument they are, which
+// each replay fills anew; otherwise a copy.
+using index_array = std::shared_ptr<const xt::xarray<std::int64_t>>;
+index_array share_indices(const xt::xarray<std::int64_t>& indices);
+
 // The capture this thread records, or null.
 capture_session* active_capture() noexcept;
 

@@ -46,22 +46,51 @@ struct loops {
 template <class F>
 loops(F) -> loops<F>;
 
-// An unrecorded elementwise function of two broadcast tensors: a mask, say.
+// A mask: an elementwise function F of two broadcast tensors that no
+// gradient flows through (a comparison, where maximum takes its first
+// operand). F names it and gives each element.
 template <dtype T, class F>
-basic_tensor<T> broadcast_value(std::string_view op, const std::source_location& site, const basic_tensor<T>& a,
-                                const basic_tensor<T>& b, F f)
+struct mask_op : detail::broadcasting<mask_op<T, F>> {
+    using value_type = T;
+    static constexpr std::string_view name = F::name;
+    static constexpr saved saves = saved::nothing;
+    static constexpr bool recorded = false;
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const
+    {
+        detail::broadcast_into(out, a, b, loops{F()});
+    }
+};
+
+template <class F, dtype T>
+basic_tensor<T> mask(const basic_tensor<T>& a, const basic_tensor<T>& b, const std::source_location& site = {})
 {
-    const shape_type shape = detail::broadcast_shape(op, site, a.shape(), b.shape(), sizeof(T));
-    auto out = xt::xarray<T>::from_shape(shape);
-    detail::broadcast_into(out, a.value(), b.value(), loops{f});
-    return out;
+    return apply(mask_op<T, F>{}, site, a, b);
 }
+
+#define GRADTAPE_COMPARISON(NAME, EXPRESSION)                                                                          \
+    struct NAME##_values {                                                                                             \
+        static constexpr std::string_view name = #NAME;                                                                \
+        template <class T>                                                                                             \
+        T operator()(T x, T y) const                                                                                   \
+        {                                                                                                              \
+            return T(EXPRESSION);                                                                                      \
+        }                                                                                                              \
+    };
+GRADTAPE_COMPARISON(greater, x > y)
+GRADTAPE_COMPARISON(greater_equal, x >= y)
+GRADTAPE_COMPARISON(less, x < y)
+GRADTAPE_COMPARISON(less_equal, x <= y)
+GRADTAPE_COMPARISON(equal, x == y)
+GRADTAPE_COMPARISON(not_equal, x != y)
+#undef GRADTAPE_COMPARISON
 
 // Where maximum and minimum take a rather than b: where a wins the
 // comparison, and where a is NaN, so that a NaN on either side propagates (as
 // in NumPy).
 template <class Compare>
 struct selects_a {
+    static constexpr std::string_view name =
+        std::is_same_v<Compare, std::greater_equal<>> ? "maximum" : "minimum";
     template <class T>
     T operator()(T a, T b) const
     {
@@ -185,8 +214,7 @@ constexpr auto arithmetic_of = detail::arithmetic_loops<op>();
 template <class Compare, dtype T>
 basic_tensor<T> takes_a(const basic_tensor<T>& a, const basic_tensor<T>& b)
 {
-    return broadcast_value(std::is_same_v<Compare, std::greater_equal<>> ? "maximum" : "minimum", {}, a, b,
-                           selects_a<Compare>());
+    return mask<selects_a<Compare>>(a, b);
 }
 
 // The gradient of pow for its exponent: grad * y * log(a), 0 where a <= 0.
@@ -252,6 +280,22 @@ struct leaky_relu_op {
     }
 };
 
+// The mask of where clip_by_value passes its gradient: low <= x <= high.
+template <dtype T>
+struct within_op {
+    using value_type = T;
+    static constexpr std::string_view name = "clip_by_value";
+    static constexpr saved saves = saved::nothing;
+    static constexpr bool recorded = false;
+    T low;
+    T high;
+    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
+    {
+        xt::noalias(out) = xt::cast<T>(x >= low && x <= high);
+    }
+};
+
 template <dtype T>
 struct clip_by_value_op {
     using value_type = T;
@@ -276,8 +320,7 @@ struct clip_by_value_op {
     // grad where low <= x <= high, 0 elsewhere
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        const xt::xarray<T>& x = args.inputs[0].value();
-        return {args.grad * basic_tensor<T>(xt::xarray<T>(xt::cast<T>(x >= low && x <= high)))};
+        return {args.grad * apply(within_op<T>{low, high}, {}, args.inputs[0])};
     }
 };
 
@@ -300,8 +343,7 @@ struct where_op {
     std::array<basic_tensor<T>, 3> backward(const backward_args<T, 3>& args) const
     {
         const basic_tensor<T>& condition = args.inputs[0];
-        const basic_tensor<T> chosen =
-            broadcast_value(name, {}, condition, basic_tensor<T>(T(0)), [](T c, T zero) { return T(c != zero); });
+        const basic_tensor<T> chosen = mask<not_equal_values>(condition, basic_tensor<T>(T(0)));
         const basic_tensor<T> to_a = args.grad * chosen;
         return {basic_tensor<T>{}, to_a, args.needed[2] ? args.grad - to_a : basic_tensor<T>{}};
     }
@@ -335,40 +377,40 @@ basic_tensor<T> where(const basic_tensor<T>& condition, const std::type_identity
     return apply(where_op<T>{}, site, condition, a, b);
 }
 
-// Comparisons are not recorded: no gradient flows through a mask.
+// Comparisons are not recorded: no gradient flows through a mask (mask_op).
 template <dtype T>
 basic_tensor<T> greater(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                         std::source_location site)
 {
-    return broadcast_value("greater", site, a, b, [](T x, T y) { return T(x > y); });
+    return mask<greater_values>(a, b, site);
 }
 
 template <dtype T>
 basic_tensor<T> greater_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                               std::source_location site)
 {
-    return broadcast_value("greater_equal", site, a, b, [](T x, T y) { return T(x >= y); });
+    return mask<greater_equal_values>(a, b, site);
 }
 
 template <dtype T>
 basic_tensor<T> less(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                      std::source_location site)
 {
-    return broadcast_value("less", site, a, b, [](T x, T y) { return T(x < y); });
+    return mask<less_values>(a, b, site);
 }
 
 template <dtype T>
 basic_tensor<T> less_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                            std::source_location site)
 {
-    return broadcast_value("less_equal", site, a, b, [](T x, T y) { return T(x <= y); });
+    return mask<less_equal_values>(a, b, site);
 }
 
 template <dtype T>
 basic_tensor<T> equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
                       std::source_location site)
 {
-    return broadcast_value("equal", site, a, b, [](T x, T y) { return T(x == y); });
+    return mask<equal_values>(a, b, site);
 }
 
 namespace {

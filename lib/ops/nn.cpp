@@ -207,17 +207,8 @@ basic_tensor<T> sparse_softmax_cross_entropy_with_logits(const xt::xarray<std::i
                           "labels " + format_shape(labels.shape()) + " must have the shape of logits " +
                               format_shape(shape) + " without its last axis");
     }
-    const std::size_t classes = shape.back();
-    for (std::int64_t label : labels) {
-        if (label < 0 || std::size_t(label) >= classes) {
-            fail<argument_error>(op, site,
-                                 "label " + std::to_string(label) + " is not a class index in [0, " +
-                                     std::to_string(classes) + ")");
-        }
-    }
-    return negative(
-        reduce_sum(multiply(one_hot<T>(labels, classes), log_softmax(logits, -1, site), site), {-1}, false, site),
-        site);
+    const basic_tensor<T> indicators = detail::class_indicators<T>(labels, shape.back(), op, site);
+    return negative(reduce_sum(multiply(indicators, log_softmax(logits, -1, site), site), {-1}, false, site), site);
 }
 
 template <dtype T>

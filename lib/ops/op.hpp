@@ -100,6 +100,12 @@ using routes_type = std::shared_ptr<const xt::xarray<std::int64_t>>;
 template <class Op>
 concept selecting = requires { requires Op::selects; };
 
+// An op no gradient flows through (a comparison's mask, stop_gradient):
+// `static constexpr bool recorded = false;` and no backward. It runs
+// through apply() all the same, so that a capture replays it.
+template <class Op>
+concept unrecorded = requires { requires !Op::recorded; };
+
 // What a backward rule reads: the output's gradient, the inputs and the
 // output (each undefined unless the op saves it), the inputs' shapes, which
 // inputs need a gradient, and a selecting op's routes. N is
@@ -146,7 +152,8 @@ struct saved_op {
     {
         const auto add = [&](const auto& tensor) {
             if (tensor.defined()) {
-                arrays.emplace_back(tensor.value().data(), tensor.size() * sizeof(typename std::decay_t<decltype(tensor)>::value_type));
+                arrays.emplace_back(tensor_access::value(tensor).data(),
+                                    tensor.size() * sizeof(typename std::decay_t<decltype(tensor)>::value_type));
             }
         };
         for (const auto& input : inputs) {
@@ -172,19 +179,25 @@ basic_tensor<typename Op::value_type> record(const Op& op, const std::source_loc
     for (std::size_t i = 0; i < N; ++i) {
         tape_inputs[i] = tape_input_of(inputs[i]);
     }
-    recorder recording(tape_inputs);
-    if (debugging_on()) {
-        inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
-    }
-    if (recording) {
-        saved_op<Op, N> entry{op, {}, {}, std::move(routes)};
-        if constexpr (saves_inputs(Op::saves)) {
-            entry.inputs = std::move(inputs);
+    if constexpr (unrecorded<Op>) {
+        if (debugging_on()) {
+            inspect_forward(Op::name, site, tape_inputs, result, false);
         }
-        if constexpr (saves_output(Op::saves)) {
-            entry.output = result;
+    } else {
+        recorder recording(tape_inputs);
+        if (debugging_on()) {
+            inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
         }
-        recording.record(Op::name, site, tape_inputs, tape_input_of(result), std::move(entry));
+        if (recording) {
+            saved_op<Op, N> entry{op, {}, {}, std::move(routes)};
+            if constexpr (saves_inputs(Op::saves)) {
+                entry.inputs = std::move(inputs);
+            }
+            if constexpr (saves_output(Op::saves)) {
+                entry.output = result;
+            }
+            recording.record(Op::name, site, tape_inputs, tape_input_of(result), std::move(entry));
+        }
     }
     return result;
 }
@@ -421,6 +434,13 @@ struct broadcasting {
         return broadcast_shape(Op::name, site, a, b, 1);
     }
 };
+
+// one_hot(labels, classes) for an op that takes class indices, refusing
+// (argument_error naming `op`) a label outside [0, classes) each time the
+// kernel runs (ops/shape.cpp).
+template <dtype T>
+basic_tensor<T> class_indicators(const xt::xarray<std::int64_t>& labels, std::size_t classes, std::string_view op,
+                                 const std::source_location& site);
 
 // Axes in [0, rank), in the given order, from axes that may count from the
 // end; refuses out-of-range and repeated axes.

@@ -381,13 +381,16 @@ struct slice_op {
     }
 };
 
+template <dtype T>
+struct gather_op;
+
 // The gradient of gather: `grad`'s rows added into zeros of the params' shape.
 template <dtype T>
 struct gather_gradient_op {
     using value_type = T;
     static constexpr std::string_view name = "gather_gradient";
     static constexpr saved saves = saved::nothing;
-    xt::xarray<std::int64_t> indices;
+    detail::index_array indices;
     std::size_t axis;
     shape_type params;
 
@@ -398,8 +401,8 @@ struct gather_gradient_op {
         const around_axis rows = split_at(params, axis);
         const T* source = grad.data();
         for (std::size_t o = 0; o < rows.outer; ++o) {
-            for (std::size_t j = 0; j < indices.size(); ++j, source += rows.inner) {
-                T* target = out.data() + (o * rows.length + std::size_t(indices.flat(j))) * rows.inner;
+            for (std::size_t j = 0; j < indices->size(); ++j, source += rows.inner) {
+                T* target = out.data() + (o * rows.length + std::size_t(indices->flat(j))) * rows.inner;
                 for (std::size_t k = 0; k < rows.inner; ++k) {
                     target[k] += source[k];
                 }
@@ -409,40 +412,44 @@ struct gather_gradient_op {
     // the rows of g that were added
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        return {gather(args.grad, indices, static_cast<std::ptrdiff_t>(axis))};
+        return {detail::apply(gather_op<T>{indices, static_cast<std::ptrdiff_t>(axis), {}}, {}, args.grad)};
     }
 };
 
+// The indices are read when the kernel runs (a replay's are its call's), so
+// the kernel checks them.
 template <dtype T>
 struct gather_op {
     using value_type = T;
     static constexpr std::string_view name = "gather";
     static constexpr saved saves = saved::nothing;
-    xt::xarray<std::int64_t> indices;
+    detail::index_array indices;
     std::ptrdiff_t axis;
+    std::source_location site;
 
-    shape_type shape(const std::source_location& site, const shape_type& params) const
+    shape_type shape(const std::source_location& at_site, const shape_type& params) const
     {
-        const std::size_t at = one_axis(name, site, axis, params.size());
-        for (std::int64_t index : indices) {
-            if (index < 0 || std::size_t(index) >= params[at]) {
-                fail<argument_error>(name, site,
-                                     "index " + std::to_string(index) + " is out of range for dimension " +
-                                         std::to_string(at) + " of " + format_shape(params));
-            }
-        }
+        const std::size_t at = one_axis(name, at_site, axis, params.size());
         shape_type out(params.begin(), params.begin() + std::ptrdiff_t(at));
-        out.insert(out.end(), indices.shape().begin(), indices.shape().end());
+        out.insert(out.end(), indices->shape().begin(), indices->shape().end());
         out.insert(out.end(), params.begin() + std::ptrdiff_t(at) + 1, params.end());
         return out;
     }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& params) const
     {
-        const around_axis rows = split_at(params.shape(), one_axis(name, {}, axis, params.dimension()));
+        const std::size_t at = one_axis(name, site, axis, params.dimension());
+        for (std::int64_t index : *indices) {
+            if (index < 0 || std::size_t(index) >= params.shape()[at]) {
+                fail<argument_error>(name, site,
+                                     "index " + std::to_string(index) + " is out of range for dimension " +
+                                         std::to_string(at) + " of " + format_shape(params.shape()));
+            }
+        }
+        const around_axis rows = split_at(params.shape(), at);
         T* target = out.data();
         for (std::size_t o = 0; o < rows.outer; ++o) {
-            for (std::size_t j = 0; j < indices.size(); ++j, target += rows.inner) {
-                std::copy_n(params.data() + (o * rows.length + std::size_t(indices.flat(j))) * rows.inner, rows.inner,
+            for (std::size_t j = 0; j < indices->size(); ++j, target += rows.inner) {
+                std::copy_n(params.data() + (o * rows.length + std::size_t(indices->flat(j))) * rows.inner, rows.inner,
                             target);
             }
         }
@@ -453,6 +460,42 @@ struct gather_op {
         const shape_type& params = args.input_shape(0);
         return {detail::apply(gather_gradient_op<T>{indices, one_axis(name, {}, axis, params.size()), params},
                               std::source_location::current(), args.grad)};
+    }
+};
+
+// One row of `depth` per index, 1 at the index and 0 elsewhere; an index out
+// of range gives a row of zeros, or, for an op that needs class indices
+// (`checked_for`), an argument_error naming it.
+template <dtype T>
+struct one_hot_op {
+    using value_type = T;
+    static constexpr std::string_view name = "one_hot";
+    static constexpr saved saves = saved::nothing;
+    static constexpr bool recorded = false;
+    detail::index_array indices;
+    std::size_t depth;
+    std::string_view checked_for;
+    std::source_location site;
+
+    shape_type shape(const std::source_location&) const
+    {
+        shape_type out = indices->shape();
+        out.push_back(depth);
+        return out;
+    }
+    void forward(xt::xarray<T>& out) const
+    {
+        out.fill(T(0));
+        for (std::size_t i = 0; i < indices->size(); ++i) {
+            const std::int64_t index = indices->flat(i);
+            if (index >= 0 && std::size_t(index) < depth) {
+                out.flat(i * depth + std::size_t(index)) = T(1);
+            } else if (!checked_for.empty()) {
+                fail<argument_error>(checked_for, site,
+                                     "label " + std::to_string(index) + " is not a class index in [0, " +
+                                         std::to_string(depth) + ")");
+            }
+        }
     }
 };
 
@@ -567,23 +610,20 @@ template <dtype T>
 basic_tensor<T> gather(const basic_tensor<T>& params, const xt::xarray<std::int64_t>& indices, std::ptrdiff_t axis,
                        std::source_location site)
 {
-    return detail::apply(gather_op<T>{indices, axis}, site, params);
+    return detail::apply(gather_op<T>{detail::share_indices(indices), axis, site}, site, params);
 }
 
 template <dtype T>
 basic_tensor<T> one_hot(const xt::xarray<std::int64_t>& indices, std::size_t depth, std::source_location site)
 {
-    shape_type shape = indices.shape();
-    shape.push_back(depth);
-    detail::check_allocatable("one_hot", site, shape, sizeof(T));
-    xt::xarray<T> encoded = xt::zeros<T>(shape);
-    for (std::size_t i = 0; i < indices.size(); ++i) {
-        const std::int64_t index = indices.flat(i);
-        if (index >= 0 && std::size_t(index) < depth) {
-            encoded.flat(i * depth + std::size_t(index)) = T(1);
-        }
-    }
-    return encoded;
+    return detail::apply(one_hot_op<T>{detail::share_indices(indices), depth, {}, site}, site);
+}
+
+template <dtype T>
+basic_tensor<T> detail::class_indicators(const xt::xarray<std::int64_t>& labels, std::size_t classes,
+                                         std::string_view op, const std::source_location& site)
+{
+    return detail::apply(one_hot_op<T>{detail::share_indices(labels), classes, op, site}, site);
 }
 
 template <dtype T>
@@ -592,10 +632,25 @@ basic_tensor<T> tile(const basic_tensor<T>& x, const std::vector<std::size_t>& m
     return detail::apply(tile_op<T>{multiples}, site, x);
 }
 
+namespace {
+
+// A copy of x that no tape records: gradients stop there.
 template <dtype T>
-basic_tensor<T> stop_gradient(const basic_tensor<T>& x, std::source_location)
+struct stop_gradient_op {
+    using value_type = T;
+    static constexpr std::string_view name = "stop_gradient";
+    static constexpr detail::saved saves = detail::saved::nothing;
+    static constexpr bool recorded = false;
+    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { std::copy_n(x.data(), x.size(), out.data()); }
+};
+
+}  // namespace
+
+template <dtype T>
+basic_tensor<T> stop_gradient(const basic_tensor<T>& x, std::source_location site)
 {
-    return basic_tensor<T>(xt::xarray<T>(x.value()));
+    return detail::apply(stop_gradient_op<T>{}, site, x);
 }
 
 namespace detail {
@@ -638,6 +693,8 @@ basic_tensor<T> sum_to_shape(const basic_tensor<T>& gradient, const shape_type& 
     template basic_tensor<T> gather(const basic_tensor<T>&, const xt::xarray<std::int64_t>&, std::ptrdiff_t,        \
                                     std::source_location);                                                          \
     template basic_tensor<T> one_hot(const xt::xarray<std::int64_t>&, std::size_t, std::source_location);          \
+    template basic_tensor<T> detail::class_indicators(const xt::xarray<std::int64_t>&, std::size_t, std::string_view, \
+                                                      const std::source_location&);          \
     template basic_tensor<T> tile(const basic_tensor<T>&, const std::vector<std::size_t>&, std::source_location);   \
     template basic_tensor<T> detail::sum_to_shape(const basic_tensor<T>&, const shape_type&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
