@@ -2,12 +2,14 @@
 // relu network of layers trained with Adam on shuffled minibatches, its progress, a
 // picture of the decision regions and of the loss, and a checkpoint.
 //
-//   mlp_classifier [--seed N] [--steps N] [--output PREFIX]
+//   mlp_classifier [--seed N] [--steps N] [--output PREFIX] [--capture]
 //
 // Writes PREFIX.png (with gnuplot), PREFIX_*.dat (the plotted data) and
 // PREFIX.npz (the weights, for numpy.load). Exits 1 below 95% training accuracy.
 // Built with gradtape-mpi, `mpirun -np 2 mlp_classifier` trains each process
 // on half of every batch, and process 0 alone prints and writes files.
+// With --capture (in one process), the training step is recorded at its
+// first call for each batch size and replayed after (gradtape::capture).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -32,26 +34,27 @@ struct arguments {
     std::uint64_t seed = 7;
     int steps = 3000;
     std::string output = "mlp_classifier";
+    bool capture = false;
 };
 
 arguments parse(int argc, char** argv)
 {
     arguments parsed;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
-        if (flag == "--seed") {
-            parsed.seed = std::stoull(argv[i + 1]);
-        } else if (flag == "--steps") {
-            parsed.steps = std::stoi(argv[i + 1]);
-        } else if (flag == "--output") {
-            parsed.output = argv[i + 1];
+        const bool valued = i + 1 < argc;
+        if (flag == "--seed" && valued) {
+            parsed.seed = std::stoull(argv[++i]);
+        } else if (flag == "--steps" && valued) {
+            parsed.steps = std::stoi(argv[++i]);
+        } else if (flag == "--output" && valued) {
+            parsed.output = argv[++i];
+        } else if (flag == "--capture") {
+            parsed.capture = true;
         } else {
-            argc = 0;
+            std::cerr << "usage: " << argv[0] << " [--seed N] [--steps N] [--output PREFIX] [--capture]\n";
+            std::exit(2);
         }
-    }
-    if (argc % 2 == 0) {
-        std::cerr << "usage: " << argv[0] << " [--seed N] [--steps N] [--output PREFIX]\n";
-        std::exit(2);
     }
     return parsed;
 }
@@ -207,18 +210,29 @@ int main(int argc, char** argv)
     const auto train = [&](auto loss_fn, std::size_t) { return optimizer.minimize(loss_fn, model); };
 #endif
     gt::minibatches<float> batches({data.points}, {data.labels}, {.batch_size = 32, .shards = shards, .shard = shard});
+    if (args.capture && shards > 1) {
+        std::cerr << "--capture runs in one process: a replay does not exchange gradients\n";
+        return 2;
+    }
+    auto captured_step = gt::capture([&](const gt::Tensor& points, const xt::xarray<std::int64_t>& labels) {
+        return optimizer.minimize(
+            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(labels, model(points))); },
+            model);
+    });
 
     std::vector<float> losses;
     const auto start = std::chrono::steady_clock::now();
     int step = 0;
     while (step < args.steps) {
         for (const auto& batch : batches) {
-            const gt::Tensor loss = train(
-                [&] {
-                    return gt::reduce_mean(
-                        gt::sparse_softmax_cross_entropy_with_logits(batch.labels[0], model(batch.tensors[0])));
-                },
-                batch.rows.size());
+            const gt::Tensor loss =
+                args.capture ? captured_step(batch.tensors[0], batch.labels[0])
+                             : train(
+                                   [&] {
+                                       return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(
+                                           batch.labels[0], model(batch.tensors[0])));
+                                   },
+                                   batch.rows.size());
             losses.push_back(loss.item());
             if ((++step % 250 == 0 || step == args.steps) && root) {
                 report(step, args.steps, loss.item(), gt::accuracy(data.labels, model(data.points)), start);
