@@ -4,12 +4,15 @@
 // real 60,000 images and measured on the 10,000 test images.
 //
 //   fashion_mnist_cnn [--epochs N] [--limit N] [--seed N] [--min-accuracy A] [--output PREFIX] [--resume]
+//                     [--capture]
 //
 // --limit trains on the first N images only (a quick check). After every
 // epoch it writes PREFIX.npz, a checkpoint that --resume goes on from; at the
 // end PREFIX_curves.png (loss and accuracy per epoch, with gnuplot) and
 // PREFIX_confusion.png. Exits 1 when the test accuracy is below
-// --min-accuracy (0.916, the benchmark's published figure).
+// --min-accuracy (0.916, the benchmark's published figure). With --capture
+// (in one process), the training step is recorded at its first call for each
+// batch size and replayed after (gradtape::capture).
 //
 // Built with gradtape-mpi, it also runs data-parallel: `mpirun -np 2
 // fashion_mnist_cnn` trains each process on half of every batch of 100, and
@@ -42,6 +45,7 @@ struct arguments {
     double min_accuracy = 0.916;
     std::string output = "fashion_mnist_cnn";
     bool resume = false;
+    bool capture = false;
 };
 
 arguments parse(int argc, char** argv)
@@ -52,6 +56,8 @@ arguments parse(int argc, char** argv)
         const bool has_value = i + 1 < argc;
         if (flag == "--resume") {
             args.resume = true;
+        } else if (flag == "--capture") {
+            args.capture = true;
         } else if (flag == "--epochs" && has_value) {
             args.epochs = std::atoi(argv[++i]);
         } else if (flag == "--limit" && has_value) {
@@ -65,7 +71,7 @@ arguments parse(int argc, char** argv)
         } else {
             std::fprintf(stderr,
                          "usage: %s [--epochs N] [--limit N] [--seed N] [--min-accuracy A] [--output PREFIX] "
-                         "[--resume]\n",
+                         "[--resume] [--capture]\n",
                          argv[0]);
             std::exit(2);
         }
@@ -191,6 +197,18 @@ int main(int argc, char** argv)
 #endif
     gt::minibatches<float> batches({images}, {labels},
                                    {.batch_size = 100, .prefetch = 2, .shards = shards, .shard = shard});
+    if (args.capture && shards > 1) {
+        std::fprintf(stderr, "--capture runs in one process: a replay does not exchange gradients\n");
+        return 2;
+    }
+    auto captured_step = gt::capture([&](const gt::Tensor& batch_images, const xt::xarray<std::int64_t>& batch_labels) {
+        return optimizer.minimize(
+            [&] {
+                return gt::reduce_mean(
+                    gt::sparse_softmax_cross_entropy_with_logits(batch_labels, model(batch_images, true)));
+            },
+            model);
+    });
     const std::string checkpoint = args.output + ".npz";
     const std::string curves = args.output + "_curves.dat";
     int first_epoch = 1;
@@ -213,12 +231,14 @@ int main(int argc, char** argv)
         double total = 0;
         std::size_t step = 0;
         for (const auto& batch : batches) {
-            const gt::Tensor loss = train(
-                [&] {
-                    return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(
-                        batch.labels[0], model(batch.tensors[0], true)));
-                },
-                batch.rows.size());
+            const gt::Tensor loss =
+                args.capture ? captured_step(batch.tensors[0], batch.labels[0])
+                             : train(
+                                   [&] {
+                                       return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(
+                                           batch.labels[0], model(batch.tensors[0], true)));
+                                   },
+                                   batch.rows.size());
             total += loss.item();
             ++step;
             bar.update(step, total / double(step));

@@ -167,9 +167,10 @@ TEST_CASE("reading an argument or a variable, or printing, refuses the capture",
 
 TEST_CASE("a random draw an op reads refuses the capture; one that makes a variable does not", "[capture]")
 {
-    auto dropped = gt::capture([](const Tensor& x) { return gt::dropout(x, 0.5); });
-    REQUIRE_THROWS_AS(dropped(gt::ones<float>({8})), gt::capture_error);
-    REQUIRE_THROWS_WITH(dropped(gt::ones<float>({8})), Catch::Contains("random draw (random_uniform at"));
+    auto noisy = gt::capture([](const Tensor& x) { return x + gt::random_normal<float>(x.shape()); });
+    REQUIRE_THROWS_AS(noisy(gt::ones<float>({8})), gt::capture_error);
+    REQUIRE_THROWS_WITH(noisy(gt::ones<float>({8})), Catch::Contains("reads a random draw (random_normal at") &&
+                                                         Catch::Contains("test_capture.cpp"));
 
     std::optional<gt::Variable> made;
     auto builds = gt::capture([&](const Tensor& x) {
@@ -185,17 +186,49 @@ TEST_CASE("a random draw an op reads refuses the capture; one that makes a varia
     REQUIRE(builds.signatures() == 1);
 }
 
-TEST_CASE("variables are written only by optimizers and made only at the first signature", "[capture]")
+TEST_CASE("dropout draws a new mask at every replay, as eager mode draws it", "[capture]")
 {
+    const Tensor x = gt::ones<float>({64});
+    auto dropped = gt::capture([](const Tensor& input) { return gt::dropout(input, 0.5); });
+    std::vector<xt::xarray<float>> eager;
+    gt::set_seed(9);
+    for (int i = 0; i < 5; ++i) {
+        eager.push_back(gt::dropout(x, 0.5).value());
+    }
+    gt::set_seed(9);
+    for (int i = 0; i < 5; ++i) {
+        REQUIRE(same_bits(dropped(x).value(), eager[std::size_t(i)]));
+    }
+    REQUIRE(dropped.signatures() == 1);
+    REQUIRE_FALSE((eager[3] == eager[4]));
+}
+
+TEST_CASE("variables are written by optimizers and assign*, and made only at the first signature", "[capture]")
+{
+    gt::Variable total(gt::zeros<float>({2}), "total");
+    auto accumulates = gt::capture([&](const Tensor& x) {
+        total.assign_add(x * 2.0f);
+        total.assign_sub(x);
+        return Tensor(total);
+    });
+    for (float value : {1.0f, 2.0f, 3.0f}) {
+        const Tensor seen = accumulates(gt::fill<float>({2}, value));
+        REQUIRE((seen.value() == total.value()));
+    }
+    REQUIRE((total.value() == xt::xarray<float>{6, 6}));
+    REQUIRE(accumulates.signatures() == 1);
+
+    support::scratch_directory scratch;
     gt::Variable weights(gt::ones<float>({2}), "weights");
-    auto assigns = gt::capture([&](const Tensor& x) {
-        weights.assign(x);
+    gt::save_checkpoint(scratch.path / "weights.npz", {weights});
+    auto loads = gt::capture([&](const Tensor& x) {
+        gt::load_checkpoint(scratch.path / "weights.npz", {weights});
         return x;
     });
-    REQUIRE_THROWS_WITH(assigns(gt::zeros<float>({2})),
-                        Catch::Contains("writes variable 'weights' while recording") &&
-                            Catch::Contains("test_capture.cpp"));
-    REQUIRE((weights.value() == xt::xarray<float>{1, 1}));
+    weights.assign(gt::zeros<float>({2}));
+    REQUIRE_THROWS_WITH(loads(gt::zeros<float>({2})), Catch::Contains("writes variable 'weights' while recording") &&
+                                                          Catch::Contains("test_capture.cpp"));
+    REQUIRE((weights.value() == xt::xarray<float>{0, 0}));
 
     std::vector<gt::Variable> made;
     auto makes = gt::capture([&](const Tensor& x) {
@@ -376,4 +409,60 @@ TEST_CASE("replayed MLP steps allocate nothing, with momentum or Adam's decay", 
         }
         REQUIRE(gt::memory_info().allocations == before);
     }
+}
+
+TEST_CASE("50 replayed CNN steps with dropout and batch normalization match eager ones bit for bit", "[capture]")
+{
+    const auto convnet = [] {
+        const gt::conv_options same{.padding = gt::padding::same, .activation = "relu"};
+        return gt::Sequential({gt::Conv2D(4, {3, 3}, same), gt::BatchNormalization(), gt::MaxPool2D(),
+                               gt::Conv2D(8, {3, 3}, same), gt::MaxPool2D(), gt::Flatten(),
+                               gt::Dense(16, {.activation = "relu"}), gt::Dropout(0.4), gt::Dense(3)},
+                              "convnet");
+    };
+    gt::set_seed(21);
+    const Tensor images = gt::random_uniform<float>({24, 8, 8, 1});
+    xt::xarray<std::int64_t> labels = xt::xarray<std::int64_t>::from_shape({24});
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        labels(i) = std::int64_t((i * 5) % 3);
+    }
+    gt::set_seed(2);
+    gt::Sequential eager = convnet();
+    eager.build({1, 8, 8, 1});
+    gt::set_seed(2);
+    gt::Sequential captured = convnet();
+    captured.build({1, 8, 8, 1});
+    gt::Adam eager_optimizer({.learning_rate = 0.01});
+    gt::Adam captured_optimizer({.learning_rate = 0.01});
+    auto step = gt::capture([&](const Tensor& batch, const xt::xarray<std::int64_t>& batch_labels) {
+        return captured_optimizer.minimize(
+            [&] {
+                return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(batch_labels, captured(batch, true)));
+            },
+            captured);
+    });
+    gt::minibatches<float> batches({images}, {labels}, {.batch_size = 8});
+    for (int epoch = 0, steps = 0; steps < 50; ++epoch) {
+        // Both draw their shuffles and dropout masks from one generator: each step's draws are made
+        // from the same state for the eager model and for the captured one.
+        for (const auto& batch : batches) {
+            const std::vector<std::uint64_t> state = gt::random_state();
+            const Tensor eager_loss = eager_optimizer.minimize(
+                [&] {
+                    return gt::reduce_mean(
+                        gt::sparse_softmax_cross_entropy_with_logits(batch.labels[0], eager(batch.tensors[0], true)));
+                },
+                eager);
+            gt::set_random_state(state);
+            const Tensor captured_loss = step(batch.tensors[0], batch.labels[0]);
+            REQUIRE(same_bits(captured_loss.value(), eager_loss.value()));
+            const auto eager_variables = eager.variables();
+            const auto captured_variables = captured.variables();
+            for (std::size_t v = 0; v < eager_variables.size(); ++v) {
+                REQUIRE(same_bits(captured_variables[v].value(), eager_variables[v].value()));
+            }
+            ++steps;
+        }
+    }
+    REQUIRE(step.signatures() == 1);
 }

@@ -8,6 +8,7 @@
 #include "core/capture_core.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
+#include "core/random_draws.hpp"
 #include "core/tensor_access.hpp"
 
 namespace gradtape {
@@ -18,17 +19,22 @@ namespace {
 constexpr std::uint64_t default_seed = 5489;
 thread_local std::mt19937_64 generator{default_seed};
 
+template <class T, class Distribution>
+void draw_into(T* out, std::size_t count, Distribution& distribution)
+{
+    auto& engine = generator;
+    for (std::size_t i = 0; i < count; ++i) {
+        out[i] = distribution(engine);
+    }
+}
+
 template <dtype T, class Distribution>
 basic_tensor<T> draw(std::string_view op, const std::source_location& site, const shape_type& shape,
                      Distribution distribution)
 {
     detail::check_allocatable(op, site, shape, sizeof(T));
     auto values = xt::xarray<T>::from_shape(shape);
-    auto& engine = generator;
-    T* out = values.data();
-    for (std::size_t i = 0; i < values.size(); ++i) {
-        out[i] = distribution(engine);
-    }
+    draw_into(values.data(), values.size(), distribution);
     basic_tensor<T> drawn(std::move(values));
     if (detail::captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {
         detail::note_random_draw(detail::tensor_access::node(drawn), op, site);
@@ -37,6 +43,13 @@ basic_tensor<T> draw(std::string_view op, const std::source_location& site, cons
 }
 
 }  // namespace
+
+template <dtype T>
+void detail::draw_uniform(T* out, std::size_t count, T low, T high)
+{
+    std::uniform_real_distribution<T> distribution(low, high);
+    draw_into(out, count, distribution);
+}
 
 void set_seed(std::uint64_t seed)
 {
@@ -193,7 +206,8 @@ basic_tensor<T> he_normal(const shape_type& shape, std::source_location site)
     template basic_tensor<T> glorot_uniform(const shape_type&, std::source_location);                                                     \
     template basic_tensor<T> glorot_normal(const shape_type&, std::source_location);                                                      \
     template basic_tensor<T> he_uniform(const shape_type&, std::source_location);                                                         \
-    template basic_tensor<T> he_normal(const shape_type&, std::source_location);
+    template basic_tensor<T> he_normal(const shape_type&, std::source_location);                                   \
+    template void detail::draw_uniform(T*, std::size_t, T, T);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

@@ -43,25 +43,83 @@ basic_variable<T>::basic_variable(const basic_tensor<T>& initial, std::string na
         detail::make_bookkept<detail::tensor_node<T>>(xt::xarray<T>(detail::tensor_access::value(initial)), storage.id, storage.variable, false);
 }
 
+namespace {
+
+enum class write_kind { assign, add, subtract };
+
+// assign, assign_add or assign_sub as a replay step: at every replay, the
+// value its slot holds then goes into the variable.
+template <dtype T>
+struct recorded_assign final : detail::replay_step {
+    basic_variable<T> variable;
+    detail::slot_index value;
+    write_kind kind;
+
+    recorded_assign(const basic_variable<T>& into, write_kind how) : variable(into), value(0), kind(how) {}
+    void run(std::span<detail::replay_slot> slots) override;
+};
+
+template <dtype T>
+void write(const basic_variable<T>& variable, const xt::xarray<T>& value, write_kind kind,
+           const std::source_location& site)
+{
+    detail::write_variable(variable, site, [&](xt::xarray<T>& current) {
+        switch (kind) {
+        case write_kind::assign:
+            xt::noalias(current) = value;
+            break;
+        case write_kind::add:
+            xt::noalias(current) += value;
+            break;
+        case write_kind::subtract:
+            xt::noalias(current) -= value;
+            break;
+        }
+    });
+}
+
+template <dtype T>
+void recorded_assign<T>::run(std::span<detail::replay_slot> slots)
+{
+    write(variable, detail::slot_value<T>(slots[value]), kind, site);
+}
+
+template <dtype T>
+void write_checked(const basic_variable<T>& variable, const basic_tensor<T>& value, write_kind kind,
+                   std::string_view op, const std::source_location& site)
+{
+    check_same_shape(op, site, variable, value);
+    detail::capture_session* session = detail::active_capture();
+    if (session) [[unlikely]] {
+        auto step = std::make_unique<recorded_assign<T>>(variable, kind);
+        step->name = op;
+        step->site = site;
+        step->value = detail::input_slot(*session, detail::read(detail::tensor_access::node(value)), op, site);
+        step->reads.push_back(step->value);
+        detail::add_step(*session, std::move(step));
+    }
+    const detail::recorded_write recorded(session);
+    write(variable, detail::tensor_access::value(value), kind, site);
+}
+
+}  // namespace
+
 template <dtype T>
 void basic_variable<T>::assign(const basic_tensor<T>& value, std::source_location site)
 {
-    check_same_shape("assign", site, *this, value);
-    detail::write_variable(*this, site, [&](xt::xarray<T>& current) { xt::noalias(current) = value.value(); });
+    write_checked(*this, value, write_kind::assign, "assign", site);
 }
 
 template <dtype T>
 void basic_variable<T>::assign_add(const basic_tensor<T>& delta, std::source_location site)
 {
-    check_same_shape("assign_add", site, *this, delta);
-    detail::write_variable(*this, site, [&](xt::xarray<T>& current) { xt::noalias(current) += delta.value(); });
+    write_checked(*this, delta, write_kind::add, "assign_add", site);
 }
 
 template <dtype T>
 void basic_variable<T>::assign_sub(const basic_tensor<T>& delta, std::source_location site)
 {
-    check_same_shape("assign_sub", site, *this, delta);
-    detail::write_variable(*this, site, [&](xt::xarray<T>& current) { xt::noalias(current) -= delta.value(); });
+    write_checked(*this, delta, write_kind::subtract, "assign_sub", site);
 }
 
 #define GRADTAPE_INSTANTIATE(T) template class basic_variable<T>;

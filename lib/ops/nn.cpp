@@ -15,6 +15,7 @@
 #include "ops/op.hpp"
 #include "kernels/strided.hpp"
 #include "kernels/unary.hpp"
+#include "core/random_draws.hpp"
 
 namespace gradtape {
 
@@ -234,6 +235,33 @@ basic_tensor<T> mean_squared_error(const basic_tensor<T>& y_true, const basic_te
     return reduce_mean(square(subtract(y_pred, y_true, site), site), {-1}, false, site);
 }
 
+namespace {
+
+// Which elements dropout keeps, scaled by 1 / (1 - rate), the rest 0: drawn
+// from the thread's generator each time the kernel runs, as random_uniform
+// draws, so that a replay draws a new mask where eager mode would.
+template <dtype T>
+struct dropout_mask_op {
+    using value_type = T;
+    static constexpr std::string_view name = "dropout";
+    static constexpr saved saves = saved::nothing;
+    static constexpr bool recorded = false;
+    shape_type of;
+    double rate;
+
+    shape_type shape(const std::source_location&) const { return of; }
+    void forward(xt::xarray<T>& out) const
+    {
+        detail::draw_uniform(out.data(), out.size(), T(0), T(1));
+        const T kept = T(1 / (1 - rate));
+        for (T& value : out) {
+            value = value >= T(rate) ? kept : T(0);
+        }
+    }
+};
+
+}  // namespace
+
 template <dtype T>
 basic_tensor<T> dropout(const basic_tensor<T>& x, double rate, std::source_location site)
 {
@@ -243,9 +271,7 @@ basic_tensor<T> dropout(const basic_tensor<T>& x, double rate, std::source_locat
     if (rate == 0) {
         return x;
     }
-    const basic_tensor<T> draw = random_uniform<T>(x.shape(), T(0), T(1), site);
-    const basic_tensor<T> keep = xt::where(draw.value() >= T(rate), T(1 / (1 - rate)), T(0));
-    return multiply(x, keep, site);
+    return multiply(x, detail::apply(dropout_mask_op<T>{x.shape(), rate}, site), site);
 }
 
 template <dtype T>
