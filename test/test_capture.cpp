@@ -466,3 +466,34 @@ TEST_CASE("50 replayed CNN steps with dropout and batch normalization match eage
     }
     REQUIRE(step.signatures() == 1);
 }
+
+TEST_CASE("a replay traces each op as eager mode does, tagged, and check_numerics names the line", "[capture]")
+{
+    auto logged = gt::capture([](const Tensor& x) {
+        gt::GradientTape tape;
+        tape.watch(x);
+        const Tensor y = gt::log(x);
+        return tape.gradient(gt::reduce_sum(y), x);
+    });
+    (void)logged(gt::fill<float>({2}, 2.0f));
+    std::ostringstream traced;
+    auto* const saved = std::cerr.rdbuf(traced.rdbuf());
+    gt::set_trace(true);
+    const Tensor gradient = logged(gt::fill<float>({2}, 4.0f));
+    gt::set_trace(false);
+    std::cerr.rdbuf(saved);
+    REQUIRE((gradient.value() == xt::xarray<float>{0.25f, 0.25f}));
+    const std::string text = traced.str();
+    INFO(text);
+    REQUIRE(text.find("gradtape: log (2,) float32 -> (2,) float32 (8 B) at") != std::string::npos);
+    REQUIRE(text.find("test_capture.cpp") != std::string::npos);
+    REQUIRE(text.find("(in the backward pass of log) [replayed]") != std::string::npos);
+    REQUIRE(text.find("[recorded]") == std::string::npos);
+    REQUIRE(logged.signatures() == 1);
+
+    const gt::check_numerics checked;
+    REQUIRE_THROWS_AS(logged(gt::fill<float>({2}, -1.0f)), gt::numeric_error);
+    REQUIRE_THROWS_WITH(logged(gt::fill<float>({2}, -1.0f)),
+                        Catch::Contains("log: the result has 2 of 2 elements NaN or Inf") &&
+                            Catch::Contains("test_capture.cpp"));
+}

@@ -445,13 +445,20 @@ void replay(capture_state& state, recording& rec)
         }
     } unbound_afterwards{rec};
     const std::span<replay_slot> slots(rec.slots);
+    const bool inspecting = debugging_on();
+    const auto run = [&](replay_step& step) {
+        step.run(slots);
+        if (inspecting) {
+            step.inspect(slots);
+        }
+    };
     for (std::size_t i = 0; i < rec.steps.size(); ++i) {
         replay_step& step = *rec.steps[i];
         if (step.backward_of.empty()) {
-            step.run(slots);
+            run(step);
         } else {
             const backward_attribution in_backward(step.backward_of, &step.backward_site);
-            step.run(slots);
+            run(step);
         }
         for (slot_index done : rec.released_after[i]) {
             slots[done].reset();
@@ -590,10 +597,6 @@ capture_call::action capture_call::begin()
     }
     for (const auto& rec : state_.recordings) {
         if (rec->key == state_.key) {
-            if (debugging_on()) {
-                // A trace or a numeric check names each op as eager mode does.
-                return action::run_eagerly;
-            }
             for (std::size_t i = 0; i < state_.indices.size(); ++i) {
                 std::copy_n(state_.indices[i]->data(), state_.indices[i]->size(), rec->indices[i]->data());
             }

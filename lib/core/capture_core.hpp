@@ -64,6 +64,9 @@ struct replay_step {
     replay_step& operator=(const replay_step&) = delete;
     virtual ~replay_step() = default;
     virtual void run(std::span<replay_slot> slots) = 0;
+    // Traces the step and checks its value, as eager mode does each op, when
+    // either is on (debug.hpp).
+    virtual void inspect(std::span<replay_slot>) const {}
 };
 
 class capture_session;

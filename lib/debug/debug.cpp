@@ -65,7 +65,7 @@ std::atomic<bool> debugging{trace_everywhere.load()};
 
 template <dtype T>
 void inspect_forward(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
-                     const basic_tensor<T>& result, bool recorded)
+                     const basic_tensor<T>& result, run_by how)
 {
     if (trace_everywhere.load(std::memory_order_relaxed)) {
         std::string line = "gradtape: " + std::string(op) + " ";
@@ -77,7 +77,7 @@ void inspect_forward(std::string_view op, const std::source_location& site, std:
         if (!backward_op().empty()) {
             line += " (in the backward pass of " + std::string(backward_op()) + ")";
         }
-        line += std::string(recorded ? " [recorded]" : " [not recorded]") + "\n";
+        line += how == run_by::tape ? " [recorded]\n" : how == run_by::no_tape ? " [not recorded]\n" : " [replayed]\n";
         std::cerr << line;
     }
     if (numerics_checked()) {
@@ -123,7 +123,7 @@ void inspect_backward(std::string_view op, const std::source_location& site, std
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template void inspect_forward(std::string_view, const std::source_location&, std::span<const tape_input>,       \
-                                  const basic_tensor<T>&, bool);
+                                  const basic_tensor<T>&, run_by);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace detail

@@ -19,10 +19,14 @@ inline bool debugging_on()
     return debugging.load(std::memory_order_relaxed);
 }
 
+// How an op's trace line ends: whether a tape recorded it, or a capture's
+// replay ran it.
+enum class run_by { tape, no_tape, replay };
+
 // Traces the op and checks its value, when either is on for this thread.
 template <dtype T>
 void inspect_forward(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
-                     const basic_tensor<T>& result, bool recorded);
+                     const basic_tensor<T>& result, run_by how);
 
 // Writes "gradtape: <line>" to stderr when tracing is on.
 void trace_note(const std::string& line);

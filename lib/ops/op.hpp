@@ -181,12 +181,12 @@ basic_tensor<typename Op::value_type> record(const Op& op, const std::source_loc
     }
     if constexpr (unrecorded<Op>) {
         if (debugging_on()) {
-            inspect_forward(Op::name, site, tape_inputs, result, false);
+            inspect_forward(Op::name, site, tape_inputs, result, run_by::no_tape);
         }
     } else {
         recorder recording(tape_inputs);
         if (debugging_on()) {
-            inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
+            inspect_forward(Op::name, site, tape_inputs, result, recording ? run_by::tape : run_by::no_tape);
         }
         if (recording) {
             saved_op<Op, N> entry{op, {}, {}, std::move(routes)};
@@ -229,6 +229,17 @@ struct op_step final : replay_step {
     std::shared_ptr<xt::xarray<std::int64_t>> routes;
 
     op_step(const Op& o, Plan p) : op(o), plan(std::move(p)) {}
+
+    void inspect(std::span<replay_slot> slots) const override
+    {
+        std::array<tape_input, N> described;
+        for (std::size_t i = 0; i < N; ++i) {
+            const auto& node = *static_cast<const tensor_node<U>*>(slots[inputs[i]].get());
+            described[i] = {node.id, node.variable.get(), &node.value.shape(), dtype_name<U>()};
+        }
+        inspect_forward(name, site, described,
+                        tensor_access::adopt(std::static_pointer_cast<tensor_node<T>>(slots[output])), run_by::replay);
+    }
 
     void run(std::span<replay_slot> slots) override
     {
@@ -342,7 +353,7 @@ basic_tensor<typename Op::value_type> record_list(const Op& op, const std::sourc
     }
     recorder recording(tape_inputs);
     if (debugging_on()) {
-        inspect_forward(Op::name, site, tape_inputs, result, bool(recording));
+        inspect_forward(Op::name, site, tape_inputs, result, recording ? run_by::tape : run_by::no_tape);
     }
     if (recording) {
         saved_op<Op, std::dynamic_extent> entry{op, {}, {}, nullptr};
@@ -369,6 +380,17 @@ struct list_op_step final : replay_step {
     std::vector<const xt::xarray<U>*> values;
 
     explicit list_op_step(const Op& o) : op(o) {}
+
+    void inspect(std::span<replay_slot> slots) const override
+    {
+        std::vector<tape_input> described;
+        for (slot_index input : inputs) {
+            const auto& node = *static_cast<const tensor_node<U>*>(slots[input].get());
+            described.push_back({node.id, node.variable.get(), &node.value.shape(), dtype_name<U>()});
+        }
+        inspect_forward(name, site, described,
+                        tensor_access::adopt(std::static_pointer_cast<tensor_node<T>>(slots[output])), run_by::replay);
+    }
 
     void run(std::span<replay_slot> slots) override
     {

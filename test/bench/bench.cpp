@@ -153,23 +153,16 @@ double tutorial_replayed_ns(const tutorial::data& data)
         200);
 }
 
-// Allocations per replayed tutorial step, over 100 replays: heap blocks
-// (malloc and its kin) and tensor blocks (the cache's count).
+template <class Run>
+double allocations_per_call(Run&& run, int calls);
+
+// Allocations per replayed tutorial step, over 100 replays.
 double tutorial_replay_allocations(const tutorial::data& data)
 {
     gt::Variable weights(gt::zeros<float>({2, 1}), "weights");
     gt::SGD optimizer(0.002);
     auto step = captured_tutorial(data, weights, optimizer);
-    (void)step();
-    (void)step();
-    const std::uint64_t tensors = gt::memory_info().allocations;
-    allocations_counted = 0;
-    counting_allocations = true;
-    for (int i = 0; i < 100; ++i) {
-        (void)step();
-    }
-    counting_allocations = false;
-    return double(allocations_counted + gt::memory_info().allocations - tensors) / 100;
+    return allocations_per_call([&] { (void)step(); }, 100);
 }
 
 // The limit for 2: the closed-form gradient input^T (input w - y), by hand, no tape.
@@ -196,30 +189,88 @@ double tutorial_by_hand_ns(const tutorial::data& data)
         200);
 }
 
+// Allocations per call of `run`, over `calls` calls after two: heap blocks
+// (malloc and its kin) and tensor blocks (the cache's count).
+template <class Run>
+double allocations_per_call(Run&& run, int calls)
+{
+    run();
+    run();
+    const std::uint64_t tensors = gt::memory_info().allocations;
+    allocations_counted = 0;
+    counting_allocations = true;
+    for (int i = 0; i < calls; ++i) {
+        run();
+    }
+    counting_allocations = false;
+    return double(allocations_counted + gt::memory_info().allocations - tensors) / calls;
+}
+
 // 3. One MLP training step: batch 128, 784-256-10, relu, sparse softmax cross-entropy, SGD.
+struct mlp_training {
+    gt::Tensor images = gt::random_uniform<float>({128, 784});
+    xt::xarray<std::int64_t> labels = [] {
+        xt::xarray<std::int64_t> made = xt::zeros<std::int64_t>({128});
+        for (std::size_t i = 0; i < 128; ++i) {
+            made(i) = std::int64_t(i % 10);
+        }
+        return made;
+    }();
+    gt::Variable w1{gt::random_normal<float>({784, 256}, 0.0f, 0.05f), "w1"};
+    gt::Variable b1{gt::zeros<float>({256}), "b1"};
+    gt::Variable w2{gt::random_normal<float>({256, 10}, 0.0f, 0.05f), "w2"};
+    gt::Variable b2{gt::zeros<float>({10}), "b2"};
+    gt::SGD optimizer{0.01};
+
+    gt::Tensor operator()(const gt::Tensor& x, const xt::xarray<std::int64_t>& y)
+    {
+        return optimizer.minimize(
+            [&] {
+                const gt::Tensor hidden = gt::relu(gt::matmul(x, w1) + b1);
+                return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(y, gt::matmul(hidden, w2) + b2));
+            },
+            {w1, b1, w2, b2});
+    }
+};
+
 double mlp_step_ns()
 {
-    const gt::Tensor images = gt::random_uniform<float>({128, 784});
-    xt::xarray<std::int64_t> labels = xt::zeros<std::int64_t>({128});
-    for (std::size_t i = 0; i < 128; ++i) {
-        labels(i) = std::int64_t(i % 10);
-    }
-    gt::Variable w1(gt::random_normal<float>({784, 256}, 0.0f, 0.05f), "w1");
-    gt::Variable b1(gt::zeros<float>({256}), "b1");
-    gt::Variable w2(gt::random_normal<float>({256, 10}, 0.0f, 0.05f), "w2");
-    gt::Variable b2(gt::zeros<float>({10}), "b2");
-    gt::SGD optimizer(0.01);
+    mlp_training step;
+    return median_ns([&] { (void)step(step.images, step.labels); }, 50);
+}
+
+// The same step, captured once and replayed; and its allocations per replay.
+std::pair<double, double> mlp_replayed()
+{
+    mlp_training step;
+    auto replay = gt::capture(
+        [&](const gt::Tensor& x, const xt::xarray<std::int64_t>& y) { return step(x, y); });
+    const auto run = [&] { (void)replay(step.images, step.labels); };
+    return {median_ns(run, 50), allocations_per_call(run, 100)};
+}
+
+// The limit for 3: the step's five matrix products alone, by cblas_sgemm:
+// the two of the forward pass, and the three of the backward pass that the
+// gradients of w2, the hidden layer and w1 need.
+double mlp_products_ns()
+{
+    const std::vector<float> x(128 * 784, 0.5f), w1(784 * 256, 0.01f), w2(256 * 10, 0.01f);
+    std::vector<float> hidden(128 * 256), logits(128 * 10), grad_logits(128 * 10, 0.1f), grad_hidden(128 * 256),
+        grad_w1(784 * 256), grad_w2(256 * 10);
     return median_ns(
         [&] {
-            optimizer.minimize(
-                [&] {
-                    const gt::Tensor hidden = gt::relu(gt::matmul(images, w1) + b1);
-                    return gt::reduce_mean(
-                        gt::sparse_softmax_cross_entropy_with_logits(labels, gt::matmul(hidden, w2) + b2));
-                },
-                {w1, b1, w2, b2});
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 128, 256, 784, 1, x.data(), 784, w1.data(), 256, 0,
+                        hidden.data(), 256);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 128, 10, 256, 1, hidden.data(), 256, w2.data(), 10,
+                        0, logits.data(), 10);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 256, 10, 128, 1, hidden.data(), 256,
+                        grad_logits.data(), 10, 0, grad_w2.data(), 10);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 128, 256, 10, 1, grad_logits.data(), 10, w2.data(),
+                        10, 0, grad_hidden.data(), 256);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 784, 256, 128, 1, x.data(), 784, grad_hidden.data(),
+                        256, 0, grad_w1.data(), 256);
         },
-        50);
+        200);
 }
 
 // 11. The MLP step of 3 with its network as a Sequential of Dense layers,
@@ -369,26 +420,58 @@ struct cnn_variables {
     }
 };
 
+struct cnn_training {
+    gt::Tensor images = (gt::set_seed(1), gt::random_uniform<float>({100, 28, 28, 1}));
+    xt::xarray<std::int64_t> labels = [] {
+        xt::xarray<std::int64_t> made = xt::zeros<std::int64_t>({100});
+        for (std::size_t i = 0; i < 100; ++i) {
+            made(i) = std::int64_t(i % 10);
+        }
+        return made;
+    }();
+    cnn_variables cnn;
+    gt::Adam optimizer{{.learning_rate = 1e-3}};
+
+    gt::Tensor operator()(const gt::Tensor& x, const xt::xarray<std::int64_t>& y)
+    {
+        return optimizer.minimize(
+            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(y, cnn.logits(x, true))); },
+            {cnn.k1, cnn.b1, cnn.k2, cnn.b2, cnn.w3, cnn.b3, cnn.w4, cnn.b4});
+    }
+};
+
 double cnn_step_ns()
 {
-    gt::set_seed(1);
-    const gt::Tensor images = gt::random_uniform<float>({100, 28, 28, 1});
-    xt::xarray<std::int64_t> labels = xt::zeros<std::int64_t>({100});
-    for (std::size_t i = 0; i < 100; ++i) {
-        labels(i) = std::int64_t(i % 10);
+    cnn_training step;
+    return median_ns([&] { (void)step(step.images, step.labels); }, 5);
+}
+
+// The same step, captured once and replayed; its allocations per replay; and
+// the capturing call itself (a new signature each time, up to the limit).
+struct cnn_replay_figures {
+    double replayed_ns;
+    double allocations;
+    double capturing_ns;
+};
+
+cnn_replay_figures cnn_replayed()
+{
+    cnn_training step;
+    auto replay = gt::capture(
+        [&](const gt::Tensor& x, const xt::xarray<std::int64_t>& y) { return step(x, y); });
+    const auto run = [&] { (void)replay(step.images, step.labels); };
+    const double replayed = median_ns(run, 5);
+    const double allocations = allocations_per_call(run, 10);
+    double capturing = 0;
+    {
+        auto fresh = [&] {
+            auto once = gt::capture(
+                [&](const gt::Tensor& x, const xt::xarray<std::int64_t>& y) { return step(x, y); });
+            (void)once(step.images, step.labels);
+        };
+        capturing = median_ns(fresh, 5);
     }
-    const cnn_variables cnn;
-    gt::Adam optimizer({.learning_rate = 1e-3});
-    return median_ns(
-        [&] {
-            optimizer.minimize(
-                [&] {
-                    return gt::reduce_mean(
-                        gt::sparse_softmax_cross_entropy_with_logits(labels, cnn.logits(images, true)));
-                },
-                {cnn.k1, cnn.b1, cnn.k2, cnn.b2, cnn.w3, cnn.b3, cnn.w4, cnn.b4});
-        },
-        5);
+    return {replayed, allocations, capturing};
 }
 
 // 8. The CNN's inference on 1,000 images, in one batch and in ten of 100:
@@ -543,7 +626,7 @@ int main(int argc, char** argv)
     const double per_op_16 = per_op_ns(16);
     const double per_op_1024 = per_op_ns(1024);
     const double tutorial = tutorial_ns(data) / 1e3;
-    const double mlp_step = mlp_step_ns() / 1e3;
+    const double mlp_eager = mlp_step_ns() / 1e3;
     const auto [matmul, sgemm] = matmul_ns();
 #if GRADTAPE_BENCH_LIBTORCH
     row("1. per op, 100 ops on 16 floats", "ns/op", per_op_16, "LibTorch", bench::libtorch::per_op_ns(16), 0.07);
@@ -560,20 +643,32 @@ int main(int argc, char** argv)
     row("2. tutorial, 50 SGD steps, replayed", "us", tutorial_replayed_ns(data) / 1e3, "hand-written, no tape", by_hand,
         3);
     row("2. allocations per replayed tutorial step", "", tutorial_replay_allocations(data));
+    const auto [mlp_replay, mlp_allocations] = mlp_replayed();
+    const double mlp_products = mlp_products_ns() / 1e3;
+    row("3. MLP step, eager", "us", mlp_eager, "its five cblas_sgemm alone", mlp_products);
+    row("3. MLP step, replayed", "us", mlp_replay / 1e3, "its five cblas_sgemm alone", mlp_products, 1.15);
+    row("3. allocations per replayed MLP step", "", mlp_allocations);
 #if GRADTAPE_BENCH_LIBTORCH
-    row("3. MLP step, batch 128, 784-256-10", "us", mlp_step, "LibTorch nn::Linear", bench::libtorch::mlp_step_ns() / 1e3,
-        0.8);
+    const double libtorch_mlp = bench::libtorch::mlp_step_ns() / 1e3;
+    row("3. MLP step, batch 128, 784-256-10", "us", mlp_eager, "LibTorch nn::Linear", libtorch_mlp, 0.8);
+    row("3. MLP step, replayed", "us", mlp_replay / 1e3, "LibTorch nn::Linear", libtorch_mlp, 0.85);
     row("4. matmul 1024^2 forward + backward", "ms", matmul / 1e6, "LibTorch", bench::libtorch::matmul_ns() / 1e6);
 #else
-    row("3. MLP step, batch 128, 784-256-10", "us", mlp_step);
+    row("3. MLP step, batch 128, 784-256-10", "us", mlp_eager);
 #endif
     row("4. matmul 1024^2 forward + backward", "ms", matmul / 1e6, "three cblas_sgemm", sgemm / 1e6, 1.05);
     const double cnn = cnn_step_ns() / 1e6;
+    const cnn_replay_figures cnn_replay = cnn_replayed();
 #if GRADTAPE_BENCH_LIBTORCH
-    row("8. Fashion-MNIST CNN step, batch 100, Adam", "ms", cnn, "LibTorch", bench::libtorch::cnn_step_ns() / 1e6, 0.8);
+    const double libtorch_cnn = bench::libtorch::cnn_step_ns() / 1e6;
+    row("8. Fashion-MNIST CNN step, batch 100, Adam", "ms", cnn, "LibTorch", libtorch_cnn, 0.8);
+    row("8. Fashion-MNIST CNN step, replayed", "ms", cnn_replay.replayed_ns / 1e6, "LibTorch", libtorch_cnn, 0.7);
 #else
     row("8. Fashion-MNIST CNN step, batch 100, Adam", "ms", cnn);
+    row("8. Fashion-MNIST CNN step, replayed", "ms", cnn_replay.replayed_ns / 1e6);
 #endif
+    row("8. CNN capturing call", "ms", cnn_replay.capturing_ns / 1e6, "an eager step", cnn, 2);
+    row("8. allocations per replayed CNN step", "", cnn_replay.allocations);
     const auto [evaluation_1000, evaluation_100] = cnn_evaluation_ns();
     row("8. CNN inference, 1,000 images in one batch", "ms", evaluation_1000 / 1e6, "in ten of 100",
         evaluation_100 / 1e6, 1.1);
