@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -54,15 +55,19 @@ struct window {
 template <class Visit>
 void for_each_window(const conv_geometry& g, std::size_t first, std::size_t last, Visit visit)
 {
-    std::vector<std::pair<std::size_t, std::size_t>> columns(g.ow);
+    // Each column's taps, worked out once per call; on the stack for images up
+    // to 256 columns wide, so that a kernel allocates nothing.
+    xt::svector<std::size_t, 256> column_first(g.ow);
+    xt::svector<std::size_t, 256> column_last(g.ow);
     for (std::size_t ox = 0; ox < g.ow; ++ox) {
-        columns[ox] = taps_inside(ox, g.stride_w, g.dilation_w, g.pad_left, g.kw, g.w);
+        std::tie(column_first[ox], column_last[ox]) = taps_inside(ox, g.stride_w, g.dilation_w, g.pad_left, g.kw, g.w);
     }
     for (std::size_t oy = first / std::max<std::size_t>(g.ow, 1); oy * g.ow < last; ++oy) {
         const auto [ky_first, ky_last] = taps_inside(oy, g.stride_h, g.dilation_h, g.pad_top, g.kh, g.h);
         const std::size_t ox_last = std::min(g.ow, last - oy * g.ow);
         for (std::size_t ox = oy * g.ow < first ? first - oy * g.ow : 0; ox < ox_last; ++ox) {
-            const auto [kx_first, kx_last] = columns[ox];
+            const std::size_t kx_first = column_first[ox];
+            const std::size_t kx_last = column_last[ox];
             visit(window{.position = oy * g.ow + ox,
                          .ky_first = ky_first,
                          .ky_last = ky_last,
