@@ -5,7 +5,7 @@
 // bits per character on the last 10% of the text beside a character-bigram
 // model fitted to the first 90%, and prints text it generates.
 //
-//   char_transformer [--steps N] [--minutes M] [--seed N]
+//   char_transformer [--steps N] [--minutes M] [--seed N] [--capture]
 //
 // Trains for --steps steps or --minutes minutes, whichever ends first. Exits
 // 1 unless its held-out bits per character beat the bigram model's.
@@ -37,26 +37,27 @@ struct arguments {
     long steps = 3000;
     double minutes = 4;
     std::uint64_t seed = 1;
+    bool capture = false;
 };
 
 arguments parse(int argc, char** argv)
 {
     arguments args;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
-        if (flag == "--steps") {
-            args.steps = std::atol(argv[i + 1]);
-        } else if (flag == "--minutes") {
-            args.minutes = std::atof(argv[i + 1]);
-        } else if (flag == "--seed") {
-            args.seed = std::strtoull(argv[i + 1], nullptr, 10);
+        const bool valued = i + 1 < argc;
+        if (flag == "--steps" && valued) {
+            args.steps = std::atol(argv[++i]);
+        } else if (flag == "--minutes" && valued) {
+            args.minutes = std::atof(argv[++i]);
+        } else if (flag == "--seed" && valued) {
+            args.seed = std::strtoull(argv[++i], nullptr, 10);
+        } else if (flag == "--capture") {
+            args.capture = true;
         } else {
-            argc = 0;
+            std::fprintf(stderr, "usage: %s [--steps N] [--minutes M] [--seed N] [--capture]\n", argv[0]);
+            std::exit(2);
         }
-    }
-    if (argc % 2 == 0) {
-        std::fprintf(stderr, "usage: %s [--steps N] [--minutes M] [--seed N]\n", argv[0]);
-        std::exit(2);
     }
     return args;
 }
@@ -251,6 +252,13 @@ int main(int argc, char** argv)
     gt::Adam optimizer({.learning_rate = gt::warmup(gt::cosine_decay(3e-3, std::uint64_t(args.steps), 0.1), 100)});
     const auto start = std::chrono::steady_clock::now();
     const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    const auto train_step_eagerly = [&](const gt::Tensor& inputs, const xt::xarray<std::int64_t>& targets) {
+        return optimizer.minimize(
+            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(targets, model(inputs, true))); },
+            model);
+    };
+    // With --capture, recorded at the first step and replayed after.
+    auto train_step = gt::capture(train_step_eagerly);
     long step = 0;
     double recent = 0;
     while (step < args.steps && elapsed() < 60 * args.minutes) {
@@ -261,9 +269,7 @@ int main(int argc, char** argv)
             starts.push_back(std::size_t(draw));
         }
         const windows w = slice_windows(text.train, starts);
-        const gt::Tensor loss = optimizer.minimize(
-            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(w.targets, model(w.inputs, true))); },
-            model);
+        const gt::Tensor loss = args.capture ? train_step(w.inputs, w.targets) : train_step_eagerly(w.inputs, w.targets);
         recent = step == 0 ? loss.item() : 0.98 * recent + 0.02 * loss.item();
         if (++step % 250 == 0) {
             std::printf("step %5ld  training %.3f bits per character  %.0f s\n", step, recent / std::numbers::ln2,

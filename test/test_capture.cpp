@@ -497,3 +497,72 @@ TEST_CASE("a replay traces each op as eager mode does, tagged, and check_numeric
                         Catch::Contains("log: the result has 2 of 2 elements NaN or Inf") &&
                             Catch::Contains("test_capture.cpp"));
 }
+
+namespace {
+
+// A decoder block of the char_transformer sample, smaller: token and position
+// embeddings, causal attention, a relu MLP, layer norms and logits.
+class tiny_transformer : public gt::Model {
+public:
+    tiny_transformer() : gt::Model("tiny") {}
+    Tensor call(const Tensor& ids, bool training) override
+    {
+        const xt::xarray<std::int64_t> where = xt::arange<std::int64_t>(std::int64_t(ids.shape()[1]));
+        Tensor x = tokens_(ids) + positions_(where);
+        x = x + attention_(norm1_(x), training);
+        x = x + down_(up_(norm2_(x)));
+        return logits_(x);
+    }
+
+private:
+    gt::Embedding tokens_ = add(gt::Embedding(7, 8, "tokens"));
+    gt::Embedding positions_ = add(gt::Embedding(6, 8, "positions"));
+    gt::LayerNormalization norm1_ = add(gt::LayerNormalization());
+    gt::MultiHeadAttention attention_ = add(gt::MultiHeadAttention(2, 4, {.use_causal_mask = true}));
+    gt::LayerNormalization norm2_ = add(gt::LayerNormalization());
+    gt::Dense up_ = add(gt::Dense(16, {.activation = "relu"}));
+    gt::Dense down_ = add(gt::Dense(8));
+    gt::Dense logits_ = add(gt::Dense(7));
+};
+
+}  // namespace
+
+TEST_CASE("20 replayed transformer steps, ids as numbers in a tensor, match eager ones bit for bit", "[capture]")
+{
+    gt::set_seed(4);
+    tiny_transformer eager;
+    (void)eager(gt::zeros<float>({1, 6}));
+    gt::set_seed(4);
+    tiny_transformer captured;
+    (void)captured(gt::zeros<float>({1, 6}));
+    gt::Adam eager_optimizer({.learning_rate = 3e-3});
+    gt::Adam captured_optimizer({.learning_rate = 3e-3});
+    auto step = gt::capture([&](const Tensor& ids, const xt::xarray<std::int64_t>& targets) {
+        return captured_optimizer.minimize(
+            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(targets, captured(ids, true))); },
+            captured);
+    });
+    for (int i = 0; i < 20; ++i) {
+        xt::xarray<float> ids = xt::xarray<float>::from_shape({4, 6});
+        xt::xarray<std::int64_t> targets = xt::xarray<std::int64_t>::from_shape({4, 6});
+        for (std::size_t k = 0; k < ids.size(); ++k) {
+            ids.flat(k) = float((k * 3 + std::size_t(i)) % 7);
+            targets.flat(k) = std::int64_t((k * 5 + std::size_t(i) + 1) % 7);
+        }
+        const Tensor eager_loss = eager_optimizer.minimize(
+            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(targets, eager(ids, true))); },
+            eager);
+        const Tensor captured_loss = step(Tensor(ids), targets);
+        REQUIRE(same_bits(captured_loss.value(), eager_loss.value()));
+        const auto eager_variables = eager.variables();
+        const auto captured_variables = captured.variables();
+        for (std::size_t v = 0; v < eager_variables.size(); ++v) {
+            REQUIRE(same_bits(captured_variables[v].value(), eager_variables[v].value()));
+        }
+    }
+    REQUIRE(step.signatures() == 1);
+    xt::xarray<float> bad = xt::zeros<float>({4, 6});
+    bad(1, 2) = 2.5f;
+    REQUIRE_THROWS_WITH(step(Tensor(bad), xt::xarray<std::int64_t>(xt::zeros<std::int64_t>({4, 6}))),
+                        Catch::Contains("layer 'tiny/tokens': takes whole-number ids, got 2.5"));
+}

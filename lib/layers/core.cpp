@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/dtypes.hpp"
+#include "ops/op.hpp"
 
 namespace gradtape {
 
@@ -75,19 +76,12 @@ public:
         embeddings = this->make_variable("embeddings",
                                          random_uniform<T>({input_dim, output_dim}, T(-0.05), T(0.05), site));
     }
+    // The ids are whole numbers in a tensor: read by the op's kernel, so that
+    // a capture's replay reads its call's.
     basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
     {
-        xt::xarray<std::int64_t> ids = xt::xarray<std::int64_t>::from_shape(x.shape());
-        const auto& values = x.value();
-        for (std::size_t i = 0; i < values.size(); ++i) {
-            const T id = values.data()[i];
-            if (!(std::trunc(id) == id) || std::abs(id) > T(1e15)) {
-                detail::fail<argument_error>("layer '" + this->path + "'", site,
-                                             "takes whole-number ids, got " + std::to_string(id));
-            }
-            ids.data()[i] = std::int64_t(id);
-        }
-        return embedding_lookup(*embeddings, ids, site);
+        caller = "layer '" + this->path + "'";
+        return detail::embedding_of_numbers(*embeddings, x, caller, site);
     }
     basic_tensor<T> lookup(const xt::xarray<std::int64_t>& ids, const std::source_location& site)
     {
@@ -98,6 +92,8 @@ public:
     std::size_t input_dim;
     std::size_t output_dim;
     std::optional<basic_variable<T>> embeddings;
+    // How errors about the ids name this layer; the ops keep a view of it.
+    std::string caller;
 };
 
 

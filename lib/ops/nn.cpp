@@ -274,6 +274,97 @@ basic_tensor<T> dropout(const basic_tensor<T>& x, double rate, std::source_locat
     return multiply(x, detail::apply(dropout_mask_op<T>{x.shape(), rate}, site), site);
 }
 
+namespace {
+
+template <dtype T>
+struct add_rows_by_id_op;
+
+// Rows of params picked by ids held as whole numbers in a tensor of params'
+// dtype (an Embedding called on a float tensor). The ids are an input, read
+// and checked when the kernel runs, so that a replay reads its call's.
+template <dtype T>
+struct rows_by_id_op {
+    using value_type = T;
+    static constexpr std::string_view name = "embedding_lookup";
+    static constexpr saved saves = saved::inputs;
+    // What the message about an id that is not a whole number names: the layer.
+    std::string_view caller;
+    std::source_location site;
+
+    shape_type shape(const std::source_location& at, const shape_type& params, const shape_type& ids) const
+    {
+        if (params.empty()) {
+            fail<shape_error>(name, at, "needs params of rank 1 or more, got " + format_shape(params));
+        }
+        shape_type out = ids;
+        out.insert(out.end(), params.begin() + 1, params.end());
+        return out;
+    }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& params, const xt::xarray<T>& ids) const
+    {
+        const std::size_t rows = params.shape()[0];
+        const std::size_t width = rows == 0 ? 0 : params.size() / rows;
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            const T id = ids.data()[i];
+            if (!(std::trunc(id) == id) || std::abs(id) > T(1e15)) {
+                fail<argument_error>(caller, site, "takes whole-number ids, got " + std::to_string(id));
+            }
+            if (id < 0 || std::size_t(id) >= rows) {
+                fail<argument_error>(name, site,
+                                     "id " + std::to_string(std::int64_t(id)) + " is not a row of params " +
+                                         format_shape(params.shape()));
+            }
+            std::copy_n(params.data() + std::size_t(id) * width, width, out.data() + i * width);
+        }
+    }
+    // grad's rows added into zeros of the params' shape at their ids; none for the ids
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        return {detail::apply(add_rows_by_id_op<T>{caller, site, args.input_shape(0)}, {}, args.grad, args.inputs[1]),
+                basic_tensor<T>{}};
+    }
+};
+
+// The gradient of rows_by_id_op: each row of grad added into zeros of the
+// params' shape at its id.
+template <dtype T>
+struct add_rows_by_id_op {
+    using value_type = T;
+    static constexpr std::string_view name = "embedding_lookup_gradient";
+    static constexpr saved saves = saved::inputs;
+    std::string_view caller;
+    std::source_location site;
+    shape_type params;
+
+    shape_type shape(const std::source_location&, const shape_type&, const shape_type&) const { return params; }
+    void forward(xt::xarray<T>& out, const xt::xarray<T>& grad, const xt::xarray<T>& ids) const
+    {
+        out.fill(T(0));
+        const std::size_t width = params.empty() || params[0] == 0 ? 0 : out.size() / params[0];
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            T* row = out.data() + std::size_t(ids.data()[i]) * width;
+            const T* from = grad.data() + i * width;
+            for (std::size_t k = 0; k < width; ++k) {
+                row[k] += from[k];
+            }
+        }
+    }
+    // the rows of g at the ids; none for the ids
+    std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
+    {
+        return {detail::apply(rows_by_id_op<T>{caller, site}, {}, args.grad, args.inputs[1]), basic_tensor<T>{}};
+    }
+};
+
+}  // namespace
+
+template <dtype T>
+basic_tensor<T> detail::embedding_of_numbers(const basic_tensor<T>& params, const basic_tensor<T>& ids,
+                                             std::string_view caller, const std::source_location& site)
+{
+    return detail::apply(rows_by_id_op<T>{caller, site}, site, params, ids);
+}
+
 template <dtype T>
 basic_tensor<T> embedding_lookup(const basic_tensor<T>& params, const xt::xarray<std::int64_t>& ids,
                                  std::source_location site)
@@ -369,6 +460,8 @@ basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const bas
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
+    template basic_tensor<T> detail::embedding_of_numbers(const basic_tensor<T>&, const basic_tensor<T>&,            \
+                                                          std::string_view, const std::source_location&);           \
     template basic_tensor<T> embedding_lookup(const basic_tensor<T>&, const xt::xarray<std::int64_t>&,              \
                                               std::source_location);                                                \
     template std::pair<basic_tensor<T>, basic_tensor<T>> moments(const basic_tensor<T>&, const axes_type&, bool,    \

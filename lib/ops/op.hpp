@@ -464,6 +464,13 @@ template <dtype T>
 basic_tensor<T> class_indicators(const xt::xarray<std::int64_t>& labels, std::size_t classes, std::string_view op,
                                  const std::source_location& site);
 
+// embedding_lookup(params, ids) with the ids as whole numbers in a tensor of
+// params' dtype (ops/nn.cpp): an id that is not one is an argument_error
+// naming `caller`; the ids are checked each time the kernel runs.
+template <dtype T>
+basic_tensor<T> embedding_of_numbers(const basic_tensor<T>& params, const basic_tensor<T>& ids,
+                                     std::string_view caller, const std::source_location& site);
+
 // Axes in [0, rank), in the given order, from axes that may count from the
 // end; refuses out-of-range and repeated axes.
 xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const std::source_location& site,
