@@ -566,3 +566,13 @@ TEST_CASE("20 replayed transformer steps, ids as numbers in a tensor, match eage
     REQUIRE_THROWS_WITH(step(Tensor(bad), xt::xarray<std::int64_t>(xt::zeros<std::int64_t>({4, 6}))),
                         Catch::Contains("layer 'tiny/tokens': takes whole-number ids, got 2.5"));
 }
+
+TEST_CASE("indices computed beside the op contract refuse the capture", "[capture]")
+{
+    auto ranked = gt::capture([](const Tensor& x) { return gt::top_k(x, 2).values; });
+    REQUIRE_THROWS_WITH(ranked(gt::ones<float>({4})), Catch::Contains("top_k: gives indices") &&
+                                                          Catch::Contains("test_capture.cpp"));
+    auto best = gt::capture([](const Tensor& x) { return Tensor(xt::xarray<float>(xt::cast<float>(gt::argmax(x, 0)))); });
+    REQUIRE_THROWS_AS(best(gt::ones<float>({4})), gt::capture_error);
+    REQUIRE(ranked.signatures() + best.signatures() == 0);
+}

@@ -445,6 +445,14 @@ struct top_k_op {
 template <dtype T>
 top_k_result<T> top_k(const basic_tensor<T>& x, std::size_t k, std::source_location site)
 {
+    // Its indices are worked out beside the op contract, and a replay would
+    // keep the capturing call's.
+    if (detail::active_capture()) {
+        detail::fail<capture_error>("top_k", site,
+                                    "gives indices that a captured function's replays would not compute again: "
+                                    "call it outside the captured function, or run that function eagerly "
+                                    "(gradtape::run_functions_eagerly(true))");
+    }
     auto [values, routes] = detail::apply_routed(top_k_op<T>{k}, site, x);
     // The indices along the last axis, from the routes this call's forward found.
     xt::xarray<std::int64_t> indices = *routes;
