@@ -269,7 +269,8 @@ int main(int argc, char** argv)
             starts.push_back(std::size_t(draw));
         }
         const windows w = slice_windows(text.train, starts);
-        const gt::Tensor loss = args.capture ? train_step(w.inputs, w.targets) : train_step_eagerly(w.inputs, w.targets);
+        const gt::Tensor loss =
+            args.capture ? train_step(w.inputs, w.targets) : train_step_eagerly(w.inputs, w.targets);
         recent = step == 0 ? loss.item() : 0.98 * recent + 0.02 * loss.item();
         if (++step % 250 == 0) {
             std::printf("step %5ld  training %.3f bits per character  %.0f s\n", step, recent / std::numbers::ln2,

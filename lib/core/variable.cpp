@@ -40,7 +40,8 @@ basic_variable<T>::basic_variable(const basic_tensor<T>& initial, std::string na
     storage.variable = std::move(info);
     storage.is_variable_storage = true;
     storage.current =
-        detail::make_bookkept<detail::tensor_node<T>>(xt::xarray<T>(detail::tensor_access::value(initial)), storage.id, storage.variable, false);
+        detail::make_bookkept<detail::tensor_node<T>>(xt::xarray<T>(detail::tensor_access::value(initial)),
+                                                      storage.id, storage.variable, false);
 }
 
 namespace {

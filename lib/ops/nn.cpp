@@ -26,11 +26,6 @@ using detail::saved;
 
 namespace {
 
-std::size_t class_axis(std::string_view op, const std::source_location& site, std::ptrdiff_t axis, std::size_t rank)
-{
-    return detail::normalize_axes(op, site, {axis}, rank).front();
-}
-
 // softmax (or, with `log`, log_softmax) of each line of x along `axis`,
 // written into out with no array of its own. Each line is shifted by its
 // maximum first, so that exp() cannot overflow; a maximum that is not finite
@@ -86,7 +81,7 @@ struct along_classes {
     std::ptrdiff_t axis;
     shape_type shape(const std::source_location& site, const shape_type& x) const
     {
-        class_axis(Op::name, site, axis, x.size());
+        detail::normalize_axis(Op::name, site, axis, x.size());
         return x;
     }
 };
@@ -98,7 +93,7 @@ struct softmax_op : along_classes<softmax_op<T>> {
     static constexpr saved saves = saved::output;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        softmax_lines<false>(out, x, class_axis(name, {}, this->axis, x.dimension()));
+        softmax_lines<false>(out, x, detail::normalize_axis(name, {}, this->axis, x.dimension()));
     }
     // y * (grad - sum(grad * y))
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
@@ -115,7 +110,7 @@ struct log_softmax_op : along_classes<log_softmax_op<T>> {
     static constexpr saved saves = saved::output;
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        softmax_lines<true>(out, x, class_axis(name, {}, this->axis, x.dimension()));
+        softmax_lines<true>(out, x, detail::normalize_axis(name, {}, this->axis, x.dimension()));
     }
     // grad - exp(y) * sum(grad)
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const

@@ -263,8 +263,8 @@ struct op_step final : replay_step {
 
 template <class Op, class Plan, std::size_t N>
 void capture_op(capture_session& session, const Op& op, const std::source_location& site, Plan plan,
-                const std::array<basic_tensor<input_dtype_t<Op>>, N>& inputs, const basic_tensor<typename Op::value_type>& result,
-                std::shared_ptr<xt::xarray<std::int64_t>> routes)
+                const std::array<basic_tensor<input_dtype_t<Op>>, N>& inputs,
+                const basic_tensor<typename Op::value_type>& result, std::shared_ptr<xt::xarray<std::int64_t>> routes)
 {
     auto step = std::make_unique<op_step<Op, Plan, N>>(op, std::move(plan));
     step->name = Op::name;
@@ -470,6 +470,11 @@ basic_tensor<T> class_indicators(const xt::xarray<std::int64_t>& labels, std::si
 template <dtype T>
 basic_tensor<T> embedding_of_numbers(const basic_tensor<T>& params, const basic_tensor<T>& ids,
                                      std::string_view caller, const std::source_location& site);
+
+// One axis in [0, rank), from one that may count from the end; refuses one
+// out of range.
+std::size_t normalize_axis(std::string_view op, const std::source_location& site, std::ptrdiff_t axis,
+                           std::size_t rank);
 
 // Axes in [0, rank), in the given order, from axes that may count from the
 // end; refuses out-of-range and repeated axes.

@@ -351,7 +351,7 @@ template <dtype T, class Wins>
 xt::xarray<std::int64_t> arg_extremum(std::string_view op, const std::source_location& site, const basic_tensor<T>& x,
                                       std::ptrdiff_t axis, Wins wins)
 {
-    const std::size_t at = detail::normalize_axes(op, site, {axis}, x.dimension()).front();
+    const std::size_t at = detail::normalize_axis(op, site, axis, x.dimension());
     if (x.shape()[at] == 0) {
         detail::fail<argument_error>(op, site,
                                      "axis " + std::to_string(axis) + " of " + detail::format_shape(x.shape()) +
@@ -465,18 +465,24 @@ top_k_result<T> top_k(const basic_tensor<T>& x, std::size_t k, std::source_locat
 
 namespace detail {
 
+std::size_t normalize_axis(std::string_view op, const std::source_location& site, std::ptrdiff_t axis,
+                           std::size_t rank)
+{
+    const auto signed_rank = static_cast<std::ptrdiff_t>(rank);
+    if (axis < -signed_rank || axis >= signed_rank) {
+        fail<argument_error>(op, site,
+                             "axis " + std::to_string(axis) + " is out of range for a tensor of rank " +
+                                 std::to_string(rank));
+    }
+    return static_cast<std::size_t>(axis < 0 ? axis + signed_rank : axis);
+}
+
 xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const std::source_location& site,
                                            const axes_type& axes, std::size_t rank)
 {
     xt::svector<std::size_t, 4> normalized;
     for (std::ptrdiff_t axis : axes) {
-        const auto signed_rank = static_cast<std::ptrdiff_t>(rank);
-        if (axis < -signed_rank || axis >= signed_rank) {
-            fail<argument_error>(op, site,
-                                 "axis " + std::to_string(axis) + " is out of range for a tensor of rank " +
-                                     std::to_string(rank));
-        }
-        const auto index = static_cast<std::size_t>(axis < 0 ? axis + signed_rank : axis);
+        const std::size_t index = normalize_axis(op, site, axis, rank);
         if (std::find(normalized.begin(), normalized.end(), index) != normalized.end()) {
             fail<argument_error>(op, site, "axis " + std::to_string(axis) + " is given more than once");
         }

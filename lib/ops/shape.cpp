@@ -216,11 +216,6 @@ basic_tensor<T> squeeze(const basic_tensor<T>& x, const axes_type& axes, std::so
 
 namespace {
 
-std::size_t one_axis(std::string_view op, const std::source_location& site, std::ptrdiff_t axis, std::size_t rank)
-{
-    return detail::normalize_axes(op, site, {axis}, rank).front();
-}
-
 // Calls visit(index, position) for every multi-index of `shape`, in row-major
 // order; position counts from 0. Copies here go element by element because
 // xtensor 0.24 with xsimd assigns wrongly through strided views.
@@ -267,7 +262,7 @@ struct concat_op {
             fail<argument_error>(name, site, "needs at least one tensor");
         }
         const shape_type& first = inputs.front();
-        const std::size_t at = one_axis(name, site, axis, first.size());
+        const std::size_t at = detail::normalize_axis(name, site, axis, first.size());
         shape_type joined = first;
         joined[at] = 0;
         for (const shape_type& input : inputs) {
@@ -284,7 +279,7 @@ struct concat_op {
     }
     void forward(xt::xarray<T>& out, std::span<const xt::xarray<T>* const> inputs) const
     {
-        const std::size_t at = one_axis(name, {}, axis, out.dimension());
+        const std::size_t at = detail::normalize_axis(name, {}, axis, out.dimension());
         const around_axis whole = split_at(out.shape(), at);
         std::size_t offset = 0;
         for (const xt::xarray<T>* input : inputs) {
@@ -299,7 +294,7 @@ struct concat_op {
     // each input's block of grad along the axis
     std::vector<basic_tensor<T>> backward(const backward_args<T, std::dynamic_extent>& args) const
     {
-        const std::size_t at = one_axis(name, {}, axis, args.grad.dimension());
+        const std::size_t at = detail::normalize_axis(name, {}, axis, args.grad.dimension());
         std::vector<basic_tensor<T>> gradients(args.input_count());
         std::size_t offset = 0;
         for (std::size_t i = 0; i < gradients.size(); ++i) {
@@ -429,7 +424,7 @@ struct gather_op {
 
     shape_type shape(const std::source_location& at_site, const shape_type& params) const
     {
-        const std::size_t at = one_axis(name, at_site, axis, params.size());
+        const std::size_t at = detail::normalize_axis(name, at_site, axis, params.size());
         shape_type out(params.begin(), params.begin() + std::ptrdiff_t(at));
         out.insert(out.end(), indices->shape().begin(), indices->shape().end());
         out.insert(out.end(), params.begin() + std::ptrdiff_t(at) + 1, params.end());
@@ -437,7 +432,7 @@ struct gather_op {
     }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& params) const
     {
-        const std::size_t at = one_axis(name, site, axis, params.dimension());
+        const std::size_t at = detail::normalize_axis(name, site, axis, params.dimension());
         for (std::int64_t index : *indices) {
             if (index < 0 || std::size_t(index) >= params.shape()[at]) {
                 fail<argument_error>(name, site,
@@ -458,8 +453,8 @@ struct gather_op {
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
         const shape_type& params = args.input_shape(0);
-        return {detail::apply(gather_gradient_op<T>{indices, one_axis(name, {}, axis, params.size()), params},
-                              std::source_location::current(), args.grad)};
+        const std::size_t at = detail::normalize_axis(name, {}, axis, params.size());
+        return {detail::apply(gather_gradient_op<T>{indices, at, params}, std::source_location::current(), args.grad)};
     }
 };
 
@@ -581,7 +576,7 @@ template <dtype T>
 std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<std::size_t>& sizes,
                                    std::ptrdiff_t axis, std::source_location site)
 {
-    const std::size_t at = one_axis("split", site, axis, x.dimension());
+    const std::size_t at = detail::normalize_axis("split", site, axis, x.dimension());
     if (std::accumulate(sizes.begin(), sizes.end(), std::size_t{0}) != x.shape()[at]) {
         fail<shape_error>("split", site,
                           "the sizes add up to " +
