@@ -466,6 +466,13 @@ TEST_CASE("50 replayed CNN steps with dropout and batch normalization match eage
         }
     }
     REQUIRE(step.signatures() == 1);
+    const Tensor batch = gt::slice(images, {0, 0, 0, 0}, {8, -1, -1, -1});
+    const xt::xarray<std::int64_t> batch_labels = xt::view(labels, xt::range(0, 8));
+    const std::uint64_t before = gt::memory_info().allocations;
+    for (int i = 0; i < 5; ++i) {
+        (void)step(batch, batch_labels);
+    }
+    REQUIRE(gt::memory_info().allocations == before);
 }
 
 TEST_CASE("a replay traces each op as eager mode does, tagged, and check_numerics names the line", "[capture]")

@@ -15,6 +15,7 @@
 #include "kernels/arithmetic.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/threads.hpp"
+#include "kernels/workspace.hpp"
 
 namespace gradtape::detail {
 
@@ -191,17 +192,18 @@ struct column_runs {
     void for_each(const T* input, Visit visit) const
     {
         deal(g.n, workers, [&](std::size_t worker, std::size_t first_image, std::size_t last_image) {
-            const std::unique_ptr<T[]> columns(new T[run * g.patch()]);
+            workspace scratch;
+            T* const columns = scratch.take<T>(run * g.patch());
             const std::size_t end = last_image * g.positions();
             for (std::size_t first = first_image * g.positions(); first < end; first += run) {
                 const std::size_t rows = std::min(run, end - first);
                 if (input != nullptr) {
                     for_each_image_part(g, first, rows, [&](std::size_t image, std::size_t from, std::size_t to,
                                                             std::size_t row) {
-                        image_to_columns(g, input + image * g.h * g.w * g.c, from, to, columns.get() + row * g.patch());
+                        image_to_columns(g, input + image * g.h * g.w * g.c, from, to, columns + row * g.patch());
                     });
                 }
-                visit(worker, columns.get(), first, rows);
+                visit(worker, columns, first, rows);
             }
         });
     }

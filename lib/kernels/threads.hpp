@@ -3,6 +3,7 @@
 // BLAS products are too short for OpenBLAS's threads to pay.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <exception>
@@ -11,6 +12,7 @@
 
 #include "kernels/arithmetic.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/workspace.hpp"
 
 namespace gradtape::detail {
 
@@ -24,6 +26,10 @@ std::atomic<std::size_t>& threads_started();
 template <class Work>
 void on_threads(std::size_t workers, Work work)
 {
+    if (workers <= 1) {
+        work(std::size_t{0});
+        return;
+    }
     std::vector<std::exception_ptr> failures(workers);
     const auto run = [&](std::size_t worker) {
         try {
@@ -62,17 +68,21 @@ template <class T>
 struct thread_sums {
     T* total;
     std::size_t size;
-    std::vector<std::vector<T>> others;
+    std::size_t workers;
+    workspace room;
+    // The sums of workers 1.., one after another, taken from this thread's workspace.
+    T* others;
 
-    thread_sums(T* into, std::size_t count, std::size_t workers)
-        : total(into), size(count), others(workers - 1, std::vector<T>(count, T(0)))
+    thread_sums(T* into, std::size_t count, std::size_t threads)
+        : total(into), size(count), workers(threads), others(room.take<T>((threads - 1) * count))
     {
+        std::fill_n(others, (workers - 1) * size, T(0));
     }
-    [[nodiscard]] T* of(std::size_t worker) { return worker == 0 ? total : others[worker - 1].data(); }
+    [[nodiscard]] T* of(std::size_t worker) { return worker == 0 ? total : others + (worker - 1) * size; }
     void add_up()
     {
-        for (const std::vector<T>& sum : others) {
-            arithmetic_same(arithmetic::add, total, sum.data(), total, size);
+        for (std::size_t worker = 1; worker < workers; ++worker) {
+            arithmetic_same(arithmetic::add, total, of(worker), total, size);
         }
     }
 };

@@ -23,8 +23,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <memory>
-#include <vector>
+#include <span>
 
 #include "core/dtypes.hpp"
 #include "kernels/arithmetic.hpp"
@@ -32,6 +31,7 @@
 #include "kernels/conv.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/threads.hpp"
+#include "kernels/workspace.hpp"
 
 namespace gradtape::detail {
 
@@ -61,15 +61,16 @@ constexpr std::array<double, 8 * 5> filter_matrix_5{
     0,         0,          0,         0,          1,
 };
 
-// A matrix in T, and its transpose, row-major.
+// A matrix in T, and its transpose, row-major: at most 8 x 5.
 template <class T>
 struct matrix {
-    std::vector<T> values, transposed;
+    std::array<T, 40> values{}, transposed{};
 
     template <std::size_t N>
     matrix(const std::array<double, N>& entries, std::size_t rows, std::size_t cols)
-        : values(entries.begin(), entries.end()), transposed(N)
     {
+        static_assert(N <= 40);
+        std::copy(entries.begin(), entries.end(), values.begin());
         for (std::size_t i = 0; i < rows; ++i) {
             for (std::size_t j = 0; j < cols; ++j) {
                 transposed[j * rows + i] = values[i * cols + j];
@@ -78,13 +79,15 @@ struct matrix {
     }
 };
 
-// What each thread working on a convolution's chunks keeps: the chunk's
-// planes of transformed inputs (tiles, C) and of products or gradients
-// (tiles, O), and one tile's patch and output values.
+// What each thread working on a convolution's chunks keeps, in its
+// workspace: the chunk's planes of transformed inputs (tiles, C) and of
+// products or gradients (tiles, O), and one tile's patch and output values.
 template <class T>
 struct chunk_scratch {
-    std::unique_ptr<T[]> inputs, products;
-    std::vector<T> patch, values;
+    T* inputs;
+    T* products;
+    std::span<T> patch;
+    std::span<T> values;
 };
 
 // One convolution's tiling: each image's output in m x m tiles, each read
@@ -147,11 +150,10 @@ struct winograd_plan {
     void for_each_chunk(Work work) const
     {
         on_threads(workers, [&](std::size_t worker) {
-            chunk_scratch<T> mine;
-            mine.inputs.reset(new T[points() * inputs_plane]);
-            mine.products.reset(new T[points() * products_plane]);
-            mine.patch.resize(points() * g.c);
-            mine.values.resize(m * m * g.o);
+            workspace scratch;
+            chunk_scratch<T> mine{scratch.take<T>(points() * inputs_plane), scratch.take<T>(points() * products_plane),
+                                  {scratch.take<T>(points() * g.c), points() * g.c},
+                                  {scratch.take<T>(m * m * g.o), m * m * g.o}};
             for (std::size_t first = worker * chunk; first < g.n; first += workers * chunk) {
                 work(worker, mine, first, std::min(chunk, g.n - first));
             }
@@ -228,35 +230,36 @@ struct winograd_plan {
         winograd_transform(output_back, values, row_stride, g.o, planes + at * g.o, tile * products_plane,
                            products_plane, g.o);
     }
-    // G g G^T: the filters (r, r, C, O) to a plane of (C, O) per point.
-    [[nodiscard]] std::vector<T> transform_filters(const T* filters) const
+    // G g G^T: the filters (r, r, C, O) to a plane of (C, O) per point, in
+    // `planes` (points() * C * O values).
+    void transform_filters(const T* filters, T* planes) const
     {
         const std::size_t block = g.c * g.o;
-        std::vector<T> scratch(tile * r * block);
-        std::vector<T> planes(points() * block);
-        combine_rows(filter.values.data(), tile, r, filters, r * block, scratch.data(), r * block, r * block);
+        workspace room;
+        T* const rows = room.take<T>(tile * r * block);
+        combine_rows(filter.values.data(), tile, r, filters, r * block, rows, r * block, r * block);
         for (std::size_t xi = 0; xi < tile; ++xi) {
-            combine_rows(filter.values.data(), tile, r, scratch.data() + xi * r * block, block,
-                         planes.data() + xi * tile * block, block, block);
+            combine_rows(filter.values.data(), tile, r, rows + xi * r * block, block, planes + xi * tile * block,
+                         block, block);
         }
-        return planes;
     }
     // Its adjoint: the planes of (C, O) to filters (r, r, C, O).
     void transform_filters_back(const T* planes, T* filters) const
     {
         const std::size_t block = g.c * g.o;
-        std::vector<T> scratch(tile * r * block);
+        workspace room;
+        T* const rows = room.take<T>(tile * r * block);
         for (std::size_t xi = 0; xi < tile; ++xi) {
-            combine_rows(filter.transposed.data(), r, tile, planes + xi * tile * block, block,
-                         scratch.data() + xi * r * block, block, block);
+            combine_rows(filter.transposed.data(), r, tile, planes + xi * tile * block, block, rows + xi * r * block,
+                         block, block);
         }
-        combine_rows(filter.transposed.data(), r, tile, scratch.data(), r * block, filters, r * block, r * block);
+        combine_rows(filter.transposed.data(), r, tile, rows, r * block, filters, r * block, r * block);
     }
 
     // The transformed input patches of images first..first + count: a plane
     // of (tiles, C) per point.
     void transform_inputs(const T* input_values, std::size_t first, std::size_t count, T* planes,
-                          std::vector<T>& patch) const
+                          std::span<T> patch) const
     {
         const std::size_t c = g.c;
         for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
@@ -281,7 +284,7 @@ struct winograd_plan {
 
     // The transformed output gradients of images first..first + count: a
     // plane of (tiles, O) per point, zero beyond the output's edge.
-    void transform_grads(const T* grad, std::size_t first, std::size_t count, T* planes, std::vector<T>& values) const
+    void transform_grads(const T* grad, std::size_t first, std::size_t count, T* planes, std::span<T> values) const
     {
         const std::size_t o = g.o;
         for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
@@ -307,23 +310,25 @@ template <class T>
 void winograd_conv2d(const conv_geometry& g, const T* input, const T* filters, T* out)
 {
     const winograd_plan<T> plan(g);
-    const std::vector<T> weights = plan.transform_filters(filters);
+    workspace room;
+    T* const weights = room.take<T>(plan.points() * g.c * g.o);
+    plan.transform_filters(filters, weights);
     plan.for_each_chunk([&](std::size_t, chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
         const std::size_t tiles = count * plan.tiles();
-        plan.transform_inputs(input, first, count, scratch.inputs.get(), scratch.patch);
+        plan.transform_inputs(input, first, count, scratch.inputs, scratch.patch);
         for (std::size_t p = 0; p < plan.points(); ++p) {
-            gemm(scratch.inputs.get() + p * plan.inputs_plane, g.c, false, weights.data() + p * g.c * g.o, g.o, false,
-                 scratch.products.get() + p * plan.products_plane, tiles, g.o, g.c);
+            gemm(scratch.inputs + p * plan.inputs_plane, g.c, false, weights + p * g.c * g.o, g.o, false,
+                 scratch.products + p * plan.products_plane, tiles, g.o, g.c);
         }
         plan.for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
             const std::size_t rows_inside = std::min(plan.m, g.oh - ty * plan.m);
             const std::size_t columns_inside = std::min(plan.m, g.ow - tx * plan.m);
             T* corner = out + ((image * g.oh + ty * plan.m) * g.ow + tx * plan.m) * g.o;
             if (rows_inside == plan.m && columns_inside == plan.m) {
-                plan.transform_output(scratch.products.get(), at, corner, g.ow * g.o);
+                plan.transform_output(scratch.products, at, corner, g.ow * g.o);
                 return;
             }
-            plan.transform_output(scratch.products.get(), at, scratch.values.data(), plan.m * g.o);
+            plan.transform_output(scratch.products, at, scratch.values.data(), plan.m * g.o);
             for (std::size_t i = 0; i < rows_inside; ++i) {
                 std::copy_n(scratch.values.data() + i * plan.m * g.o, columns_inside * g.o, corner + i * g.ow * g.o);
             }
@@ -336,17 +341,19 @@ template <class T>
 void winograd_conv2d_transpose(const conv_geometry& g, const T* grad, const T* filters, T* out)
 {
     const winograd_plan<T> plan(g);
-    const std::vector<T> weights = plan.transform_filters(filters);
+    workspace room;
+    T* const weights = room.take<T>(plan.points() * g.c * g.o);
+    plan.transform_filters(filters, weights);
     std::fill_n(out, g.n * g.h * g.w * g.c, T(0));
     plan.for_each_chunk([&](std::size_t, chunk_scratch<T>& scratch, std::size_t first, std::size_t count) {
         const std::size_t tiles = count * plan.tiles();
-        plan.transform_grads(grad, first, count, scratch.products.get(), scratch.values);
+        plan.transform_grads(grad, first, count, scratch.products, scratch.values);
         for (std::size_t p = 0; p < plan.points(); ++p) {
-            gemm(scratch.products.get() + p * plan.products_plane, g.o, false, weights.data() + p * g.c * g.o, g.o, true,
-                 scratch.inputs.get() + p * plan.inputs_plane, tiles, g.c, g.o);
+            gemm(scratch.products + p * plan.products_plane, g.o, false, weights + p * g.c * g.o, g.o, true,
+                 scratch.inputs + p * plan.inputs_plane, tiles, g.c, g.o);
         }
         plan.for_each_tile(first, count, [&](std::size_t at, std::size_t image, std::size_t ty, std::size_t tx) {
-            plan.transform_input_back(scratch.inputs.get(), at, scratch.patch.data());
+            plan.transform_input_back(scratch.inputs, at, scratch.patch.data());
             const auto inside = plan.patch_window(ty, tx);
             for (std::size_t y = inside.y_first; y < inside.y_last; ++y) {
                 const std::size_t row = std::size_t(inside.top + std::ptrdiff_t(y));
@@ -364,20 +371,23 @@ template <class T>
 void winograd_filter_gradient(const conv_geometry& g, const T* input, const T* grad, T* out)
 {
     const winograd_plan<T> plan(g);
-    std::vector<T> total(plan.points() * g.c * g.o, T(0));
-    thread_sums<T> sums(total.data(), total.size(), plan.workers);
+    const std::size_t planes = plan.points() * g.c * g.o;
+    workspace room;
+    T* const total = room.take<T>(planes);
+    std::fill_n(total, planes, T(0));
+    thread_sums<T> sums(total, planes, plan.workers);
     plan.for_each_chunk([&](std::size_t worker, chunk_scratch<T>& mine, std::size_t first, std::size_t count) {
         const std::size_t tiles = count * plan.tiles();
         T* sum = sums.of(worker);
-        plan.transform_inputs(input, first, count, mine.inputs.get(), mine.patch);
-        plan.transform_grads(grad, first, count, mine.products.get(), mine.values);
+        plan.transform_inputs(input, first, count, mine.inputs, mine.patch);
+        plan.transform_grads(grad, first, count, mine.products, mine.values);
         for (std::size_t p = 0; p < plan.points(); ++p) {
-            gemm(mine.inputs.get() + p * plan.inputs_plane, g.c, true, mine.products.get() + p * plan.products_plane,
-                 g.o, false, sum + p * g.c * g.o, g.c, g.o, tiles, T(1));
+            gemm(mine.inputs + p * plan.inputs_plane, g.c, true, mine.products + p * plan.products_plane, g.o, false,
+                 sum + p * g.c * g.o, g.c, g.o, tiles, T(1));
         }
     });
     sums.add_up();
-    plan.transform_filters_back(total.data(), out);
+    plan.transform_filters_back(total, out);
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
