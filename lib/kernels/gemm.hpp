@@ -27,11 +27,24 @@ void gemm(const T* a, std::size_t a_cols, bool transpose_a, const T* b, std::siz
           std::size_t m, std::size_t n, std::size_t k, T beta = T(0))
 {
     if (m * n * k <= small_product) {
-        // One dot product per element of c, summed over k in order.
+        // Each element of c summed over k in order, from 0.
         const std::size_t a_row = transpose_a ? 1 : a_cols;
         const std::size_t a_step = transpose_a ? a_cols : 1;
         const std::size_t b_column = transpose_b ? b_cols : 1;
         const std::size_t b_step = transpose_b ? 1 : b_cols;
+        if (n == 1 && beta == T(0) && k < m) {
+            // A matrix times a vector of few elements: the loop over c's
+            // elements innermost, so that it, not k, is the long one.
+            std::fill_n(c, m, T(0));
+            for (std::size_t p = 0; p < k; ++p) {
+                const T scale = b[p * b_step];
+                const T* column = a + p * a_step;
+                for (std::size_t i = 0; i < m; ++i) {
+                    c[i] += column[i * a_row] * scale;
+                }
+            }
+            return;
+        }
         for (std::size_t i = 0; i < m; ++i) {
             for (std::size_t j = 0; j < n; ++j) {
                 const T* x = a + i * a_row;

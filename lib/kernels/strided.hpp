@@ -126,6 +126,15 @@ void broadcast_into(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray
         kernel.same(pa, pb, po, out.size());
         return;
     }
+    // One operand a single element (a scalar, a loss's gradient): one run.
+    if (b.size() == 1 && a.size() == out.size()) {
+        kernel.scalar_right(pa, *pb, po, out.size());
+        return;
+    }
+    if (a.size() == 1 && b.size() == out.size()) {
+        kernel.scalar_left(*pa, pb, po, out.size());
+        return;
+    }
     const std::array strides{broadcast_strides(a.shape(), out.shape()),
                              broadcast_strides(b.shape(), out.shape())};
     for_each_run(out.shape(), strides,
