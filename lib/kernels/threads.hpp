@@ -16,9 +16,16 @@
 
 namespace gradtape::detail {
 
-// How many threads on_threads has started besides the callers', over the
+// How many workers on_threads has run besides the callers', over the
 // process's life: what a test reads to see that work was shared.
 std::atomic<std::size_t>& threads_started();
+
+// Runs job(context, worker) for workers 1..workers - 1 on the library's
+// threads, made once and kept, while the caller runs worker 0; returns once
+// all have finished. False, with nothing run, when another call is using
+// them (a second thread's, or a job's own): the caller then starts threads
+// of its own.
+bool run_on_pool(std::size_t workers, void (*job)(void*, std::size_t), void* context);
 
 // Calls work(worker) for workers 0..workers - 1, each on a thread of its
 // own, worker 0 on this one. An exception on any thread is rethrown here once
@@ -31,18 +38,19 @@ void on_threads(std::size_t workers, Work work)
         return;
     }
     std::vector<std::exception_ptr> failures(workers);
-    const auto run = [&](std::size_t worker) {
+    auto run = [&](std::size_t worker) {
         try {
             work(worker);
         } catch (...) {
             failures[worker] = std::current_exception();
         }
     };
-    {
+    threads_started().fetch_add(workers - 1, std::memory_order_relaxed);
+    const auto job = [](void* context, std::size_t worker) { (*static_cast<decltype(run)*>(context))(worker); };
+    if (!run_on_pool(workers, job, &run)) {
         std::vector<std::jthread> threads;
         for (std::size_t worker = 1; worker < workers; ++worker) {
             threads.emplace_back(run, worker);
-            threads_started().fetch_add(1, std::memory_order_relaxed);
         }
         run(0);
     }
