@@ -1,8 +1,6 @@
 // gradtape's benchmarks: medians of repeated runs and their ratios, measured
 // in one run of this program. Run with `meson compile -C build bench_1_thread`
 // (or bench_2_threads), or directly: bench [threads]. Never part of the unit tests.
-#include <atomic>
-#include <cerrno>
 #include <cstdio>
 #include <array>
 #include <utility>
@@ -17,57 +15,12 @@
 #include <gradtape/gradtape.hpp>
 
 #include "../../samples/tutorial_data.hpp"
+#include "../fuzz/allocation_meter.hpp"
 #include "commit.hpp"
 #include "harness.hpp"
 #if GRADTAPE_BENCH_LIBTORCH
 #include "libtorch.hpp"
 #endif
-
-// Every heap allocation of the process, counted while `counting_allocations`
-// is set: the bench's allocation rows count what neither the tensor cache
-// nor anything else may allocate in a replay.
-extern "C" void* __libc_malloc(std::size_t);
-extern "C" void* __libc_calloc(std::size_t, std::size_t);
-extern "C" void* __libc_realloc(void*, std::size_t);
-extern "C" void* __libc_memalign(std::size_t, std::size_t);
-
-namespace {
-std::atomic<bool> counting_allocations{false};
-std::atomic<std::uint64_t> allocations_counted{0};
-void count_allocation()
-{
-    if (counting_allocations.load(std::memory_order_relaxed)) {
-        allocations_counted.fetch_add(1, std::memory_order_relaxed);
-    }
-}
-}  // namespace
-
-extern "C" void* malloc(std::size_t size)
-{
-    count_allocation();
-    return __libc_malloc(size);
-}
-extern "C" void* calloc(std::size_t count, std::size_t size)
-{
-    count_allocation();
-    return __libc_calloc(count, size);
-}
-extern "C" void* realloc(void* block, std::size_t size)
-{
-    count_allocation();
-    return __libc_realloc(block, size);
-}
-extern "C" int posix_memalign(void** block, std::size_t alignment, std::size_t size)
-{
-    count_allocation();
-    *block = __libc_memalign(alignment, size);
-    return *block ? 0 : ENOMEM;
-}
-extern "C" void* aligned_alloc(std::size_t alignment, std::size_t size)
-{
-    count_allocation();
-    return __libc_memalign(alignment, size);
-}
 
 namespace gt = gradtape;
 using bench::median_ns;
@@ -190,20 +143,18 @@ double tutorial_by_hand_ns(const tutorial::data& data)
 }
 
 // Allocations per call of `run`, over `calls` calls after two: heap blocks
-// (malloc and its kin) and tensor blocks (the cache's count).
+// (malloc and its kin, allocation_meter) and tensor blocks (the cache's count).
 template <class Run>
 double allocations_per_call(Run&& run, int calls)
 {
     run();
     run();
     const std::uint64_t tensors = gt::memory_info().allocations;
-    allocations_counted = 0;
-    counting_allocations = true;
+    const std::uint64_t heap = allocation_meter::blocks();
     for (int i = 0; i < calls; ++i) {
         run();
     }
-    counting_allocations = false;
-    return double(allocations_counted + gt::memory_info().allocations - tensors) / calls;
+    return double(allocation_meter::blocks() - heap + gt::memory_info().allocations - tensors) / calls;
 }
 
 // 3. One MLP training step: batch 128, 784-256-10, relu, sparse softmax cross-entropy, SGD.

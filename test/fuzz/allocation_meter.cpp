@@ -16,6 +16,10 @@ std::size_t peak_growth()
 {
     return 0;
 }
+std::uint64_t blocks()
+{
+    return 0;
+}
 }  // namespace allocation_meter
 
 #else
@@ -40,10 +44,12 @@ namespace {
 std::atomic<std::ptrdiff_t> held{0};
 std::atomic<std::ptrdiff_t> peak{0};
 std::atomic<std::ptrdiff_t> base{0};
+std::atomic<std::uint64_t> handed_out{0};
 
 void* counted(void* memory)
 {
     if (memory != nullptr) {
+        handed_out.fetch_add(1, std::memory_order_relaxed);
         const auto size = std::ptrdiff_t(malloc_usable_size(memory));
         const std::ptrdiff_t now = held.fetch_add(size) + size;
         for (std::ptrdiff_t seen = peak.load(); now > seen && !peak.compare_exchange_weak(seen, now);) {
@@ -130,6 +136,11 @@ void reset()
     peak = base.load();
     gradtape::reset_peak_memory();
     tensor_base = gradtape::memory_info().current_bytes;
+}
+
+std::uint64_t blocks()
+{
+    return handed_out.load();
 }
 
 std::size_t peak_growth()
