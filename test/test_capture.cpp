@@ -584,3 +584,15 @@ TEST_CASE("indices computed beside the op contract refuse the capture", "[captur
     REQUIRE_THROWS_AS(best(gt::ones<float>({4})), gt::capture_error);
     REQUIRE(ranked.signatures() + best.signatures() == 0);
 }
+
+TEST_CASE("a variable passed as an argument is read at each call, not bound", "[capture]")
+{
+    gt::Variable first(gt::fill<float>({2}, 1.0f), "first");
+    gt::Variable second(gt::fill<float>({2}, 5.0f), "second");
+    auto doubled = gt::capture([&](const Tensor& x) { return x + first; });
+    REQUIRE((doubled(first).value() == xt::xarray<float>{2, 2}));
+    REQUIRE((doubled(second).value() == xt::xarray<float>{6, 6}));
+    first.assign(gt::fill<float>({2}, 3.0f));
+    REQUIRE((doubled(second).value() == xt::xarray<float>{8, 8}));
+    REQUIRE(doubled.signatures() == 1);
+}

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <mutex>
 #include <ostream>
@@ -53,6 +55,15 @@ struct slot_info {
     std::source_location origin;
     std::string variable;
 };
+
+std::size_t bytes_of(const slot_info& info)
+{
+    std::size_t count = 1;
+    for (std::size_t dim : info.shape) {
+        count *= dim;
+    }
+    return count * info.element_size;
+}
 
 template <dtype T>
 replay_slot fresh_node(const shape_type& shape)
@@ -151,13 +162,16 @@ public:
     capture_session(const capture_session&) = delete;
     capture_session& operator=(const capture_session&) = delete;
 
+    // A new slot for `node`; `found` says whether later lookups of the node find it.
     template <dtype T>
-    slot_index new_slot(const std::shared_ptr<tensor_node<T>>& node, slot_kind kind)
+    slot_index new_slot(const std::shared_ptr<tensor_node<T>>& node, slot_kind kind, bool found = true)
     {
         const auto index = slot_index(rec.slots.size());
         rec.slots.push_back(node);
         rec.info.push_back({kind, dtype_name<T>(), node->value.shape(), sizeof(T), fresh_node<T>, {}, {}, {}});
-        slots_of[node.get()] = index;
+        if (found) {
+            slots_of[node.get()] = index;
+        }
         return index;
     }
 
@@ -216,13 +230,15 @@ capture_session* active_capture() noexcept
 
 template <dtype T>
 slot_index input_slot(capture_session& session, const std::shared_ptr<tensor_node<T>>& node, std::string_view op,
-                      const std::source_location& site)
+                      const std::source_location& site, bool read_from_variable)
 {
-    if (const auto found = session.slots_of.find(node.get()); found != session.slots_of.end()) {
+    const auto found = session.slots_of.find(node.get());
+    const bool argument = found != session.slots_of.end() && session.rec.info[found->second].kind == slot_kind::argument;
+    if (found != session.slots_of.end() && !(argument && read_from_variable)) {
         return found->second;
     }
     if (const auto read = session.variable_reads.find(node.get()); read != session.variable_reads.end()) {
-        const slot_index slot = session.new_slot(node, slot_kind::variable_read);
+        const slot_index slot = session.new_slot(node, slot_kind::variable_read, !argument);
         session.rec.info[slot].variable = read->second.name;
         session.rec.steps.push_back(read->second.step(read->second.storage, slot));
         return slot;
@@ -272,8 +288,13 @@ void note_variable_read(const tensor_node<T>& storage, const std::shared_ptr<ten
     if (!session) {
         return;
     }
+    // A value passed as an argument stays the argument where it is used as
+    // one; where a step reads it from the variable, input_slot is told.
+    if (const auto found = session->slots_of.find(current.get());
+        found != session->slots_of.end() && session->rec.info[found->second].kind != slot_kind::argument) {
+        session->slots_of.erase(found);
+    }
     // Held for the session, so that no other tensor takes the address while it records.
-    session->slots_of.erase(current.get());
     session->variable_reads.insert_or_assign(
         current.get(), capture_session::variable_read{current, make_read_step<T>, &storage, storage.variable->name});
 }
@@ -386,11 +407,9 @@ std::string argument_type_name(const char* type, std::uint64_t bits)
     if (name == typeid(unsigned long).name()) {
         return std::to_string(as(0UL));
     }
-    return "0x" + [&] {
-        char text[17];
-        std::snprintf(text, sizeof(text), "%llx", static_cast<unsigned long long>(bits));
-        return std::string(text);
-    }();
+    char text[19];
+    std::snprintf(text, sizeof(text), "0x%llx", static_cast<unsigned long long>(bits));
+    return text;
 }
 
 // A signature's words: for each tensor argument its tag, dtype, the first
@@ -605,7 +624,7 @@ capture_call::action capture_call::begin()
             return action::replay;
         }
     }
-    const std::string signature = describe_signature(state_.key);
+    std::string signature = describe_signature(state_.key);
     if (state_.recordings.size() >= state_.options.max_signatures) {
         if (!state_.warned) {
             state_.warned = true;
@@ -646,7 +665,7 @@ void capture_call::output(const basic_tensor<T>& tensor)
 {
     recording& rec = *state_.pending;
     const auto node = read(tensor_access::node(tensor));
-    rec.outputs.push_back(input_slot(*state_.session, node, "capture", state_.site));
+    rec.outputs.push_back(input_slot(*state_.session, node, "capture", state_.site, false));
     rec.output_renewals.push_back(renew_id<T>);
 }
 
@@ -697,16 +716,8 @@ void print_captures(std::ostream& out, const capture_state& state)
         << (state.recordings.size() == 1 ? " signature" : " signatures") << ">\n";
     for (const auto& rec : state.recordings) {
         std::size_t held = 0;
-        for (std::size_t slot = 0; slot < rec->slots.size(); ++slot) {
-            if (rec->info[slot].kind == slot_kind::computed) {
-                held += rec->info[slot].element_size * [&] {
-                    std::size_t count = 1;
-                    for (std::size_t dim : rec->info[slot].shape) {
-                        count *= dim;
-                    }
-                    return count;
-                }();
-            }
+        for (slot_index slot : rec->computed) {
+            held += bytes_of(rec->info[slot]);
         }
         out << "signature " << rec->signature << ": " << rec->steps.size() << " steps, " << format_bytes(held)
             << " of buffers, replayed " << with_thousands(rec->replays) << " times\n";
@@ -733,13 +744,7 @@ void print_captures(std::ostream& out, const capture_state& state)
             for (slot_index slot : step.writes) {
                 out << " -> " << describe(slot);
                 if (rec->info[slot].kind == slot_kind::computed) {
-                    out << " (" << format_bytes(rec->info[slot].element_size * [&] {
-                        std::size_t count = 1;
-                        for (std::size_t dim : rec->info[slot].shape) {
-                            count *= dim;
-                        }
-                        return count;
-                    }()) << ")";
+                    out << " (" << format_bytes(bytes_of(rec->info[slot])) << ")";
                 }
             }
             if (step.name != "read") {
@@ -756,7 +761,7 @@ void print_captures(std::ostream& out, const capture_state& state)
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template slot_index input_slot(capture_session&, const std::shared_ptr<tensor_node<T>>&, std::string_view,      \
-                                   const std::source_location&);                                                    \
+                                   const std::source_location&, bool);                                              \
     template slot_index output_slot(capture_session&, const std::shared_ptr<tensor_node<T>>&);                      \
     template void note_variable_read(const tensor_node<T>&, const std::shared_ptr<tensor_node<T>>&);                \
     template void note_random_draw(const std::shared_ptr<tensor_node<T>>&, std::string_view,                        \

@@ -81,12 +81,13 @@ index_array share_indices(const xt::xarray<std::int64_t>& indices);
 capture_session* active_capture() noexcept;
 
 // The slot of a tensor a step reads: a value an earlier step computed, an
-// argument, a variable read (taken again at each replay by a step added here)
-// or a constant. Throws capture_error for a random draw (Note [Reads while
-// capturing]), naming `op` and `site`.
+// argument, a variable read (taken again at each replay by a step added here;
+// `read_from_variable` when the step read the node from a variable, which
+// may also be what an argument holds) or a constant. Throws capture_error for
+// a random draw (Note [Reads while capturing]), naming `op` and `site`.
 template <dtype T>
 slot_index input_slot(capture_session& session, const std::shared_ptr<tensor_node<T>>& node, std::string_view op,
-                      const std::source_location& site);
+                      const std::source_location& site, bool read_from_variable);
 // The slot of a tensor a step computes.
 template <dtype T>
 slot_index output_slot(capture_session& session, const std::shared_ptr<tensor_node<T>>& node);

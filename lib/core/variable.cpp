@@ -95,7 +95,8 @@ void write_checked(const basic_variable<T>& variable, const basic_tensor<T>& val
         auto step = std::make_unique<recorded_assign<T>>(variable, kind);
         step->name = op;
         step->site = site;
-        step->value = detail::input_slot(*session, detail::read(detail::tensor_access::node(value)), op, site);
+        const auto& given = detail::tensor_access::node(value);
+        step->value = detail::input_slot(*session, detail::read(given), op, site, given->is_variable_storage);
         step->reads.push_back(step->value);
         detail::add_step(*session, std::move(step));
     }

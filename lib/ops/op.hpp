@@ -263,13 +263,13 @@ struct op_step final : replay_step {
 
 template <class Op, class Plan, std::size_t N>
 void capture_op(capture_session& session, const Op& op, const std::source_location& site, Plan plan,
-                const std::array<basic_tensor<input_dtype_t<Op>>, N>& inputs,
+                const std::array<basic_tensor<input_dtype_t<Op>>, N>& inputs, const std::array<bool, N>& of_variables,
                 const basic_tensor<typename Op::value_type>& result, std::shared_ptr<xt::xarray<std::int64_t>> routes)
 {
     auto step = std::make_unique<op_step<Op, Plan, N>>(op, std::move(plan));
     step->name = Op::name;
     for (std::size_t i = 0; i < N; ++i) {
-        step->inputs[i] = input_slot(session, tensor_access::node(inputs[i]), Op::name, site);
+        step->inputs[i] = input_slot(session, tensor_access::node(inputs[i]), Op::name, site, of_variables[i]);
         step->reads.push_back(step->inputs[i]);
     }
     step->output = output_slot(session, tensor_access::node(result));
@@ -319,10 +319,11 @@ std::pair<basic_tensor<typename Op::value_type>, routes_type> apply_routed(const
             read);
         if (capture_session* session = active_capture()) [[unlikely]] {
             basic_tensor<T> result = record(op, site, tensor_access::adopt(std::move(node)), std::array(read), routes);
+            const std::array<bool, sizeof...(Inputs)> of_variables{tensor_access::node(inputs)->is_variable_storage...};
             if constexpr (has_plan) {
-                capture_op(*session, op, site, planned, read, result, routes);
+                capture_op(*session, op, site, planned, read, of_variables, result, routes);
             } else {
-                capture_op(*session, op, site, no_plan{}, read, result, routes);
+                capture_op(*session, op, site, no_plan{}, read, of_variables, result, routes);
             }
             return {std::move(result), std::move(routes)};
         }
@@ -410,7 +411,7 @@ void capture_list_op(capture_session& session, const Op& op, const std::source_l
     step->name = Op::name;
     step->site = site;
     for (const auto& input : inputs) {
-        step->inputs.push_back(input_slot(session, tensor_access::node(input), Op::name, site));
+        step->inputs.push_back(input_slot(session, tensor_access::node(input), Op::name, site, false));
     }
     step->reads = step->inputs;
     step->values.resize(inputs.size());

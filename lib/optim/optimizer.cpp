@@ -121,7 +121,8 @@ void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
     if (session) [[unlikely]] {
         auto step = std::make_unique<recorded_update<T>>(*this, variables, site);
         for (const auto& gradient : gradients) {
-            step->gradients.push_back(detail::input_slot(*session, detail::tensor_access::node(gradient), op, site));
+            step->gradients.push_back(
+                detail::input_slot(*session, detail::tensor_access::node(gradient), op, site, false));
         }
         step->reads = step->gradients;
         detail::add_step(*session, std::move(step));
