@@ -28,7 +28,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <source_location>
@@ -61,7 +60,7 @@ class capture_state;
 // One call of a captured function: its signature, then what it does.
 class capture_call {
 public:
-    capture_call(const std::shared_ptr<capture_state>& state);
+    explicit capture_call(const std::shared_ptr<capture_state>& state);
     ~capture_call();
     capture_call(const capture_call&) = delete;
     capture_call& operator=(const capture_call&) = delete;
