@@ -52,8 +52,9 @@ public:
 };
 
 // A captured function (capture.hpp) asked to do what a replay could not
-// repeat (read a value it computed, write a variable other than through an
-// optimizer), or called in a way it does not support. Nothing is recorded.
+// repeat (read a value it computed, write a variable other than by an
+// optimizer or assign*), or called in a way it does not support. Nothing is
+// recorded.
 class capture_error : public error {
 public:
     using error::error;

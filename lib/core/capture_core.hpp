@@ -31,8 +31,9 @@ namespace gradtape::detail {
 //   (a kernel's, an update's) go through tensor_access::value;
 // - a random draw is refused where a step reads it (a replay would repeat
 //   the capturing call's draws), but may still initialize a variable;
-// - a variable is written only by an optimizer's update, which records a
-//   step that calls the optimizer again at every replay.
+// - a variable is written only by an optimizer's update or assign*, which
+//   record a step that does the write again at every replay; and the ops
+//   that draw (dropout's mask) draw when their kernel runs.
 // Tensors from outside the function, and those it makes from no value a
 // replay changes (zeros, a literal), are constants: kept as they were.
 
@@ -105,8 +106,9 @@ void note_random_draw(const std::shared_ptr<tensor_node<T>>& node, std::string_v
 // signature is captured (a replay would reuse the one made then).
 void note_variable_made(const variable_info& variable);
 
-// While it lives, this thread's writes to variables are the one an update
-// step records (Note [Reads while capturing]).
+// While it lives, this thread's writes to variables are the ones a step
+// just recorded (an update's, an assign's), and its reads of values are that
+// step's own (Note [Reads while capturing]).
 class recorded_write {
 public:
     explicit recorded_write(capture_session* session);

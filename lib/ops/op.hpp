@@ -59,17 +59,24 @@ void store_gradient(any_tensor& slot, Gradient&& gradient)
 //       forward then also writes, for each output element, the flat index of
 //       the input element it took (its routes), and its backward reads them as
 //       args.routes;
+//   static constexpr bool recorded = false;  only for an op no gradient
+//       flows through (a mask, stop_gradient, dropout's draws), which then
+//       has no backward: no tape records it, but a capture replays it;
 //   std::array<basic_tensor<U>, N> backward(const backward_args<T, N, U>& args) const;
 //       the gradient of each input that args.needed asks for (undefined
 //       otherwise), written with gradtape ops so that an outer tape records
 //       it. A gradient may keep the dimensions broadcasting added: the core
 //       sums them away and checks the result against the input (tape.cpp).
 //
-// apply() runs them in that order, then record(). An op of a list of inputs
-// (concat) takes spans and returns a vector, through apply_list(); an op
-// whose value comes from elsewhere (custom_gradient) calls record_list()
+// apply() runs them in that order, then record(), and while a capture
+// records (capture.hpp) adds the kernel as a replay step. An op of a list of
+// inputs (concat) takes spans and returns a vector, through apply_list(); an
+// op whose value comes from elsewhere (custom_gradient) calls record_list()
 // itself. Everything a backward rule reads is an attribute, a saved tensor or
-// the routes: nothing is kept in the op object by its forward.
+// the routes: nothing is kept in the op object by its forward. A kernel reads
+// only its inputs and attributes, and a replay runs it on new inputs with
+// the attributes it had: an attribute holds no value of the data, but for
+// integer indices shared through share_indices (core/capture_core.hpp).
 enum class saved : unsigned { nothing = 0, inputs = 1, output = 2, inputs_and_output = 3 };
 
 constexpr bool saves_inputs(saved s)
