@@ -20,7 +20,7 @@ bool same_bits(const xt::xarray<float>& a, const xt::xarray<float>& b)
            });
 }
 
-// The tutorial's step, as its sample writes it.
+// The tutorial's step, through minimize.
 Tensor tutorial_step(gt::SGD& optimizer, const tutorial::data& data, gt::Variable& weights)
 {
     return optimizer.minimize([&] { return gt::l2_loss(gt::matmul(data.input, weights) - data.target); },
