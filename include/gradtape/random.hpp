@@ -53,5 +53,12 @@ template <dtype T = float>
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> he_normal(const shape_type& shape,
                                             std::source_location site = std::source_location::current());
+// A matrix [..., cols] (the leading dimensions taken as rows) whose rows or
+// columns, whichever are fewer, are orthonormal: the Q of a standard normal
+// matrix's QR factors with R's diagonal made positive, as Keras's
+// "orthogonal", the default for recurrent kernels.
+template <dtype T = float>
+[[nodiscard]] basic_tensor<T> orthogonal(const shape_type& shape,
+                                         std::source_location site = std::source_location::current());
 
 }  // namespace gradtape

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <numeric>
 #include <random>
 #include <sstream>
 
@@ -28,6 +30,17 @@ void draw_into(T* out, std::size_t count, Distribution& distribution)
     }
 }
 
+// A capture must know which values were drawn (Note [Reads while capturing]).
+template <dtype T>
+basic_tensor<T> drawn_tensor(xt::xarray<T>&& values, std::string_view op, const std::source_location& site)
+{
+    basic_tensor<T> drawn(std::move(values));
+    if (detail::captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+        detail::note_random_draw(detail::tensor_access::node(drawn), op, site);
+    }
+    return drawn;
+}
+
 template <dtype T, class Distribution>
 basic_tensor<T> draw(std::string_view op, const std::source_location& site, const shape_type& shape,
                      Distribution distribution)
@@ -35,11 +48,7 @@ basic_tensor<T> draw(std::string_view op, const std::source_location& site, cons
     detail::check_allocatable(op, site, shape, sizeof(T));
     auto values = xt::xarray<T>::from_shape(shape);
     draw_into(values.data(), values.size(), distribution);
-    basic_tensor<T> drawn(std::move(values));
-    if (detail::captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {
-        detail::note_random_draw(detail::tensor_access::node(drawn), op, site);
-    }
-    return drawn;
+    return drawn_tensor(std::move(values), op, site);
 }
 
 }  // namespace
@@ -200,6 +209,58 @@ basic_tensor<T> he_normal(const shape_type& shape, std::source_location site)
     return truncated_normal<T>("he_normal", site, shape, std::sqrt(2 / fans_of(shape).in));
 }
 
+// Modified Gram-Schmidt, twice over (once leaves float64 rounding of the
+// order of the condition number), of the columns of a tall normal matrix:
+// the Q of its QR factors with R's diagonal positive, as LAPACK's with the sign fixed.
+template <dtype T>
+basic_tensor<T> orthogonal(const shape_type& shape, std::source_location site)
+{
+    if (shape.size() < 2) {
+        detail::fail<argument_error>("orthogonal", site,
+                                     "needs a shape of rank 2 or more, got " + detail::format_shape(shape));
+    }
+    detail::check_allocatable("orthogonal", site, shape, sizeof(T));
+    const std::size_t cols = shape.back();
+    const std::size_t rows =
+        std::accumulate(shape.begin(), shape.end() - 1, std::size_t(1), std::multiplies<std::size_t>());
+    const std::size_t tall = std::max(rows, cols);
+    const std::size_t wide = std::min(rows, cols);
+    std::vector<double> q(tall * wide);
+    std::normal_distribution<double> normal(0, 1);
+    draw_into(q.data(), q.size(), normal);
+    // q is column-major [tall, wide]: column j at q[j * tall].
+    for (int pass = 0; pass < 2; ++pass) {
+        for (std::size_t j = 0; j < wide; ++j) {
+            double* column = q.data() + j * tall;
+            for (std::size_t k = 0; k < j; ++k) {
+                const double* earlier = q.data() + k * tall;
+                double dot = 0;
+                for (std::size_t i = 0; i < tall; ++i) {
+                    dot += earlier[i] * column[i];
+                }
+                for (std::size_t i = 0; i < tall; ++i) {
+                    column[i] -= dot * earlier[i];
+                }
+            }
+            double norm = 0;
+            for (std::size_t i = 0; i < tall; ++i) {
+                norm += column[i] * column[i];
+            }
+            norm = std::sqrt(norm);
+            for (std::size_t i = 0; i < tall; ++i) {
+                column[i] /= norm;
+            }
+        }
+    }
+    auto values = xt::xarray<T>::from_shape(shape);
+    for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t c = 0; c < cols; ++c) {
+            values.data()[r * cols + c] = T(rows >= cols ? q[c * tall + r] : q[r * tall + c]);
+        }
+    }
+    return drawn_tensor(std::move(values), "orthogonal", site);
+}
+
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> random_normal(const shape_type&, T, T, std::source_location);                          \
     template basic_tensor<T> random_uniform(const shape_type&, T, T, std::source_location);                         \
@@ -207,6 +268,7 @@ basic_tensor<T> he_normal(const shape_type& shape, std::source_location site)
     template basic_tensor<T> glorot_normal(const shape_type&, std::source_location);                                                      \
     template basic_tensor<T> he_uniform(const shape_type&, std::source_location);                                                         \
     template basic_tensor<T> he_normal(const shape_type&, std::source_location);                                   \
+    template basic_tensor<T> orthogonal(const shape_type&, std::source_location);                                  \
     template void detail::draw_uniform(T*, std::size_t, T, T);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
