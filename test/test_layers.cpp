@@ -447,3 +447,215 @@ TEST_CASE("a handle that outlives its model object is refused, not followed", "[
     }();
     REQUIRE_THROWS_WITH(handle(random64({1})), Contains("outlived its model object"));
 }
+
+namespace {
+
+// A layer of one's own: a temperature made in the constructor, a scale per
+// input feature made in make_weights() once the input's width is known.
+class scaled_dense : public gt::Model64 {
+public:
+    explicit scaled_dense(std::size_t units) : gt::Model64("scaled_dense"), dense_(add(gt::Dense64(units))) {}
+    Tensor64 call(const Tensor64& x, bool) override { return dense_(x * *scale_) / temperature_; }
+
+protected:
+    void make_weights(const gt::shape_type& input_shape) override
+    {
+        scale_ = add_weight("scale", {input_shape.back()}, {.initializer = "ones"});
+    }
+
+private:
+    gt::Variable64 temperature_ = add_weight("temperature", {}, {.initializer = "ones"});
+    gt::Dense64 dense_;
+    std::optional<gt::Variable64> scale_;
+};
+
+class holder : public gt::Model64 {
+public:
+    holder() : gt::Model64("holder") {}
+    Tensor64 call(const Tensor64& x, bool) override { return inner_(x); }
+
+private:
+    scaled_dense part_{2};
+    gt::Layer64 inner_ = add(part_);
+};
+
+// Reads dropout's and batch normalization's mode from what they do: dropout
+// zeros some of the 400 outputs only when training, and batch normalization
+// moves its moving mean only when training.
+struct mode_probe {
+    gt::BatchNormalization64 norm;
+    gt::Dropout64 dropout{0.5};
+    gt::Sequential64 model{{norm, dropout}, "probe"};
+    Tensor64 x = random64({100, 4}, 1, 2);
+
+    mode_probe() { model.build(x.shape()); }
+
+    bool dropped(const Tensor64& y) const { return xt::any(xt::equal(y.value(), 0.0)); }
+    // Whether the call trained (both layers agree, or the test fails).
+    bool trained(const std::function<Tensor64()>& call)
+    {
+        const xt::xarray<double> before = norm.variables()[2].value();
+        const Tensor64 y = call();
+        const bool moved = xt::any(xt::not_equal(norm.variables()[2].value(), before));
+        REQUIRE(moved == dropped(y));
+        return moved;
+    }
+};
+
+class passes_nothing : public gt::Model64 {
+public:
+    passes_nothing() : gt::Model64("passes_nothing") {}
+    Tensor64 call(const Tensor64& x, bool) override { return probe_(x); }
+    mode_probe inner;
+
+private:
+    gt::Layer64 probe_ = add(inner.model);
+};
+
+}  // namespace
+
+TEST_CASE("a layer of one's own makes weights that are held, named, trained and listed", "[layers]")
+{
+    gt::set_seed(21);
+    scaled_dense layer(2);
+    REQUIRE(layer.named_variables().size() == 1);
+    const Tensor64 x = random64({4, 3});
+    (void)layer(x);
+    std::vector<std::string> names;
+    for (const auto& [path, variable] : layer.named_variables()) {
+        names.push_back(path);
+        REQUIRE(variable.name() == path);
+    }
+    REQUIRE(names == std::vector<std::string>{"scaled_dense/temperature", "scaled_dense/scale",
+                                              "scaled_dense/dense/kernel", "scaled_dense/dense/bias"});
+    REQUIRE(layer.trainable_variables().size() == 4);
+    REQUIRE_THAT(layer.summary(), Contains("Total params: 12") && Contains("Trainable params: 12"));
+
+    // The step is the gradient's: w - 0.1 dL/dw for the weights of one's own too.
+    const auto loss = [&] { return support::weighted_sum(layer(x)); };
+    std::vector<gt::Variable64> variables = layer.trainable_variables();
+    std::vector<Tensor64> gradients;
+    {
+        gt::GradientTape tape;
+        gradients = tape.gradient(loss(), variables);
+    }
+    std::vector<xt::xarray<double>> before;
+    for (const auto& variable : variables) {
+        before.push_back(variable.value());
+    }
+    gt::SGD optimizer(0.1);
+    (void)optimizer.minimize(loss, layer);
+    for (std::size_t v = 0; v < variables.size(); ++v) {
+        INFO(variables[v].name());
+        REQUIRE(xt::allclose(variables[v].value(), before[v] - 0.1 * gradients[v].value(), 1e-14, 1e-14));
+    }
+
+    // Added to a model, its weights are named by their new place.
+    holder outer;
+    (void)outer(x);
+    REQUIRE(outer.named_variables()[0].first == "holder/scaled_dense/temperature");
+    REQUIRE(outer.named_variables()[0].second.name() == "holder/scaled_dense/temperature");
+}
+
+TEST_CASE("add_weight refuses a taken name, an empty dimension, an unknown initializer and a built model",
+          "[layers][errors]")
+{
+    struct probe : gt::Model64 {
+        probe() : gt::Model64("probe") { (void)add(gt::Dense64(2)); }
+        Tensor64 call(const Tensor64& x, bool) override { return x; }
+        gt::Variable64 weight(const std::string& name, const gt::shape_type& shape, gt::weight_options options = {})
+        {
+            return add_weight(name, shape, options);
+        }
+    };
+    probe model;
+    (void)model.weight("alpha", {2});
+    REQUIRE_THROWS_WITH(model.weight("alpha", {3}),
+                        Contains("add_weight of 'probe'") && Contains("'probe/alpha' is taken") &&
+                            Contains("test_layers.cpp"));
+    REQUIRE_THROWS_WITH(model.weight("dense", {3}), Contains("'probe/dense' is taken"));
+    REQUIRE_THROWS_WITH(model.weight("beta", {2, 0}), Contains("dimensions of 1 or more, got (2, 0)"));
+    REQUIRE_THROWS_WITH(model.weight("beta", {2}, {.initializer = "lecun"}),
+                        Contains("add_weight of 'probe'") && Contains("no initializer is named 'lecun'"));
+    REQUIRE_THROWS_AS(model.weight("beta", {std::size_t(1) << 62, 8}), gt::shape_error);
+    REQUIRE_THROWS_WITH(model.weight("a/b", {1}), Contains("without '/'"));
+    REQUIRE(model.named_variables().size() == 1);
+    (void)model(random64({1, 2}));
+    REQUIRE_THROWS_WITH(model.weight("late", {1}), Contains("the model is built"));
+    REQUIRE(model.named_variables().size() == 1);
+}
+
+TEST_CASE("a refused first call keeps the weights a constructor made and drops those made after", "[layers]")
+{
+    struct refusing : gt::Model64 {
+        refusing() : gt::Model64("refusing") {}
+        Tensor64 call(const Tensor64& x, bool) override { return refuse ? gt::matmul(x, x) : x * *scale; }
+        void make_weights(const gt::shape_type& input_shape) override
+        {
+            scale = add_weight("scale", {input_shape.back()});
+        }
+        gt::Variable64 offset = add_weight("offset", {1}, {.initializer = "zeros"});
+        std::optional<gt::Variable64> scale;
+        bool refuse = true;
+    };
+    refusing layer;
+    REQUIRE_THROWS_AS(layer(random64({4, 3})), gt::shape_error);
+    REQUIRE_FALSE(layer.built());
+    REQUIRE(layer.named_variables().size() == 1);
+    REQUIRE(layer.named_variables()[0].first == "refusing/offset");
+    layer.refuse = false;
+    REQUIRE(layer(random64({4, 3})).shape() == gt::shape_type{4, 3});
+    REQUIRE(layer.named_variables().size() == 2);
+}
+
+TEST_CASE("a layer trains under a tape and infers outside one, unless told otherwise", "[layers]")
+{
+    mode_probe probe;
+    SECTION("outside a tape: inference, unless training is asked for")
+    {
+        REQUIRE_FALSE(probe.trained([&] { return probe.model(probe.x); }));
+        REQUIRE(probe.trained([&] { return probe.model(probe.x, true); }));
+    }
+    SECTION("under a tape: training, unless inference is asked for or recording is paused")
+    {
+        gt::GradientTape tape;
+        REQUIRE(probe.trained([&] { return probe.model(probe.x); }));
+        REQUIRE_FALSE(probe.trained([&] { return probe.model(probe.x, false); }));
+        const auto pause = gt::stop_recording();
+        REQUIRE_FALSE(probe.trained([&] { return probe.model(probe.x); }));
+    }
+    SECTION("inside minimize: training")
+    {
+        gt::Sequential64 model({gt::Dense64(4), probe.model});
+        gt::SGD optimizer(0.01);
+        REQUIRE(probe.trained([&] {
+            Tensor64 y;
+            (void)optimizer.minimize(
+                [&] {
+                    y = model(probe.x);
+                    return gt::reduce_sum(y);
+                },
+                model);
+            return y;
+        }));
+    }
+    SECTION("a model's layers called without the argument take the model's mode")
+    {
+        passes_nothing outer;
+        gt::GradientTape tape;
+        REQUIRE_FALSE(outer.inner.trained([&] { return outer(outer.inner.x, false); }));
+        REQUIRE(outer.inner.trained([&] { return outer(outer.inner.x); }));
+    }
+    SECTION("a captured step trains when it replays")
+    {
+        gt::Sequential64 model({gt::Dense64(4), probe.model});
+        gt::SGD optimizer(0.01);
+        auto step = gt::capture(
+            [&](const Tensor64& x) { return optimizer.minimize([&] { return gt::reduce_sum(model(x)); }, model); });
+        (void)step(probe.x);
+        const xt::xarray<double> before = probe.norm.variables()[2].value();
+        (void)step(probe.x);
+        REQUIRE(xt::any(xt::not_equal(probe.norm.variables()[2].value(), before)));
+        REQUIRE(step.signatures() == 1);
+    }
+}

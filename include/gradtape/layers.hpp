@@ -23,6 +23,20 @@
 // model), which refuses to take the step. A layer builds on its first call:
 // call (or build) it once before threads share it; a call of a built layer
 // writes nothing on it, so threads may then call it at once.
+//
+// A layer with weights of its own derives from Model too, makes them with
+// add_weight (in its constructor, or in make_weights() once the input's
+// shape is known) and reads them in call(); see "Writing a layer" in the README.
+//
+// Training or inference (dropout on or off, batch normalization on the
+// batch's moments or on the moving ones) is decided at each call, in order:
+//   1. the `training` argument, when given;
+//   2. else the mode of the layer call this one runs inside (a model's call()
+//      that calls its layers without the argument passes its own mode on);
+//   3. else training when a GradientTape records on this thread (inside
+//      minimize, a tape of your own, a captured step), inference otherwise.
+// So a step written as the README writes it trains, and evaluation outside a
+// tape does not; pass `false` to run inference under a tape.
 #pragma once
 
 #include <array>
@@ -30,6 +44,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <source_location>
 #include <string>
 #include <utility>
@@ -59,8 +74,9 @@ struct activation {
     std::string name;
 };
 
-// A kernel initializer by Keras's name: "glorot_uniform" (the default),
-// "glorot_normal", "he_uniform", "he_normal" (random.hpp) or "zeros".
+// An initializer by Keras's name: "glorot_uniform" (the default),
+// "glorot_normal", "he_uniform", "he_normal", "orthogonal" (random.hpp),
+// "zeros" or "ones".
 struct initializer {
     initializer(const char* name = "glorot_uniform") : name(name) {}
     initializer(std::string name) : name(std::move(name)) {}
@@ -72,12 +88,12 @@ class basic_layer {
 public:
     using value_type = T;
 
-    // Runs the layer; `training` switches dropout and batch normalization to
-    // their training behaviour. The first call makes the variables from
-    // input's shape (a first call that throws leaves the layer, and the layers
-    // under it that it built, as new); a later input of another shape is a
-    // shape_error naming the layer, the shape it takes and the one given.
-    basic_tensor<T> operator()(const basic_tensor<T>& input, bool training = false,
+    // Runs the layer, training or not as the rule above decides. The first
+    // call makes the variables from input's shape (a first call that throws
+    // leaves the layer, and the layers under it that it built, as new); a
+    // later input of another shape is a shape_error naming the layer, the
+    // shape it takes and the one given.
+    basic_tensor<T> operator()(const basic_tensor<T>& input, std::optional<bool> training = std::nullopt,
                                std::source_location site = std::source_location::current()) const;
 
     // Makes the variables now, for an input of `input_shape` (any batch size).
@@ -108,8 +124,15 @@ protected:
     std::shared_ptr<detail::layer_node<T>> node_;
 };
 
-// A model written as a class: derive, add layers (and other models) as
-// members, and write call(). Not copyable: its layers are part of it.
+struct weight_options {
+    ::gradtape::initializer initializer{"glorot_uniform"};
+    // Trained by optimizers, or kept as state (as moving statistics are).
+    bool trainable = true;
+};
+
+// A model (or a layer of your own) written as a class: derive, add layers
+// (and other models) as members, make weights with add_weight, and write
+// call(). Not copyable: its layers and weights are part of it.
 template <dtype T>
 class basic_model : public basic_layer<T> {
 public:
@@ -118,9 +141,24 @@ public:
     basic_model& operator=(const basic_model&) = delete;
     virtual ~basic_model();
 
+    // `training` is the call's decided mode; layers called in here without
+    // the argument take it.
     virtual basic_tensor<T> call(const basic_tensor<T>& input, bool training) = 0;
 
 protected:
+    // Runs once, before the first call(), with that input's shape: the place
+    // for weights whose shape follows the input's (Keras's build(); here
+    // build() is what every layer offers its users, so the hook has its own name).
+    virtual void make_weights(const shape_type& input_shape);
+
+    // A weight of this model, named by its path ("tempered/temperature"),
+    // held, trained, listed and saved as a layer's variables are. Made in the
+    // constructor or in make_weights(); a name a sibling weight or layer has, a
+    // dimension of zero, a shape too large, an unknown initializer, or a
+    // model already built is an argument_error naming the path, and nothing is added.
+    basic_variable<T> add_weight(const std::string& name, const shape_type& shape, weight_options options = {},
+                                 std::source_location site = std::source_location::current());
+
     // Makes `layer` a part of this model, named uniquely among the others
     // ("dense", "dense_1", ...), and returns it.
     template <class Layer>
@@ -138,6 +176,7 @@ protected:
     }
 
 private:
+    friend struct detail::layer_access;
     void adopt(const basic_layer<T>& layer, const std::source_location& site);
 };
 
@@ -312,7 +351,8 @@ public:
                                std::source_location site = std::source_location::current());
     // query [B, T_q, D], value [B, T_k, D_v], key (default: value) [B, T_k, D_k].
     basic_tensor<T> operator()(const basic_tensor<T>& query, const basic_tensor<T>& value,
-                               const basic_tensor<T>& key, attention_options<T> options, bool training = false,
+                               const basic_tensor<T>& key, attention_options<T> options,
+                               std::optional<bool> training = std::nullopt,
                                std::source_location site = std::source_location::current()) const;
     using basic_layer<T>::operator();
 };

@@ -316,6 +316,11 @@ bool tapes_active()
     return !tapes_gone && !this_thread.active.empty();
 }
 
+bool tape_recording()
+{
+    return tapes_active() && !raised(this_thread.pauses);
+}
+
 }  // namespace detail
 
 GradientTape::GradientTape(tape_options options) : state_(std::make_shared<detail::tape_state>())

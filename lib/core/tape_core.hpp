@@ -203,6 +203,9 @@ private:
 
 // Whether a GradientTape exists on this thread.
 bool tapes_active();
+// Whether a GradientTape of this thread records now (one exists and
+// stop_recording() does not pause them).
+bool tape_recording();
 
 // total += addend, with the ops (so that outer tapes record it); a monostate
 // total takes addend (Note [Core functions made of ops]).

@@ -148,7 +148,7 @@ basic_multi_head_attention<T>::basic_multi_head_attention(std::size_t num_heads,
 template <dtype T>
 basic_tensor<T> basic_multi_head_attention<T>::operator()(const basic_tensor<T>& query, const basic_tensor<T>& value,
                                                           const basic_tensor<T>& key, attention_options<T> options,
-                                                          bool, std::source_location site) const
+                                                          std::optional<bool>, std::source_location site) const
 {
     auto& node = static_cast<multi_head_attention_node<T>&>(*this->node_);
     return node.run_attention(query, value, key.defined() ? key : value, options, site);

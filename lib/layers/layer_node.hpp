@@ -31,6 +31,8 @@
 #include <gradtape/tape.hpp>
 
 #include "core/diagnostics.hpp"
+#include "core/tape_core.hpp"
+#include "core/tensor_access.hpp"
 
 namespace gradtape::detail {
 
@@ -108,22 +110,55 @@ template <dtype T>
 using initializer_function = basic_tensor<T> (*)(const shape_type&, std::source_location);
 
 template <dtype T>
-initializer_function<T> initializer_named(const initializer& chosen, const std::source_location& site)
+initializer_function<T> initializer_named(const initializer& chosen, const std::source_location& site,
+                                          std::string_view caller = "initializer")
 {
     const std::vector<std::pair<std::string_view, initializer_function<T>>> names{
         {"glorot_uniform", &glorot_uniform<T>}, {"glorot_normal", &glorot_normal<T>},
         {"he_uniform", &he_uniform<T>},         {"he_normal", &he_normal<T>},
-        {"zeros", &zeros<T>},
+        {"orthogonal", &orthogonal<T>},         {"zeros", &zeros<T>},
+        {"ones", &ones<T>},
     };
     for (const auto& [name, function] : names) {
         if (name == chosen.name) {
             return function;
         }
     }
-    fail<argument_error>("initializer", site,
-                         "no initializer is named '" + chosen.name +
-                             "' (known: glorot_uniform, glorot_normal, he_uniform, he_normal, zeros)");
+    std::string known;
+    for (const auto& [name, function] : names) {
+        known += (known.empty() ? "" : ", ") + std::string(name);
+    }
+    fail<argument_error>(caller, site, "no initializer is named '" + chosen.name + "' (known: " + known + ")");
 }
+
+// Note [Training mode]
+// The rule layers.hpp states: a call's `training` argument, else the mode of
+// the layer call it runs inside, else whether a tape records on this thread.
+// Each layer run makes its decided mode the one its parts inherit.
+struct layer_call {
+    bool training;
+    const layer_call* outer;
+};
+inline thread_local const layer_call* innermost_layer_call = nullptr;
+
+inline bool decide_training(std::optional<bool> given)
+{
+    if (given) {
+        return *given;
+    }
+    return innermost_layer_call ? innermost_layer_call->training : tape_recording();
+}
+
+class layer_call_scope {
+public:
+    explicit layer_call_scope(bool training) : call_{training, innermost_layer_call} { innermost_layer_call = &call_; }
+    ~layer_call_scope() { innermost_layer_call = call_.outer; }
+    layer_call_scope(const layer_call_scope&) = delete;
+    layer_call_scope& operator=(const layer_call_scope&) = delete;
+
+private:
+    layer_call call_;
+};
 
 template <dtype T>
 class layer_node {
@@ -135,6 +170,7 @@ public:
 
     basic_tensor<T> run(const basic_tensor<T>& input, bool training, const std::source_location& site)
     {
+        const layer_call_scope mode(training);
         return run_checked(
             input.shape(), site, [&] { build(input.shape(), site); },
             [&] { return call(input, training, site); });
@@ -157,11 +193,13 @@ public:
         std::vector<layer_node*> new_nodes;
         collect_unbuilt(new_nodes);
         try {
+            building = true;
             make();
             check(shape, site);
             basic_tensor<T> output = call();
             first_output_shape = output.shape();
             built = true;
+            building = false;
             return output;
         } catch (...) {
             for (layer_node* node : new_nodes) {
@@ -208,8 +246,9 @@ public:
     void unbuild()
     {
         built = false;
+        building = false;
         spec.reset();
-        own.clear();
+        own.erase(own.begin() + std::ptrdiff_t(made_before_build), own.end());
         first_output_shape.clear();
     }
 
@@ -218,7 +257,37 @@ public:
     {
         basic_variable<T> variable(initial, path + "/" + slot, trainable);
         own.emplace_back(slot, variable);
+        if (!built && !building) {
+            made_before_build = own.size();
+        }
         return variable;
+    }
+
+    // A weight a model's own code asks for (basic_model::add_weight): checked
+    // in full before anything is made.
+    basic_variable<T> add_weight(const std::string& slot, const shape_type& shape, const weight_options& options,
+                                 const std::source_location& site)
+    {
+        const std::string who = "add_weight of '" + path + "'";
+        if (built) {
+            fail<argument_error>(who, site,
+                                 "the model is built: make weights in its constructor or in make_weights(), "
+                                 "not after its first call");
+        }
+        if (slot.empty() || slot.find('/') != std::string::npos) {
+            fail<argument_error>(who, site, "a weight's name must be non-empty and without '/', got '" + slot + "'");
+        }
+        const auto same = [&](const auto& entry) { return entry.first == slot; };
+        if (std::ranges::any_of(own, same) || std::ranges::any_of(children, same)) {
+            fail<argument_error>(who, site, "'" + path + "/" + slot + "' is taken by another weight or layer");
+        }
+        if (std::ranges::find(shape, std::size_t(0)) != shape.end()) {
+            fail<argument_error>(who, site, "weight '" + slot + "' needs dimensions of 1 or more, got " +
+                                                format_shape(shape));
+        }
+        check_allocatable(who, site, shape, sizeof(T));
+        const initializer_function<T> initial = initializer_named<T>(options.initializer, site, who);
+        return make_variable(slot, initial(shape, site), options.trainable);
     }
 
     void collect(const std::string& prefix, std::set<const layer_node*>& seen,
@@ -287,6 +356,12 @@ public:
     void repath(const std::string& new_path)
     {
         const std::string old_path = std::exchange(path, new_path);
+        // A weight made in a model's constructor is named before the model
+        // is added anywhere. Its info is made mutable and only shown as const
+        // to readers; a model is put together before it is used, so none reads it now.
+        for (const auto& [slot, variable] : own) {
+            const_cast<variable_info&>(*tensor_access::node(variable)->variable).name = path + "/" + slot;
+        }
         for (const auto& [edge, child] : children) {
             if (child->path == old_path + "/" + edge) {
                 child->repath(path + "/" + edge);
@@ -298,6 +373,11 @@ public:
     std::string path;
     bool adopted = false;
     bool built = false;
+    // In the first call (build() and call()).
+    bool building = false;
+    // How many of `own` were made before the first call (a model's
+    // add_weight in its constructor): a refused first call keeps them.
+    std::size_t made_before_build = 0;
     std::optional<input_spec> spec;
     shape_type first_output_shape;
     std::vector<std::pair<std::string, basic_variable<T>>> own;
@@ -310,6 +390,11 @@ struct layer_access {
     static const std::shared_ptr<layer_node<T>>& node(const basic_layer<T>& layer)
     {
         return layer.node_;
+    }
+    template <dtype T>
+    static void build(basic_model<T>& model, const shape_type& input_shape)
+    {
+        model.make_weights(input_shape);
     }
 };
 

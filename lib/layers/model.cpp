@@ -32,14 +32,21 @@ template <dtype T>
 class model_node final : public layer_node<T> {
 public:
     model_node(std::string name, basic_model<T>* owner) : layer_node<T>(std::move(name)), owner(owner) {}
-    void build(const shape_type&, const std::source_location&) override {}
+    void build(const shape_type& shape, const std::source_location& site) override
+    {
+        detail::layer_access::build(held(site), shape);
+    }
     basic_tensor<T> call(const basic_tensor<T>& input, bool training, const std::source_location& site) override
+    {
+        return held(site).call(input, training);
+    }
+    basic_model<T>& held(const std::source_location& site) const
     {
         if (!owner) {
             detail::fail<argument_error>("model '" + this->path + "'", site,
                                          "is called through a handle that outlived its model object");
         }
-        return owner->call(input, training);
+        return *owner;
     }
     basic_model<T>* owner;
 };
@@ -48,10 +55,10 @@ public:
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> basic_layer<T>::operator()(const basic_tensor<T>& input, bool training,
+basic_tensor<T> basic_layer<T>::operator()(const basic_tensor<T>& input, std::optional<bool> training,
                                            std::source_location site) const
 {
-    return node_->run(input, training, site);
+    return node_->run(input, detail::decide_training(training), site);
 }
 
 template <dtype T>
@@ -144,6 +151,18 @@ template <dtype T>
 basic_model<T>::~basic_model()
 {
     static_cast<model_node<T>&>(*this->node_).owner = nullptr;
+}
+
+template <dtype T>
+void basic_model<T>::make_weights(const shape_type&)
+{
+}
+
+template <dtype T>
+basic_variable<T> basic_model<T>::add_weight(const std::string& name, const shape_type& shape,
+                                             weight_options options, std::source_location site)
+{
+    return this->node_->add_weight(name, shape, options, site);
 }
 
 template <dtype T>
