@@ -357,6 +357,102 @@ public:
     using basic_layer<T>::operator();
 };
 
+// The recurrent layers, as Keras's: an input [batch, time, features] gives
+// the last step's output [batch, units], or every step's [batch, time, units]
+// with return_sequences. The input's product with `kernel` is taken for all
+// steps at once; each step adds the state's product with `recurrent_kernel`.
+struct recurrent_options {
+    ::gradtape::activation activation{"tanh"};
+    // The gates' activation (LSTM and GRU).
+    ::gradtape::activation recurrent_activation{"sigmoid"};
+    bool use_bias = true;
+    initializer kernel_initializer{"glorot_uniform"};
+    initializer recurrent_initializer{"orthogonal"};
+    initializer bias_initializer{"zeros"};
+    // LSTM: the forget gate's bias starts at one.
+    bool unit_forget_bias = true;
+    // GRU: the reset gate scales the recurrent product after it is taken
+    // (Keras 2 and later, cuDNN), with a bias [2, 3 units] (input, recurrent).
+    bool reset_after = true;
+    bool return_sequences = false;
+    // Runs from the last step to the first; the sequence comes out in that order.
+    bool go_backwards = false;
+    // With a mask and return_sequences: zeros at masked steps, rather than
+    // the last unmasked step's output.
+    bool zero_output_for_mask = false;
+    std::string name{};
+};
+
+template <dtype T>
+struct recurrent_inputs {
+    // [batch, time]: non-zero where a step is real. A masked step leaves the
+    // state as it was (padding at either end is skipped).
+    basic_tensor<T> mask{};
+    // The state to start from, each [batch, units]: h, or h and c for an
+    // LSTM (Bidirectional: the forward layer's, then the backward's). Empty: zeros.
+    std::vector<basic_tensor<T>> initial_state{};
+    std::optional<bool> training{};
+};
+
+template <dtype T>
+struct recurrent_result {
+    basic_tensor<T> output;
+    // The final state (Keras's return_state), in initial_state's order.
+    std::vector<basic_tensor<T>> state;
+};
+
+template <dtype T>
+class basic_recurrent_layer : public basic_layer<T> {
+public:
+    using basic_layer<T>::operator();
+    // The output with the final state, from a mask and an initial state.
+    recurrent_result<T> operator()(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs,
+                                   std::source_location site = std::source_location::current()) const;
+
+protected:
+    using basic_layer<T>::basic_layer;
+};
+
+// h = activation(x kernel + h recurrent_kernel + bias).
+template <dtype T>
+class basic_simple_rnn : public basic_recurrent_layer<T> {
+public:
+    explicit basic_simple_rnn(std::size_t units, recurrent_options options = {},
+                              std::source_location site = std::source_location::current());
+};
+// Gates i, f, c, o side by side in kernel [features, 4 units],
+// recurrent_kernel [units, 4 units] and bias [4 units]:
+//   c = f * c + i * activation(z_c),  h = o * activation(c).
+template <dtype T>
+class basic_lstm : public basic_recurrent_layer<T> {
+public:
+    explicit basic_lstm(std::size_t units, recurrent_options options = {},
+                        std::source_location site = std::source_location::current());
+};
+// Gates z, r and the candidate h~ side by side in kernel [features, 3 units]
+// and recurrent_kernel [units, 3 units]:  h = z * h + (1 - z) * h~.
+template <dtype T>
+class basic_gru : public basic_recurrent_layer<T> {
+public:
+    explicit basic_gru(std::size_t units, recurrent_options options = {},
+                       std::source_location site = std::source_location::current());
+};
+
+enum class merge_mode { concat, sum, mul, ave };
+struct bidirectional_options {
+    ::gradtape::merge_mode merge_mode = ::gradtape::merge_mode::concat;
+    std::string name{};
+};
+// The layer run forward and a copy of it (its own weights) run backward,
+// their outputs merged step by step: "forward_lstm" and "backward_lstm" under
+// "bidirectional".
+template <dtype T>
+class basic_bidirectional : public basic_recurrent_layer<T> {
+public:
+    explicit basic_bidirectional(const basic_recurrent_layer<T>& layer, bidirectional_options options = {},
+                                 std::source_location site = std::source_location::current());
+};
+
 using Layer = basic_layer<float>;
 using Model = basic_model<float>;
 using Sequential = basic_sequential<float>;
@@ -375,6 +471,10 @@ using BatchNormalization = basic_batch_normalization<float>;
 using LayerNormalization = basic_layer_normalization<float>;
 using Embedding = basic_embedding<float>;
 using MultiHeadAttention = basic_multi_head_attention<float>;
+using SimpleRNN = basic_simple_rnn<float>;
+using LSTM = basic_lstm<float>;
+using GRU = basic_gru<float>;
+using Bidirectional = basic_bidirectional<float>;
 
 using Layer64 = basic_layer<double>;
 using Model64 = basic_model<double>;
@@ -394,5 +494,9 @@ using BatchNormalization64 = basic_batch_normalization<double>;
 using LayerNormalization64 = basic_layer_normalization<double>;
 using Embedding64 = basic_embedding<double>;
 using MultiHeadAttention64 = basic_multi_head_attention<double>;
+using SimpleRNN64 = basic_simple_rnn<double>;
+using LSTM64 = basic_lstm<double>;
+using GRU64 = basic_gru<double>;
+using Bidirectional64 = basic_bidirectional<double>;
 
 }  // namespace gradtape
