@@ -274,8 +274,24 @@ gt::Sequential make_model()
                           "net");
 }
 
+// A model with a weight of its own and an LSTM over the five features read as a sequence.
+class sequence_classifier : public gt::Model {
+public:
+    sequence_classifier() : gt::Model("reader") {}
+    gt::Tensor call(const gt::Tensor& x, bool) override
+    {
+        const auto batch = std::ptrdiff_t(x.shape()[0]);
+        return head_(lstm_(gt::reshape(x, {batch, -1, 1}))) / temperature_;
+    }
+
+private:
+    gt::LSTM lstm_ = add(gt::LSTM(6));
+    gt::Dense head_ = add(gt::Dense(3));
+    gt::Variable temperature_ = add_weight("temperature", {}, {.initializer = "ones"});
+};
+
 // One epoch of shuffled minibatches.
-void train_epoch(gt::Sequential& model, gt::optimizer& optimizer, gt::minibatches<float>& batches)
+void train_epoch(const gt::Layer& model, gt::optimizer& optimizer, gt::minibatches<float>& batches)
 {
     for (const auto& batch : batches) {
         (void)optimizer.minimize(
@@ -329,6 +345,43 @@ TEST_CASE("training resumed from a model checkpoint goes on bit for bit as if ne
         }
     }
     REQUIRE(gt::random_state() == straight_state);
+}
+
+TEST_CASE("a model with a weight of its own and an LSTM resumes bit for bit", "[checkpoint]")
+{
+    scratch_directory scratch;
+    const auto file = scratch.path / "reader.npz";
+    gt::set_seed(12);
+    const gt::Tensor points = gt::random_normal<float>({48, 5});
+    const xt::xarray<std::int64_t> labels = gt::argmax(points, 1) % 3;
+    gt::minibatches<float> batches({points}, {labels}, {.batch_size = 16});
+
+    gt::set_seed(2);
+    sequence_classifier straight;
+    gt::RMSprop straight_optimizer({.learning_rate = 0.01});
+    straight.build({1, 5});
+    train_epoch(straight, straight_optimizer, batches);
+    gt::save_checkpoint(file, straight, straight_optimizer);
+    train_epoch(straight, straight_optimizer, batches);
+
+    gt::set_seed(98);
+    sequence_classifier resumed;
+    gt::RMSprop resumed_optimizer({.learning_rate = 0.01});
+    resumed.build({1, 5});
+    gt::load_checkpoint(file, resumed, resumed_optimizer);
+    train_epoch(resumed, resumed_optimizer, batches);
+
+    const auto expected = straight.named_variables();
+    const auto actual = resumed.named_variables();
+    REQUIRE(actual.size() == 6);
+    REQUIRE(actual[0].first == "reader/temperature");
+    REQUIRE(actual[1].first == "reader/lstm/kernel");
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        INFO(expected[i].first);
+        REQUIRE(actual[i].first == expected[i].first);
+        REQUIRE(actual[i].second.value() == expected[i].second.value());
+    }
+    REQUIRE(straight.named_variables()[0].second.value()() != 1.0f);
 }
 
 TEST_CASE("a model checkpoint that does not fit changes nothing", "[checkpoint][errors]")
