@@ -359,8 +359,8 @@ public:
 
 // The recurrent layers, as Keras's: an input [batch, time, features] gives
 // the last step's output [batch, units], or every step's [batch, time, units]
-// with return_sequences. The input's product with `kernel` is taken for all
-// steps at once; each step adds the state's product with `recurrent_kernel`.
+// with return_sequences. Each step adds the input's product with `kernel` to
+// the state's with `recurrent_kernel`.
 struct recurrent_options {
     ::gradtape::activation activation{"tanh"};
     // The gates' activation (LSTM and GRU).

@@ -154,8 +154,6 @@ public:
         const std::size_t batch = x.shape()[0];
         const std::size_t steps = x.shape()[1];
         const auto width = std::ptrdiff_t(gates() * units);
-
-        // The input's part of every step at once: [batch * time, features] x kernel.
         basic_tensor<T> input_bias;
         basic_tensor<T> recurrent_bias;
         if (bias && two_biases()) {
@@ -165,13 +163,10 @@ public:
         } else if (bias) {
             input_bias = *bias;
         }
-        basic_tensor<T> projected = matmul(reshape(x, {-1, std::ptrdiff_t(x.shape()[2])}, site), *kernel, {}, site);
-        if (input_bias.defined()) {
-            projected = add(projected, input_bias, site);
-        }
-        // [batch, time, width] -> time slices of [batch, width]
-        const std::vector<basic_tensor<T>> projected_steps =
-            time_slices(reshape(projected, {std::ptrdiff_t(batch), std::ptrdiff_t(steps), width}, site), site);
+        // Each step's input apart, in time order: the gradient of a slice is
+        // the input's whole shape, so slicing a projection of all steps at
+        // once would add time-many tensors of that size into its gradient.
+        const std::vector<basic_tensor<T>> input_steps = time_slices(x, site);
         std::vector<basic_tensor<T>> mask_steps;
         if (inputs.mask.defined()) {
             mask_steps = time_slices(expand_dims(inputs.mask, 2, site), site);
@@ -189,7 +184,11 @@ public:
         outputs.reserve(options.return_sequences ? steps : 0);
         for (std::size_t n = 0; n < steps; ++n) {
             const std::size_t t = options.go_backwards ? steps - 1 - n : n;
-            std::vector<basic_tensor<T>> next = step(projected_steps[t], state, recurrent_bias, site);
+            basic_tensor<T> projected = matmul(input_steps[t], *kernel, {}, site);
+            if (input_bias.defined()) {
+                projected = add(projected, input_bias, site);
+            }
+            std::vector<basic_tensor<T>> next = step(projected, state, recurrent_bias, site);
             if (mask_steps.empty()) {
                 output = next[0];
                 state = std::move(next);
