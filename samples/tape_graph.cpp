@@ -24,7 +24,7 @@ int main(int argc, char** argv)
     const gt::Tensor hidden = gt::relu(gt::matmul(inputs, w1));
     const gt::Tensor logits = gt::matmul(hidden, w2);
     const gt::Tensor loss = gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(labels, logits));
-    std::cout << tape << "\n\nloss " << loss << '\n';
+    std::cout << tape << "\nloss " << loss << '\n';
 
     std::ofstream(prefix + ".dot") << tape.to_dot();
     std::cout << "wrote " << prefix << ".dot\n";

@@ -11,6 +11,7 @@ namespace gt = gradtape;
 using gt::Tensor;
 using gt::Tensor64;
 using Catch::Matchers::Contains;
+using Catch::Matchers::EndsWith;
 
 namespace {
 
@@ -52,6 +53,7 @@ TEST_CASE("a tape lists its entries with shapes, dtypes and the caller's lines",
     REQUIRE_THAT(text.str(), Contains("#1 subtract (3, 1) float32, () float32 -> (3, 1) float32") &&
                                  Contains(here(line + 1) + "  holds 0 B"));
     REQUIRE_THAT(text.str(), Contains("#2 l2_loss (3, 1) float32 -> () float32") && Contains("holds 12 B"));
+    REQUIRE_THAT(text.str(), EndsWith("holds 12 B\n"));
 
     const std::string dot = tape.to_dot();
     REQUIRE_THAT(dot, Contains("digraph") && Contains("matmul\\n") && Contains("l2_loss") && Contains("->"));

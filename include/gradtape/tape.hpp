@@ -141,7 +141,8 @@ public:
         std::source_location site = std::source_location::current()) const;
     // The recorded ops as a Graphviz digraph: `dot -Tpng` draws it.
     [[nodiscard]] std::string to_dot(std::source_location site = std::source_location::current()) const;
-    // One line per entry: index, op, input shapes -> output shape, file:line.
+    // A heading line, then one line per entry: index, op, input shapes ->
+    // output shape, file:line, bytes held; each line ends with a newline.
     friend std::ostream& operator<<(std::ostream& out, const GradientTape& tape);
 
 private:

@@ -414,7 +414,7 @@ std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
         out << " -> " << describe(record->output) << "  " << detail::format_site(record->site) << "  holds "
             << detail::format_bytes(entry_bytes);
     }
-    return out;
+    return out << '\n';
 }
 
 std::string GradientTape::to_dot(std::source_location site) const
