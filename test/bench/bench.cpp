@@ -485,6 +485,25 @@ double depthwise_conv2d_ns(std::size_t batch, std::size_t size, std::size_t chan
         7);
 }
 
+// 14. The gradient of an LSTM's (or GRU's) last output over a batch of 64
+// sequences of 100 steps, 128 features to 256 units: forward and backward.
+double recurrent_ns(bool lstm)
+{
+    gt::set_seed(1);
+    const gt::Tensor x = gt::random_uniform<float>({64, 100, 128});
+    const gt::basic_recurrent_layer<float> layer =
+        lstm ? gt::basic_recurrent_layer<float>(gt::LSTM(256)) : gt::basic_recurrent_layer<float>(gt::GRU(256));
+    layer.build(x.shape());
+    const std::vector<gt::Variable> weights = layer.trainable_variables();
+    return median_ns(
+        [&] {
+            gt::GradientTape tape;
+            const gt::Tensor loss = gt::reduce_sum(layer(x));
+            (void)tape.gradient(loss, weights);
+        },
+        5);
+}
+
 // 10. One step of a transformer encoder block, post-norm as PyTorch's
 // TransformerEncoderLayer: batch 32, sequence 128, width 128, 4 heads,
 // feed-forward 512, no dropout, Adam.
@@ -648,6 +667,17 @@ int main(int argc, char** argv)
         bench::libtorch::transformer_step_ns() / 1e6);
 #else
     row("10. transformer block step, 32x128x128, 4 heads", "ms", transformer);
+#endif
+    const double lstm = recurrent_ns(true) / 1e6;
+    const double gru = recurrent_ns(false) / 1e6;
+#if GRADTAPE_BENCH_LIBTORCH
+    row("14. LSTM 64x100x128 to 256, forward + backward", "ms", lstm, "LibTorch nn::LSTM",
+        bench::libtorch::recurrent_ns(true) / 1e6, 1.0);
+    row("14. GRU 64x100x128 to 256, forward + backward", "ms", gru, "LibTorch nn::GRU",
+        bench::libtorch::recurrent_ns(false) / 1e6, 1.0);
+#else
+    row("14. LSTM 64x100x128 to 256, forward + backward", "ms", lstm);
+    row("14. GRU 64x100x128 to 256, forward + backward", "ms", gru);
 #endif
     // Read and written: twice the tensor's bytes.
     const auto gigabytes_per_second = [](std::size_t mib, double ms) { return 2.0 * double(mib << 20) / ms / 1e6; };

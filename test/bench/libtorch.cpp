@@ -169,4 +169,27 @@ double transformer_step_ns()
         7);
 }
 
+double recurrent_ns(bool lstm)
+{
+    torch::manual_seed(1);
+    const torch::Tensor x = torch::rand({64, 100, 128});
+    const auto run = [&](auto& layer) {
+        return median_ns(
+            [&] {
+                const torch::Tensor output = std::get<0>(layer->forward(x));
+                output.select(1, 99).sum().backward();
+                for (auto& p : layer->parameters()) {
+                    p.mutable_grad().reset();
+                }
+            },
+            5);
+    };
+    if (lstm) {
+        torch::nn::LSTM layer(torch::nn::LSTMOptions(128, 256).batch_first(true));
+        return run(layer);
+    }
+    torch::nn::GRU layer(torch::nn::GRUOptions(128, 256).batch_first(true));
+    return run(layer);
+}
+
 }  // namespace bench::libtorch

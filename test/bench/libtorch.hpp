@@ -19,5 +19,7 @@ double conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std:
 double depthwise_conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t kernel);
 double transformer_step_ns();
 double relu_ms(std::size_t mib);
+// An LSTM (else a GRU), batch-first, 64x100x128 to 256 units: the gradient of the last output's sum.
+double recurrent_ns(bool lstm);
 
 }  // namespace bench::libtorch
