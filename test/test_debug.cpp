@@ -206,3 +206,53 @@ TEST_CASE("the trace labels the ops a backward rule runs with the op they differ
     }
     REQUIRE_THAT(text, Contains("(in the backward pass of tanh)"));
 }
+
+TEST_CASE("tape entries, trace lines, replay printouts and errors name the layer that ran the op", "[debug][trace]")
+{
+    gt::Sequential64 model({gt::Dense64(2, {.activation = "tanh"})}, "net");
+    const Tensor64 x = gt::ones<double>({3, 4});
+    model.build(x.shape());
+    auto tape = std::make_unique<gt::GradientTape>(gt::tape_options{.persistent = true});
+    std::string text;
+    {
+        capture_stderr capture;
+        gt::set_trace(true);
+        const Tensor64 loss = gt::reduce_sum(model(x));
+        (void)tape->gradient(loss, model.trainable_variables());
+        gt::set_trace(false);
+        text = capture.text();
+    }
+    INFO(text);
+    REQUIRE_THAT(text, Contains("gradtape: net/dense: matmul (3, 4) float64") &&
+                           Contains("gradtape: net/dense: tanh (3, 2) float64") &&
+                           Contains("gradtape: reduce_sum (3, 2) float64"));
+    std::istringstream lines(text);
+    bool backward_named = false;
+    for (std::string line; std::getline(lines, line);) {
+        if (line.find("(in the backward pass of tanh)") != std::string::npos) {
+            REQUIRE_THAT(line, Catch::Matchers::StartsWith("gradtape: net/dense: "));
+            backward_named = true;
+        }
+    }
+    REQUIRE(backward_named);
+    std::ostringstream printed;
+    printed << *tape;
+    REQUIRE_THAT(printed.str(), Contains("#0 net/dense: matmul (3, 4) float64") && Contains("#3 reduce_sum (3, 2)"));
+    tape.reset();
+
+    auto forward = gt::capture([&](const Tensor64& input) { return model(input); });
+    (void)forward(x);
+    std::ostringstream replayed;
+    replayed << forward;
+    REQUIRE_THAT(replayed.str(), Contains(". net/dense: matmul"));
+
+    struct squaring : gt::Model64 {
+        squaring() : gt::Model64("squaring") {}
+        Tensor64 call(const Tensor64& input, bool) override { return gt::matmul(input, input); }
+    };
+    squaring inner;
+    gt::Sequential64 outer({}, "outer");
+    outer.add(inner);
+    REQUIRE_THROWS_WITH(outer(x), Catch::Matchers::StartsWith("outer/squaring: matmul: "));
+    REQUIRE_THROWS_WITH(model(gt::ones<double>({3, 5})), Catch::Matchers::StartsWith("layer 'net/dense': takes"));
+}

@@ -268,6 +268,7 @@ slot_index output_slot(capture_session& session, const std::shared_ptr<tensor_no
 void add_step(capture_session& session, std::unique_ptr<replay_step> step)
 {
     step->backward_of = backward_op();
+    step->layer = layer_in_call();
     if (const std::source_location* forward = backward_site()) {
         step->backward_site = *forward;
     }
@@ -473,11 +474,19 @@ void replay(capture_state& state, recording& rec)
     };
     for (std::size_t i = 0; i < rec.steps.size(); ++i) {
         replay_step& step = *rec.steps[i];
-        if (step.backward_of.empty()) {
-            run(step);
+        const auto attributed = [&] {
+            if (step.backward_of.empty()) {
+                run(step);
+            } else {
+                const backward_attribution in_backward(step.backward_of, &step.backward_site);
+                run(step);
+            }
+        };
+        if (step.layer) {
+            const layer_in_call_scope in_layer(step.layer);
+            attributed();
         } else {
-            const backward_attribution in_backward(step.backward_of, &step.backward_site);
-            run(step);
+            attributed();
         }
         for (slot_index done : rec.released_after[i]) {
             slots[done].reset();
@@ -723,7 +732,7 @@ void print_captures(std::ostream& out, const capture_state& state)
             << " of buffers, replayed " << with_thousands(rec->replays) << " times\n";
         for (std::size_t i = 0; i < rec->steps.size(); ++i) {
             const replay_step& step = *rec->steps[i];
-            out << "  " << i + 1 << ". " << step.name;
+            out << "  " << i + 1 << ". " << (step.layer ? *step.layer + ": " : "") << step.name;
             const auto describe = [&](slot_index slot) {
                 const slot_info& info = rec->info[slot];
                 if (info.kind == slot_kind::argument) {

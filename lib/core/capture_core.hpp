@@ -12,6 +12,7 @@
 
 #include <gradtape/tensor.hpp>
 
+#include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 
 namespace gradtape::detail {
@@ -57,6 +58,8 @@ struct replay_step {
     // The forward op whose backward rule ran this one, or empty.
     std::string_view backward_of;
     std::source_location backward_site;
+    // Note [The layer in call]
+    layer_path layer;
     std::vector<slot_index> reads;
     std::vector<slot_index> writes;
 

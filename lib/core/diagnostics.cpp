@@ -5,12 +5,36 @@
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include <gradtape/memory.hpp>
 
 #include "core/tape_core.hpp"
 
 namespace gradtape::detail {
+
+namespace {
+
+thread_local layer_path current_layer;
+
+}  // namespace
+
+const layer_path& layer_in_call() noexcept
+{
+    return current_layer;
+}
+
+layer_in_call_scope::layer_in_call_scope(const layer_path& path) : saved_(std::exchange(current_layer, path)) {}
+
+layer_in_call_scope::~layer_in_call_scope()
+{
+    current_layer = std::move(saved_);
+}
+
+std::string layer_prefix()
+{
+    return current_layer ? *current_layer + ": " : std::string();
+}
 
 std::string format_shape(const shape_type& shape)
 {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <source_location>
 #include <string>
@@ -27,11 +28,33 @@ std::string format_site(const std::source_location& site);
 // The call site errors and tape entries should carry for an op called at `site`.
 std::source_location user_site(const std::source_location& site);
 
-// Throws E with "op: what [at file:line]".
+// Note [The layer in call]
+// The path of the layer whose call() runs on this thread ("cnn/conv2d_1"):
+// set by each layer call (lib/layers), and in a backward pass or a replay by
+// the entry or step that runs, which keep it from when they were recorded.
+// Error messages, trace lines, tape printouts and capture printouts name it.
+using layer_path = std::shared_ptr<const std::string>;
+const layer_path& layer_in_call() noexcept;
+
+class layer_in_call_scope {
+public:
+    explicit layer_in_call_scope(const layer_path& path);
+    ~layer_in_call_scope();
+    layer_in_call_scope(const layer_in_call_scope&) = delete;
+    layer_in_call_scope& operator=(const layer_in_call_scope&) = delete;
+
+private:
+    layer_path saved_;
+};
+
+// "cnn/conv2d_1: " inside a layer's call, else "".
+std::string layer_prefix();
+
+// Throws E with "op: what [at file:line]", after the layer in call's path.
 template <class E>
 [[noreturn]] void fail(std::string_view op, const std::source_location& site, const std::string& what)
 {
-    throw E(std::string(op) + ": " + what + " [at " + format_site(site) + "]");
+    throw E(layer_prefix() + std::string(op) + ": " + what + " [at " + format_site(site) + "]");
 }
 
 // Throws shape_error, naming op, the shape and the call site, unless an array

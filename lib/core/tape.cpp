@@ -201,6 +201,7 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
             many.empty() ? std::span(few).first(record.inputs().size()) : std::span(many);
         {
             backward_attribution scope(record.op, &record.site);
+            const layer_in_call_scope in_layer(record.layer);
             record.backward(output_gradient, input_mask(entry->watched_inputs), input_gradients);
             const input_mask needed(entry->watched_inputs);
             for (std::size_t i = 0; i < input_gradients.size(); ++i) {
@@ -280,6 +281,7 @@ void recorder::record(std::shared_ptr<op_record> entry, std::string_view op, con
 {
     entry->op = op;
     entry->site = user_site(site);
+    entry->layer = layer_in_call();
     entry->set_inputs(inputs);
     entry->output = description_of(output);
     for (auto& [tape, mask] : tapes_) {
@@ -403,7 +405,7 @@ std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
             out << "(released)";
             continue;
         }
-        out << record->op << ' ';
+        out << (record->layer ? *record->layer + ": " : "") << record->op << ' ';
         for (std::size_t j = 0; j < record->inputs().size(); ++j) {
             out << (j ? ", " : "") << describe(record->inputs()[j]);
         }

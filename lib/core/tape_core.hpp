@@ -17,6 +17,7 @@
 #include <gradtape/tensor.hpp>
 
 #include "core/bookkeeping.hpp"
+#include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/tensor_access.hpp"
 
@@ -69,6 +70,8 @@ struct tensor_description {
 struct op_record {
     std::string_view op;
     std::source_location site;
+    // Note [The layer in call]
+    layer_path layer;
     tensor_description output;
 
     [[nodiscard]] std::span<const tensor_description> inputs() const

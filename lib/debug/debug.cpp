@@ -68,7 +68,7 @@ void inspect_forward(std::string_view op, const std::source_location& site, std:
                      const basic_tensor<T>& result, run_by how)
 {
     if (trace_everywhere.load(std::memory_order_relaxed)) {
-        std::string line = "gradtape: " + std::string(op) + " ";
+        std::string line = "gradtape: " + layer_prefix() + std::string(op) + " ";
         for (std::size_t i = 0; i < inputs.size(); ++i) {
             line += (i ? ", " : "") + describe(inputs[i]);
         }

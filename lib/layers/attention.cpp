@@ -63,8 +63,7 @@ public:
     {
         const auto check = [&](const input_spec& spec, const basic_tensor<T>& given, std::string_view what) {
             if (!spec.accepts(given.shape())) {
-                detail::fail<shape_error>("layer '" + this->path + "'", site,
-                                          "takes a " + std::string(what) + " of shape " + spec.describe() + ", got " +
+                this->template refuse<shape_error>(site, "takes a " + std::string(what) + " of shape " + spec.describe() + ", got " +
                                               detail::format_shape(given.shape()));
             }
         };

@@ -152,8 +152,8 @@ public:
                                             : in > 0 && (__builtin_mul_overflow(in - 1, stride, &size) ||
                                                          __builtin_add_overflow(size, extent, &size)));
             if (overflows || size > std::size_t(std::numeric_limits<std::ptrdiff_t>::max())) {
-                detail::fail<argument_error>("layer '" + this->path + "'", site,
-                                             "its output would span more than an offset can count (2^63 - 1) along "
+                this->template refuse<argument_error>(site,
+                                                      "its output would span more than an offset can count (2^63 - 1) along "
                                              "axis " + std::to_string(axis + 1));
             }
             out[axis + 1] = size;

@@ -28,7 +28,7 @@ public:
     void build(const shape_type& shape, const std::source_location& site) override
     {
         if (shape.empty()) {
-            detail::fail<shape_error>("layer '" + this->path + "'", site, "takes inputs of rank 1 or more, got ()");
+            this->template refuse<shape_error>(site, "takes inputs of rank 1 or more, got ()");
         }
         this->spec = input_spec{{std::ptrdiff_t(shape.back())}, true};
         kernel = this->make_variable("kernel", kernel_initializer({shape.back(), units}, site));

@@ -163,7 +163,10 @@ private:
 template <dtype T>
 class layer_node {
 public:
-    explicit layer_node(std::string base_name) : name(std::move(base_name)), path(name) {}
+    explicit layer_node(std::string base_name)
+        : name(std::move(base_name)), path(name), path_in_call(std::make_shared<const std::string>(path))
+    {
+    }
     layer_node(const layer_node&) = delete;
     layer_node& operator=(const layer_node&) = delete;
     virtual ~layer_node() = default;
@@ -188,7 +191,7 @@ public:
     {
         if (built) {
             check(shape, site);
-            return call();
+            return called(call);
         }
         std::vector<layer_node*> new_nodes;
         collect_unbuilt(new_nodes);
@@ -196,7 +199,7 @@ public:
             building = true;
             make();
             check(shape, site);
-            basic_tensor<T> output = call();
+            basic_tensor<T> output = called(call);
             first_output_shape = output.shape();
             built = true;
             building = false;
@@ -209,11 +212,26 @@ public:
         }
     }
 
+    // Runs the layer's own call() as the layer in call (Note [The layer in call]).
+    template <class Call>
+    basic_tensor<T> called(Call&& call) const
+    {
+        const layer_in_call_scope in_layer(path_in_call);
+        return call();
+    }
+
+    // Throws E with "layer 'path': what [at file:line]", the layer named once.
+    template <class E>
+    [[noreturn]] void refuse(const std::source_location& site, const std::string& what) const
+    {
+        const layer_in_call_scope outside(nullptr);
+        fail<E>("layer '" + path + "'", site, what);
+    }
+
     void check(const shape_type& shape, const std::source_location& site) const
     {
         if (spec && !spec->accepts(shape)) {
-            fail<shape_error>("layer '" + path + "'", site,
-                              "takes inputs of shape " + spec->describe() + ", got " + format_shape(shape));
+            refuse<shape_error>(site, "takes inputs of shape " + spec->describe() + ", got " + format_shape(shape));
         }
     }
 
@@ -356,6 +374,7 @@ public:
     void repath(const std::string& new_path)
     {
         const std::string old_path = std::exchange(path, new_path);
+        path_in_call = std::make_shared<const std::string>(path);
         // A weight made in a model's constructor is named before the model
         // is added anywhere. Its info is made mutable and only shown as const
         // to readers; a model is put together before it is used, so none reads it now.
@@ -371,6 +390,8 @@ public:
 
     std::string name;
     std::string path;
+    // The path as tape entries and replay steps keep it.
+    layer_path path_in_call;
     bool adopted = false;
     bool built = false;
     // In the first call (build() and call()).

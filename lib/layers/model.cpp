@@ -43,6 +43,7 @@ public:
     basic_model<T>& held(const std::source_location& site) const
     {
         if (!owner) {
+            const detail::layer_in_call_scope outside(nullptr);
             detail::fail<argument_error>("model '" + this->path + "'", site,
                                          "is called through a handle that outlived its model object");
         }

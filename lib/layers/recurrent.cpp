@@ -31,7 +31,9 @@ public:
 
     basic_tensor<T> call(const basic_tensor<T>& input, bool, const std::source_location& site) override
     {
-        return sequence(input, {}, site).output;
+        const recurrent_inputs<T> none;
+        check_call(input, none, site);
+        return sequence(input, none, site).output;
     }
 
     // As layer_node::run, with a mask and an initial state.
@@ -39,6 +41,7 @@ public:
                                  const std::source_location& site)
     {
         const detail::layer_call_scope mode(training);
+        check_call(input, inputs, site);
         recurrent_result<T> result;
         this->run_checked(
             input.shape(), site, [&] { this->build(input.shape(), site); },
@@ -50,46 +53,47 @@ public:
     }
 
     // Input [batch, time, features], mask [batch, time], each state [batch, units].
-    void check_inputs(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs, std::size_t units,
+    void check_shapes(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs, std::size_t units,
                       const std::source_location& site) const
     {
-        const std::string who = "layer '" + this->path + "'";
+        const auto refuse = [&](const std::string& what) { this->template refuse<shape_error>(site, what); };
         if (input.dimension() != 3) {
-            detail::fail<shape_error>(who, site,
-                                      "takes inputs [batch, time, features] of rank 3, got " +
-                                          detail::format_shape(input.shape()));
+            refuse("takes inputs [batch, time, features] of rank 3, got " + detail::format_shape(input.shape()));
         }
         const std::size_t batch = input.shape()[0];
         const std::size_t steps = input.shape()[1];
         if (steps == 0) {
-            detail::fail<shape_error>(who, site, "needs sequences of one step or more, got " +
-                                                     detail::format_shape(input.shape()));
+            refuse("needs sequences of one step or more, got " + detail::format_shape(input.shape()));
         }
         if (inputs.mask.defined() && inputs.mask.shape() != shape_type{batch, steps}) {
-            detail::fail<shape_error>(who, site,
-                                      "takes a mask of shape " + detail::format_shape({batch, steps}) +
-                                          " (batch, time) for inputs " + detail::format_shape(input.shape()) +
-                                          ", got " + detail::format_shape(inputs.mask.shape()));
+            refuse("takes a mask of shape " + detail::format_shape({batch, steps}) + " (batch, time) for inputs " +
+                   detail::format_shape(input.shape()) + ", got " + detail::format_shape(inputs.mask.shape()));
         }
-        if (inputs.initial_state.empty()) {
-            return;
-        }
-        if (inputs.initial_state.size() != state_size()) {
-            detail::fail<argument_error>(who, site,
-                                         "takes an initial state of " + std::to_string(state_size()) +
-                                             (state_size() == 1 ? " tensor" : " tensors") + ", got " +
-                                             std::to_string(inputs.initial_state.size()));
-        }
+        check_state_count(inputs, site, "");
         for (const auto& state : inputs.initial_state) {
             if (!state.defined() || state.shape() != shape_type{batch, units}) {
-                detail::fail<shape_error>(who, site,
-                                          "takes initial states of shape " + detail::format_shape({batch, units}) +
-                                              " (batch, units), got " +
-                                              (state.defined() ? detail::format_shape(state.shape())
-                                                               : std::string("an undefined tensor")));
+                refuse("takes initial states of shape " + detail::format_shape({batch, units}) +
+                       " (batch, units), got " +
+                       (state.defined() ? detail::format_shape(state.shape()) : std::string("an undefined tensor")));
             }
         }
     }
+
+    void check_state_count(const recurrent_inputs<T>& inputs, const std::source_location& site,
+                           const std::string& order) const
+    {
+        if (!inputs.initial_state.empty() && inputs.initial_state.size() != state_size()) {
+            this->template refuse<argument_error>(
+                site, "takes an initial state of " + std::to_string(state_size()) +
+                          (state_size() == 1 ? " tensor" : " tensors") + order + ", got " +
+                          std::to_string(inputs.initial_state.size()));
+        }
+    }
+
+    // Refuses inputs, a mask or an initial state this layer cannot take,
+    // before the call (which names the layer in its own errors).
+    virtual void check_call(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs,
+                            const std::source_location& site) const = 0;
 };
 
 enum class cell_kind { simple_rnn, lstm, gru };
@@ -110,6 +114,12 @@ public:
         check_positive(this->name, site, "units", std::ptrdiff_t(units));
     }
 
+    void check_call(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs,
+                    const std::source_location& site) const override
+    {
+        this->check_shapes(input, inputs, units, site);
+    }
+
     std::size_t gates() const { return kind == cell_kind::lstm ? 4 : kind == cell_kind::gru ? 3 : 1; }
     bool two_biases() const { return kind == cell_kind::gru && options.reset_after; }
     std::size_t state_size() const override { return kind == cell_kind::lstm ? 2 : 1; }
@@ -126,9 +136,8 @@ public:
     void build(const shape_type& shape, const std::source_location& site) override
     {
         if (shape.size() != 3) {
-            detail::fail<shape_error>("layer '" + this->path + "'", site,
-                                      "takes inputs [batch, time, features] of rank 3, got " +
-                                          detail::format_shape(shape));
+            this->template refuse<shape_error>(site, "takes inputs [batch, time, features] of rank 3, got " +
+                                                         detail::format_shape(shape));
         }
         const std::size_t width = gates() * units;
         this->spec = detail::input_spec{{-1, -1, std::ptrdiff_t(shape[2])}, false};
@@ -150,7 +159,6 @@ public:
     recurrent_result<T> sequence(const basic_tensor<T>& x, const recurrent_inputs<T>& inputs,
                                  const std::source_location& site) override
     {
-        this->check_inputs(x, inputs, units, site);
         const std::size_t batch = x.shape()[0];
         const std::size_t steps = x.shape()[1];
         const auto width = std::ptrdiff_t(gates() * units);
@@ -310,6 +318,12 @@ public:
 
     void build(const shape_type&, const std::source_location&) override {}
 
+    void check_call(const basic_tensor<T>&, const recurrent_inputs<T>& inputs,
+                    const std::source_location& site) const override
+    {
+        this->check_state_count(inputs, site, " (the forward layer's, then the backward's)");
+    }
+
     recurrent_result<T> sequence(const basic_tensor<T>& x, const recurrent_inputs<T>& inputs,
                                  const std::source_location& site) override
     {
@@ -317,12 +331,6 @@ public:
         recurrent_inputs<T> ahead{inputs.mask, {}, training};
         recurrent_inputs<T> behind{inputs.mask, {}, training};
         if (!inputs.initial_state.empty()) {
-            if (inputs.initial_state.size() != state_size()) {
-                detail::fail<argument_error>("layer '" + this->path + "'", site,
-                                             "takes an initial state of " + std::to_string(state_size()) +
-                                                 " tensors (the forward layer's, then the backward's), got " +
-                                                 std::to_string(inputs.initial_state.size()));
-            }
             const auto middle = inputs.initial_state.begin() + std::ptrdiff_t(forward->state_size());
             ahead.initial_state.assign(inputs.initial_state.begin(), middle);
             behind.initial_state.assign(middle, inputs.initial_state.end());
