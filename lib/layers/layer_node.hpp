@@ -184,7 +184,7 @@ public:
     // and is all or nothing: if it throws, this layer and every layer under it
     // that it built are as new again, so that a refused first call leaves no
     // variable shaped for the refused input. Only the first call writes on a
-    // node (built, spec, own, first_output_shape); later calls read, which is
+    // node (built, spec, own, the first shapes); later calls read, which is
     // what lets threads share a built layer.
     template <class Build, class Call>
     basic_tensor<T> run_checked(const shape_type& shape, const std::source_location& site, Build&& make, Call&& call)
@@ -200,6 +200,7 @@ public:
             make();
             check(shape, site);
             basic_tensor<T> output = called(call);
+            built_input_shape = shape;
             first_output_shape = output.shape();
             built = true;
             building = false;
@@ -267,6 +268,7 @@ public:
         building = false;
         spec.reset();
         own.erase(own.begin() + std::ptrdiff_t(made_before_build), own.end());
+        built_input_shape.clear();
         first_output_shape.clear();
     }
 
@@ -400,6 +402,8 @@ public:
     // add_weight in its constructor): a refused first call keeps them.
     std::size_t made_before_build = 0;
     std::optional<input_spec> spec;
+    // The shapes of the first call's input and output (for summary() and the debuggers).
+    shape_type built_input_shape;
     shape_type first_output_shape;
     std::vector<std::pair<std::string, basic_variable<T>>> own;
     // Each part with its name here.

@@ -23,6 +23,16 @@ commands = [
     '-ex', 'continue',
     '-ex', 'up',
     '-ex', 'print w',
+    '-ex', 'continue',
+    '-ex', 'continue',
+    '-ex', 'up',
+    '-ex', 'print model',
+    '-ex', 'print unbuilt',
+    '-ex', 'print scaled',
+    '-ex', 'print labels',
+    '-ex', 'print few',
+    '-ex', 'set gradtape-entries 2',
+    '-ex', 'print tape',
     '-ex', 'kill',
 ]
 result = subprocess.run(['gdb', '-nx', '-batch'] + commands + [program], capture_output=True, text=True, timeout=120)
@@ -41,8 +51,17 @@ if library_has_debug_info:
         'GradientTape (non-persistent, 3 entries)',
         '#0 matmul (4, 2) float32, (2, 1) float32 -> (4, 1) float32  ',
         '#2 l2_loss (4, 1) float32 -> () float32',
-        'training_loop.cpp:20',
+        'training_loop.cpp:32',
         "float32 variable 'weights', shape (2, 1), 2 elements: [0.27, 0.27]",
+        "sequential 'net', built for input (1, 4), 4 variables",
+        '  net/dense/kernel (4, 3)',
+        '  net/logits/bias (2,)',
+        "dense 'dense', not built, 0 variables",
+        "scaler 'scaler', not built, 1 variables\n  scaler/scale (4,)",
+        'int64 array, shape (2000,): [0, 1, 2, ..., 7, 8, 9]',
+        'int64 array, shape (2, 3): [[1, 2, 3],\n [4, 5, 6]]',
+        'GradientTape (non-persistent, 5 entries)\n  ...\n  #3 net/logits: matmul',
+        '#4 net/logits: add (1, 2) float32, (2,) float32 -> (1, 2) float32',
     ]
 else:
     expected = [

@@ -1,4 +1,6 @@
 // A small training loop for the gdb test to stop in.
+#include <cstdint>
+
 #include <gradtape/gradtape.hpp>
 
 namespace gt = gradtape;
@@ -8,6 +10,16 @@ namespace gt = gradtape;
 {
     asm volatile("");
 }
+
+// A model written as a class prints under its own class name.
+class scaler : public gt::Model {
+public:
+    scaler() : gt::Model("scaler") {}
+    gt::Tensor call(const gt::Tensor& x, bool) override { return x * scale_; }
+
+private:
+    gt::Variable scale_ = add_weight("scale", {4}, {.initializer = "ones"});
+};
 
 int main()
 {
@@ -21,4 +33,19 @@ int main()
         inspect_here();
         optimizer.apply_gradients(tape.gradient(loss, {w}), {w});
     }
+
+    gt::Sequential model({gt::Dense(3, {.activation = "relu"}), gt::Dense(2, {.name = "logits"})}, "net");
+    model.build({1, 4});
+    const gt::Dense unbuilt(5);
+    scaler scaled;
+    const xt::xarray<std::int64_t> labels = xt::arange<std::int64_t>(2000) % 10;
+    const xt::xarray<std::int64_t> few = xt::xarray<std::int64_t>({{1, 2, 3}, {4, 5, 6}});
+    gt::GradientTape tape;
+    const gt::Tensor out = model(gt::ones<float>({1, 4}));
+    inspect_here();
+    (void)out;
+    (void)unbuilt;
+    (void)scaled;
+    (void)labels;
+    (void)few;
 }

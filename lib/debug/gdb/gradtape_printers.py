@@ -1,6 +1,8 @@
 # gdb pretty-printers for gradtape: tensors and variables print their dtype,
-# shape and leading values, tapes their entry count and last entries; they
-# read the library's debug information.
+# shape and leading values; tapes their entry count and last entries (`set
+# gradtape-entries N`, 5 by default); layers and models their path, kind,
+# built input shape and variables; xtensor arrays (integer labels, say) their
+# values as NumPy prints them. They read the library's debug information.
 # Embedded in libgradtape's .debug_gdb_scripts section, so gdb loads them with
 # the library (once its directory is in gdb's auto-load safe-path); or
 # `source` this file by hand.
@@ -9,7 +11,29 @@ import re
 import gdb
 
 LEADING_VALUES = 10
-LAST_ENTRIES = 5
+# NumPy's print options: arrays of more elements are summarised, keeping this
+# many at each end of every axis.
+SUMMARY_THRESHOLD = 1000
+EDGE_ITEMS = 3
+# A layer lists at most this many of its variables.
+LISTED_VARIABLES = 12
+
+
+class EntriesParameter(gdb.Parameter):
+    """How many of a GradientTape's last entries `print` shows."""
+
+    set_doc = 'Set how many of a GradientTape\'s last entries gdb prints.'
+    show_doc = 'Show how many of a GradientTape\'s last entries gdb prints.'
+
+    def __init__(self):
+        super().__init__('gradtape-entries', gdb.COMMAND_DATA, gdb.PARAM_ZUINTEGER)
+        self.value = 5
+
+    def get_show_string(self, value):
+        return 'gdb prints the last %s entries of a GradientTape' % value
+
+
+ENTRIES = EntriesParameter()
 # What a printer says when the types it reads have no debug information: the
 # program's own rarely completes them, and a release build or a
 # distribution's package builds the library without -g.
@@ -136,7 +160,7 @@ class TapePrinter:
         options = state['options']
         kind = 'persistent' if bool(options['persistent']) else 'non-persistent'
         lines = ['GradientTape (%s, %d entries)' % (kind, len(entries))]
-        first = max(0, len(entries) - LAST_ENTRIES)
+        first = max(0, len(entries) - int(ENTRIES.value))
         if first:
             lines.append('  ...')
         for index in range(first, len(entries)):
@@ -147,18 +171,161 @@ class TapePrinter:
             record = _NonPolymorphic(record)
             op = record['op']
             name = op['_M_str'].string(length=int(op['_M_len']))
+            layer = _shared_ptr_get(record['layer'])
+            if int(layer) != 0:
+                name = _string(layer.dereference()) + ': ' + name
             inputs = ', '.join(_describe(d) for d in _record_inputs(record))
             lines.append('  #%d %s %s -> %s  %s' % (index, name, inputs, _describe(record['output']),
                                                   _source_location(record['site'])))
         return '\n'.join(lines)
 
 
+def _dynamic_class(pointer):
+    """The class of the object `pointer` points to, from its vtable's symbol:
+    gdb's dynamic_type needs RTTI names it cannot always find for classes in
+    anonymous namespaces."""
+    vtable = int(pointer.cast(gdb.lookup_type('long').pointer()).dereference())
+    text = gdb.execute('info symbol %d' % vtable, to_string=True)
+    match = re.match(r'vtable for (.+?) \+ \d+', text)
+    return match.group(1) if match else None
+
+
+def _layer_kind(node_pointer):
+    """Keras's name of a layer's class ("dense", "lstm"), or a model's own class name."""
+    dynamic = _dynamic_class(node_pointer) or ''
+    if 'model_node<' in dynamic:
+        # model_node adds one member to layer_node, the model object that owns it.
+        base = node_pointer.type.target().strip_typedefs()
+        owner_address = node_pointer.cast(gdb.lookup_type('char').pointer()) + base.sizeof
+        owner = owner_address.cast(gdb.lookup_type('long').pointer().pointer()).dereference()
+        if int(owner) != 0:
+            return _dynamic_class(owner) or 'model'
+        return 'model'
+    match = re.search(r'(\w+)_node<', dynamic)
+    return match.group(1) if match else 'layer'
+
+
+def _layer_variables(node, prefix, seen, out):
+    if int(node.address) in seen:
+        return
+    seen.add(int(node.address))
+    for slot in _vector_items(node['own']):
+        variable = _shared_ptr_get(slot['second']['node_']).dereference()
+        info = _shared_ptr_get(variable['variable']).dereference()
+        dims = [int(d) for d in _svector(info['shape'])]
+        out.append('%s/%s %s' % (prefix, _string(slot['first']), _format_shape(dims)))
+    for child in _vector_items(node['children']):
+        child_node = _NonPolymorphic(_shared_ptr_get(child['second']))
+        _layer_variables(child_node, prefix + '/' + _string(child['first']), seen, out)
+
+
+def describe_layer(value):
+    pointer = _shared_ptr_get(value['node_'])
+    if int(pointer) == 0:
+        return 'empty layer handle'
+    node = _NonPolymorphic(pointer)
+    path = _string(node['path'])
+    kind = _layer_kind(pointer)
+    if bool(node['built']):
+        built = 'built for input %s' % _format_shape([int(d) for d in _svector(node['built_input_shape'])])
+    else:
+        built = 'not built'
+    variables = []
+    _layer_variables(node, path, set(), variables)
+    listed = variables[:LISTED_VARIABLES]
+    more = ['... %d more' % (len(variables) - len(listed))] if len(variables) > len(listed) else []
+    return "%s '%s', %s, %d variables%s" % (
+        kind, path, built, len(variables), ''.join('\n  ' + line for line in listed + more))
+
+
+class LayerPrinter:
+    def __init__(self, value):
+        self.value = value
+
+    def to_string(self):
+        try:
+            return describe_layer(self.value)
+        except gdb.error:
+            return 'layer ' + NO_LIBRARY_DEBUG_INFO % 'path and variables'
+
+
+def _is_layer(type_):
+    """Whether a class is gradtape::basic_layer<T> or derives from it (a
+    model written as a class, a Dense handle)."""
+    if type_.code != gdb.TYPE_CODE_STRUCT:
+        return False
+    if re.match(r'^gradtape::basic_layer<(float|double)>$', str(type_)):
+        return True
+    return any(field.is_base_class and _is_layer(field.type.strip_typedefs()) for field in type_.fields())
+
+
+_ELEMENT_TYPES = {
+    'long': 'int64', 'long int': 'int64', 'long long': 'int64', 'int': 'int32', 'unsigned long': 'uint64',
+    'unsigned char': 'uint8', 'bool': 'bool', 'float': 'float32', 'double': 'float64',
+}
+
+
+def _numpy_text(read, count, dims, element):
+    """NumPy's layout: nested brackets, and past SUMMARY_THRESHOLD elements
+    only EDGE_ITEMS at each end of every axis (read(i) gives element i, so
+    that only those are read)."""
+    summarise = count > SUMMARY_THRESHOLD
+
+    def item(i):
+        v = read(i)
+        if element == 'bool':
+            return 'True' if bool(v) else 'False'
+        return ('%g' % float(v)) if element.startswith('float') else str(int(v))
+
+    def nest(offset, axis):
+        if axis == len(dims):
+            return item(offset)
+        stride = 1
+        for d in dims[axis + 1:]:
+            stride *= d
+        extent = dims[axis]
+        if summarise and extent > 2 * EDGE_ITEMS:
+            picked = list(range(EDGE_ITEMS)) + [None] + list(range(extent - EDGE_ITEMS, extent))
+        else:
+            picked = list(range(extent))
+        parts = ['...' if i is None else nest(offset + i * stride, axis + 1) for i in picked]
+        separator = ', ' if axis == len(dims) - 1 else ',\n' + ' ' * (axis + 1)
+        return '[' + separator.join(parts) + ']'
+
+    return nest(0, 0)
+
+
+class ArrayPrinter:
+    def __init__(self, value, element):
+        self.value = value
+        self.element = element
+
+    def to_string(self):
+        dims = _shape(self.value)
+        storage = self.value['m_storage']
+        begin, end = storage['p_begin'], storage['p_end']
+        count = int(end - begin)
+        total = 1
+        for d in dims:
+            total *= d
+        if total != count:
+            return '%s array, shape %s (storage of %d elements)' % (self.element, _format_shape(dims), count)
+        text = _numpy_text(lambda i: (begin + i).dereference(), count, dims, self.element)
+        return '%s array, shape %s: %s' % (self.element, _format_shape(dims), text)
+
+
 def _lookup(value):
-    type_name = str(value.type.strip_typedefs().unqualified())
+    type_ = value.type.strip_typedefs().unqualified()
+    type_name = str(type_)
     if re.match(r'^gradtape::basic_(tensor|variable)<(float|double)>$', type_name):
         return TensorPrinter(value)
     if type_name == 'gradtape::GradientTape':
         return TapePrinter(value)
+    array = re.match(r'^xt::xarray_container<xt::uvector<([a-z ]+?), ', type_name)
+    if array and array.group(1) in _ELEMENT_TYPES:
+        return ArrayPrinter(value, _ELEMENT_TYPES[array.group(1)])
+    if type_.code == gdb.TYPE_CODE_STRUCT and _is_layer(type_):
+        return LayerPrinter(value)
     return None
 
 
