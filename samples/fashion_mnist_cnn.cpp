@@ -3,8 +3,8 @@
 // dense layer of 1024 with dropout, and 10 logits, trained with Adam on the
 // real 60,000 images and measured on the 10,000 test images.
 //
-//   fashion_mnist_cnn [--epochs N] [--limit N] [--seed N] [--min-accuracy A] [--output PREFIX] [--resume]
-//                     [--capture]
+//   fashion_mnist_cnn [--epochs N] [--limit N] [--validation N] [--seed N] [--min-accuracy A]
+//                     [--output PREFIX] [--resume] [--capture]
 //
 // --limit trains on the first N images only (a quick check). After every
 // epoch it writes PREFIX.npz, a checkpoint that --resume goes on from; at the
@@ -14,18 +14,29 @@
 // (in one process), the training step is recorded at its first call for each
 // batch size and replayed after (gradtape::capture).
 //
+// The learning rate halves when the monitored loss stops improving
+// (ReduceLROnPlateau, patience 1), and training stops after 3 epochs without
+// improvement, back at the best epoch's weights (EarlyStopping). The
+// monitored loss is that of --validation N images held out from the end of
+// the training set (Keras's validation_split), or with none the epoch's mean
+// training loss. --resume feeds both the values of the epochs done (the
+// curves file keeps them), so they decide as if never stopped; the best
+// weights they hold are then those resumed.
+//
 // Built with gradtape-mpi, it also runs data-parallel: `mpirun -np 2
 // fashion_mnist_cnn` trains each process on half of every batch of 100, and
-// process 0 alone prints and writes files.
+// process 0 alone prints and writes files. The processes agree on the
+// learning rate only through a validation set, which each evaluates whole:
+// without one, the rate stays put.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
-
-#include <unistd.h>
+#include <vector>
 
 #include <gradtape/gradtape.hpp>
 #if GRADTAPE_SAMPLES_MPI
@@ -41,6 +52,7 @@ namespace {
 struct arguments {
     int epochs = 15;
     std::size_t limit = 0;
+    std::size_t validation = 0;
     std::uint64_t seed = 1;
     double min_accuracy = 0.916;
     std::string output = "fashion_mnist_cnn";
@@ -62,6 +74,8 @@ arguments parse(int argc, char** argv)
             args.epochs = std::atoi(argv[++i]);
         } else if (flag == "--limit" && has_value) {
             args.limit = std::strtoull(argv[++i], nullptr, 10);
+        } else if (flag == "--validation" && has_value) {
+            args.validation = std::strtoull(argv[++i], nullptr, 10);
         } else if (flag == "--seed" && has_value) {
             args.seed = std::strtoull(argv[++i], nullptr, 10);
         } else if (flag == "--min-accuracy" && has_value) {
@@ -70,8 +84,8 @@ arguments parse(int argc, char** argv)
             args.output = argv[++i];
         } else {
             std::fprintf(stderr,
-                         "usage: %s [--epochs N] [--limit N] [--seed N] [--min-accuracy A] [--output PREFIX] "
-                         "[--resume] [--capture]\n",
+                         "usage: %s [--epochs N] [--limit N] [--validation N] [--seed N] [--min-accuracy A] "
+                         "[--output PREFIX] [--resume] [--capture]\n",
                          argv[0]);
             std::exit(2);
         }
@@ -88,58 +102,22 @@ gt::Sequential convnet()
                           "convnet");
 }
 
-// The predicted class of every image, a thousand at a time.
-xt::xarray<std::int64_t> predict(const gt::Sequential& model, const gt::Tensor& images)
+// The values monitored in the epochs a resumed run has done: the curves
+// file's fourth column.
+std::vector<double> monitored_history(const std::string& curves, int epochs_done)
 {
-    const auto pause = gt::stop_recording();
-    const std::size_t count = images.shape()[0];
-    xt::xarray<std::int64_t> predicted = xt::xarray<std::int64_t>::from_shape({count});
-    constexpr std::size_t chunk = 1000;
-    for (std::size_t first = 0; first < count; first += chunk) {
-        const auto size = std::ptrdiff_t(std::min(chunk, count - first));
-        const auto classes = gt::argmax(model(gt::slice(images, {first, 0, 0, 0}, {size, -1, -1, -1})), -1);
-        std::copy(classes.begin(), classes.end(), predicted.begin() + std::ptrdiff_t(first));
+    std::vector<double> values;
+    std::ifstream in(curves);
+    for (std::string line; std::getline(in, line) && int(values.size()) < epochs_done;) {
+        std::istringstream fields(line);
+        double epoch = 0, loss = 0, accuracy = 0, monitored = 0;
+        if (line.starts_with("#") || !(fields >> epoch >> loss >> accuracy >> monitored)) {
+            continue;
+        }
+        values.push_back(monitored);
     }
-    return predicted;
+    return values;
 }
-
-// One line, redrawn in place on a terminal, every tenth of the epoch otherwise.
-class progress_bar {
-public:
-    progress_bar(int epoch, std::size_t steps, bool shown)
-        : epoch_(epoch), steps_(steps), shown_(shown), tty_(::isatty(STDOUT_FILENO) != 0)
-    {
-    }
-
-    void update(std::size_t done, double mean_loss)
-    {
-        const bool tenth = done * 10 / steps_ != (done - 1) * 10 / steps_;
-        if (!shown_ || (!tty_ && !tenth)) {
-            return;
-        }
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-        const double eta = seconds / double(done) * double(steps_ - done);
-        const std::size_t filled = done * 30 / steps_;
-        std::printf("%sepoch %2d [%s%s] %5zu/%zu  loss %.4f  %3.0f s  ETA %3.0f s%s", tty_ ? "\r" : "", epoch_,
-                    std::string(filled, '=').c_str(), std::string(30 - filled, ' ').c_str(), done, steps_, mean_loss,
-                    seconds, eta, tty_ ? "" : "\n");
-        std::fflush(stdout);
-    }
-
-    void finish() const
-    {
-        if (shown_ && tty_) {
-            std::printf("\n");
-        }
-    }
-
-private:
-    int epoch_;
-    std::size_t steps_;
-    bool shown_;
-    bool tty_;
-    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-};
 
 void plot_curves(const std::string& prefix)
 {
@@ -179,14 +157,26 @@ int main(int argc, char** argv)
     const arguments args = parse(argc, argv);
     gt::set_seed(args.seed);
     const gt::image_dataset data = gt::fashion_mnist();
-    const std::size_t rows = args.limit > 0 ? std::min(args.limit, data.train_images.shape()[0])
-                                            : data.train_images.shape()[0];
+    const std::size_t available = data.train_images.shape()[0];
+    if (args.validation >= available) {
+        std::fprintf(stderr, "--validation %zu leaves no training images of %zu\n", args.validation, available);
+        return 2;
+    }
+    const std::size_t rows = args.limit > 0 ? std::min(args.limit, available - args.validation)
+                                            : available - args.validation;
     const gt::Tensor images = gt::slice(data.train_images, {0, 0, 0, 0}, {std::ptrdiff_t(rows), -1, -1, -1});
     const xt::xarray<std::int64_t> labels = xt::view(data.train_labels, xt::range(0, rows));
+    const std::size_t held_out = available - args.validation;
+    const gt::Tensor validation_images =
+        gt::slice(data.train_images, {held_out, 0, 0, 0}, {std::ptrdiff_t(args.validation), -1, -1, -1});
+    const xt::xarray<std::int64_t> validation_labels = xt::view(data.train_labels, xt::range(held_out, available));
 
     gt::Sequential model = convnet();
     model.build({1, 28, 28, 1});
-    gt::Adam optimizer(1e-3);
+    gt::ReduceLROnPlateau plateau(1e-3, {.factor = 0.5, .patience = 1});
+    gt::Adam optimizer({.learning_rate = plateau.schedule()});
+    gt::EarlyStopping stopping(model, {.patience = 3, .restore_best_weights = true});
+    const bool monitoring = args.validation > 0 || shards == 1;
 #if GRADTAPE_SAMPLES_MPI
     gt::mpi::broadcast_variables(model);
     gt::mpi::distributed_optimizer distributed(optimizer);
@@ -215,11 +205,15 @@ int main(int argc, char** argv)
     if (args.resume && std::filesystem::exists(checkpoint)) {
         gt::load_checkpoint(checkpoint, model, optimizer);
         first_epoch = int(optimizer.iterations() / batches.size()) + 1;
+        for (const double value : monitored_history(curves, first_epoch - 1)) {
+            (void)plateau.update(value);
+            (void)stopping.update(value);
+        }
         if (root) {
             std::printf("resumed from %s after epoch %d\n", checkpoint.c_str(), first_epoch - 1);
         }
     } else if (root) {
-        std::ofstream(curves) << "# epoch  mean training loss  test accuracy\n";
+        std::ofstream(curves) << "# epoch  mean training loss  test accuracy  monitored loss\n";
     }
     if (root) {
         std::cout << model.summary();
@@ -227,7 +221,7 @@ int main(int argc, char** argv)
 
     const auto start = std::chrono::steady_clock::now();
     for (int epoch = first_epoch; epoch <= args.epochs; ++epoch) {
-        progress_bar bar(epoch, batches.size(), root);
+        gt::progress_bar bar("epoch " + std::to_string(epoch), batches.size());
         double total = 0;
         std::size_t step = 0;
         for (const auto& batch : batches) {
@@ -241,22 +235,44 @@ int main(int argc, char** argv)
                                    batch.rows.size());
             total += loss.item();
             ++step;
-            bar.update(step, total / double(step));
+            if (root) {
+                char status[32];
+                std::snprintf(status, sizeof status, "loss %.4f", total / double(step));
+                bar.update(step, status);
+            }
         }
         bar.finish();
+        const double mean_loss = total / double(step);
+        const double monitored =
+            args.validation > 0
+                ? gt::evaluate(model, validation_images, validation_labels, {.batch_size = 1000, .progress = false})
+                      .loss
+                : mean_loss;
+        const bool cut = monitoring && plateau.update(monitored);
+        const bool stop = monitoring && stopping.update(monitored);
         if (root) {
-            const double test_accuracy = gt::accuracy(data.test_labels, predict(model, data.test_images));
+            const gt::evaluation test = gt::evaluate(model, data.test_images, data.test_labels,
+                                                     {.batch_size = 1000, .metrics = {"accuracy"}, .progress = false});
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            std::printf("epoch %2d  mean loss %.4f  test accuracy %.4f  %.0f s\n", epoch, total / double(step),
-                        test_accuracy, seconds);
-            std::ofstream(curves, std::ios::app) << epoch << ' ' << total / double(step) << ' ' << test_accuracy << '\n';
+            std::printf("epoch %2d  mean loss %.4f  %s %.4f  test accuracy %.4f  %.0f s%s\n", epoch, mean_loss,
+                        args.validation > 0 ? "validation loss" : "monitored", monitored, test.metric("accuracy"),
+                        seconds, cut ? "  (learning rate halved)" : "");
+            std::ofstream(curves, std::ios::app)
+                << epoch << ' ' << mean_loss << ' ' << test.metric("accuracy") << ' ' << monitored << '\n';
             gt::save_checkpoint(checkpoint, model, optimizer);
+        }
+        if (stop) {
+            if (root) {
+                std::printf("no improvement for 3 epochs: stopped, at the weights of epoch %zu\n",
+                            stopping.best_epoch() + 1);
+            }
+            break;
         }
     }
 
     gt::confusion_matrix matrix(10, {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                      "Sneaker", "Bag", "Ankle boot"});
-    matrix.add(data.test_labels, predict(model, data.test_images));
+    matrix.add(data.test_labels, gt::argmax(gt::predict(model, data.test_images, {.batch_size = 1000}), -1));
     if (!root) {
         return matrix.accuracy() >= args.min_accuracy ? 0 : 1;
     }

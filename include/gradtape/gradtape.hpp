@@ -28,4 +28,5 @@
 #include "random.hpp"
 #include "tape.hpp"
 #include "tensor.hpp"
+#include "training.hpp"
 #include "variable.hpp"
