@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <span>
+#include <type_traits>
+#include <utility>
 
 #include <gradtape/tensor.hpp>
 
@@ -165,6 +168,67 @@ void broadcast_copy(xt::xarray<T>& out, const xt::xarray<T>& x)
                          std::copy_n(from + start[0], length, to + at);
                      }
                  });
+}
+
+// The row-major strides of `shape`, and the flat position of `begin` in it.
+inline std::pair<axis_counts, std::size_t> strides_and_offset(const shape_type& shape,
+                                                              std::span<const std::size_t> begin)
+{
+    axis_counts strides(shape.size(), 0);
+    std::size_t stride = 1;
+    std::size_t offset = 0;
+    for (std::size_t axis = shape.size(); axis-- > 0;) {
+        strides[axis] = stride;
+        offset += begin[axis] * stride;
+        stride *= shape[axis];
+    }
+    return {strides, offset};
+}
+
+// Copies from an array of `from_shape` at `from_begin`, or from a whole
+// block when `from_begin` is empty, to one of `to_shape` at `to_begin` (or
+// whole), a block of `block_shape`, a contiguous run at a time.
+template <class T>
+void copy_block_runs(const T* from, const shape_type& from_shape, std::span<const std::size_t> from_begin, T* to,
+                     const shape_type& to_shape, std::span<const std::size_t> to_begin, const shape_type& block_shape)
+{
+    // The walk is over the block, contiguous in whichever side holds it whole.
+    const bool block_is_source = from_begin.empty();
+    const auto [strides, offset] = block_is_source ? strides_and_offset(to_shape, to_begin)
+                                                   : strides_and_offset(from_shape, from_begin);
+    for_each_run<1>(block_shape, {strides},
+                    [&, offset = offset](std::size_t at, std::array<std::size_t, 1> start, std::size_t length,
+                                         std::array<std::size_t, 1> step) {
+                        const std::size_t in_array = offset + start[0];
+                        const T* source = from + (block_is_source ? at : in_array);
+                        T* target = to + (block_is_source ? in_array : at);
+                        const std::size_t source_step = block_is_source ? 1 : step[0];
+                        const std::size_t target_step = block_is_source ? step[0] : 1;
+                        if (step[0] == 1) {
+                            std::copy_n(source, length, target);
+                            return;
+                        }
+                        for (std::size_t i = 0; i < length; ++i) {
+                            target[i * target_step] = source[i * source_step];
+                        }
+                    });
+}
+
+// out = the block of out's shape at `begin` in x (a slice).
+template <class T>
+void take_block(xt::xarray<T>& out, const xt::xarray<T>& x, std::span<const std::size_t> begin)
+{
+    const shape_type block(out.shape().begin(), out.shape().end());
+    copy_block_runs(x.data(), shape_type(x.shape().begin(), x.shape().end()), begin, out.data(), block, {}, block);
+}
+
+// The block's values written into out at `begin` (a slice's gradient).
+template <class T>
+void place_block(xt::xarray<T>& out, const xt::xarray<T>& block, std::span<const std::size_t> begin)
+{
+    const shape_type extent(block.shape().begin(), block.shape().end());
+    copy_block_runs(block.data(), extent, {}, out.data(), shape_type(out.shape().begin(), out.shape().end()), begin,
+                    extent);
 }
 
 // The loops of +, -, * and /: the kernels compiled for the machine's vector width.

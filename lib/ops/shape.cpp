@@ -323,9 +323,7 @@ struct slice_gradient_op {
     void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
     {
         out.fill(T(0));
-        for_each_index(grad.shape(), [&](const std::vector<std::size_t>& index, std::size_t position) {
-            out.flat(flat_position(input, index, begin)) = grad.flat(position);
-        });
+        detail::place_block(out, grad, begin);
     }
     // the block of g at begin
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
@@ -364,9 +362,7 @@ struct slice_op {
     }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
-        for_each_index(out.shape(), [&](const std::vector<std::size_t>& index, std::size_t position) {
-            out.flat(position) = x.flat(flat_position(x.shape(), index, begin));
-        });
+        detail::take_block(out, x, begin);
     }
     // grad placed at begin in zeros of the input's shape
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
