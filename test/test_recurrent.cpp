@@ -47,10 +47,23 @@ struct reference_result {
 };
 
 // Keras's recurrent loop: masked steps keep the state and repeat the last output (zeros before any).
+double tanh_of(double v)
+{
+    return std::tanh(v);
+}
+
+double relu(double v)
+{
+    return v > 0 ? v : 0;
+}
+
+using activation_function = double (*)(double);
+
 reference_result keras_loop(cell kind, const xt::xarray<double>& x, const xt::xarray<double>& kernel,
                             const xt::xarray<double>& recurrent, const xt::xarray<double>& bias,
                             const xt::xarray<double>& mask = {}, bool go_backwards = false,
-                            const std::vector<xt::xarray<double>>& initial = {})
+                            const std::vector<xt::xarray<double>>& initial = {},
+                            activation_function activation = tanh_of)
 {
     const std::size_t batch = x.shape()[0];
     const std::size_t steps = x.shape()[1];
@@ -80,7 +93,7 @@ reference_result keras_loop(cell kind, const xt::xarray<double>& x, const xt::xa
                 const std::vector<double> b(bias.begin(), bias.end());
                 const auto z = affine(xt_row, kernel, h, recurrent, b);
                 for (std::size_t k = 0; k < units; ++k) {
-                    next[0][k] = std::tanh(z[k]);
+                    next[0][k] = activation(z[k]);
                 }
             } else if (kind == cell::lstm) {
                 const std::vector<double> b(bias.begin(), bias.end());
@@ -88,10 +101,10 @@ reference_result keras_loop(cell kind, const xt::xarray<double>& x, const xt::xa
                 for (std::size_t k = 0; k < units; ++k) {
                     const double in = sigmoid(z[k]);
                     const double forget = sigmoid(z[units + k]);
-                    const double candidate = std::tanh(z[2 * units + k]);
+                    const double candidate = activation(z[2 * units + k]);
                     const double out = sigmoid(z[3 * units + k]);
                     next[1][k] = forget * state[1][k] + in * candidate;
-                    next[0][k] = out * std::tanh(next[1][k]);
+                    next[0][k] = out * activation(next[1][k]);
                 }
             } else if (kind == cell::gru) {
                 const std::vector<double> b_in(bias.begin(), bias.begin() + std::ptrdiff_t(3 * units));
@@ -101,7 +114,7 @@ reference_result keras_loop(cell kind, const xt::xarray<double>& x, const xt::xa
                 for (std::size_t k = 0; k < units; ++k) {
                     const double z = sigmoid(xz[k] + m[k]);
                     const double r = sigmoid(xz[units + k] + m[units + k]);
-                    const double candidate = std::tanh(xz[2 * units + k] + r * m[2 * units + k]);
+                    const double candidate = activation(xz[2 * units + k] + r * m[2 * units + k]);
                     next[0][k] = z * h[k] + (1 - z) * candidate;
                 }
             } else {
@@ -116,7 +129,7 @@ reference_result keras_loop(cell kind, const xt::xarray<double>& x, const xt::xa
                 }
                 const auto mh = affine(none, kernel, reset_h, recurrent, {});
                 for (std::size_t k = 0; k < units; ++k) {
-                    const double candidate = std::tanh(xz[2 * units + k] + mh[2 * units + k]);
+                    const double candidate = activation(xz[2 * units + k] + mh[2 * units + k]);
                     next[0][k] = z[k] * h[k] + (1 - z[k]) * candidate;
                 }
             }
@@ -196,10 +209,10 @@ void perturb(const gt::Layer64& layer)
 
 reference_result loop_of(cell kind, const gt::Layer64& layer, const std::string& path, const Tensor64& x,
                          const xt::xarray<double>& mask = {}, bool go_backwards = false,
-                         const std::vector<xt::xarray<double>>& initial = {})
+                         const std::vector<xt::xarray<double>>& initial = {}, activation_function activation = tanh_of)
 {
     return keras_loop(kind, x.value(), value_of(layer, path + "/kernel"), value_of(layer, path + "/recurrent_kernel"),
-                      value_of(layer, path + "/bias"), mask, go_backwards, initial);
+                      value_of(layer, path + "/bias"), mask, go_backwards, initial, activation);
 }
 
 }  // namespace
@@ -274,6 +287,31 @@ TEST_CASE("recurrent layers follow Keras's equations", "[recurrent]")
     }
     require_state(result.state, expected);
     REQUIRE(support::same(rnn(x), result.output));
+}
+
+TEST_CASE("an activation other than Keras's default runs the step op by op, to the same equations",
+          "[recurrent]")
+{
+    // tanh and sigmoid run as one fused op per step; relu takes the ops.
+    gt::set_seed(10);
+    const Tensor64 x = random64({2, 4, 3});
+    const Tensor64 h0 = random64({2, 3});
+    const Tensor64 c0 = random64({2, 3});
+    gt::LSTM64 lstm(3, {.activation = "relu", .return_sequences = true});
+    gt::GRU64 gru(3, {.activation = "relu", .return_sequences = true});
+    for (const gt::Layer64& layer : {gt::Layer64(lstm), gt::Layer64(gru)}) {
+        layer.build(x.shape());
+        perturb(layer);
+    }
+    const auto lstm_result = lstm(x, {.initial_state = {h0, c0}});
+    require_sequences(lstm_result.output, loop_of(cell::lstm, lstm, "lstm", x, {}, false, {h0.value(), c0.value()},
+                                                  relu));
+    const auto gru_result = gru(x, {.initial_state = {h0}});
+    require_sequences(gru_result.output, loop_of(cell::gru, gru, "gru", x, {}, false, {h0.value()}, relu));
+    const auto f = [&](const std::vector<Tensor64>& in) {
+        return lstm(in[0], {.initial_state = {in[1], in[2]}}).output + gru(in[0], {.initial_state = {in[1]}}).output;
+    };
+    support::require_gradients(f, {x, h0, c0});
 }
 
 TEST_CASE("a masked step leaves the state as it was", "[recurrent]")

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "core/dtypes.hpp"
+#include "ops/recurrent.hpp"
 
 namespace gradtape {
 
@@ -118,6 +119,12 @@ public:
                     const std::source_location& site) const override
     {
         this->check_shapes(input, inputs, units, site);
+    }
+
+    // Keras's default activations run as one fused op per step (ops/recurrent.hpp).
+    bool fused() const
+    {
+        return activation == activation_kind::tanh && recurrent_activation == activation_kind::sigmoid;
     }
 
     std::size_t gates() const { return kind == cell_kind::lstm ? 4 : kind == cell_kind::gru ? 3 : 1; }
@@ -240,8 +247,11 @@ public:
         case cell_kind::simple_rnn:
             return {act(add(projected, matmul(h, *recurrent_kernel, {}, site), site))};
         case cell_kind::lstm: {
-            const auto z = split(add(projected, matmul(h, *recurrent_kernel, {}, site), site),
-                                 {units, units, units, units}, 1, site);
+            const basic_tensor<T> gates = add(projected, matmul(h, *recurrent_kernel, {}, site), site);
+            if (fused()) {
+                return split(detail::lstm_cell(gates, state[1], site), {units, units}, 1, site);
+            }
+            const auto z = split(gates, {units, units, units, units}, 1, site);
             const basic_tensor<T> c = add(multiply(gate(z[1]), state[1], site), multiply(gate(z[0]), act(z[2]), site),
                                           site);
             return {multiply(gate(z[3]), act(c), site), c};
@@ -257,7 +267,6 @@ public:
     {
         const auto act = [&](const basic_tensor<T>& z) { return detail::activate(activation, z, site); };
         const auto gate = [&](const basic_tensor<T>& z) { return detail::activate(recurrent_activation, z, site); };
-        const auto x = split(projected, {units, units, units}, 1, site);
         basic_tensor<T> candidate;
         basic_tensor<T> z;
         if (options.reset_after) {
@@ -265,11 +274,16 @@ public:
             if (recurrent_bias.defined()) {
                 inner = add(inner, recurrent_bias, site);
             }
+            if (fused()) {
+                return detail::gru_cell(projected, inner, h, site);
+            }
+            const auto x = split(projected, {units, units, units}, 1, site);
             const auto m = split(inner, {units, units, units}, 1, site);
             z = gate(add(x[0], m[0], site));
             const basic_tensor<T> r = gate(add(x[1], m[1], site));
             candidate = act(add(x[2], multiply(r, m[2], site), site));
         } else {
+            const auto x = split(projected, {units, units, units}, 1, site);
             const auto kernels = split(*recurrent_kernel, {2 * units, units}, 1, site);
             const auto m = split(matmul(h, kernels[0], {}, site), {units, units}, 1, site);
             z = gate(add(x[0], m[0], site));
