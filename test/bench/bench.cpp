@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <ctime>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <cblas.h>
@@ -571,8 +572,24 @@ std::pair<long, long> tutorial_rss_kib(const tutorial::data& data)
     return {after_warmup, resident_kib()};
 }
 
+void recurrent_rows()
+{
+    const double lstm = recurrent_ns(true) / 1e6;
+    const double gru = recurrent_ns(false) / 1e6;
+#if GRADTAPE_BENCH_LIBTORCH
+    row("14. LSTM 64x100x128 to 256, forward + backward", "ms", lstm, "LibTorch nn::LSTM",
+        bench::libtorch::recurrent_ns(true) / 1e6, 1.0);
+    row("14. GRU 64x100x128 to 256, forward + backward", "ms", gru, "LibTorch nn::GRU",
+        bench::libtorch::recurrent_ns(false) / 1e6, 1.0);
+#else
+    row("14. LSTM 64x100x128 to 256, forward + backward", "ms", lstm);
+    row("14. GRU 64x100x128 to 256, forward + backward", "ms", gru);
+#endif
+}
+
 }  // namespace
 
+// bench [THREADS] [recurrent]: every row, or only the recurrent layers' (14).
 int main(int argc, char** argv)
 {
     const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
@@ -591,6 +608,10 @@ int main(int argc, char** argv)
                 GRADTAPE_BENCH_COMMIT, date, bench::processor().c_str(), threads, threads == 1 ? "" : "s",
                 std::string(gt::simd_instruction_set()).c_str(), libtorch ? " and LibTorch" : "; LibTorch not built");
     std::printf("| workload | gradtape | beside | ratio | goal |\n| --- | --- | --- | --- | --- |\n");
+    if (argc > 2 && std::string_view(argv[2]) == "recurrent") {
+        recurrent_rows();
+        return 0;
+    }
 
     const tutorial::data data = tutorial::make_data(2);
     const double per_op_16 = per_op_ns(16);
@@ -668,17 +689,7 @@ int main(int argc, char** argv)
 #else
     row("10. transformer block step, 32x128x128, 4 heads", "ms", transformer);
 #endif
-    const double lstm = recurrent_ns(true) / 1e6;
-    const double gru = recurrent_ns(false) / 1e6;
-#if GRADTAPE_BENCH_LIBTORCH
-    row("14. LSTM 64x100x128 to 256, forward + backward", "ms", lstm, "LibTorch nn::LSTM",
-        bench::libtorch::recurrent_ns(true) / 1e6, 1.0);
-    row("14. GRU 64x100x128 to 256, forward + backward", "ms", gru, "LibTorch nn::GRU",
-        bench::libtorch::recurrent_ns(false) / 1e6, 1.0);
-#else
-    row("14. LSTM 64x100x128 to 256, forward + backward", "ms", lstm);
-    row("14. GRU 64x100x128 to 256, forward + backward", "ms", gru);
-#endif
+    recurrent_rows();
     // Read and written: twice the tensor's bytes.
     const auto gigabytes_per_second = [](std::size_t mib, double ms) { return 2.0 * double(mib << 20) / ms / 1e6; };
     double relu_8 = 0;

@@ -301,6 +301,12 @@ class ArrayPrinter:
         self.element = element
 
     def to_string(self):
+        try:
+            return self._values()
+        except gdb.error:
+            return '%s array (its values need debug information)' % self.element
+
+    def _values(self):
         dims = _shape(self.value)
         storage = self.value['m_storage']
         begin, end = storage['p_begin'], storage['p_end']
@@ -324,8 +330,11 @@ def _lookup(value):
     array = re.match(r'^xt::xarray_container<xt::uvector<([a-z ]+?), ', type_name)
     if array and array.group(1) in _ELEMENT_TYPES:
         return ArrayPrinter(value, _ELEMENT_TYPES[array.group(1)])
-    if type_.code == gdb.TYPE_CODE_STRUCT and _is_layer(type_):
-        return LayerPrinter(value)
+    try:
+        if type_.code == gdb.TYPE_CODE_STRUCT and _is_layer(type_):
+            return LayerPrinter(value)
+    except (gdb.error, TypeError):
+        pass
     return None
 
 
