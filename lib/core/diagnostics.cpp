@@ -24,11 +24,17 @@ const layer_path& layer_in_call() noexcept
     return current_layer;
 }
 
-layer_in_call_scope::layer_in_call_scope(const layer_path& path) : saved_(std::exchange(current_layer, path)) {}
+std::atomic<int> layer_scopes_open{0};
+
+layer_in_call_scope::layer_in_call_scope(const layer_path& path) : saved_(std::exchange(current_layer, path))
+{
+    layer_scopes_open.fetch_add(1, std::memory_order_relaxed);
+}
 
 layer_in_call_scope::~layer_in_call_scope()
 {
     current_layer = std::move(saved_);
+    layer_scopes_open.fetch_sub(1, std::memory_order_relaxed);
 }
 
 std::string layer_prefix()

@@ -2,6 +2,7 @@
 // sites in one format, and the arithmetic of shapes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -35,6 +36,10 @@ std::source_location user_site(const std::source_location& site);
 // Error messages, trace lines, tape printouts and capture printouts name it.
 using layer_path = std::shared_ptr<const std::string>;
 const layer_path& layer_in_call() noexcept;
+// How many scopes naming a layer are open, on all threads: while none is,
+// recording an op skips the thread-local read (an op outside layers pays one
+// relaxed load).
+extern std::atomic<int> layer_scopes_open;
 
 class layer_in_call_scope {
 public:

@@ -11,6 +11,7 @@
 #include <ostream>
 #include <memory>
 #include <memory_resource>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -201,7 +202,11 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
             many.empty() ? std::span(few).first(record.inputs().size()) : std::span(many);
         {
             backward_attribution scope(record.op, &record.site);
-            const layer_in_call_scope in_layer(record.layer);
+            // An entry recorded outside layers leaves the layer in call as it is.
+            std::optional<layer_in_call_scope> in_layer;
+            if (record.layer) {
+                in_layer.emplace(record.layer);
+            }
             record.backward(output_gradient, input_mask(entry->watched_inputs), input_gradients);
             const input_mask needed(entry->watched_inputs);
             for (std::size_t i = 0; i < input_gradients.size(); ++i) {
@@ -281,7 +286,9 @@ void recorder::record(std::shared_ptr<op_record> entry, std::string_view op, con
 {
     entry->op = op;
     entry->site = user_site(site);
-    entry->layer = layer_in_call();
+    if (layer_scopes_open.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+        entry->layer = layer_in_call();
+    }
     entry->set_inputs(inputs);
     entry->output = description_of(output);
     for (auto& [tape, mask] : tapes_) {
