@@ -153,9 +153,10 @@ protected:
 
     // A weight of this model, named by its path ("tempered/temperature"),
     // held, trained, listed and saved as a layer's variables are. Made in the
-    // constructor or in make_weights(); a name a sibling weight or layer has, a
-    // dimension of zero, a shape too large, an unknown initializer, or a
-    // model already built is an argument_error naming the path, and nothing is added.
+    // constructor or in make_weights(); a name a sibling weight or layer has
+    // (or one with '/'), a dimension of zero, an unknown initializer, or a
+    // model already built is an argument_error naming the path (a shape too
+    // large, a shape_error), and nothing is added.
     basic_variable<T> add_weight(const std::string& name, const shape_type& shape, weight_options options = {},
                                  std::source_location site = std::source_location::current());
 
