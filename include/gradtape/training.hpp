@@ -66,7 +66,8 @@ struct evaluation {
     double loss = 0;
     std::vector<std::pair<std::string, double>> metrics;
     // A metric by the name it was asked for; an unknown one is an argument_error.
-    [[nodiscard]] double metric(std::string_view name) const;
+    [[nodiscard]] double metric(std::string_view name,
+                                std::source_location site = std::source_location::current()) const;
 };
 
 // The model in inference mode over x's rows in batches, without recording

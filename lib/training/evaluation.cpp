@@ -63,7 +63,7 @@ void progress_bar::finish()
     }
 }
 
-double evaluation::metric(std::string_view name) const
+double evaluation::metric(std::string_view name, std::source_location site) const
 {
     for (const auto& [metric_name, value] : metrics) {
         if (metric_name == name) {
@@ -74,7 +74,7 @@ double evaluation::metric(std::string_view name) const
     for (const auto& entry : metrics) {
         known += (known.empty() ? "" : ", ") + entry.first;
     }
-    detail::fail<argument_error>("evaluation::metric", std::source_location::current(),
+    detail::fail<argument_error>("evaluation::metric", site,
                                  "no metric '" + std::string(name) + "' was computed (computed: " +
                                      (known.empty() ? "none" : known) + ")");
 }
