@@ -22,7 +22,7 @@ double sigmoid(double v)
     return 1 / (1 + std::exp(-v));
 }
 
-// Row `row` of x [.., F] times W [F, N], plus h [U] times U [U, N], plus b.
+// x [F] times W [F, N], plus h [U] times U [U, N], plus b (each term left out when empty).
 std::vector<double> affine(const std::vector<double>& x, const xt::xarray<double>& w, const std::vector<double>& h,
                            const xt::xarray<double>& u, const std::vector<double>& b)
 {
