@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -191,6 +192,43 @@ inline std::string generate(const gt::Layer& model, const encoded_text& text, st
         out += char(text.alphabet[next]);
     }
     return out;
+}
+
+// Trains `model` (character ids [B, T] -> logits [B, T, alphabet]) on random
+// windows until --steps or --minutes ends, reporting the smoothed training
+// loss every 250 steps, then its held-out bits per character and text it
+// generates. Returns the exit status: 0 when it beats the bigram model.
+inline int train_and_report(const gt::Layer& model, gt::optimizer& optimizer, const encoded_text& text,
+                            const arguments& args, std::size_t batch_size, std::size_t context)
+{
+    const double bigram = bigram_bits(text);
+    const auto start = std::chrono::steady_clock::now();
+    const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    const auto train_step_eagerly = [&](const gt::Tensor& inputs, const xt::xarray<std::int64_t>& targets) {
+        return optimizer.minimize(
+            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(targets, model(inputs))); },
+            model);
+    };
+    // With --capture, recorded at the first step and replayed after.
+    auto train_step = gt::capture(train_step_eagerly);
+    long step = 0;
+    double recent = 0;
+    while (step < args.steps && elapsed() < 60 * args.minutes) {
+        const windows w = random_windows(text.train, batch_size, context);
+        const gt::Tensor loss =
+            args.capture ? train_step(w.inputs, w.targets) : train_step_eagerly(w.inputs, w.targets);
+        recent = step == 0 ? loss.item() : 0.98 * recent + 0.02 * loss.item();
+        if (++step % 250 == 0) {
+            std::printf("step %5ld  training %.3f bits per character  %.0f s\n", step, recent / std::numbers::ln2,
+                        elapsed());
+            std::fflush(stdout);
+        }
+    }
+    const double bits = held_out_bits(model, text.held_out, context);
+    std::printf("after %ld steps and %.0f s: held-out %.3f bits per character (bigram %.3f, uniform %.3f)\n", step,
+                elapsed(), bits, bigram, std::log2(double(text.alphabet.size())));
+    std::printf("generated:\n%s\n", generate(model, text, 400, context).c_str());
+    return bits < bigram ? 0 : 1;
 }
 
 }  // namespace char_corpus

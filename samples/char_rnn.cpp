@@ -8,10 +8,8 @@
 //
 // Trains for --steps steps or --minutes minutes, whichever ends first. Exits
 // 1 unless its held-out bits per character beat the bigram model's.
-#include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <numbers>
 
 #include <gradtape/gradtape.hpp>
 
@@ -50,31 +48,5 @@ int main(int argc, char** argv)
     model.build({1, context});
     std::cout << model.summary();
     gt::Adam optimizer({.learning_rate = gt::cosine_decay(3e-3, std::uint64_t(args.steps), 0.1)});
-    const auto start = std::chrono::steady_clock::now();
-    const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-    const auto train_step_eagerly = [&](const gt::Tensor& inputs, const xt::xarray<std::int64_t>& targets) {
-        return optimizer.minimize(
-            [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(targets, model(inputs))); },
-            model);
-    };
-    // With --capture, recorded at the first step and replayed after.
-    auto train_step = gt::capture(train_step_eagerly);
-    long step = 0;
-    double recent = 0;
-    while (step < args.steps && elapsed() < 60 * args.minutes) {
-        const windows w = random_windows(text.train, batch_size, context);
-        const gt::Tensor loss =
-            args.capture ? train_step(w.inputs, w.targets) : train_step_eagerly(w.inputs, w.targets);
-        recent = step == 0 ? loss.item() : 0.98 * recent + 0.02 * loss.item();
-        if (++step % 250 == 0) {
-            std::printf("step %5ld  training %.3f bits per character  %.0f s\n", step, recent / std::numbers::ln2,
-                        elapsed());
-            std::fflush(stdout);
-        }
-    }
-    const double bits = held_out_bits(model, text.held_out, context);
-    std::printf("after %ld steps and %.0f s: held-out %.3f bits per character (bigram %.3f)\n", step, elapsed(),
-                bits, bigram);
-    std::printf("generated:\n%s\n", generate(model, text, 400, context).c_str());
-    return bits < bigram ? 0 : 1;
+    return train_and_report(model, optimizer, text, args, batch_size, context);
 }
