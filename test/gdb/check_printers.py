@@ -67,6 +67,7 @@ else:
     expected = [
         'float32 (its value needs the debug information of libgradtape',
         'GradientTape (its list of entries needs the debug information of libgradtape',
+        'layer (its description needs the debug information of libgradtape',
     ]
 missing = [text for text in expected if text not in output]
 if missing:

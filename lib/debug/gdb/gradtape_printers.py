@@ -131,7 +131,11 @@ class _NonPolymorphic:
         self.type = pointer.type.target().strip_typedefs()
 
     def __getitem__(self, name):
-        field = next(f for f in self.type.fields() if f.name == name)
+        # Without the library's debug information the type has no fields:
+        # raising gdb.error lets the printer say so.
+        field = next((f for f in self.type.fields() if f.name == name), None)
+        if field is None:
+            raise gdb.error('no member %s in %s' % (name, self.type))
         return (self.address + field.bitpos // 8).cast(field.type.pointer()).dereference()
 
 
@@ -246,7 +250,7 @@ class LayerPrinter:
         try:
             return describe_layer(self.value)
         except gdb.error:
-            return 'layer ' + NO_LIBRARY_DEBUG_INFO % 'path and variables'
+            return 'layer ' + NO_LIBRARY_DEBUG_INFO % 'description'
 
 
 def _is_layer(type_):
