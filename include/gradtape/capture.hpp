@@ -30,13 +30,13 @@
 #include <cstring>
 #include <iosfwd>
 #include <memory>
-#include <source_location>
 #include <tuple>
 #include <type_traits>
 #include <typeinfo>
 #include <utility>
 #include <vector>
 
+#include "source_location.hpp"
 #include "tensor.hpp"
 
 namespace gradtape {
@@ -188,7 +188,7 @@ template <dtype A, dtype B>
 struct capture_result<std::pair<basic_tensor<A>, basic_tensor<B>>>
     : capture_tuple_result<std::pair<basic_tensor<A>, basic_tensor<B>>, A, B> {};
 
-std::shared_ptr<capture_state> make_capture_state(capture_options options, const std::source_location& site);
+std::shared_ptr<capture_state> make_capture_state(capture_options options, const source_location& site);
 std::size_t signature_count(const capture_state& state);
 void print_captures(std::ostream& out, const capture_state& state);
 
@@ -198,7 +198,8 @@ void print_captures(std::ostream& out, const capture_state& state);
 template <class F>
 class captured_function {
 public:
-    captured_function(F function, capture_options options, const std::source_location& site)
+    /// Made by gt::capture, which names the site in warnings and errors.
+    captured_function(F function, capture_options options, const source_location& site)
         : function_(std::move(function)), state_(detail::make_capture_state(options, site))
     {
     }
@@ -207,8 +208,8 @@ public:
     decltype(auto) operator()(const Args&... args)
     {
         using result_type = std::invoke_result_t<F&, const typename detail::capture_parameter<Args>::passed&...>;
-        const std::tuple<typename detail::capture_parameter<Args>::stored...> kept(
-            detail::capture_parameter<Args>::keep(args)...);
+        const std::tuple<typename detail::capture_parameter<Args>::stored...> kept{
+            detail::capture_parameter<Args>::keep(args)...};
         detail::capture_call call(state_);
         const auto run = [&] {
             return std::apply(
@@ -254,7 +255,7 @@ private:
 
 template <class F>
 [[nodiscard]] captured_function<std::decay_t<F>> capture(F&& function, capture_options options = {},
-                                                         std::source_location site = std::source_location::current())
+                                                         source_location site = source_location::current())
 {
     return captured_function<std::decay_t<F>>(std::forward<F>(function), options, site);
 }

@@ -9,9 +9,9 @@
 #pragma once
 
 #include <filesystem>
-#include <source_location>
 #include <vector>
 
+#include "source_location.hpp"
 #include "variable.hpp"
 
 namespace gradtape {
@@ -24,38 +24,43 @@ class optimizer;
 // written beside `path` and renamed over it, so a crash while saving leaves
 // the previous checkpoint whole. Names must be distinct.
 void save_checkpoint(const std::filesystem::path& path, const std::vector<Variable>& variables,
-                     std::source_location site = std::source_location::current());
+                     source_location site = source_location::current());
+/// As save_checkpoint of float32 variables.
 void save_checkpoint(const std::filesystem::path& path, const std::vector<Variable64>& variables,
-                     std::source_location site = std::source_location::current());
+                     source_location site = source_location::current());
 
 // Assigns each variable the array of its name (float32 or float64 arrays are
 // converted to the variable's dtype). A missing name, a different shape, or a
 // file that is not an uncompressed .npz throws naming it, and then no
 // variable changes.
 void load_checkpoint(const std::filesystem::path& path, const std::vector<Variable>& variables,
-                     std::source_location site = std::source_location::current());
+                     source_location site = source_location::current());
+/// As load_checkpoint of float32 variables.
 void load_checkpoint(const std::filesystem::path& path, const std::vector<Variable64>& variables,
-                     std::source_location site = std::source_location::current());
+                     source_location site = source_location::current());
 
-// Every variable of a model (built: called once), keyed by its path
-// ("cnn/conv2d/kernel"). With an optimizer, also what resumes training as if
-// it had never stopped: the optimizer's count of updates and its slots
-// ("optimizer/cnn/conv2d/kernel/m"), and this thread's generator state
-// ("random/state", which dropout and shuffling draw from). Loading with an
-// optimizer restores all three; nothing changes unless everything in the
-// file fits. Resume at an epoch's start: a minibatch order already drawn is
-// not saved.
+/// Every variable of a model (built: called once), keyed by its path
+/// ("cnn/conv2d/kernel"). With an optimizer, also what resumes training as if
+/// it had never stopped: the optimizer's count of updates and its slots
+/// ("optimizer/cnn/conv2d/kernel/m"), and this thread's generator state
+/// ("random/state", which dropout and shuffling draw from). Loading with an
+/// optimizer restores all three; nothing changes unless everything in the
+/// file fits. Resume at an epoch's start: a minibatch order already drawn is
+/// not saved.
 template <dtype T>
 void save_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model,
-                     std::source_location site = std::source_location::current());
+                     source_location site = source_location::current());
+/// The model's variables with the optimizer's state and the generator's.
 template <dtype T>
 void save_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, const optimizer& optimizer,
-                     std::source_location site = std::source_location::current());
+                     source_location site = source_location::current());
+/// The model's variables from a checkpoint of it (with or without optimizer state).
 template <dtype T>
 void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model,
-                     std::source_location site = std::source_location::current());
+                     source_location site = source_location::current());
+/// The model's variables, the optimizer's state and the generator's, from a checkpoint that holds all three.
 template <dtype T>
 void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, optimizer& optimizer,
-                     std::source_location site = std::source_location::current());
+                     source_location site = source_location::current());
 
 }  // namespace gradtape

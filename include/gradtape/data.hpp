@@ -12,9 +12,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <source_location>
 #include <vector>
 
+#include "source_location.hpp"
 #include "tensor.hpp"
 
 namespace gradtape {
@@ -53,7 +53,7 @@ public:
     // Every tensor and label array must have the same number of rows (first
     // dimension); shard must be below shards.
     minibatches(std::vector<basic_tensor<T>> tensors, std::vector<xt::xarray<std::int64_t>> labels = {},
-                minibatch_options options = {}, std::source_location site = std::source_location::current());
+                minibatch_options options = {}, source_location site = source_location::current());
 
     class iterator {
     public:

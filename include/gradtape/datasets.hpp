@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <map>
 #include <string>
-#include <source_location>
 
+#include "source_location.hpp"
 #include "tensor.hpp"
 
 namespace gradtape {
@@ -22,7 +22,7 @@ namespace gradtape {
 // naming the file and what is wrong.
 template <class T>
 [[nodiscard]] xt::xarray<T> read_idx(const std::filesystem::path& path,
-                                     std::source_location site = std::source_location::current());
+                                     source_location site = source_location::current());
 
 // The array of a .npy file, and every array of a .npz (keyed by name, without
 // ".npy"), converted to T: float, double, std::int64_t or std::uint8_t, from
@@ -30,10 +30,11 @@ template <class T>
 // is an argument_error naming it and what is wrong.
 template <class T>
 [[nodiscard]] xt::xarray<T> read_npy(const std::filesystem::path& path,
-                                     std::source_location site = std::source_location::current());
+                                     source_location site = source_location::current());
+/// Every array of an uncompressed or deflated .npz, by name, converted to T as read_npy converts.
 template <class T>
 [[nodiscard]] std::map<std::string, xt::xarray<T>> read_npz(
-    const std::filesystem::path& path, std::source_location site = std::source_location::current());
+    const std::filesystem::path& path, source_location site = source_location::current());
 
 struct csv_options {
     char delimiter = ',';
@@ -47,7 +48,7 @@ struct csv_options {
 // argument_error naming the file, the line and the field.
 template <class T>
 [[nodiscard]] xt::xarray<T> read_csv(const std::filesystem::path& path, csv_options options = {},
-                                     std::source_location site = std::source_location::current());
+                                     source_location site = source_location::current());
 
 struct image_dataset {
     Tensor train_images;  // [N, H, W, 1], values in [0, 1]
@@ -64,6 +65,6 @@ inline constexpr const char* default_fashion_mnist_directory = "/usr/share/datas
 // package is an argument_error saying which to install, a directory given
 // that is not one or lacks a file an argument_error naming it.
 [[nodiscard]] image_dataset fashion_mnist(const std::filesystem::path& directory = default_fashion_mnist_directory,
-                                          std::source_location site = std::source_location::current());
+                                          source_location site = source_location::current());
 
 }  // namespace gradtape

@@ -26,6 +26,7 @@
 #include "ops.hpp"
 #include "optim.hpp"
 #include "random.hpp"
+#include "source_location.hpp"
 #include "tape.hpp"
 #include "tensor.hpp"
 #include "training.hpp"

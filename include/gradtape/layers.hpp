@@ -45,12 +45,12 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <source_location>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "nn.hpp"
+#include "source_location.hpp"
 #include "variable.hpp"
 
 namespace gradtape {
@@ -94,10 +94,11 @@ public:
     // later input of another shape is a shape_error naming the layer, the
     // shape it takes and the one given.
     basic_tensor<T> operator()(const basic_tensor<T>& input, std::optional<bool> training = std::nullopt,
-                               std::source_location site = std::source_location::current()) const;
+                               source_location site = source_location::current()) const;
 
-    // Makes the variables now, for an input of `input_shape` (any batch size).
-    void build(const shape_type& input_shape, std::source_location site = std::source_location::current()) const;
+    /// Makes the variables now, for an input of `input_shape` (any batch size).
+    void build(const shape_type& input_shape, source_location site = source_location::current()) const;
+    /// Whether the variables have been made.
     [[nodiscard]] bool built() const;
 
     // The name among its siblings ("conv2d_1") and the path from the model
@@ -158,19 +159,19 @@ protected:
     // model already built is an argument_error naming the path (a shape too
     // large, a shape_error), and nothing is added.
     basic_variable<T> add_weight(const std::string& name, const shape_type& shape, weight_options options = {},
-                                 std::source_location site = std::source_location::current());
+                                 source_location site = source_location::current());
 
     // Makes `layer` a part of this model, named uniquely among the others
     // ("dense", "dense_1", ...), and returns it.
     template <class Layer>
         requires std::is_base_of_v<basic_layer<T>, Layer> && std::is_copy_constructible_v<Layer>
-    Layer add(Layer layer, std::source_location site = std::source_location::current())
+    Layer add(Layer layer, source_location site = source_location::current())
     {
         adopt(layer, site);
         return layer;
     }
-    // A model held as a member, made a part of this one; the handle calls it.
-    basic_layer<T> add(basic_model& model, std::source_location site = std::source_location::current())
+    /// A model held as a member, made a part of this one; the handle calls it.
+    basic_layer<T> add(basic_model& model, source_location site = source_location::current())
     {
         adopt(model, site);
         return model;
@@ -178,7 +179,7 @@ protected:
 
 private:
     friend struct detail::layer_access;
-    void adopt(const basic_layer<T>& layer, const std::source_location& site);
+    void adopt(const basic_layer<T>& layer, const source_location& site);
 };
 
 // Layers applied in order.
@@ -186,9 +187,10 @@ template <dtype T>
 class basic_sequential : public basic_layer<T> {
 public:
     explicit basic_sequential(std::vector<basic_layer<T>> layers, std::string name = "sequential",
-                              std::source_location site = std::source_location::current());
-    // Appends a layer.
-    void add(const basic_layer<T>& layer, std::source_location site = std::source_location::current());
+                              source_location site = source_location::current());
+    /// Appends a layer.
+    void add(const basic_layer<T>& layer, source_location site = source_location::current());
+    /// The layers, in order.
     [[nodiscard]] std::vector<basic_layer<T>> layers() const;
 };
 
@@ -203,7 +205,7 @@ template <dtype T>
 class basic_dense : public basic_layer<T> {
 public:
     explicit basic_dense(std::size_t units, dense_options options = {},
-                         std::source_location site = std::source_location::current());
+                         source_location site = source_location::current());
 };
 
 struct conv_options {
@@ -222,14 +224,14 @@ template <dtype T>
 class basic_conv2d : public basic_layer<T> {
 public:
     basic_conv2d(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size, conv_options options = {},
-                 std::source_location site = std::source_location::current());
+                 source_location site = source_location::current());
 };
 // conv1d over [N, W, C]: kernel [K, C, filters]; strides[0] and dilation_rate[0] are used.
 template <dtype T>
 class basic_conv1d : public basic_layer<T> {
 public:
     basic_conv1d(std::size_t filters, std::ptrdiff_t kernel_size, conv_options options = {},
-                 std::source_location site = std::source_location::current());
+                 source_location site = source_location::current());
 };
 // conv2d_transpose with kernel [KH, KW, filters, C]: the output has
 // input * stride positions with same padding, (input - 1) * stride + kernel with valid.
@@ -237,14 +239,14 @@ template <dtype T>
 class basic_conv2d_transpose : public basic_layer<T> {
 public:
     basic_conv2d_transpose(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size, conv_options options = {},
-                           std::source_location site = std::source_location::current());
+                           source_location site = source_location::current());
 };
 // depthwise_conv2d with depthwise_kernel [KH, KW, C, depth_multiplier] and a bias per output channel.
 template <dtype T>
 class basic_depthwise_conv2d : public basic_layer<T> {
 public:
     basic_depthwise_conv2d(std::array<std::ptrdiff_t, 2> kernel_size, std::size_t depth_multiplier = 1,
-                           conv_options options = {}, std::source_location site = std::source_location::current());
+                           conv_options options = {}, source_location site = source_location::current());
 };
 
 struct pool_options {
@@ -257,13 +259,14 @@ struct pool_options {
 template <dtype T>
 class basic_max_pool2d : public basic_layer<T> {
 public:
-    explicit basic_max_pool2d(pool_options options = {}, std::source_location site = std::source_location::current());
+    /// A pooling layer with these options.
+    explicit basic_max_pool2d(pool_options options = {}, source_location site = source_location::current());
 };
 template <dtype T>
 class basic_average_pool2d : public basic_layer<T> {
 public:
     explicit basic_average_pool2d(pool_options options = {},
-                                  std::source_location site = std::source_location::current());
+                                  source_location site = source_location::current());
 };
 // The mean over height and width: [N, H, W, C] -> [N, C].
 template <dtype T>
@@ -282,14 +285,14 @@ template <dtype T>
 class basic_dropout : public basic_layer<T> {
 public:
     explicit basic_dropout(double rate, std::string name = "dropout",
-                           std::source_location site = std::source_location::current());
+                           source_location site = source_location::current());
 };
 // An activation as a layer of its own.
 template <dtype T>
 class basic_activation_layer : public basic_layer<T> {
 public:
     explicit basic_activation_layer(::gradtape::activation activation,
-                                    std::source_location site = std::source_location::current());
+                                    source_location site = source_location::current());
 };
 
 struct batch_normalization_options {
@@ -306,7 +309,7 @@ template <dtype T>
 class basic_batch_normalization : public basic_layer<T> {
 public:
     explicit basic_batch_normalization(batch_normalization_options options = {},
-                                       std::source_location site = std::source_location::current());
+                                       source_location site = source_location::current());
 };
 
 struct layer_normalization_layer_options {
@@ -318,7 +321,7 @@ template <dtype T>
 class basic_layer_normalization : public basic_layer<T> {
 public:
     explicit basic_layer_normalization(layer_normalization_layer_options options = {},
-                                       std::source_location site = std::source_location::current());
+                                       source_location site = source_location::current());
 };
 
 // Rows of embeddings [input_dim, output_dim] (uniform on [-0.05, 0.05], as
@@ -327,9 +330,10 @@ template <dtype T>
 class basic_embedding : public basic_layer<T> {
 public:
     basic_embedding(std::size_t input_dim, std::size_t output_dim, std::string name = "embedding",
-                    std::source_location site = std::source_location::current());
+                    source_location site = source_location::current());
+    /// The rows of `ids`: shape ids.shape + (output_dim,). An id out of range is an argument_error.
     basic_tensor<T> operator()(const xt::xarray<std::int64_t>& ids,
-                               std::source_location site = std::source_location::current()) const;
+                               source_location site = source_location::current()) const;
     using basic_layer<T>::operator();
 };
 
@@ -349,12 +353,12 @@ template <dtype T>
 class basic_multi_head_attention : public basic_layer<T> {
 public:
     basic_multi_head_attention(std::size_t num_heads, std::size_t key_dim, multi_head_attention_options options = {},
-                               std::source_location site = std::source_location::current());
-    // query [B, T_q, D], value [B, T_k, D_v], key (default: value) [B, T_k, D_k].
+                               source_location site = source_location::current());
+    /// query [B, T_q, D], value [B, T_k, D_v], key (default: value) [B, T_k, D_k].
     basic_tensor<T> operator()(const basic_tensor<T>& query, const basic_tensor<T>& value,
                                const basic_tensor<T>& key, attention_options<T> options,
                                std::optional<bool> training = std::nullopt,
-                               std::source_location site = std::source_location::current()) const;
+                               source_location site = source_location::current()) const;
     using basic_layer<T>::operator();
 };
 
@@ -408,7 +412,7 @@ public:
     using basic_layer<T>::operator();
     // The output with the final state, from a mask and an initial state.
     recurrent_result<T> operator()(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs,
-                                   std::source_location site = std::source_location::current()) const;
+                                   source_location site = source_location::current()) const;
 
 protected:
     using basic_layer<T>::basic_layer;
@@ -419,7 +423,7 @@ template <dtype T>
 class basic_simple_rnn : public basic_recurrent_layer<T> {
 public:
     explicit basic_simple_rnn(std::size_t units, recurrent_options options = {},
-                              std::source_location site = std::source_location::current());
+                              source_location site = source_location::current());
 };
 // Gates i, f, c, o side by side in kernel [features, 4 units],
 // recurrent_kernel [units, 4 units] and bias [4 units]:
@@ -428,7 +432,7 @@ template <dtype T>
 class basic_lstm : public basic_recurrent_layer<T> {
 public:
     explicit basic_lstm(std::size_t units, recurrent_options options = {},
-                        std::source_location site = std::source_location::current());
+                        source_location site = source_location::current());
 };
 // Gates z, r and the candidate h~ side by side in kernel [features, 3 units]
 // and recurrent_kernel [units, 3 units]:  h = z * h + (1 - z) * h~.
@@ -436,7 +440,7 @@ template <dtype T>
 class basic_gru : public basic_recurrent_layer<T> {
 public:
     explicit basic_gru(std::size_t units, recurrent_options options = {},
-                       std::source_location site = std::source_location::current());
+                       source_location site = source_location::current());
 };
 
 enum class merge_mode { concat, sum, mul, ave };
@@ -451,7 +455,7 @@ template <dtype T>
 class basic_bidirectional : public basic_recurrent_layer<T> {
 public:
     explicit basic_bidirectional(const basic_recurrent_layer<T>& layer, bidirectional_options options = {},
-                                 std::source_location site = std::source_location::current());
+                                 source_location site = source_location::current());
 };
 
 using Layer = basic_layer<float>;

@@ -11,33 +11,33 @@
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
-#include <source_location>
 #include <string>
 #include <vector>
 
+#include "source_location.hpp"
 #include "tensor.hpp"
 
 namespace gradtape {
 
 // The share of predictions equal to their labels (NaN for none).
 [[nodiscard]] double accuracy(const xt::xarray<std::int64_t>& labels, const xt::xarray<std::int64_t>& predictions,
-                              std::source_location site = std::source_location::current());
-// The same with the prediction of each row the largest of its logits (last axis).
+                              source_location site = source_location::current());
+/// The same with the prediction of each row the largest of its logits (last axis).
 template <dtype T>
 [[nodiscard]] double accuracy(const xt::xarray<std::int64_t>& labels, const basic_tensor<T>& logits,
-                              std::source_location site = std::source_location::current());
+                              source_location site = source_location::current());
 
 // counts()(label, prediction): how many examples of class `label` were predicted as `prediction`.
 class confusion_matrix {
 public:
     // Names, when given, label the printed rows (one per class).
     explicit confusion_matrix(std::size_t classes, std::vector<std::string> names = {},
-                              std::source_location site = std::source_location::current());
+                              source_location site = source_location::current());
 
     // Labels and predictions of one shape, each in [0, classes); else an
     // argument_error, and nothing is counted.
     void add(const xt::xarray<std::int64_t>& labels, const xt::xarray<std::int64_t>& predictions,
-             std::source_location site = std::source_location::current());
+             source_location site = source_location::current());
 
     [[nodiscard]] const xt::xarray<std::int64_t>& counts() const noexcept { return counts_; }
     [[nodiscard]] std::int64_t total() const;
@@ -47,7 +47,7 @@ public:
     // the label's examples it holds and marked with it in percent; labels
     // down the left, predictions along the top, by class number.
     void write_png(const std::filesystem::path& path,
-                   std::source_location site = std::source_location::current()) const;
+                   source_location site = source_location::current()) const;
 
     friend std::ostream& operator<<(std::ostream& out, const confusion_matrix& matrix);
 

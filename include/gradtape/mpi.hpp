@@ -24,12 +24,12 @@
 #include <chrono>
 #include <cstddef>
 #include <exception>
-#include <source_location>
 #include <string>
 #include <vector>
 
 #include "layers.hpp"
 #include "optim.hpp"
+#include "source_location.hpp"
 #include "tape.hpp"
 
 namespace gradtape::mpi {
@@ -74,11 +74,11 @@ public:
 // every rank, naming the first rank and variable that differ.
 template <dtype T>
 void broadcast_variables(const std::vector<basic_variable<T>>& variables, int root = 0,
-                         std::source_location site = std::source_location::current());
-// The same for every variable of a model (built), moving statistics included.
+                         source_location site = source_location::current());
+/// The same for every variable of a model (built), moving statistics included.
 template <dtype T>
 void broadcast_variables(const basic_layer<T>& model, int root = 0,
-                         std::source_location site = std::source_location::current());
+                         source_location site = source_location::current());
 
 // The mean over ranks of each tensor. Tensors under 1 MiB are packed into
 // buffers of at most fusion_bytes, each summed by one allreduce (Horovod's
@@ -87,16 +87,16 @@ void broadcast_variables(const basic_layer<T>& model, int root = 0,
 inline constexpr std::size_t fusion_bytes = std::size_t{64} << 20;
 template <dtype T>
 [[nodiscard]] std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>& tensors,
-                                                          std::source_location site = std::source_location::current());
-// The same, each rank's tensors weighted by its `rows`: the sum over ranks
-// of rows * tensor, over the sum of rows. Gradients of a mean over each
-// rank's rows so become the gradient of the mean over all of them, however
-// the rows were split. A rank of no rows adds nothing (a mean over no rows is
-// NaN, and is not read); no rows on any rank is an argument_error.
+                                                          source_location site = source_location::current());
+/// The same, each rank's tensors weighted by its `rows`: the sum over ranks
+/// of rows * tensor, over the sum of rows. Gradients of a mean over each
+/// rank's rows so become the gradient of the mean over all of them, however
+/// the rows were split. A rank of no rows adds nothing (a mean over no rows is
+/// NaN, and is not read); no rows on any rank is an argument_error.
 template <dtype T>
 [[nodiscard]] std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>& tensors,
                                                           std::size_t rows,
-                                                          std::source_location site = std::source_location::current());
+                                                          source_location site = source_location::current());
 
 namespace detail {
 // allreduce_mean(tensors, rows); or, where this rank's step failed before it
@@ -105,7 +105,7 @@ namespace detail {
 template <dtype T>
 [[nodiscard]] std::vector<basic_tensor<T>> allreduce_step(const std::vector<basic_tensor<T>>& tensors,
                                                           std::size_t rows, const std::exception_ptr& failure,
-                                                          const std::source_location& site);
+                                                          const source_location& site);
 }  // namespace detail
 
 // An optimizer whose updates use the gradients averaged over every rank,
@@ -120,7 +120,7 @@ public:
 
     template <dtype T>
     void apply_gradients(const std::vector<basic_tensor<T>>& gradients, const std::vector<basic_variable<T>>& variables,
-                         std::size_t rows, std::source_location site = std::source_location::current())
+                         std::size_t rows, source_location site = source_location::current())
     {
         step(gradients, variables, rows, nullptr, site);
     }
@@ -131,7 +131,7 @@ public:
     // every rank, with that rank's message, and no variable changes.
     template <class LossFn, dtype T>
     basic_tensor<T> minimize(LossFn&& loss_fn, const basic_layer<T>& model, std::size_t rows,
-                             std::source_location site = std::source_location::current())
+                             source_location site = source_location::current())
     {
         ::gradtape::detail::model_gradients<T> computed;
         std::exception_ptr failure;
@@ -151,7 +151,7 @@ public:
 private:
     template <dtype T>
     void step(const std::vector<basic_tensor<T>>& gradients, const std::vector<basic_variable<T>>& variables,
-              std::size_t rows, const std::exception_ptr& failure, const std::source_location& site)
+              std::size_t rows, const std::exception_ptr& failure, const source_location& site)
     {
         const auto start = std::chrono::steady_clock::now();
         const std::vector<basic_tensor<T>> averaged = detail::allreduce_step(gradients, rows, failure, site);

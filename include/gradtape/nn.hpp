@@ -7,16 +7,16 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <source_location>
 #include <type_traits>
 #include <utility>
 
 #include "ops.hpp"
+#include "source_location.hpp"
 #include "tensor.hpp"
 
 namespace gradtape {
 
-#define GRADTAPE_SITE std::source_location site = std::source_location::current()
+#define GRADTAPE_SITE source_location site = source_location::current()
 
 // exp(x) / sum(exp(x)) along `axis`, computed without overflow.
 template <dtype T>

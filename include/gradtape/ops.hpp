@@ -15,10 +15,10 @@
 #include <cstdint>
 #include <initializer_list>
 #include <iterator>
-#include <source_location>
 #include <type_traits>
 #include <vector>
 
+#include "source_location.hpp"
 #include "tensor.hpp"
 
 namespace gradtape {
@@ -44,7 +44,7 @@ public:
 // Dimension i of a transpose's result is dimension perm[i] of its operand.
 using permutation_type = std::vector<std::ptrdiff_t>;
 
-#define GRADTAPE_SITE std::source_location site = std::source_location::current()
+#define GRADTAPE_SITE source_location site = source_location::current()
 
 // The elementwise functions of one tensor x, each beside its gradient, with
 // y the result (PyTorch's derivatives.yaml writes them so):

@@ -11,7 +11,6 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <source_location>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -19,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "source_location.hpp"
 #include "tape.hpp"
 #include "variable.hpp"
 
@@ -32,13 +32,13 @@ namespace detail {
 // that `variables`, those of `model`, do not hold: a layer never added.
 template <dtype T>
 void check_model_holds_all(const GradientTape& tape, const std::vector<basic_variable<T>>& variables,
-                           const std::string& model, const std::source_location& site);
+                           const std::string& model, const source_location& site);
 
 // Refuses a step of a model with nothing to train (no layers, or none with
 // trainable variables), which would otherwise fail as a target no tape recorded.
 template <dtype T>
 void check_model_trains(const std::vector<basic_variable<T>>& variables, const std::string& model,
-                        const std::source_location& site);
+                        const source_location& site);
 
 template <dtype T>
 struct model_gradients {
@@ -49,7 +49,7 @@ struct model_gradients {
 // loss_fn's loss under a tape of its own, and its gradient for each
 // trainable variable of `model` (which loss_fn's first call builds).
 template <class LossFn, dtype T>
-model_gradients<T> gradients_of_model(LossFn&& loss_fn, const basic_layer<T>& model, const std::source_location& site)
+model_gradients<T> gradients_of_model(LossFn&& loss_fn, const basic_layer<T>& model, const source_location& site)
 {
     GradientTape tape;
     basic_tensor<T> loss = loss_fn();
@@ -93,7 +93,7 @@ private:
 template <dtype T>
 [[nodiscard]] std::pair<std::vector<basic_tensor<T>>, basic_tensor<T>> clip_by_global_norm(
     const std::vector<basic_tensor<T>>& gradients, T clip_norm,
-    std::source_location site = std::source_location::current());
+    source_location site = source_location::current());
 
 // What every optimizer shares: the checks before an update, minimize, and
 // the count of updates that schedules read.
@@ -107,13 +107,13 @@ public:
     template <dtype T>
     void apply_gradients(const std::vector<basic_tensor<T>>& gradients,
                          const std::vector<basic_variable<T>>& variables,
-                         std::source_location site = std::source_location::current());
+                         source_location site = source_location::current());
 
     // Runs loss_fn under a tape of its own, applies the gradient of the loss
     // to `variables` and returns the loss.
     template <class LossFn, dtype T = typename std::invoke_result_t<LossFn&>::value_type>
     basic_tensor<T> minimize(LossFn&& loss_fn, const std::vector<basic_variable<T>>& variables,
-                             std::source_location site = std::source_location::current())
+                             source_location site = source_location::current())
     {
         GradientTape tape;
         basic_tensor<T> loss = loss_fn();
@@ -127,7 +127,7 @@ public:
     // then nothing changes.
     template <class LossFn, dtype T>
     basic_tensor<T> minimize(LossFn&& loss_fn, const basic_layer<T>& model,
-                             std::source_location site = std::source_location::current())
+                             source_location site = source_location::current())
     {
         auto step = detail::gradients_of_model(loss_fn, model, site);
         apply_gradients(step.gradients, step.variables, site);
@@ -152,15 +152,15 @@ public:
     // argument_error, and then nothing changes.
     template <dtype T>
     void set_slots(const basic_variable<T>& variable, const optimizer_slots& slots,
-                   std::source_location site = std::source_location::current());
-    // Throws as set_slots would, and changes nothing.
+                   source_location site = source_location::current());
+    /// Throws as set_slots would, and changes nothing.
     template <dtype T>
     void check_slots(const basic_variable<T>& variable, const optimizer_slots& slots,
-                     std::source_location site = std::source_location::current()) const;
-    // Why set_slots would refuse `slots` for `variable`: a slot missing, of
-    // another shape, or holding what no update can write there (a NaN, a
-    // negative second moment, a step count that is not a count, a value the
-    // variable's dtype cannot hold); nothing when it would take them.
+                     source_location site = source_location::current()) const;
+    /// Why set_slots would refuse `slots` for `variable`: a slot missing, of
+    /// another shape, or holding what no update can write there (a NaN, a
+    /// negative second moment, a step count that is not a count, a value the
+    /// variable's dtype cannot hold); nothing when it would take them.
     struct slot_problem {
         std::string slot;
         std::string why;
@@ -221,7 +221,7 @@ private:
     // gradient's value. A capture's replay calls it too (capture.hpp).
     template <dtype T, class GradientOf>
     void update_variables(const std::vector<basic_variable<T>>& variables, const GradientOf& gradient_of,
-                          const std::source_location& site);
+                          const source_location& site);
     template <dtype T>
     struct recorded_update;
 
@@ -267,8 +267,10 @@ struct sgd_options {
 // Its slot: "momentum" (b), with momentum.
 class SGD final : public optimizer_rule<SGD> {
 public:
-    SGD(double learning_rate, std::source_location site = std::source_location::current());
-    SGD(sgd_options options, std::source_location site = std::source_location::current());
+    /// Plain SGD at this rate.
+    SGD(double learning_rate, source_location site = source_location::current());
+    /// SGD with these options; a negative or NaN hyperparameter is an argument_error.
+    SGD(sgd_options options, source_location site = source_location::current());
 
     [[nodiscard]] const sgd_options& options() const noexcept { return options_; }
 
@@ -298,13 +300,16 @@ struct adam_options {
 // Its slots: "m", "v", "v_max" (with amsgrad) and "steps" (t).
 class Adam : public optimizer_rule<Adam> {
 public:
-    Adam(double learning_rate = 0.001, std::source_location site = std::source_location::current());
-    Adam(adam_options options, std::source_location site = std::source_location::current());
+    /// Adam at this rate.
+    Adam(double learning_rate = 0.001, source_location site = source_location::current());
+    /// Adam with these options; a hyperparameter out of range is an argument_error.
+    Adam(adam_options options, source_location site = source_location::current());
 
     [[nodiscard]] const adam_options& options() const noexcept { return options_; }
 
 protected:
-    Adam(std::string_view name, adam_options options, bool decoupled_weight_decay, std::source_location site);
+    /// For AdamW: its name, and the decay applied to the weights.
+    Adam(std::string_view name, adam_options options, bool decoupled_weight_decay, source_location site);
 
 private:
     friend class optimizer_rule<Adam>;
@@ -318,8 +323,8 @@ private:
 
 class AdamW final : public Adam {
 public:
-    // torch.optim.AdamW's default weight_decay is 0.01.
-    AdamW(adam_options options = {.weight_decay = 0.01}, std::source_location site = std::source_location::current());
+    /// torch.optim.AdamW's default weight_decay is 0.01.
+    AdamW(adam_options options = {.weight_decay = 0.01}, source_location site = source_location::current());
 };
 
 struct rmsprop_options {
@@ -340,8 +345,10 @@ struct rmsprop_options {
 // "grad_avg" (a, centered).
 class RMSprop final : public optimizer_rule<RMSprop> {
 public:
-    RMSprop(double learning_rate = 0.01, std::source_location site = std::source_location::current());
-    RMSprop(rmsprop_options options, std::source_location site = std::source_location::current());
+    /// RMSprop at this rate.
+    RMSprop(double learning_rate = 0.01, source_location site = source_location::current());
+    /// RMSprop with these options; a hyperparameter out of range is an argument_error.
+    RMSprop(rmsprop_options options, source_location site = source_location::current());
 
     [[nodiscard]] const rmsprop_options& options() const noexcept { return options_; }
 
@@ -368,8 +375,10 @@ struct adagrad_options {
 // Its slots: "sum" (s) and "steps" (t).
 class Adagrad final : public optimizer_rule<Adagrad> {
 public:
-    Adagrad(double learning_rate = 0.01, std::source_location site = std::source_location::current());
-    Adagrad(adagrad_options options, std::source_location site = std::source_location::current());
+    /// Adagrad at this rate.
+    Adagrad(double learning_rate = 0.01, source_location site = source_location::current());
+    /// Adagrad with these options; a hyperparameter out of range is an argument_error.
+    Adagrad(adagrad_options options, source_location site = source_location::current());
 
     [[nodiscard]] const adagrad_options& options() const noexcept { return options_; }
 

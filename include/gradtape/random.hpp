@@ -7,9 +7,9 @@
 #pragma once
 
 #include <cstdint>
-#include <source_location>
 #include <vector>
 
+#include "source_location.hpp"
 #include "tensor.hpp"
 
 namespace gradtape {
@@ -23,15 +23,15 @@ void set_seed(std::uint64_t seed);
 [[nodiscard]] bool is_random_state(const std::vector<std::uint64_t>& state);
 // A state that random_state() gave; anything else is an argument_error.
 void set_random_state(const std::vector<std::uint64_t>& state,
-                      std::source_location site = std::source_location::current());
+                      source_location site = source_location::current());
 
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> random_normal(const shape_type& shape, T mean = 0, T stddev = 1,
-                                            std::source_location site = std::source_location::current());
-// Uniform on [low, high).
+                                            source_location site = source_location::current());
+/// Uniform on [low, high).
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> random_uniform(const shape_type& shape, T low = 0, T high = 1,
-                                             std::source_location site = std::source_location::current());
+                                             source_location site = source_location::current());
 
 // Initial weights for a layer of `shape` (in, out), or (..., in, out) where
 // the leading dimensions form a receptive field, as Keras draws them:
@@ -43,22 +43,25 @@ template <dtype T = float>
 // scaled so that the stddev is the one named. zeros() is in tensor.hpp.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> glorot_uniform(const shape_type& shape,
-                                            std::source_location site = std::source_location::current());
+                                            source_location site = source_location::current());
+/// See glorot_uniform.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> glorot_normal(const shape_type& shape,
-                                            std::source_location site = std::source_location::current());
+                                            source_location site = source_location::current());
+/// See glorot_uniform.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> he_uniform(const shape_type& shape,
-                                            std::source_location site = std::source_location::current());
+                                            source_location site = source_location::current());
+/// See glorot_uniform.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> he_normal(const shape_type& shape,
-                                            std::source_location site = std::source_location::current());
-// A matrix [..., cols] (the leading dimensions taken as rows) whose rows or
-// columns, whichever are fewer, are orthonormal: the Q of a standard normal
-// matrix's QR factors with R's diagonal made positive, as Keras's
-// "orthogonal", the default for recurrent kernels.
+                                            source_location site = source_location::current());
+/// A matrix [..., cols] (the leading dimensions taken as rows) whose rows or
+/// columns, whichever are fewer, are orthonormal: the Q of a standard normal
+/// matrix's QR factors with R's diagonal made positive, as Keras's
+/// "orthogonal", the default for recurrent kernels.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> orthogonal(const shape_type& shape,
-                                         std::source_location site = std::source_location::current());
+                                         source_location site = source_location::current());
 
 }  // namespace gradtape

@@ -16,12 +16,12 @@
 #include <iosfwd>
 #include <memory>
 #include <ranges>
-#include <source_location>
 #include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "source_location.hpp"
 #include "tensor.hpp"
 
 namespace gradtape {
@@ -53,20 +53,20 @@ public:
     GradientTape& operator=(const GradientTape&) = delete;
 
     template <dtype T>
-    void watch(const basic_tensor<T>& tensor, std::source_location site = std::source_location::current());
+    void watch(const basic_tensor<T>& tensor, source_location site = source_location::current());
 
-    // d target / d source, shaped like source. A target of more than one
-    // element needs output_gradient (shaped like target), which seeds the pass.
-    // A watched source the target does not depend on gets what `unconnected`
-    // says. A source the tape does not watch is an error; so is a target this
-    // tape did not record (computed before the tape existed, or from nothing
-    // it watches), unless `unconnected` asks for zeros.
+    /// d target / d source, shaped like source. A target of more than one
+    /// element needs output_gradient (shaped like target), which seeds the pass.
+    /// A watched source the target does not depend on gets what `unconnected`
+    /// says. A source the tape does not watch is an error; so is a target this
+    /// tape did not record (computed before the tape existed, or from nothing
+    /// it watches), unless `unconnected` asks for zeros.
     template <dtype T, class Source>
         requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
     [[nodiscard]] basic_tensor<typename Source::value_type> gradient(
         const basic_tensor<T>& target, const Source& source, const basic_tensor<T>& output_gradient = {},
         unconnected_gradients unconnected = unconnected_gradients::none,
-        std::source_location site = std::source_location::current())
+        source_location site = source_location::current())
     {
         using S = typename Source::value_type;
         const basic_tensor<S>* only = &source;
@@ -82,7 +82,7 @@ public:
     [[nodiscard]] auto gradient(const basic_tensor<T>& target, const Sources& sources,
                                 const basic_tensor<T>& output_gradient = {},
                                 unconnected_gradients unconnected = unconnected_gradients::none,
-                                std::source_location site = std::source_location::current())
+                                source_location site = source_location::current())
     {
         using S = typename std::ranges::range_value_t<Sources>::value_type;
         std::vector<const basic_tensor<S>*> pointers;
@@ -97,7 +97,7 @@ public:
         const basic_tensor<T>& target,
         std::initializer_list<std::reference_wrapper<const basic_tensor<std::type_identity_t<S>>>> sources,
         const basic_tensor<T>& output_gradient = {}, unconnected_gradients unconnected = unconnected_gradients::none,
-        std::source_location site = std::source_location::current())
+        source_location site = source_location::current())
     {
         std::vector<const basic_tensor<S>*> pointers;
         for (const basic_tensor<S>& source : sources) {
@@ -113,7 +113,7 @@ public:
         requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
     [[nodiscard]] basic_tensor<typename Source::value_type> jacobian(
         const basic_tensor<T>& target, const Source& source,
-        std::source_location site = std::source_location::current())
+        source_location site = source_location::current())
     {
         return jacobian_of<T, typename Source::value_type>(target, source, false, site);
     }
@@ -124,25 +124,25 @@ public:
         requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
     [[nodiscard]] basic_tensor<typename Source::value_type> batch_jacobian(
         const basic_tensor<T>& target, const Source& source,
-        std::source_location site = std::source_location::current())
+        source_location site = source_location::current())
     {
         return jacobian_of<T, typename Source::value_type>(target, source, true, site);
     }
 
-    // Forgets every entry and watched tensor, as a new tape would. Like every
-    // member, only on the thread that made the tape, and not from a backward
-    // rule that this tape is running.
-    void reset(std::source_location site = std::source_location::current());
-    // How many ops this tape holds.
-    [[nodiscard]] std::size_t size(std::source_location site = std::source_location::current()) const;
-    // The trainable variables this tape watches because a recorded op read
-    // them (TensorFlow's watched_variables), as id and name, in the order first read.
+    /// Forgets every entry and watched tensor, as a new tape would. Like every
+    /// member, only on the thread that made the tape, and not from a backward
+    /// rule that this tape is running.
+    void reset(source_location site = source_location::current());
+    /// How many ops this tape holds.
+    [[nodiscard]] std::size_t size(source_location site = source_location::current()) const;
+    /// The trainable variables this tape watches because a recorded op read
+    /// them (TensorFlow's watched_variables), as id and name, in the order first read.
     [[nodiscard]] std::vector<std::pair<tensor_id, std::string>> accessed_variables(
-        std::source_location site = std::source_location::current()) const;
-    // The recorded ops as a Graphviz digraph: `dot -Tpng` draws it.
-    [[nodiscard]] std::string to_dot(std::source_location site = std::source_location::current()) const;
-    // A heading line, then one line per entry: index, op, input shapes ->
-    // output shape, file:line, bytes held; each line ends with a newline.
+        source_location site = source_location::current()) const;
+    /// The recorded ops as a Graphviz digraph: `dot -Tpng` draws it.
+    [[nodiscard]] std::string to_dot(source_location site = source_location::current()) const;
+    /// A heading line, then one line per entry: index, op, input shapes ->
+    /// output shape, file:line, bytes held; each line ends with a newline.
     friend std::ostream& operator<<(std::ostream& out, const GradientTape& tape);
 
 private:
@@ -150,11 +150,11 @@ private:
     std::vector<basic_tensor<S>> gradient_of(const basic_tensor<T>& target,
                                              std::span<const basic_tensor<S>* const> sources,
                                              const basic_tensor<T>& output_gradient, unconnected_gradients unconnected,
-                                             std::source_location site);
+                                             source_location site);
 
     template <dtype T, dtype S>
     basic_tensor<S> jacobian_of(const basic_tensor<T>& target, const basic_tensor<S>& source, bool batched,
-                                std::source_location site);
+                                source_location site);
 
     std::shared_ptr<detail::tape_state> state_;
 };
@@ -178,12 +178,13 @@ template <dtype T>
 [[nodiscard]] basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
                                               const std::type_identity_t<custom_forward<T>>& forward,
                                               const std::type_identity_t<custom_backward<T>>& backward,
-                                              std::source_location site = std::source_location::current());
+                                              source_location site = source_location::current());
+/// custom_gradient of a braced list of inputs.
 template <dtype T>
 [[nodiscard]] basic_tensor<T> custom_gradient(std::initializer_list<basic_tensor<T>> inputs,
                                               const std::type_identity_t<custom_forward<T>>& forward,
                                               const std::type_identity_t<custom_backward<T>>& backward,
-                                              std::source_location site = std::source_location::current())
+                                              source_location site = source_location::current())
 {
     return custom_gradient(std::vector<basic_tensor<T>>(inputs), forward, backward, site);
 }

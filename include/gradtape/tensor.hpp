@@ -15,11 +15,11 @@
 #include <iosfwd>
 #include <memory>
 #include <mutex>
-#include <source_location>
 #include <string>
 #include <type_traits>
 
 #include <gradtape/memory.hpp>
+#include <gradtape/source_location.hpp>
 
 #include <xtensor/xarray.hpp>
 
@@ -63,7 +63,7 @@ struct tensor_node {
     bool is_variable_storage = false;
     std::shared_ptr<tensor_node> current;
     // The call site of the op that computed the value, for errors about it.
-    std::source_location origin;
+    source_location origin;
 };
 
 template <class T>
@@ -92,7 +92,7 @@ extern std::atomic<int> captures_recording;
 // Refuses, while this thread records a capture, a read of a value that the
 // capture's replays would change: an argument, a variable, or a value
 // computed from them.
-void check_capture_read(const void* node, const variable_info* variable_storage, const std::source_location& site);
+void check_capture_read(const void* node, const variable_info* variable_storage, const source_location& site);
 
 }  // namespace detail
 
@@ -102,12 +102,12 @@ void check_capture_read(const void* node, const variable_info* variable_storage,
 template <dtype T>
 struct located_tensor {
     located_tensor(const basic_tensor<T>& operand,
-                   std::source_location where = std::source_location::current())
+                   source_location where = source_location::current())
         : tensor(operand), site(where)
     {
     }
-    const basic_tensor<T>& tensor;
-    std::source_location site;
+    const basic_tensor<T>& tensor;  ///< The operand.
+    source_location site;           ///< The caller's line.
 };
 
 // The elementwise functions of two tensors, which broadcast as NumPy does,
@@ -127,13 +127,18 @@ struct located_tensor {
 #define GRADTAPE_DECLARE_BINARY(name)                                                                       \
     template <dtype T>                                                                                      \
     [[nodiscard]] basic_tensor<T> name(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b, \
-                                       std::source_location site = std::source_location::current());
+                                       source_location site = source_location::current());
+/// @name Elementwise functions of two tensors
+/// @{
+
+/// y = f(a, b) at every element of a and b broadcast together, as NumPy's
+/// function of that name; each gradient is in the table of GRADTAPE_BINARY_OPS.
 GRADTAPE_BINARY_OPS(GRADTAPE_DECLARE_BINARY)
 #undef GRADTAPE_DECLARE_BINARY
 
 template <dtype T>
 [[nodiscard]] basic_tensor<T> negative(const basic_tensor<T>& x,
-                                       std::source_location site = std::source_location::current());
+                                       source_location site = source_location::current());
 
 template <dtype T>
 class basic_tensor {
@@ -170,10 +175,10 @@ public:
     ~basic_tensor() = default;
 
     [[nodiscard]] bool defined() const noexcept { return node_ != nullptr; }
-    // Of a variable, the value as it is now, until its next write: on a
-    // thread other than the writer's, read the variable into a tensor first
-    // (`Tensor now = w;`, which takes the variable's lock).
-    [[nodiscard]] const xt::xarray<T>& value(std::source_location site = std::source_location::current()) const
+    /// Of a variable, the value as it is now, until its next write: on a
+    /// thread other than the writer's, read the variable into a tensor first
+    /// (`Tensor now = w;`, which takes the variable's lock).
+    [[nodiscard]] const xt::xarray<T>& value(source_location site = source_location::current()) const
     {
         const detail::tensor_node<T>& node = checked_node();
         if (detail::captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {
@@ -195,8 +200,8 @@ public:
         return count;
     }
     [[nodiscard]] std::size_t dimension() const { return shape().size(); }
-    // The value of a tensor that holds exactly one element, whatever its shape.
-    [[nodiscard]] T item(std::source_location site = std::source_location::current()) const
+    /// The value of a tensor that holds exactly one element, whatever its shape.
+    [[nodiscard]] T item(source_location site = source_location::current()) const
     {
         const auto& v = value(site);
         if (v.size() != 1) {
@@ -265,17 +270,19 @@ template <dtype T>
 // A shape whose array could not be allocated throws shape_error.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> fill(const shape_type& shape, T value,
-                                   std::source_location site = std::source_location::current());
+                                   source_location site = source_location::current());
+/// A tensor of `shape` filled with 0.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> zeros(const shape_type& shape,
-                                    std::source_location site = std::source_location::current());
+                                    source_location site = source_location::current());
+/// A tensor of `shape` filled with 1.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> ones(const shape_type& shape,
-                                   std::source_location site = std::source_location::current());
-// n evenly spaced values from start to stop, both included, as numpy.linspace.
+                                   source_location site = source_location::current());
+/// n evenly spaced values from start to stop, both included, as numpy.linspace.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> linspace(T start, T stop, std::size_t n,
-                                       std::source_location site = std::source_location::current());
+                                       source_location site = source_location::current());
 
 }  // namespace gradtape
 

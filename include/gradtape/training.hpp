@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,6 +24,7 @@
 
 #include "layers.hpp"
 #include "optim.hpp"
+#include "source_location.hpp"
 
 namespace gradtape {
 
@@ -67,7 +67,7 @@ struct evaluation {
     std::vector<std::pair<std::string, double>> metrics;
     // A metric by the name it was asked for; an unknown one is an argument_error.
     [[nodiscard]] double metric(std::string_view name,
-                                std::source_location site = std::source_location::current()) const;
+                                source_location site = source_location::current()) const;
 };
 
 // The model in inference mode over x's rows in batches, without recording
@@ -77,11 +77,12 @@ struct evaluation {
 template <dtype T>
 [[nodiscard]] evaluation evaluate(const basic_layer<T>& model, const basic_tensor<T>& x,
                                   const xt::xarray<std::int64_t>& labels, evaluate_options options = {},
-                                  std::source_location site = std::source_location::current());
+                                  source_location site = source_location::current());
+/// evaluate() against target tensors (a regression).
 template <dtype T>
 [[nodiscard]] evaluation evaluate(const basic_layer<T>& model, const basic_tensor<T>& x,
                                   const basic_tensor<T>& targets, evaluate_options options = {},
-                                  std::source_location site = std::source_location::current());
+                                  source_location site = source_location::current());
 
 struct predict_options {
     std::size_t batch_size = 32;
@@ -91,7 +92,7 @@ struct predict_options {
 template <dtype T>
 [[nodiscard]] basic_tensor<T> predict(const basic_layer<T>& model, const basic_tensor<T>& x,
                                       predict_options options = {},
-                                      std::source_location site = std::source_location::current());
+                                      source_location site = source_location::current());
 
 // Whether a monitored value improves by going down (a loss) or up (an accuracy).
 enum class monitor_mode { min, max };
@@ -115,10 +116,12 @@ struct reduce_lr_on_plateau_options {
 class ReduceLROnPlateau {
 public:
     explicit ReduceLROnPlateau(double initial, reduce_lr_on_plateau_options options = {},
-                               std::source_location site = std::source_location::current());
+                               source_location site = source_location::current());
+    /// The schedule to give an optimizer: the current rate at every step.
     [[nodiscard]] learning_rate_schedule schedule() const;
-    // Returns whether this value cut the rate. A NaN is an argument_error.
-    bool update(double monitored, std::source_location site = std::source_location::current());
+    /// Returns whether this value cut the rate. A NaN is an argument_error.
+    bool update(double monitored, source_location site = source_location::current());
+    /// The current rate.
     [[nodiscard]] double learning_rate() const;
 
 private:
@@ -144,9 +147,10 @@ template <dtype T>
 class basic_early_stopping {
 public:
     explicit basic_early_stopping(const basic_layer<T>& model, early_stopping_options options = {},
-                                  std::source_location site = std::source_location::current());
-    bool update(double monitored, std::source_location site = std::source_location::current());
-    // The best value so far and the update (from 0) that gave it.
+                                  source_location site = source_location::current());
+    /// This epoch's monitored value; returns whether to stop. A NaN is an argument_error.
+    bool update(double monitored, source_location site = source_location::current());
+    /// The best value so far and the update (from 0) that gave it.
     [[nodiscard]] double best() const { return best_; }
     [[nodiscard]] std::size_t best_epoch() const { return best_epoch_; }
     // Whether update() has returned true.

@@ -37,11 +37,13 @@ public:
 
     // Each replaces the value in place; a value of another shape throws shape_error.
     void assign(const basic_tensor<T>& value,
-                std::source_location site = std::source_location::current());
+                source_location site = source_location::current());
+    /// Adds delta in place; a delta of another shape throws shape_error.
     void assign_add(const basic_tensor<T>& delta,
-                    std::source_location site = std::source_location::current());
+                    source_location site = source_location::current());
+    /// Subtracts delta in place; a delta of another shape throws shape_error.
     void assign_sub(const basic_tensor<T>& delta,
-                    std::source_location site = std::source_location::current());
+                    source_location site = source_location::current());
 
 };
 

@@ -52,7 +52,7 @@ struct slot_info {
     // What an error says the slot holds: the op that computed it and where,
     // or the variable it was read from.
     std::string_view made_by;
-    std::source_location origin;
+    source_location origin;
     std::string variable;
 };
 
@@ -116,10 +116,10 @@ struct recording {
 
 class capture_state {
 public:
-    capture_state(capture_options opts, const std::source_location& where) : options(opts), site(where) {}
+    capture_state(capture_options opts, const source_location& where) : options(opts), site(where) {}
 
     capture_options options;
-    std::source_location site;
+    source_location site;
     std::mutex calling;
     std::atomic<std::thread::id> caller;
     std::vector<std::unique_ptr<recording>> recordings;
@@ -184,7 +184,7 @@ public:
     struct random_draw {
         replay_slot held;
         std::string_view op;
-        std::source_location site;
+        source_location site;
     };
 
     capture_state& state;
@@ -230,7 +230,7 @@ capture_session* active_capture() noexcept
 
 template <dtype T>
 slot_index input_slot(capture_session& session, const std::shared_ptr<tensor_node<T>>& node, std::string_view op,
-                      const std::source_location& site, bool read_from_variable)
+                      const source_location& site, bool read_from_variable)
 {
     const auto found = session.slots_of.find(node.get());
     const bool argument = found != session.slots_of.end() && session.rec.info[found->second].kind == slot_kind::argument;
@@ -269,7 +269,7 @@ void add_step(capture_session& session, std::unique_ptr<replay_step> step)
 {
     step->backward_of = backward_op();
     step->layer = layer_in_call();
-    if (const std::source_location* forward = backward_site()) {
+    if (const source_location* forward = backward_site()) {
         step->backward_site = *forward;
     }
     for (slot_index slot : step->writes) {
@@ -302,7 +302,7 @@ void note_variable_read(const tensor_node<T>& storage, const std::shared_ptr<ten
 
 template <dtype T>
 void note_random_draw(const std::shared_ptr<tensor_node<T>>& node, std::string_view op,
-                      const std::source_location& site)
+                      const source_location& site)
 {
     if (capture_session* session = active) {
         session->random_draws.insert_or_assign(node.get(), capture_session::random_draw{node, op, site});
@@ -321,7 +321,7 @@ void note_variable_made(const variable_info& variable)
     }
 }
 
-void check_capture_read(const void* node, const variable_info* variable_storage, const std::source_location& site)
+void check_capture_read(const void* node, const variable_info* variable_storage, const source_location& site)
 {
     const capture_session* session = active;
     if (!session || session->writing) {
@@ -353,7 +353,7 @@ void check_capture_read(const void* node, const variable_info* variable_storage,
                             how_to_go_on);
 }
 
-void check_capture_write(const variable_info& variable, const std::source_location& site)
+void check_capture_write(const variable_info& variable, const source_location& site)
 {
     const capture_session* session = active;
     if (!session || session->writing) {
@@ -706,7 +706,7 @@ basic_tensor<T> capture_call::replayed(std::size_t index) const
     return tensor_access::adopt(std::static_pointer_cast<tensor_node<T>>(rec.slots[rec.outputs[index]]));
 }
 
-std::shared_ptr<capture_state> make_capture_state(capture_options options, const std::source_location& site)
+std::shared_ptr<capture_state> make_capture_state(capture_options options, const source_location& site)
 {
     if (options.max_signatures == 0) {
         fail<argument_error>("capture", site, "max_signatures must be at least 1");
@@ -757,7 +757,7 @@ void print_captures(std::ostream& out, const capture_state& state)
                 }
             }
             if (step.name != "read") {
-                const std::source_location& site = step.backward_of.empty() ? step.site : step.backward_site;
+                const source_location& site = step.backward_of.empty() ? step.site : step.backward_site;
                 out << " at " << site.file_name() << ":" << site.line();
             }
             if (!step.backward_of.empty()) {
@@ -770,11 +770,11 @@ void print_captures(std::ostream& out, const capture_state& state)
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template slot_index input_slot(capture_session&, const std::shared_ptr<tensor_node<T>>&, std::string_view,      \
-                                   const std::source_location&, bool);                                              \
+                                   const source_location&, bool);                                              \
     template slot_index output_slot(capture_session&, const std::shared_ptr<tensor_node<T>>&);                      \
     template void note_variable_read(const tensor_node<T>&, const std::shared_ptr<tensor_node<T>>&);                \
     template void note_random_draw(const std::shared_ptr<tensor_node<T>>&, std::string_view,                        \
-                                   const std::source_location&);                                                    \
+                                   const source_location&);                                                    \
     template void capture_call::argument(const basic_tensor<T>&);                                                   \
     template void capture_call::output(const basic_tensor<T>&);                                                     \
     template basic_tensor<T> capture_call::replayed(std::size_t) const;

@@ -5,11 +5,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <source_location>
 #include <span>
 #include <string_view>
 #include <vector>
 
+#include <gradtape/source_location.hpp>
 #include <gradtape/tensor.hpp>
 
 #include "core/diagnostics.hpp"
@@ -54,10 +54,10 @@ xt::xarray<T>& slot_value(const replay_slot& slot)
 // One thing a replay does, in the order the capturing call did it.
 struct replay_step {
     std::string_view name;
-    std::source_location site;
+    source_location site;
     // The forward op whose backward rule ran this one, or empty.
     std::string_view backward_of;
-    std::source_location backward_site;
+    source_location backward_site;
     // Note [The layer in call]
     layer_path layer;
     std::vector<slot_index> reads;
@@ -91,7 +91,7 @@ capture_session* active_capture() noexcept;
 // a random draw (Note [Reads while capturing]), naming `op` and `site`.
 template <dtype T>
 slot_index input_slot(capture_session& session, const std::shared_ptr<tensor_node<T>>& node, std::string_view op,
-                      const std::source_location& site, bool read_from_variable);
+                      const source_location& site, bool read_from_variable);
 // The slot of a tensor a step computes.
 template <dtype T>
 slot_index output_slot(capture_session& session, const std::shared_ptr<tensor_node<T>>& node);
@@ -104,7 +104,7 @@ void note_variable_read(const tensor_node<T>& storage, const std::shared_ptr<ten
 // For the random draws: `node` holds one (Note [Reads while capturing]).
 template <dtype T>
 void note_random_draw(const std::shared_ptr<tensor_node<T>>& node, std::string_view op,
-                      const std::source_location& site);
+                      const source_location& site);
 // For the variables' constructor: refuses a variable made while a later
 // signature is captured (a replay would reuse the one made then).
 void note_variable_made(const variable_info& variable);

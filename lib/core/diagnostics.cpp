@@ -68,15 +68,15 @@ std::string printable(std::string_view text, std::size_t longest)
     return text.size() > longest ? out + "..." : out;
 }
 
-std::source_location user_site(const std::source_location& site)
+source_location user_site(const source_location& site)
 {
-    const std::source_location* forward = backward_site();
+    const source_location* forward = backward_site();
     return forward ? *forward : site;
 }
 
-std::string format_site(const std::source_location& site)
+std::string format_site(const source_location& site)
 {
-    const std::source_location where = user_site(site);
+    const source_location where = user_site(site);
     return std::string(where.file_name()) + ":" + std::to_string(where.line());
 }
 
@@ -103,7 +103,7 @@ std::string format_bytes(std::size_t bytes)
     return text.data();
 }
 
-void fail_out_of_memory(std::string_view op, const std::source_location& site, const shape_type& shape,
+void fail_out_of_memory(std::string_view op, const source_location& site, const shape_type& shape,
                         const char* dtype, std::size_t element_size)
 {
     std::size_t bytes = element_size;
@@ -135,7 +135,7 @@ bool allocatable(const shape_type& shape, std::size_t element_size)
     return true;
 }
 
-void check_allocatable(std::string_view op, const std::source_location& site, const shape_type& shape,
+void check_allocatable(std::string_view op, const source_location& site, const shape_type& shape,
                        std::size_t element_size)
 {
     if (!allocatable(shape, element_size)) {
@@ -158,7 +158,7 @@ std::optional<shape_type> broadcast_of(const shape_type& a, const shape_type& b)
     return result;
 }
 
-shape_type broadcast_shape(std::string_view op, const std::source_location& site, const shape_type& a,
+shape_type broadcast_shape(std::string_view op, const source_location& site, const shape_type& a,
                            const shape_type& b, std::size_t element_size)
 {
     // The common case: operands of one shape, whose arrays exist already.

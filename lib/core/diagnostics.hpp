@@ -6,12 +6,12 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <gradtape/error.hpp>
+#include <gradtape/source_location.hpp>
 #include <gradtape/tensor.hpp>
 
 namespace gradtape::detail {
@@ -24,10 +24,10 @@ std::string format_shape(const shape_type& shape);
 std::string printable(std::string_view text, std::size_t longest = 80);
 
 // "file:line" of the user's code: inside a backward rule, the forward op's call site.
-std::string format_site(const std::source_location& site);
+std::string format_site(const source_location& site);
 
 // The call site errors and tape entries should carry for an op called at `site`.
-std::source_location user_site(const std::source_location& site);
+source_location user_site(const source_location& site);
 
 // Note [The layer in call]
 // The path of the layer whose call() runs on this thread ("cnn/conv2d_1"):
@@ -57,7 +57,7 @@ std::string layer_prefix();
 
 // Throws E with "op: what [at file:line]", after the layer in call's path.
 template <class E>
-[[noreturn]] void fail(std::string_view op, const std::source_location& site, const std::string& what)
+[[noreturn]] void fail(std::string_view op, const source_location& site, const std::string& what)
 {
     throw E(layer_prefix() + std::string(op) + ": " + what + " [at " + format_site(site) + "]");
 }
@@ -66,7 +66,7 @@ template <class E>
 // of `shape` with elements of `element_size` bytes can exist: its byte count
 // must fit in a std::ptrdiff_t (dimensions of zero aside, so that no stride
 // overflows either). Every op calls it on the shape it is about to allocate.
-void check_allocatable(std::string_view op, const std::source_location& site, const shape_type& shape,
+void check_allocatable(std::string_view op, const source_location& site, const shape_type& shape,
                        std::size_t element_size);
 // The test behind check_allocatable, for an op that words its own message.
 bool allocatable(const shape_type& shape, std::size_t element_size);
@@ -83,7 +83,7 @@ std::size_t& last_refused_bytes();
 
 // Throws memory_error for an op whose result, of `shape` and `dtype`, or
 // whose work space the system refused.
-[[noreturn]] void fail_out_of_memory(std::string_view op, const std::source_location& site, const shape_type& shape,
+[[noreturn]] void fail_out_of_memory(std::string_view op, const source_location& site, const shape_type& shape,
                                      const char* dtype, std::size_t element_size);
 
 // A shape as reshape() takes it.
@@ -97,7 +97,7 @@ std::optional<shape_type> broadcast_of(const shape_type& a, const shape_type& b)
 
 // The shape a and b broadcast to, as in NumPy; throws shape_error when they
 // do not, or when the result could not be allocated (check_allocatable).
-shape_type broadcast_shape(std::string_view op, const std::source_location& site, const shape_type& a,
+shape_type broadcast_shape(std::string_view op, const source_location& site, const shape_type& a,
                            const shape_type& b, std::size_t element_size);
 
 }  // namespace gradtape::detail

@@ -12,7 +12,7 @@ namespace gradtape {
 
 template <dtype T, dtype S>
 basic_tensor<S> GradientTape::jacobian_of(const basic_tensor<T>& target, const basic_tensor<S>& source, bool batched,
-                                          std::source_location site)
+                                          source_location site)
 {
     using detail::fail;
     using detail::format_shape;
@@ -58,7 +58,7 @@ basic_tensor<S> GradientTape::jacobian_of(const basic_tensor<T>& target, const b
 
 #define GRADTAPE_INSTANTIATE_JACOBIAN(T, S)                                                                            \
     template basic_tensor<S> GradientTape::jacobian_of(const basic_tensor<T>&, const basic_tensor<S>&, bool,         \
-                                                       std::source_location);
+                                                       source_location);
 GRADTAPE_INSTANTIATE_JACOBIAN(float, float)
 GRADTAPE_INSTANTIATE_JACOBIAN(float, double)
 GRADTAPE_INSTANTIATE_JACOBIAN(double, float)

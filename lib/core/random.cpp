@@ -32,7 +32,7 @@ void draw_into(T* out, std::size_t count, Distribution& distribution)
 
 // A capture must know which values were drawn (Note [Reads while capturing]).
 template <dtype T>
-basic_tensor<T> drawn_tensor(xt::xarray<T>&& values, std::string_view op, const std::source_location& site)
+basic_tensor<T> drawn_tensor(xt::xarray<T>&& values, std::string_view op, const source_location& site)
 {
     basic_tensor<T> drawn(std::move(values));
     if (detail::captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {
@@ -42,7 +42,7 @@ basic_tensor<T> drawn_tensor(xt::xarray<T>&& values, std::string_view op, const 
 }
 
 template <dtype T, class Distribution>
-basic_tensor<T> draw(std::string_view op, const std::source_location& site, const shape_type& shape,
+basic_tensor<T> draw(std::string_view op, const source_location& site, const shape_type& shape,
                      Distribution distribution)
 {
     detail::check_allocatable(op, site, shape, sizeof(T));
@@ -90,7 +90,7 @@ bool is_random_state(const std::vector<std::uint64_t>& state)
            std::any_of(state.begin() + 1, state.end() - 1, [](std::uint64_t word) { return word != 0; });
 }
 
-void set_random_state(const std::vector<std::uint64_t>& state, std::source_location site)
+void set_random_state(const std::vector<std::uint64_t>& state, source_location site)
 {
     const std::size_t expected = random_state().size();
     const bool valid = is_random_state(state);
@@ -110,7 +110,7 @@ void set_random_state(const std::vector<std::uint64_t>& state, std::source_locat
 }
 
 template <dtype T>
-basic_tensor<T> random_normal(const shape_type& shape, T mean, T stddev, std::source_location site)
+basic_tensor<T> random_normal(const shape_type& shape, T mean, T stddev, source_location site)
 {
     if (!(stddev >= 0) || !std::isfinite(stddev) || !std::isfinite(mean)) {
         detail::fail<argument_error>("random_normal", site,
@@ -124,7 +124,7 @@ basic_tensor<T> random_normal(const shape_type& shape, T mean, T stddev, std::so
 }
 
 template <dtype T>
-basic_tensor<T> random_uniform(const shape_type& shape, T low, T high, std::source_location site)
+basic_tensor<T> random_uniform(const shape_type& shape, T low, T high, source_location site)
 {
     if (!(low < high) || !std::isfinite(high - low)) {
         detail::fail<argument_error>("random_uniform", site,
@@ -157,7 +157,7 @@ fans fans_of(const shape_type& shape)
 }
 
 template <dtype T>
-basic_tensor<T> symmetric_uniform(std::string_view op, const std::source_location& site, const shape_type& shape,
+basic_tensor<T> symmetric_uniform(std::string_view op, const source_location& site, const shape_type& shape,
                                   double limit)
 {
     return draw<T>(op, site, shape, std::uniform_real_distribution<T>(T(-limit), T(limit)));
@@ -166,7 +166,7 @@ basic_tensor<T> symmetric_uniform(std::string_view op, const std::source_locatio
 // Keras's truncated normal: draws beyond two standard deviations are drawn
 // again, and the scale makes the result's stddev the one asked for.
 template <dtype T>
-basic_tensor<T> truncated_normal(std::string_view op, const std::source_location& site, const shape_type& shape,
+basic_tensor<T> truncated_normal(std::string_view op, const source_location& site, const shape_type& shape,
                                  double stddev)
 {
     constexpr double truncation_correction = 0.87962566103423978;
@@ -184,27 +184,27 @@ basic_tensor<T> truncated_normal(std::string_view op, const std::source_location
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> glorot_uniform(const shape_type& shape, std::source_location site)
+basic_tensor<T> glorot_uniform(const shape_type& shape, source_location site)
 {
     const fans f = fans_of(shape);
     return symmetric_uniform<T>("glorot_uniform", site, shape, std::sqrt(6 / (f.in + f.out)));
 }
 
 template <dtype T>
-basic_tensor<T> glorot_normal(const shape_type& shape, std::source_location site)
+basic_tensor<T> glorot_normal(const shape_type& shape, source_location site)
 {
     const fans f = fans_of(shape);
     return truncated_normal<T>("glorot_normal", site, shape, std::sqrt(2 / (f.in + f.out)));
 }
 
 template <dtype T>
-basic_tensor<T> he_uniform(const shape_type& shape, std::source_location site)
+basic_tensor<T> he_uniform(const shape_type& shape, source_location site)
 {
     return symmetric_uniform<T>("he_uniform", site, shape, std::sqrt(6 / fans_of(shape).in));
 }
 
 template <dtype T>
-basic_tensor<T> he_normal(const shape_type& shape, std::source_location site)
+basic_tensor<T> he_normal(const shape_type& shape, source_location site)
 {
     return truncated_normal<T>("he_normal", site, shape, std::sqrt(2 / fans_of(shape).in));
 }
@@ -213,7 +213,7 @@ basic_tensor<T> he_normal(const shape_type& shape, std::source_location site)
 // order of the condition number), of the columns of a tall normal matrix:
 // the Q of its QR factors with R's diagonal positive, as LAPACK's with the sign fixed.
 template <dtype T>
-basic_tensor<T> orthogonal(const shape_type& shape, std::source_location site)
+basic_tensor<T> orthogonal(const shape_type& shape, source_location site)
 {
     if (shape.size() < 2) {
         detail::fail<argument_error>("orthogonal", site,
@@ -262,13 +262,13 @@ basic_tensor<T> orthogonal(const shape_type& shape, std::source_location site)
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
-    template basic_tensor<T> random_normal(const shape_type&, T, T, std::source_location);                          \
-    template basic_tensor<T> random_uniform(const shape_type&, T, T, std::source_location);                         \
-    template basic_tensor<T> glorot_uniform(const shape_type&, std::source_location);                                                     \
-    template basic_tensor<T> glorot_normal(const shape_type&, std::source_location);                                                      \
-    template basic_tensor<T> he_uniform(const shape_type&, std::source_location);                                                         \
-    template basic_tensor<T> he_normal(const shape_type&, std::source_location);                                   \
-    template basic_tensor<T> orthogonal(const shape_type&, std::source_location);                                  \
+    template basic_tensor<T> random_normal(const shape_type&, T, T, source_location);                          \
+    template basic_tensor<T> random_uniform(const shape_type&, T, T, source_location);                         \
+    template basic_tensor<T> glorot_uniform(const shape_type&, source_location);                                                     \
+    template basic_tensor<T> glorot_normal(const shape_type&, source_location);                                                      \
+    template basic_tensor<T> he_uniform(const shape_type&, source_location);                                                         \
+    template basic_tensor<T> he_normal(const shape_type&, source_location);                                   \
+    template basic_tensor<T> orthogonal(const shape_type&, source_location);                                  \
     template void detail::draw_uniform(T*, std::size_t, T, T);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 

@@ -81,7 +81,7 @@ struct thread_tapes {
     // thread only marks itself orphaned and this thread drops it safely.
     std::vector<std::shared_ptr<tape_state>> active;
     std::shared_ptr<guard_count> pauses;
-    const std::source_location* backward_site = nullptr;
+    const source_location* backward_site = nullptr;
     std::string_view backward_op;
 
     thread_tapes() = default;
@@ -142,7 +142,7 @@ void conform(const op_record& record, std::size_t input, any_tensor& gradient)
 
 }  // namespace
 
-void check_owner(const tape_state& tape, std::string_view op, const std::source_location& site)
+void check_owner(const tape_state& tape, std::string_view op, const source_location& site)
 {
     if (tape.owner != std::this_thread::get_id()) {
         fail<tape_error>(op, site, "a GradientTape can only be used on the thread that created it");
@@ -281,7 +281,7 @@ void op_record::set_inputs(std::span<const tape_input> inputs)
     }
 }
 
-void recorder::record(std::shared_ptr<op_record> entry, std::string_view op, const std::source_location& site,
+void recorder::record(std::shared_ptr<op_record> entry, std::string_view op, const source_location& site,
                       std::span<const tape_input> inputs, const tape_input& output)
 {
     entry->op = op;
@@ -297,7 +297,7 @@ void recorder::record(std::shared_ptr<op_record> entry, std::string_view op, con
     }
 }
 
-const std::source_location* backward_site()
+const source_location* backward_site()
 {
     return this_thread.backward_site;
 }
@@ -307,7 +307,7 @@ std::string_view backward_op()
     return this_thread.backward_op;
 }
 
-backward_attribution::backward_attribution(std::string_view op, const std::source_location* site)
+backward_attribution::backward_attribution(std::string_view op, const source_location* site)
     : saved_site_(this_thread.backward_site), saved_op_(this_thread.backward_op)
 {
     this_thread.backward_site = site;
@@ -354,13 +354,13 @@ GradientTape::~GradientTape()
 }
 
 template <dtype T>
-void GradientTape::watch(const basic_tensor<T>& tensor, std::source_location site)
+void GradientTape::watch(const basic_tensor<T>& tensor, source_location site)
 {
     detail::check_owner(*state_, "watch", site);
     state_->watched.insert(tensor.id());
 }
 
-void GradientTape::reset(std::source_location site)
+void GradientTape::reset(source_location site)
 {
     detail::check_owner(*state_, "reset", site);
     detail::check_not_computing(*state_, "reset", site);
@@ -426,7 +426,7 @@ std::ostream& operator<<(std::ostream& out, const GradientTape& tape)
     return out << '\n';
 }
 
-std::string GradientTape::to_dot(std::source_location site) const
+std::string GradientTape::to_dot(source_location site) const
 {
     detail::check_owner(*state_, "to_dot", site);
     // Tensors are ellipses named by id, ops are boxes; an edge per use.
@@ -461,13 +461,13 @@ std::string GradientTape::to_dot(std::source_location site) const
     return dot.str();
 }
 
-std::size_t GradientTape::size(std::source_location site) const
+std::size_t GradientTape::size(source_location site) const
 {
     detail::check_owner(*state_, "size", site);
     return state_->entries.size();
 }
 
-std::vector<std::pair<tensor_id, std::string>> GradientTape::accessed_variables(std::source_location site) const
+std::vector<std::pair<tensor_id, std::string>> GradientTape::accessed_variables(source_location site) const
 {
     detail::check_owner(*state_, "accessed_variables", site);
     return state_->accessed_variables;
@@ -475,7 +475,7 @@ std::vector<std::pair<tensor_id, std::string>> GradientTape::accessed_variables(
 
 namespace detail {
 
-void check_not_computing(const tape_state& tape, std::string_view op, const std::source_location& site)
+void check_not_computing(const tape_state& tape, std::string_view op, const source_location& site)
 {
     if (tape.computing_gradient) {
         fail<tape_error>(op, site,
@@ -484,7 +484,7 @@ void check_not_computing(const tape_state& tape, std::string_view op, const std:
     }
 }
 
-void check_answerable(const tape_state& tape, std::string_view op, const std::source_location& site)
+void check_answerable(const tape_state& tape, std::string_view op, const source_location& site)
 {
     check_owner(tape, op, site);
     check_not_computing(tape, op, site);
@@ -501,7 +501,7 @@ void check_answerable(const tape_state& tape, std::string_view op, const std::so
 }
 
 tensor_id watched_source(tape_state& tape, std::string_view op, const tape_input& input, std::size_t position,
-                         const std::source_location& site)
+                         const source_location& site)
 {
     if (!tape.watches(input)) {
         if (input.variable && !input.variable->trainable) {
@@ -521,7 +521,7 @@ tensor_id watched_source(tape_state& tape, std::string_view op, const tape_input
 }
 
 void check_recorded(const tape_state& tape, std::string_view op, const tape_input& target,
-                    const std::source_location& origin, const std::source_location& site)
+                    const source_location& origin, const source_location& site)
 {
     if (tape.watched.contains(target.id)) {
         return;
@@ -549,7 +549,7 @@ template <dtype T, dtype S>
 std::vector<basic_tensor<S>> GradientTape::gradient_of(const basic_tensor<T>& target,
                                                        std::span<const basic_tensor<S>* const> sources,
                                                        const basic_tensor<T>& output_gradient,
-                                                       unconnected_gradients unconnected, std::source_location site)
+                                                       unconnected_gradients unconnected, source_location site)
 {
     using detail::fail;
     using detail::format_shape;
@@ -611,12 +611,12 @@ recording_pause stop_recording()
     return {};
 }
 
-#define GRADTAPE_INSTANTIATE_WATCH(T) template void GradientTape::watch(const basic_tensor<T>&, std::source_location);
+#define GRADTAPE_INSTANTIATE_WATCH(T) template void GradientTape::watch(const basic_tensor<T>&, source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_WATCH)
 #define GRADTAPE_INSTANTIATE_GRADIENT(T, S)                                                                            \
     template std::vector<basic_tensor<S>> GradientTape::gradient_of(                                                 \
         const basic_tensor<T>&, std::span<const basic_tensor<S>* const>, const basic_tensor<T>&,                     \
-        unconnected_gradients, std::source_location);
+        unconnected_gradients, source_location);
 GRADTAPE_INSTANTIATE_GRADIENT(float, float)
 GRADTAPE_INSTANTIATE_GRADIENT(float, double)
 GRADTAPE_INSTANTIATE_GRADIENT(double, float)

@@ -6,7 +6,6 @@
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <source_location>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -14,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include <gradtape/source_location.hpp>
 #include <gradtape/tensor.hpp>
 
 #include "core/bookkeeping.hpp"
@@ -69,7 +69,7 @@ struct tensor_description {
 // behind it lives in the derived recorded_op, in the same allocation.
 struct op_record {
     std::string_view op;
-    std::source_location site;
+    source_location site;
     // Note [The layer in call]
     layer_path layer;
     tensor_description output;
@@ -125,14 +125,14 @@ public:
     // `rule` is invoked as rule(output_gradient, needed, inputs, input_gradients),
     // with the inputs' descriptions (their shapes) as recorded.
     template <class Rule>
-    void record(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
+    void record(std::string_view op, const source_location& site, std::span<const tape_input> inputs,
                 const tape_input& output, Rule&& rule)
     {
         record(make_bookkept<recorded_op<std::decay_t<Rule>>>(std::forward<Rule>(rule)), op, site, inputs, output);
     }
 
 private:
-    void record(std::shared_ptr<op_record> entry, std::string_view op, const std::source_location& site,
+    void record(std::shared_ptr<op_record> entry, std::string_view op, const source_location& site,
                 std::span<const tape_input> inputs, const tape_input& output);
 
     xt::svector<std::pair<tape_state*, std::uint64_t>, 4> tapes_;
@@ -145,19 +145,19 @@ private:
 // `release`, each entry's backward rule is freed once used.
 std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_tensor seed,
                                       std::span<const tensor_id> sources, bool release);
-void check_owner(const tape_state& tape, std::string_view op, const std::source_location& site);
+void check_owner(const tape_state& tape, std::string_view op, const source_location& site);
 // Refuses to re-enter a tape from a backward rule it is running.
-void check_not_computing(const tape_state& tape, std::string_view op, const std::source_location& site);
+void check_not_computing(const tape_state& tape, std::string_view op, const source_location& site);
 // Refuses a second question to a non-persistent tape, one from another
 // thread, or one from a backward rule the tape is running.
-void check_answerable(const tape_state& tape, std::string_view op, const std::source_location& site);
+void check_answerable(const tape_state& tape, std::string_view op, const source_location& site);
 // The source's id, after checking that the tape watches it.
 tensor_id watched_source(tape_state& tape, std::string_view op, const tape_input& source, std::size_t position,
-                         const std::source_location& site);
+                         const source_location& site);
 // Refuses a target that the tape did not record: computed before the tape
 // existed, or from nothing it watches.
 void check_recorded(const tape_state& tape, std::string_view op, const tape_input& target,
-                    const std::source_location& origin, const std::source_location& site);
+                    const source_location& origin, const source_location& site);
 // A non-persistent tape answers once: afterwards it holds nothing.
 void finish_answer(tape_state& tape);
 
@@ -186,7 +186,7 @@ template <dtype T>
 basic_tensor<T> sum_to_shape(const basic_tensor<T>& gradient, const shape_type& shape);
 
 // The call site of the forward op whose backward rule is running on this thread, if any.
-const std::source_location* backward_site();
+const source_location* backward_site();
 // The name of that forward op, or empty.
 std::string_view backward_op();
 
@@ -194,13 +194,13 @@ std::string_view backward_op();
 // rule of `op`, called at `site` (a backward pass, or a replay of one).
 class backward_attribution {
 public:
-    backward_attribution(std::string_view op, const std::source_location* site);
+    backward_attribution(std::string_view op, const source_location* site);
     ~backward_attribution();
     backward_attribution(const backward_attribution&) = delete;
     backward_attribution& operator=(const backward_attribution&) = delete;
 
 private:
-    const std::source_location* saved_site_;
+    const source_location* saved_site_;
     std::string_view saved_op_;
 };
 

@@ -84,7 +84,7 @@ std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor)
 }
 
 template <dtype T>
-basic_tensor<T> fill(const shape_type& shape, T value, std::source_location site)
+basic_tensor<T> fill(const shape_type& shape, T value, source_location site)
 {
     detail::check_allocatable("fill", site, shape, sizeof(T));
     try {
@@ -97,19 +97,19 @@ basic_tensor<T> fill(const shape_type& shape, T value, std::source_location site
 }
 
 template <dtype T>
-basic_tensor<T> zeros(const shape_type& shape, std::source_location site)
+basic_tensor<T> zeros(const shape_type& shape, source_location site)
 {
     return fill<T>(shape, T(0), site);
 }
 
 template <dtype T>
-basic_tensor<T> ones(const shape_type& shape, std::source_location site)
+basic_tensor<T> ones(const shape_type& shape, source_location site)
 {
     return fill<T>(shape, T(1), site);
 }
 
 template <dtype T>
-basic_tensor<T> linspace(T start, T stop, std::size_t n, std::source_location site)
+basic_tensor<T> linspace(T start, T stop, std::size_t n, source_location site)
 {
     if (n == 0) {
         detail::fail<argument_error>("linspace", site, "needs at least one point (n = 0)");
@@ -122,10 +122,10 @@ basic_tensor<T> linspace(T start, T stop, std::size_t n, std::source_location si
     template std::shared_ptr<detail::tensor_node<T>> detail::make_node_of_shape(const shape_type&);                 \
     template std::shared_ptr<detail::tensor_node<T>> detail::read_variable(const detail::tensor_node<T>&);          \
     template std::ostream& operator<<(std::ostream&, const basic_tensor<T>&);                                       \
-    template basic_tensor<T> fill(const shape_type&, T, std::source_location);                                      \
-    template basic_tensor<T> zeros(const shape_type&, std::source_location);                                        \
-    template basic_tensor<T> ones(const shape_type&, std::source_location);                                         \
-    template basic_tensor<T> linspace(T, T, std::size_t, std::source_location);
+    template basic_tensor<T> fill(const shape_type&, T, source_location);                                      \
+    template basic_tensor<T> zeros(const shape_type&, source_location);                                        \
+    template basic_tensor<T> ones(const shape_type&, source_location);                                         \
+    template basic_tensor<T> linspace(T, T, std::size_t, source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

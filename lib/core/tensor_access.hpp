@@ -5,9 +5,9 @@
 
 #include <memory>
 #include <mutex>
-#include <source_location>
 #include <utility>
 
+#include <gradtape/source_location.hpp>
 #include <gradtape/variable.hpp>
 
 #include "core/bookkeeping.hpp"
@@ -45,14 +45,14 @@ tensor_id new_tensor_id() noexcept;
 
 // Refuses, while this thread records a capture, a write to `variable` that
 // no replay step repeats (Note [Reads while capturing]).
-void check_capture_write(const variable_info& variable, const std::source_location& site);
+void check_capture_write(const variable_info& variable, const source_location& site);
 
 // Runs write(value) on the variable's value, under the variable's lock: in
 // place when no read holds the value, otherwise on a copy that becomes the
 // current value (Note in tensor_node). Reads take the lock to share the
 // value, so none can begin during a write in place.
 template <dtype T, class Write>
-void write_variable(const basic_variable<T>& variable, const std::source_location& site, Write&& write)
+void write_variable(const basic_variable<T>& variable, const source_location& site, Write&& write)
 {
     tensor_node<T>& storage = *tensor_access::node(variable);
     if (captures_recording.load(std::memory_order_relaxed) != 0) [[unlikely]] {

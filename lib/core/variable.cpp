@@ -12,7 +12,7 @@ namespace gradtape {
 namespace {
 
 template <dtype T>
-void check_same_shape(std::string_view op, const std::source_location& site, const basic_variable<T>& variable,
+void check_same_shape(std::string_view op, const source_location& site, const basic_variable<T>& variable,
                       const basic_tensor<T>& value)
 {
     if (value.shape() != variable.shape()) {
@@ -62,7 +62,7 @@ struct recorded_assign final : detail::replay_step {
 
 template <dtype T>
 void write(const basic_variable<T>& variable, const xt::xarray<T>& value, write_kind kind,
-           const std::source_location& site)
+           const source_location& site)
 {
     detail::write_variable(variable, site, [&](xt::xarray<T>& current) {
         switch (kind) {
@@ -87,7 +87,7 @@ void recorded_assign<T>::run(std::span<detail::replay_slot> slots)
 
 template <dtype T>
 void write_checked(const basic_variable<T>& variable, const basic_tensor<T>& value, write_kind kind,
-                   std::string_view op, const std::source_location& site)
+                   std::string_view op, const source_location& site)
 {
     check_same_shape(op, site, variable, value);
     detail::capture_session* session = detail::active_capture();
@@ -107,19 +107,19 @@ void write_checked(const basic_variable<T>& variable, const basic_tensor<T>& val
 }  // namespace
 
 template <dtype T>
-void basic_variable<T>::assign(const basic_tensor<T>& value, std::source_location site)
+void basic_variable<T>::assign(const basic_tensor<T>& value, source_location site)
 {
     write_checked(*this, value, write_kind::assign, "assign", site);
 }
 
 template <dtype T>
-void basic_variable<T>::assign_add(const basic_tensor<T>& delta, std::source_location site)
+void basic_variable<T>::assign_add(const basic_tensor<T>& delta, source_location site)
 {
     write_checked(*this, delta, write_kind::add, "assign_add", site);
 }
 
 template <dtype T>
-void basic_variable<T>::assign_sub(const basic_tensor<T>& delta, std::source_location site)
+void basic_variable<T>::assign_sub(const basic_tensor<T>& delta, source_location site)
 {
     write_checked(*this, delta, write_kind::subtract, "assign_sub", site);
 }

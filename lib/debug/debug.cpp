@@ -64,7 +64,7 @@ std::string describe(const tape_input& tensor)
 std::atomic<bool> debugging{trace_everywhere.load()};
 
 template <dtype T>
-void inspect_forward(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
+void inspect_forward(std::string_view op, const source_location& site, std::span<const tape_input> inputs,
                      const basic_tensor<T>& result, run_by how)
 {
     if (trace_everywhere.load(std::memory_order_relaxed)) {
@@ -100,7 +100,7 @@ void trace_note(const std::string& line)
     }
 }
 
-void inspect_backward(std::string_view op, const std::source_location& site, std::span<const any_tensor> gradients)
+void inspect_backward(std::string_view op, const source_location& site, std::span<const any_tensor> gradients)
 {
     if (!numerics_checked()) {
         return;
@@ -122,7 +122,7 @@ void inspect_backward(std::string_view op, const std::source_location& site, std
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
-    template void inspect_forward(std::string_view, const std::source_location&, std::span<const tape_input>,       \
+    template void inspect_forward(std::string_view, const source_location&, std::span<const tape_input>,       \
                                   const basic_tensor<T>&, run_by);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 

@@ -2,10 +2,11 @@
 #pragma once
 
 #include <atomic>
-#include <source_location>
 #include <span>
 #include <string>
 #include <string_view>
+
+#include <gradtape/source_location.hpp>
 
 #include "core/tape_core.hpp"
 
@@ -25,13 +26,13 @@ enum class run_by { tape, no_tape, replay };
 
 // Traces the op and checks its value, when either is on for this thread.
 template <dtype T>
-void inspect_forward(std::string_view op, const std::source_location& site, std::span<const tape_input> inputs,
+void inspect_forward(std::string_view op, const source_location& site, std::span<const tape_input> inputs,
                      const basic_tensor<T>& result, run_by how);
 
 // Writes "gradtape: <line>" to stderr when tracing is on.
 void trace_note(const std::string& line);
 
 // Checks the gradients a backward rule of `op` returned, when numeric checks are on for this thread.
-void inspect_backward(std::string_view op, const std::source_location& site, std::span<const any_tensor> gradients);
+void inspect_backward(std::string_view op, const source_location& site, std::span<const any_tensor> gradients);
 
 }  // namespace gradtape::detail

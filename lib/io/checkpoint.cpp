@@ -54,7 +54,7 @@ named_variables<T> by_own_name(const std::vector<basic_variable<T>>& variables)
 }
 
 template <dtype T>
-named_variables<T> of_built(const basic_layer<T>& model, std::string_view op, const std::source_location& site)
+named_variables<T> of_built(const basic_layer<T>& model, std::string_view op, const source_location& site)
 {
     if (!model.built()) {
         fail<argument_error>(op, site,
@@ -66,7 +66,7 @@ named_variables<T> of_built(const basic_layer<T>& model, std::string_view op, co
 
 template <dtype T>
 void save(const std::filesystem::path& path, const named_variables<T>& variables, const optimizer* trainer,
-          const std::source_location& site)
+          const source_location& site)
 {
     npz_writer archive(path, site);
     for (const auto& [name, variable] : variables) {
@@ -89,7 +89,7 @@ void save(const std::filesystem::path& path, const named_variables<T>& variables
 
 template <dtype T>
 void load(const std::filesystem::path& path, const named_variables<T>& variables, optimizer* trainer,
-          const std::source_location& site)
+          const source_location& site)
 {
     constexpr std::string_view op = "load_checkpoint";
     const std::string bytes = detail::read_regular_file(op, path, site);
@@ -179,62 +179,62 @@ void load(const std::filesystem::path& path, const named_variables<T>& variables
 }  // namespace
 
 void save_checkpoint(const std::filesystem::path& path, const std::vector<Variable>& variables,
-                     std::source_location site)
+                     source_location site)
 {
     save(path, by_own_name(variables), nullptr, site);
 }
 
 void save_checkpoint(const std::filesystem::path& path, const std::vector<Variable64>& variables,
-                     std::source_location site)
+                     source_location site)
 {
     save(path, by_own_name(variables), nullptr, site);
 }
 
 void load_checkpoint(const std::filesystem::path& path, const std::vector<Variable>& variables,
-                     std::source_location site)
+                     source_location site)
 {
     load(path, by_own_name(variables), nullptr, site);
 }
 
 void load_checkpoint(const std::filesystem::path& path, const std::vector<Variable64>& variables,
-                     std::source_location site)
+                     source_location site)
 {
     load(path, by_own_name(variables), nullptr, site);
 }
 
 template <dtype T>
-void save_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, std::source_location site)
+void save_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, source_location site)
 {
     save(path, of_built(model, "save_checkpoint", site), nullptr, site);
 }
 
 template <dtype T>
 void save_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, const optimizer& trainer,
-                     std::source_location site)
+                     source_location site)
 {
     save(path, of_built(model, "save_checkpoint", site), &trainer, site);
 }
 
 template <dtype T>
-void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, std::source_location site)
+void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, source_location site)
 {
     load(path, of_built(model, "load_checkpoint", site), nullptr, site);
 }
 
 template <dtype T>
 void load_checkpoint(const std::filesystem::path& path, const basic_layer<T>& model, optimizer& trainer,
-                     std::source_location site)
+                     source_location site)
 {
     load(path, of_built(model, "load_checkpoint", site), &trainer, site);
 }
 
 #define GRADTAPE_INSTANTIATE_MODEL_CHECKPOINTS(T)                                                                \
-    template void save_checkpoint(const std::filesystem::path&, const basic_layer<T>&, std::source_location);   \
+    template void save_checkpoint(const std::filesystem::path&, const basic_layer<T>&, source_location);   \
     template void save_checkpoint(const std::filesystem::path&, const basic_layer<T>&, const optimizer&,        \
-                                  std::source_location);                                                        \
-    template void load_checkpoint(const std::filesystem::path&, const basic_layer<T>&, std::source_location);   \
+                                  source_location);                                                        \
+    template void load_checkpoint(const std::filesystem::path&, const basic_layer<T>&, source_location);   \
     template void load_checkpoint(const std::filesystem::path&, const basic_layer<T>&, optimizer&,              \
-                                  std::source_location);
+                                  source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_MODEL_CHECKPOINTS)
 #undef GRADTAPE_INSTANTIATE_MODEL_CHECKPOINTS
 

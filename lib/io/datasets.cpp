@@ -32,7 +32,7 @@ namespace {
 // after a member is refused.
 class gzip_stream {
 public:
-    gzip_stream(const std::string& compressed, const std::filesystem::path& path, const std::source_location& site)
+    gzip_stream(const std::string& compressed, const std::filesystem::path& path, const source_location& site)
         : compressed_(compressed), path_(path), site_(site)
     {
         // 16 + MAX_WBITS: a gzip header and trailer, checked with its CRC.
@@ -108,7 +108,7 @@ private:
 
     const std::string& compressed_;
     const std::filesystem::path& path_;
-    const std::source_location& site_;
+    const source_location& site_;
     z_stream stream_{};
     bool ended_ = false;
 };
@@ -184,7 +184,7 @@ std::optional<T> parse_number(std::string_view field)
 }  // namespace
 
 template <class T>
-xt::xarray<T> read_idx(const std::filesystem::path& path, std::source_location site)
+xt::xarray<T> read_idx(const std::filesystem::path& path, source_location site)
 {
     const auto refuse = [&](const std::string& why) {
         detail::fail<argument_error>("read_idx", site, "'" + path.string() + "' is not an IDX file: " + why);
@@ -249,7 +249,7 @@ xt::xarray<T> read_idx(const std::filesystem::path& path, std::source_location s
     return out;
 }
 
-image_dataset fashion_mnist(const std::filesystem::path& directory, std::source_location site)
+image_dataset fashion_mnist(const std::filesystem::path& directory, source_location site)
 {
     const std::string install = "install the Debian package dataset-fashion-mnist (apt-get install "
                                 "dataset-fashion-mnist), which puts them in " +
@@ -313,7 +313,7 @@ image_dataset fashion_mnist(const std::filesystem::path& directory, std::source_
 }
 
 template <class T>
-xt::xarray<T> read_csv(const std::filesystem::path& path, csv_options options, std::source_location site)
+xt::xarray<T> read_csv(const std::filesystem::path& path, csv_options options, source_location site)
 {
     const std::string text = detail::read_regular_file("read_csv", path, site);
     const auto refuse = [&](std::size_t line, const std::string& why) {
@@ -370,7 +370,7 @@ xt::xarray<T> read_csv(const std::filesystem::path& path, csv_options options, s
 }
 
 template <class T>
-xt::xarray<T> read_npy(const std::filesystem::path& path, std::source_location site)
+xt::xarray<T> read_npy(const std::filesystem::path& path, source_location site)
 {
     const std::string bytes = detail::read_regular_file("read_npy", path, site);
     return detail::converted<T>(detail::parse_npy("read_npy", bytes, path.string(), site), "read_npy", path.string(),
@@ -378,7 +378,7 @@ xt::xarray<T> read_npy(const std::filesystem::path& path, std::source_location s
 }
 
 template <class T>
-std::map<std::string, xt::xarray<T>> read_npz(const std::filesystem::path& path, std::source_location site)
+std::map<std::string, xt::xarray<T>> read_npz(const std::filesystem::path& path, source_location site)
 {
     const std::string bytes = detail::read_regular_file("read_npz", path, site);
     detail::npz_reader archive("read_npz", path, bytes, site);
@@ -399,20 +399,20 @@ std::map<std::string, xt::xarray<T>> read_npz(const std::filesystem::path& path,
 }
 
 #define GRADTAPE_INSTANTIATE_READERS(T)                                                                      \
-    template xt::xarray<T> read_npy(const std::filesystem::path&, std::source_location);                     \
-    template std::map<std::string, xt::xarray<T>> read_npz(const std::filesystem::path&, std::source_location);
+    template xt::xarray<T> read_npy(const std::filesystem::path&, source_location);                     \
+    template std::map<std::string, xt::xarray<T>> read_npz(const std::filesystem::path&, source_location);
 GRADTAPE_INSTANTIATE_READERS(float)
 GRADTAPE_INSTANTIATE_READERS(double)
 GRADTAPE_INSTANTIATE_READERS(std::int64_t)
 GRADTAPE_INSTANTIATE_READERS(std::uint8_t)
 #undef GRADTAPE_INSTANTIATE_READERS
 
-template xt::xarray<float> read_csv(const std::filesystem::path&, csv_options, std::source_location);
-template xt::xarray<double> read_csv(const std::filesystem::path&, csv_options, std::source_location);
-template xt::xarray<std::int64_t> read_csv(const std::filesystem::path&, csv_options, std::source_location);
-template xt::xarray<float> read_idx(const std::filesystem::path&, std::source_location);
-template xt::xarray<double> read_idx(const std::filesystem::path&, std::source_location);
-template xt::xarray<std::int64_t> read_idx(const std::filesystem::path&, std::source_location);
-template xt::xarray<std::uint8_t> read_idx(const std::filesystem::path&, std::source_location);
+template xt::xarray<float> read_csv(const std::filesystem::path&, csv_options, source_location);
+template xt::xarray<double> read_csv(const std::filesystem::path&, csv_options, source_location);
+template xt::xarray<std::int64_t> read_csv(const std::filesystem::path&, csv_options, source_location);
+template xt::xarray<float> read_idx(const std::filesystem::path&, source_location);
+template xt::xarray<double> read_idx(const std::filesystem::path&, source_location);
+template xt::xarray<std::int64_t> read_idx(const std::filesystem::path&, source_location);
+template xt::xarray<std::uint8_t> read_idx(const std::filesystem::path&, source_location);
 
 }  // namespace gradtape

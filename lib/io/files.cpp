@@ -13,7 +13,7 @@
 
 namespace gradtape::detail {
 
-std::string read_regular_file(std::string_view op, const std::filesystem::path& path, const std::source_location& site)
+std::string read_regular_file(std::string_view op, const std::filesystem::path& path, const source_location& site)
 {
     // O_NONBLOCK: opening a FIFO must not wait for a writer.
     descriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
@@ -54,7 +54,7 @@ void sync_directory(const std::filesystem::path& directory)
 }  // namespace
 
 void replace_file(std::string_view op, const std::filesystem::path& path, const std::string& bytes,
-                  const std::source_location& site)
+                  const source_location& site)
 {
     const auto refuse = [&](const std::string& what) {
         fail<argument_error>(op, site, what + ": " + std::strerror(errno));

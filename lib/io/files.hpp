@@ -4,10 +4,11 @@
 #pragma once
 
 #include <filesystem>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include <gradtape/source_location.hpp>
 
 #include <unistd.h>
 
@@ -40,7 +41,7 @@ private:
 // The whole of a regular file, its size known before reading: a directory, a
 // FIFO (opened without waiting for a writer) or a device (/dev/zero) is
 // refused, never read. Failures are argument_errors naming op, path and site.
-std::string read_regular_file(std::string_view op, const std::filesystem::path& path, const std::source_location& site);
+std::string read_regular_file(std::string_view op, const std::filesystem::path& path, const source_location& site);
 
 // Writes `bytes` as `path` through a new temporary file beside it, created
 // exclusively (never through a planted symlink) under a unique name, so that
@@ -48,6 +49,6 @@ std::string read_regular_file(std::string_view op, const std::filesystem::path& 
 // temporary is gone on every path out; the old file stays whole until the
 // rename, which reaches the disk before this returns.
 void replace_file(std::string_view op, const std::filesystem::path& path, const std::string& bytes,
-                  const std::source_location& site);
+                  const source_location& site);
 
 }  // namespace gradtape::detail

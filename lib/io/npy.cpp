@@ -143,7 +143,7 @@ private:
 }  // namespace
 
 npy_array parse_npy(std::string_view op, std::string_view bytes, const std::string& name,
-                    const std::source_location& site)
+                    const source_location& site)
 {
     const auto refuse = [&](const std::string& why) {
         fail<argument_error>(op, site, "array '" + name + "' is not a readable .npy: " + why);

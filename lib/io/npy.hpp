@@ -8,12 +8,12 @@
 #include <cstring>
 #include <limits>
 #include <optional>
-#include <source_location>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <type_traits>
 
+#include <gradtape/source_location.hpp>
 #include <gradtape/tensor.hpp>
 
 #include "core/diagnostics.hpp"
@@ -111,7 +111,7 @@ struct npy_array {
 // The array in `bytes`, named `name` for errors: its header checked, its
 // data the size its shape needs; else an argument_error naming op and name.
 npy_array parse_npy(std::string_view op, std::string_view bytes, const std::string& name,
-                    const std::source_location& site);
+                    const source_location& site);
 
 template <class T, class Stored>
 void copy_into(const npy_array& array, xt::xarray<T>& target)
@@ -166,7 +166,7 @@ std::optional<std::string> misfit(const npy_array& array)
 // The array as T; a value that is not one is refused, naming the array.
 template <class T>
 xt::xarray<T> converted(const npy_array& array, std::string_view op, const std::string& name,
-                        const std::source_location& site)
+                        const source_location& site)
 {
     if (const auto why = misfit<T>(array)) {
         fail<argument_error>(op, site, "array '" + printable(name) + "': " + *why);

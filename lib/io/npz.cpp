@@ -14,7 +14,7 @@ struct zip_file_deleter {
 
 // The .npz archive of `files` (name, contents), stored uncompressed as numpy.savez does.
 std::string zip_archive(const std::vector<std::pair<std::string, std::string>>& files,
-                        const std::source_location& site)
+                        const source_location& site)
 {
     const auto refuse = [&](const std::string& why) {
         fail<argument_error>("save_checkpoint", site, "cannot build the archive: " + why);
@@ -72,7 +72,7 @@ std::string zip_archive(const std::vector<std::pair<std::string, std::string>>& 
 }  // namespace
 
 npz_reader::npz_reader(std::string_view op, const std::filesystem::path& path, const std::string& bytes,
-                       const std::source_location& site)
+                       const source_location& site)
     : op_(op), path_(path), site_(site)
     {
         if (bytes.empty()) {

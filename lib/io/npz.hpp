@@ -8,11 +8,12 @@
 #include <memory>
 #include <optional>
 #include <set>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <gradtape/source_location.hpp>
 
 #include "io/npy.hpp"
 
@@ -25,7 +26,7 @@ namespace gradtape::detail {
 class npz_reader {
 public:
     npz_reader(std::string_view op, const std::filesystem::path& path, const std::string& bytes,
-               const std::source_location& site);
+               const source_location& site);
     npz_reader(const npz_reader&) = delete;
     npz_reader& operator=(const npz_reader&) = delete;
     ~npz_reader();
@@ -42,14 +43,14 @@ private:
     std::string_view op_;
     std::vector<std::string> names_;
     const std::filesystem::path& path_;
-    const std::source_location& site_;
+    const source_location& site_;
     zip* archive_ = nullptr;
 };
 
 // The entries of an archive being written: name (with ".npy") and bytes.
 class npz_writer {
 public:
-    npz_writer(const std::filesystem::path& path, const std::source_location& site) : path_(path), site_(site)
+    npz_writer(const std::filesystem::path& path, const source_location& site) : path_(path), site_(site)
     {
         if (path.empty() || !path.has_filename()) {
             fail<argument_error>("save_checkpoint", site, "needs the path of a file, got '" + path.string() + "'");
@@ -77,7 +78,7 @@ public:
 
 private:
     const std::filesystem::path& path_;
-    const std::source_location& site_;
+    const source_location& site_;
     std::set<std::string> names_;
     std::vector<std::pair<std::string, std::string>> files_;
 };

@@ -16,7 +16,7 @@ template <dtype T>
 class multi_head_attention_node final : public layer_node<T> {
 public:
     multi_head_attention_node(std::size_t heads, std::size_t key_dim, multi_head_attention_options options,
-                              const std::source_location& site)
+                              const source_location& site)
         : layer_node<T>(options.name), heads(heads), key_dim(key_dim),
           value_dim(options.value_dim == 0 ? key_dim : options.value_dim), use_bias(options.use_bias),
           causal(options.use_causal_mask)
@@ -24,12 +24,12 @@ public:
         check_positive("MultiHeadAttention", site, "num_heads", std::ptrdiff_t(heads));
         check_positive("MultiHeadAttention", site, "key_dim", std::ptrdiff_t(key_dim));
     }
-    void build(const shape_type& shape, const std::source_location& site) override
+    void build(const shape_type& shape, const source_location& site) override
     {
         build_projections(shape, shape, shape, site);
     }
     void build_projections(const shape_type& query, const shape_type& value, const shape_type& key,
-                           const std::source_location& site)
+                           const source_location& site)
     {
         const std::size_t width = last_dimension(query);
         this->spec = input_spec{{-1, -1, std::ptrdiff_t(width)}};
@@ -46,20 +46,20 @@ public:
         value_spec = input_spec{{-1, -1, std::ptrdiff_t(last_dimension(value))}};
         key_spec = input_spec{{-1, -1, std::ptrdiff_t(last_dimension(key))}};
     }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
+    basic_tensor<T> call(const basic_tensor<T>& x, bool, const source_location& site) override
     {
         return attend(x, x, x, {.mask = {}, .causal = causal}, site);
     }
     basic_tensor<T> run_attention(const basic_tensor<T>& query, const basic_tensor<T>& value,
                                   const basic_tensor<T>& key, const attention_options<T>& options,
-                                  const std::source_location& site)
+                                  const source_location& site)
     {
         return this->run_checked(
             query.shape(), site, [&] { build_projections(query.shape(), value.shape(), key.shape(), site); },
             [&] { return attend(query, value, key, options, site); });
     }
     basic_tensor<T> attend(const basic_tensor<T>& query, const basic_tensor<T>& value, const basic_tensor<T>& key,
-                           const attention_options<T>& options, const std::source_location& site)
+                           const attention_options<T>& options, const source_location& site)
     {
         const auto check = [&](const input_spec& spec, const basic_tensor<T>& given, std::string_view what) {
             if (!spec.accepts(given.shape())) {
@@ -95,7 +95,7 @@ public:
         std::optional<basic_variable<T>> bias;    // [heads, dim]
     };
     dense_projection projection(const std::string& role, std::size_t width, std::size_t dim,
-                                const std::source_location& site)
+                                const source_location& site)
     {
         dense_projection p;
         p.kernel = this->make_variable(role + "/kernel", glorot_uniform<T>({width, heads, dim}, site));
@@ -106,7 +106,7 @@ public:
     }
     // [B, T, D] -> [B, H, T, dim]
     basic_tensor<T> split_heads(const basic_tensor<T>& x, const dense_projection& p, std::size_t dim,
-                                const std::source_location& site) const
+                                const source_location& site) const
     {
         const auto batch = std::ptrdiff_t(x.shape()[0]);
         const auto steps = std::ptrdiff_t(x.shape()[1]);
@@ -139,7 +139,7 @@ public:
 template <dtype T>
 basic_multi_head_attention<T>::basic_multi_head_attention(std::size_t num_heads, std::size_t key_dim,
                                                           multi_head_attention_options options,
-                                                          std::source_location site)
+                                                          source_location site)
     : basic_layer<T>(std::make_shared<multi_head_attention_node<T>>(num_heads, key_dim, std::move(options), site))
 {
 }
@@ -147,7 +147,7 @@ basic_multi_head_attention<T>::basic_multi_head_attention(std::size_t num_heads,
 template <dtype T>
 basic_tensor<T> basic_multi_head_attention<T>::operator()(const basic_tensor<T>& query, const basic_tensor<T>& value,
                                                           const basic_tensor<T>& key, attention_options<T> options,
-                                                          std::optional<bool>, std::source_location site) const
+                                                          std::optional<bool>, source_location site) const
 {
     auto& node = static_cast<multi_head_attention_node<T>&>(*this->node_);
     return node.run_attention(query, value, key.defined() ? key : value, options, site);

@@ -28,7 +28,7 @@ public:
         std::size_t input_rank;         // 4: [N, H, W, C]
     };
     convolution_node(kind_of_layer kind, std::array<std::ptrdiff_t, 2> kernel_size, const conv_options& options,
-                     const std::source_location& site)
+                     const source_location& site)
         : layer_node<T>(chosen_name(options.name, kind.default_name)), kind(std::move(kind)), kernel_size(kernel_size),
           options(options), nonlinearity(detail::activation_named(options.activation, site)),
           kernel_initializer(detail::initializer_named<T>(options.kernel_initializer, site))
@@ -40,7 +40,7 @@ public:
         }
     }
 
-    void build(const shape_type& shape, const std::source_location& site) final
+    void build(const shape_type& shape, const source_location& site) final
     {
         std::vector<std::ptrdiff_t> dims(kind.input_rank, -1);
         this->spec = input_spec{dims};
@@ -55,7 +55,7 @@ public:
         }
     }
 
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) final
+    basic_tensor<T> call(const basic_tensor<T>& x, bool, const source_location& site) final
     {
         const basic_tensor<T> y = convolve(x, site);
         return detail::activate(nonlinearity, bias ? add(y, *bias, site) : y, site);
@@ -63,7 +63,7 @@ public:
 
     virtual shape_type kernel_shape(std::size_t channels) const = 0;
     virtual std::size_t output_channels(std::size_t channels) const = 0;
-    virtual basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const = 0;
+    virtual basic_tensor<T> convolve(const basic_tensor<T>& x, const source_location& site) const = 0;
 
     // The kernel's leading, spatial dimensions.
     [[nodiscard]] std::size_t height() const { return std::size_t(kernel_size[0]); }
@@ -82,7 +82,7 @@ template <dtype T>
 class conv2d_node final : public convolution_node<T> {
 public:
     conv2d_node(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size, const conv_options& options,
-                const std::source_location& site)
+                const source_location& site)
         : convolution_node<T>({"Conv2D", "conv2d", "kernel", 4}, kernel_size, options, site), filters(filters)
     {
         check_positive("Conv2D", site, "filters", std::ptrdiff_t(filters));
@@ -92,7 +92,7 @@ public:
         return {this->height(), this->width(), channels, filters};
     }
     std::size_t output_channels(std::size_t) const override { return filters; }
-    basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const override
+    basic_tensor<T> convolve(const basic_tensor<T>& x, const source_location& site) const override
     {
         const conv_options& o = this->options;
         return conv2d(x, *this->kernel, {o.strides, o.padding, o.dilation_rate, o.algorithm}, site);
@@ -104,14 +104,14 @@ template <dtype T>
 class conv1d_node final : public convolution_node<T> {
 public:
     conv1d_node(std::size_t filters, std::ptrdiff_t kernel_size, const conv_options& options,
-                const std::source_location& site)
+                const source_location& site)
         : convolution_node<T>({"Conv1D", "conv1d", "kernel", 3}, {kernel_size, 1}, options, site), filters(filters)
     {
         check_positive("Conv1D", site, "filters", std::ptrdiff_t(filters));
     }
     shape_type kernel_shape(std::size_t channels) const override { return {this->height(), channels, filters}; }
     std::size_t output_channels(std::size_t) const override { return filters; }
-    basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const override
+    basic_tensor<T> convolve(const basic_tensor<T>& x, const source_location& site) const override
     {
         const conv_options& o = this->options;
         return conv1d(x, *this->kernel, {o.strides[0], o.padding, o.dilation_rate[0]}, site);
@@ -123,7 +123,7 @@ template <dtype T>
 class conv2d_transpose_node final : public convolution_node<T> {
 public:
     conv2d_transpose_node(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size, const conv_options& options,
-                          const std::source_location& site)
+                          const source_location& site)
         : convolution_node<T>({"Conv2DTranspose", "conv2d_transpose", "kernel", 4}, kernel_size, options, site),
           filters(filters)
     {
@@ -135,7 +135,7 @@ public:
     }
     std::size_t output_channels(std::size_t) const override { return filters; }
     // The output has input * stride positions with same padding, (input - 1) * stride + extent with valid.
-    basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const override
+    basic_tensor<T> convolve(const basic_tensor<T>& x, const source_location& site) const override
     {
         const conv_options& o = this->options;
         shape_type out{x.shape()[0], 0, 0, filters};
@@ -167,7 +167,7 @@ template <dtype T>
 class depthwise_conv2d_node final : public convolution_node<T> {
 public:
     depthwise_conv2d_node(std::array<std::ptrdiff_t, 2> kernel_size, std::size_t multiplier,
-                          const conv_options& options, const std::source_location& site)
+                          const conv_options& options, const source_location& site)
         : convolution_node<T>({"DepthwiseConv2D", "depthwise_conv2d", "depthwise_kernel", 4}, kernel_size, options,
                               site),
           multiplier(multiplier)
@@ -179,7 +179,7 @@ public:
         return {this->height(), this->width(), channels, multiplier};
     }
     std::size_t output_channels(std::size_t channels) const override { return channels * multiplier; }
-    basic_tensor<T> convolve(const basic_tensor<T>& x, const std::source_location& site) const override
+    basic_tensor<T> convolve(const basic_tensor<T>& x, const source_location& site) const override
     {
         const conv_options& o = this->options;
         return depthwise_conv2d(x, *this->kernel, {o.strides, o.padding, o.dilation_rate}, site);
@@ -191,21 +191,21 @@ public:
 
 template <dtype T>
 basic_conv2d<T>::basic_conv2d(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size, conv_options options,
-                              std::source_location site)
+                              source_location site)
     : basic_layer<T>(std::make_shared<conv2d_node<T>>(filters, kernel_size, options, site))
 {
 }
 
 template <dtype T>
 basic_conv1d<T>::basic_conv1d(std::size_t filters, std::ptrdiff_t kernel_size, conv_options options,
-                              std::source_location site)
+                              source_location site)
     : basic_layer<T>(std::make_shared<conv1d_node<T>>(filters, kernel_size, options, site))
 {
 }
 
 template <dtype T>
 basic_conv2d_transpose<T>::basic_conv2d_transpose(std::size_t filters, std::array<std::ptrdiff_t, 2> kernel_size,
-                                                  conv_options options, std::source_location site)
+                                                  conv_options options, source_location site)
     : basic_layer<T>(std::make_shared<conv2d_transpose_node<T>>(filters, kernel_size, options, site))
 {
 }
@@ -213,7 +213,7 @@ basic_conv2d_transpose<T>::basic_conv2d_transpose(std::size_t filters, std::arra
 template <dtype T>
 basic_depthwise_conv2d<T>::basic_depthwise_conv2d(std::array<std::ptrdiff_t, 2> kernel_size,
                                                   std::size_t depth_multiplier, conv_options options,
-                                                  std::source_location site)
+                                                  source_location site)
     : basic_layer<T>(std::make_shared<depthwise_conv2d_node<T>>(kernel_size, depth_multiplier, options, site))
 {
 }

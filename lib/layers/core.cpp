@@ -19,13 +19,13 @@ using detail::layer_node;
 template <dtype T>
 class dense_node final : public layer_node<T> {
 public:
-    dense_node(std::size_t units, dense_options options, const std::source_location& site)
+    dense_node(std::size_t units, dense_options options, const source_location& site)
         : layer_node<T>(options.name), units(units), kind(detail::activation_named(options.activation, site)),
           kernel_initializer(detail::initializer_named<T>(options.kernel_initializer, site)), use_bias(options.use_bias)
     {
         check_positive("Dense", site, "units", std::ptrdiff_t(units));
     }
-    void build(const shape_type& shape, const std::source_location& site) override
+    void build(const shape_type& shape, const source_location& site) override
     {
         if (shape.empty()) {
             this->template refuse<shape_error>(site, "takes inputs of rank 1 or more, got ()");
@@ -36,7 +36,7 @@ public:
             bias = this->make_variable("bias", zeros<T>({units}, site));
         }
     }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
+    basic_tensor<T> call(const basic_tensor<T>& x, bool, const source_location& site) override
     {
         basic_tensor<T> y;
         if (x.dimension() <= 2) {
@@ -65,25 +65,25 @@ public:
 template <dtype T>
 class embedding_node final : public layer_node<T> {
 public:
-    embedding_node(std::size_t input_dim, std::size_t output_dim, std::string name, const std::source_location& site)
+    embedding_node(std::size_t input_dim, std::size_t output_dim, std::string name, const source_location& site)
         : layer_node<T>(std::move(name)), input_dim(input_dim), output_dim(output_dim)
     {
         check_positive("Embedding", site, "input_dim", std::ptrdiff_t(input_dim));
         check_positive("Embedding", site, "output_dim", std::ptrdiff_t(output_dim));
     }
-    void build(const shape_type&, const std::source_location& site) override
+    void build(const shape_type&, const source_location& site) override
     {
         embeddings = this->make_variable("embeddings",
                                          random_uniform<T>({input_dim, output_dim}, T(-0.05), T(0.05), site));
     }
     // The ids are whole numbers in a tensor: read by the op's kernel, so that
     // a capture's replay reads its call's.
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
+    basic_tensor<T> call(const basic_tensor<T>& x, bool, const source_location& site) override
     {
         caller = "layer '" + this->path + "'";
         return detail::embedding_of_numbers(*embeddings, x, caller, site);
     }
-    basic_tensor<T> lookup(const xt::xarray<std::int64_t>& ids, const std::source_location& site)
+    basic_tensor<T> lookup(const xt::xarray<std::int64_t>& ids, const source_location& site)
     {
         const shape_type shape(ids.shape().begin(), ids.shape().end());
         return this->run_checked(
@@ -100,7 +100,7 @@ public:
 }  // namespace
 
 template <dtype T>
-basic_dense<T>::basic_dense(std::size_t units, dense_options options, std::source_location site)
+basic_dense<T>::basic_dense(std::size_t units, dense_options options, source_location site)
     : basic_layer<T>(std::make_shared<dense_node<T>>(units, std::move(options), site))
 {
 }
@@ -110,17 +110,17 @@ template <dtype T>
 basic_flatten<T>::basic_flatten(std::string name)
     : basic_layer<T>(std::make_shared<function_node<T>>(
           std::move(name), input_spec{{-1}, true},
-          [](const basic_tensor<T>& x, bool, const std::source_location& site) {
+          [](const basic_tensor<T>& x, bool, const source_location& site) {
               return reshape(x, {std::ptrdiff_t(x.shape()[0]), -1}, site);
           }))
 {
 }
 
 template <dtype T>
-basic_dropout<T>::basic_dropout(double rate, std::string name, std::source_location site)
+basic_dropout<T>::basic_dropout(double rate, std::string name, source_location site)
     : basic_layer<T>(std::make_shared<function_node<T>>(
           std::move(name), std::nullopt,
-          [rate](const basic_tensor<T>& x, bool training, const std::source_location& at) {
+          [rate](const basic_tensor<T>& x, bool training, const source_location& at) {
               return training ? dropout(x, rate, at) : x;
           }))
 {
@@ -130,11 +130,11 @@ basic_dropout<T>::basic_dropout(double rate, std::string name, std::source_locat
 }
 
 template <dtype T>
-basic_activation_layer<T>::basic_activation_layer(::gradtape::activation chosen, std::source_location site)
+basic_activation_layer<T>::basic_activation_layer(::gradtape::activation chosen, source_location site)
     : basic_layer<T>(std::make_shared<function_node<T>>(
           "activation", std::nullopt,
           [kind = detail::activation_named(chosen, site)](const basic_tensor<T>& x, bool,
-                                                          const std::source_location& at) {
+                                                          const source_location& at) {
               return detail::activate(kind, x, at);
           }))
 {
@@ -143,13 +143,13 @@ basic_activation_layer<T>::basic_activation_layer(::gradtape::activation chosen,
 
 template <dtype T>
 basic_embedding<T>::basic_embedding(std::size_t input_dim, std::size_t output_dim, std::string name,
-                                    std::source_location site)
+                                    source_location site)
     : basic_layer<T>(std::make_shared<embedding_node<T>>(input_dim, output_dim, std::move(name), site))
 {
 }
 
 template <dtype T>
-basic_tensor<T> basic_embedding<T>::operator()(const xt::xarray<std::int64_t>& ids, std::source_location site) const
+basic_tensor<T> basic_embedding<T>::operator()(const xt::xarray<std::int64_t>& ids, source_location site) const
 {
     return static_cast<embedding_node<T>&>(*this->node_).lookup(ids, site);
 }

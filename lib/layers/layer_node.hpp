@@ -69,7 +69,7 @@ struct input_spec {
 
 enum class activation_kind { linear, relu, sigmoid, tanh, elu, softplus, softmax, swish };
 
-inline activation_kind activation_named(const activation& chosen, const std::source_location& site)
+inline activation_kind activation_named(const activation& chosen, const source_location& site)
 {
     static const std::vector<std::pair<std::string_view, activation_kind>> names{
         {"linear", activation_kind::linear},     {"relu", activation_kind::relu},
@@ -91,7 +91,7 @@ inline activation_kind activation_named(const activation& chosen, const std::sou
 }
 
 template <dtype T>
-basic_tensor<T> activate(activation_kind kind, const basic_tensor<T>& x, const std::source_location& site)
+basic_tensor<T> activate(activation_kind kind, const basic_tensor<T>& x, const source_location& site)
 {
     switch (kind) {
     case activation_kind::linear: return x;
@@ -107,10 +107,10 @@ basic_tensor<T> activate(activation_kind kind, const basic_tensor<T>& x, const s
 }
 
 template <dtype T>
-using initializer_function = basic_tensor<T> (*)(const shape_type&, std::source_location);
+using initializer_function = basic_tensor<T> (*)(const shape_type&, source_location);
 
 template <dtype T>
-initializer_function<T> initializer_named(const initializer& chosen, const std::source_location& site,
+initializer_function<T> initializer_named(const initializer& chosen, const source_location& site,
                                           std::string_view caller = "initializer")
 {
     const std::vector<std::pair<std::string_view, initializer_function<T>>> names{
@@ -171,7 +171,7 @@ public:
     layer_node& operator=(const layer_node&) = delete;
     virtual ~layer_node() = default;
 
-    basic_tensor<T> run(const basic_tensor<T>& input, bool training, const std::source_location& site)
+    basic_tensor<T> run(const basic_tensor<T>& input, bool training, const source_location& site)
     {
         const layer_call_scope mode(training);
         return run_checked(
@@ -187,7 +187,7 @@ public:
     // node (built, spec, own, the first shapes); later calls read, which is
     // what lets threads share a built layer.
     template <class Build, class Call>
-    basic_tensor<T> run_checked(const shape_type& shape, const std::source_location& site, Build&& make, Call&& call)
+    basic_tensor<T> run_checked(const shape_type& shape, const source_location& site, Build&& make, Call&& call)
     {
         if (built) {
             check(shape, site);
@@ -223,25 +223,25 @@ public:
 
     // Throws E with "layer 'path': what [at file:line]", the layer named once.
     template <class E>
-    [[noreturn]] void refuse(const std::source_location& site, const std::string& what) const
+    [[noreturn]] void refuse(const source_location& site, const std::string& what) const
     {
         const layer_in_call_scope outside(nullptr);
         fail<E>("layer '" + path + "'", site, what);
     }
 
-    void check(const shape_type& shape, const std::source_location& site) const
+    void check(const shape_type& shape, const source_location& site) const
     {
         if (spec && !spec->accepts(shape)) {
             refuse<shape_error>(site, "takes inputs of shape " + spec->describe() + ", got " + format_shape(shape));
         }
     }
 
-    virtual void build(const shape_type& shape, const std::source_location& site) = 0;
-    virtual basic_tensor<T> call(const basic_tensor<T>& input, bool training, const std::source_location& site) = 0;
+    virtual void build(const shape_type& shape, const source_location& site) = 0;
+    virtual basic_tensor<T> call(const basic_tensor<T>& input, bool training, const source_location& site) = 0;
 
     // Builds for an input of `shape` by calling the layer on zeros, unrecorded:
     // a layer made of others learns its parts' input shapes only by running.
-    void build_for(const shape_type& shape, const std::source_location& site)
+    void build_for(const shape_type& shape, const source_location& site)
     {
         if (!built) {
             const auto pause = stop_recording();
@@ -286,7 +286,7 @@ public:
     // A weight a model's own code asks for (basic_model::add_weight): checked
     // in full before anything is made.
     basic_variable<T> add_weight(const std::string& slot, const shape_type& shape, const weight_options& options,
-                                 const std::source_location& site)
+                                 const source_location& site)
     {
         const std::string who = "add_weight of '" + path + "'";
         if (built) {
@@ -353,7 +353,7 @@ public:
     // Takes `child` as a part of this node, under a name unique among its
     // siblings ("dense", "dense_1", ...). A layer shared by two models has a
     // name in each; its own name and path are those of the first.
-    void adopt(const std::shared_ptr<layer_node>& child, const std::source_location& site)
+    void adopt(const std::shared_ptr<layer_node>& child, const source_location& site)
     {
         if (child->contains(this)) {
             fail<argument_error>("add", site, "layer '" + child->path + "' cannot be a part of itself");
@@ -428,7 +428,7 @@ inline std::string chosen_name(const std::string& given, std::string_view fallba
     return given.empty() ? std::string(fallback) : given;
 }
 
-inline void check_positive(std::string_view op, const std::source_location& site, std::string_view what, std::ptrdiff_t value)
+inline void check_positive(std::string_view op, const source_location& site, std::string_view what, std::ptrdiff_t value)
 {
     if (value <= 0) {
         fail<argument_error>(op, site, std::string(what) + " must be positive, got " + std::to_string(value));
@@ -444,13 +444,13 @@ inline std::size_t last_dimension(const shape_type& shape)
 template <dtype T>
 class function_node final : public layer_node<T> {
 public:
-    using function = std::function<basic_tensor<T>(const basic_tensor<T>&, bool, const std::source_location&)>;
+    using function = std::function<basic_tensor<T>(const basic_tensor<T>&, bool, const source_location&)>;
     function_node(std::string name, std::optional<input_spec> takes, function f)
         : layer_node<T>(std::move(name)), takes(std::move(takes)), f(std::move(f))
     {
     }
-    void build(const shape_type&, const std::source_location&) override { this->spec = takes; }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool training, const std::source_location& site) override
+    void build(const shape_type&, const source_location&) override { this->spec = takes; }
+    basic_tensor<T> call(const basic_tensor<T>& x, bool training, const source_location& site) override
     {
         return f(x, training, site);
     }

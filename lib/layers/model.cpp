@@ -17,8 +17,8 @@ template <dtype T>
 class sequential_node final : public layer_node<T> {
 public:
     using layer_node<T>::layer_node;
-    void build(const shape_type&, const std::source_location&) override {}
-    basic_tensor<T> call(const basic_tensor<T>& input, bool training, const std::source_location& site) override
+    void build(const shape_type&, const source_location&) override {}
+    basic_tensor<T> call(const basic_tensor<T>& input, bool training, const source_location& site) override
     {
         basic_tensor<T> x = input;
         for (const auto& [edge, child] : this->children) {
@@ -32,15 +32,15 @@ template <dtype T>
 class model_node final : public layer_node<T> {
 public:
     model_node(std::string name, basic_model<T>* owner) : layer_node<T>(std::move(name)), owner(owner) {}
-    void build(const shape_type& shape, const std::source_location& site) override
+    void build(const shape_type& shape, const source_location& site) override
     {
         detail::layer_access::build(held(site), shape);
     }
-    basic_tensor<T> call(const basic_tensor<T>& input, bool training, const std::source_location& site) override
+    basic_tensor<T> call(const basic_tensor<T>& input, bool training, const source_location& site) override
     {
         return held(site).call(input, training);
     }
-    basic_model<T>& held(const std::source_location& site) const
+    basic_model<T>& held(const source_location& site) const
     {
         if (!owner) {
             const detail::layer_in_call_scope outside(nullptr);
@@ -57,13 +57,13 @@ public:
 
 template <dtype T>
 basic_tensor<T> basic_layer<T>::operator()(const basic_tensor<T>& input, std::optional<bool> training,
-                                           std::source_location site) const
+                                           source_location site) const
 {
     return node_->run(input, detail::decide_training(training), site);
 }
 
 template <dtype T>
-void basic_layer<T>::build(const shape_type& input_shape, std::source_location site) const
+void basic_layer<T>::build(const shape_type& input_shape, source_location site) const
 {
     node_->build_for(input_shape, site);
 }
@@ -161,19 +161,19 @@ void basic_model<T>::make_weights(const shape_type&)
 
 template <dtype T>
 basic_variable<T> basic_model<T>::add_weight(const std::string& name, const shape_type& shape,
-                                             weight_options options, std::source_location site)
+                                             weight_options options, source_location site)
 {
     return this->node_->add_weight(name, shape, options, site);
 }
 
 template <dtype T>
-void basic_model<T>::adopt(const basic_layer<T>& layer, const std::source_location& site)
+void basic_model<T>::adopt(const basic_layer<T>& layer, const source_location& site)
 {
     this->node_->adopt(detail::layer_access::node(layer), site);
 }
 
 template <dtype T>
-basic_sequential<T>::basic_sequential(std::vector<basic_layer<T>> layers, std::string name, std::source_location site)
+basic_sequential<T>::basic_sequential(std::vector<basic_layer<T>> layers, std::string name, source_location site)
     : basic_layer<T>(std::make_shared<sequential_node<T>>(std::move(name)))
 {
     for (const auto& layer : layers) {
@@ -182,7 +182,7 @@ basic_sequential<T>::basic_sequential(std::vector<basic_layer<T>> layers, std::s
 }
 
 template <dtype T>
-void basic_sequential<T>::add(const basic_layer<T>& layer, std::source_location site)
+void basic_sequential<T>::add(const basic_layer<T>& layer, source_location site)
 {
     this->node_->adopt(detail::layer_access::node(layer), site);
 }

@@ -14,7 +14,7 @@ using detail::layer_node;
 template <dtype T>
 class batch_normalization_node final : public layer_node<T> {
 public:
-    batch_normalization_node(batch_normalization_options options, const std::source_location& site)
+    batch_normalization_node(batch_normalization_options options, const source_location& site)
         : layer_node<T>(options.name), options(options)
     {
         if (!(options.momentum >= 0 && options.momentum <= 1) || !(options.epsilon > 0)) {
@@ -24,7 +24,7 @@ public:
                                              std::to_string(options.epsilon));
         }
     }
-    void build(const shape_type& shape, const std::source_location& site) override
+    void build(const shape_type& shape, const source_location& site) override
     {
         const std::size_t channels = last_dimension(shape);
         this->spec = input_spec{{std::ptrdiff_t(channels)}, true};
@@ -37,7 +37,7 @@ public:
         moving_mean = this->make_variable("moving_mean", zeros<T>({channels}, site), false);
         moving_variance = this->make_variable("moving_variance", ones<T>({channels}, site), false);
     }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool training, const std::source_location& site) override
+    basic_tensor<T> call(const basic_tensor<T>& x, bool training, const source_location& site) override
     {
         const basic_tensor<T> offset = beta ? basic_tensor<T>(*beta) : basic_tensor<T>();
         const basic_tensor<T> scale = gamma ? basic_tensor<T>(*gamma) : basic_tensor<T>();
@@ -68,7 +68,7 @@ public:
 template <dtype T>
 class layer_normalization_node final : public layer_node<T> {
 public:
-    layer_normalization_node(layer_normalization_layer_options options, const std::source_location& site)
+    layer_normalization_node(layer_normalization_layer_options options, const source_location& site)
         : layer_node<T>(options.name), epsilon(options.epsilon)
     {
         if (!(epsilon > 0)) {
@@ -76,14 +76,14 @@ public:
                                          "needs a positive epsilon, got " + std::to_string(epsilon));
         }
     }
-    void build(const shape_type& shape, const std::source_location& site) override
+    void build(const shape_type& shape, const source_location& site) override
     {
         const std::size_t width = last_dimension(shape);
         this->spec = input_spec{{std::ptrdiff_t(width)}, true};
         gamma = this->make_variable("gamma", ones<T>({width}, site));
         beta = this->make_variable("beta", zeros<T>({width}, site));
     }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
+    basic_tensor<T> call(const basic_tensor<T>& x, bool, const source_location& site) override
     {
         return layer_normalization(x, *gamma, *beta, {.axes = {-1}, .epsilon = epsilon}, site);
     }
@@ -96,14 +96,14 @@ public:
 
 template <dtype T>
 basic_batch_normalization<T>::basic_batch_normalization(batch_normalization_options options,
-                                                        std::source_location site)
+                                                        source_location site)
     : basic_layer<T>(std::make_shared<batch_normalization_node<T>>(std::move(options), site))
 {
 }
 
 template <dtype T>
 basic_layer_normalization<T>::basic_layer_normalization(layer_normalization_layer_options options,
-                                                        std::source_location site)
+                                                        source_location site)
     : basic_layer<T>(std::make_shared<layer_normalization_node<T>>(std::move(options), site))
 {
 }

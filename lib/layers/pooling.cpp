@@ -16,7 +16,7 @@ using detail::layer_node;
 template <dtype T, bool maximum>
 class pool_node final : public layer_node<T> {
 public:
-    pool_node(pool_options options, const std::source_location& site)
+    pool_node(pool_options options, const source_location& site)
         : layer_node<T>(chosen_name(options.name, maximum ? "max_pooling2d" : "average_pooling2d"))
     {
         const std::string_view layer = maximum ? "MaxPool2D" : "AveragePool2D";
@@ -29,8 +29,8 @@ public:
         }
         pool = {options.pool_size, options.strides, options.padding};
     }
-    void build(const shape_type&, const std::source_location&) override { this->spec = input_spec{{-1, -1, -1, -1}}; }
-    basic_tensor<T> call(const basic_tensor<T>& x, bool, const std::source_location& site) override
+    void build(const shape_type&, const source_location&) override { this->spec = input_spec{{-1, -1, -1, -1}}; }
+    basic_tensor<T> call(const basic_tensor<T>& x, bool, const source_location& site) override
     {
         return maximum ? max_pool2d(x, pool, site) : avg_pool2d(x, pool, site);
     }
@@ -41,13 +41,13 @@ public:
 }  // namespace
 
 template <dtype T>
-basic_max_pool2d<T>::basic_max_pool2d(pool_options options, std::source_location site)
+basic_max_pool2d<T>::basic_max_pool2d(pool_options options, source_location site)
     : basic_layer<T>(std::make_shared<pool_node<T, true>>(std::move(options), site))
 {
 }
 
 template <dtype T>
-basic_average_pool2d<T>::basic_average_pool2d(pool_options options, std::source_location site)
+basic_average_pool2d<T>::basic_average_pool2d(pool_options options, source_location site)
     : basic_layer<T>(std::make_shared<pool_node<T, false>>(std::move(options), site))
 {
 }
@@ -56,7 +56,7 @@ template <dtype T>
 basic_global_average_pooling2d<T>::basic_global_average_pooling2d(std::string name)
     : basic_layer<T>(std::make_shared<function_node<T>>(
           std::move(name), input_spec{{-1, -1, -1, -1}},
-          [](const basic_tensor<T>& x, bool, const std::source_location& site) {
+          [](const basic_tensor<T>& x, bool, const source_location& site) {
               return reduce_mean(x, {1, 2}, false, site);
           }))
 {

@@ -23,14 +23,14 @@ public:
 
     // The output and final state for a batch of sequences; inputs.training is decided already.
     virtual recurrent_result<T> sequence(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs,
-                                         const std::source_location& site) = 0;
+                                         const source_location& site) = 0;
     // How many tensors the state has (h; h and c).
     [[nodiscard]] virtual std::size_t state_size() const = 0;
     // The same layer, not built, running the other way, named `name`.
     [[nodiscard]] virtual std::shared_ptr<recurrent_node> reversed(std::string name) const = 0;
     [[nodiscard]] virtual bool returns_sequences() const = 0;
 
-    basic_tensor<T> call(const basic_tensor<T>& input, bool, const std::source_location& site) override
+    basic_tensor<T> call(const basic_tensor<T>& input, bool, const source_location& site) override
     {
         const recurrent_inputs<T> none;
         check_call(input, none, site);
@@ -39,7 +39,7 @@ public:
 
     // As layer_node::run, with a mask and an initial state.
     recurrent_result<T> run_with(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs, bool training,
-                                 const std::source_location& site)
+                                 const source_location& site)
     {
         const detail::layer_call_scope mode(training);
         check_call(input, inputs, site);
@@ -55,7 +55,7 @@ public:
 
     // Input [batch, time, features], mask [batch, time], each state [batch, units].
     void check_shapes(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs, std::size_t units,
-                      const std::source_location& site) const
+                      const source_location& site) const
     {
         const auto refuse = [&](const std::string& what) { this->template refuse<shape_error>(site, what); };
         if (input.dimension() != 3) {
@@ -80,7 +80,7 @@ public:
         }
     }
 
-    void check_state_count(const recurrent_inputs<T>& inputs, const std::source_location& site,
+    void check_state_count(const recurrent_inputs<T>& inputs, const source_location& site,
                            const std::string& order) const
     {
         if (!inputs.initial_state.empty() && inputs.initial_state.size() != state_size()) {
@@ -94,7 +94,7 @@ public:
     // Refuses inputs, a mask or an initial state this layer cannot take,
     // before the call (which names the layer in its own errors).
     virtual void check_call(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs,
-                            const std::source_location& site) const = 0;
+                            const source_location& site) const = 0;
 };
 
 enum class cell_kind { simple_rnn, lstm, gru };
@@ -102,7 +102,7 @@ enum class cell_kind { simple_rnn, lstm, gru };
 template <dtype T>
 class cell_node final : public recurrent_node<T> {
 public:
-    cell_node(cell_kind kind, std::size_t units, recurrent_options options, const std::source_location& site)
+    cell_node(cell_kind kind, std::size_t units, recurrent_options options, const source_location& site)
         : recurrent_node<T>(detail::chosen_name(options.name, kind == cell_kind::lstm  ? "lstm"
                                                               : kind == cell_kind::gru ? "gru"
                                                                                        : "simple_rnn")),
@@ -116,7 +116,7 @@ public:
     }
 
     void check_call(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs,
-                    const std::source_location& site) const override
+                    const source_location& site) const override
     {
         this->check_shapes(input, inputs, units, site);
     }
@@ -137,10 +137,10 @@ public:
         recurrent_options copy = options;
         copy.go_backwards = !copy.go_backwards;
         copy.name = std::move(name);
-        return std::make_shared<cell_node>(kind, units, copy, std::source_location::current());
+        return std::make_shared<cell_node>(kind, units, copy, source_location::current());
     }
 
-    void build(const shape_type& shape, const std::source_location& site) override
+    void build(const shape_type& shape, const source_location& site) override
     {
         if (shape.size() != 3) {
             this->template refuse<shape_error>(site, "takes inputs [batch, time, features] of rank 3, got " +
@@ -164,7 +164,7 @@ public:
     }
 
     recurrent_result<T> sequence(const basic_tensor<T>& x, const recurrent_inputs<T>& inputs,
-                                 const std::source_location& site) override
+                                 const source_location& site) override
     {
         const std::size_t batch = x.shape()[0];
         const std::size_t steps = x.shape()[1];
@@ -223,7 +223,7 @@ public:
     }
 
     // [batch, time, n] -> time pieces of [batch, n]
-    std::vector<basic_tensor<T>> time_slices(const basic_tensor<T>& sequences, const std::source_location& site) const
+    std::vector<basic_tensor<T>> time_slices(const basic_tensor<T>& sequences, const source_location& site) const
     {
         const std::size_t steps = sequences.shape()[1];
         const std::vector<std::ptrdiff_t> piece{std::ptrdiff_t(sequences.shape()[0]),
@@ -238,7 +238,7 @@ public:
 
     // The next state from one step's input projection (bias included).
     std::vector<basic_tensor<T>> step(const basic_tensor<T>& projected, const std::vector<basic_tensor<T>>& state,
-                                      const basic_tensor<T>& recurrent_bias, const std::source_location& site) const
+                                      const basic_tensor<T>& recurrent_bias, const source_location& site) const
     {
         const basic_tensor<T>& h = state[0];
         const auto act = [&](const basic_tensor<T>& z) { return detail::activate(activation, z, site); };
@@ -263,7 +263,7 @@ public:
 
     // h = z * h + (1 - z) * candidate, written as candidate + z * (h - candidate).
     basic_tensor<T> gru_step(const basic_tensor<T>& projected, const basic_tensor<T>& h,
-                             const basic_tensor<T>& recurrent_bias, const std::source_location& site) const
+                             const basic_tensor<T>& recurrent_bias, const source_location& site) const
     {
         const auto act = [&](const basic_tensor<T>& z) { return detail::activate(activation, z, site); };
         const auto gate = [&](const basic_tensor<T>& z) { return detail::activate(recurrent_activation, z, site); };
@@ -310,7 +310,7 @@ template <dtype T>
 class bidirectional_node final : public recurrent_node<T> {
 public:
     bidirectional_node(const std::shared_ptr<recurrent_node<T>>& layer, bidirectional_options options,
-                       const std::source_location& site)
+                       const source_location& site)
         : recurrent_node<T>(detail::chosen_name(options.name, "bidirectional")), merge(options.merge_mode),
           forward(layer), backward(layer->reversed("backward_" + layer->name))
     {
@@ -327,19 +327,19 @@ public:
     {
         bidirectional_options options{merge, std::move(name)};
         return std::make_shared<bidirectional_node>(forward->reversed(forward->name), options,
-                                                    std::source_location::current());
+                                                    source_location::current());
     }
 
-    void build(const shape_type&, const std::source_location&) override {}
+    void build(const shape_type&, const source_location&) override {}
 
     void check_call(const basic_tensor<T>&, const recurrent_inputs<T>& inputs,
-                    const std::source_location& site) const override
+                    const source_location& site) const override
     {
         this->check_state_count(inputs, site, " (the forward layer's, then the backward's)");
     }
 
     recurrent_result<T> sequence(const basic_tensor<T>& x, const recurrent_inputs<T>& inputs,
-                                 const std::source_location& site) override
+                                 const source_location& site) override
     {
         const bool training = detail::decide_training(inputs.training);
         recurrent_inputs<T> ahead{inputs.mask, {}, training};
@@ -364,7 +364,7 @@ public:
         return result;
     }
 
-    basic_tensor<T> merged(const basic_tensor<T>& a, const basic_tensor<T>& b, const std::source_location& site) const
+    basic_tensor<T> merged(const basic_tensor<T>& a, const basic_tensor<T>& b, const source_location& site) const
     {
         switch (merge) {
         case merge_mode::concat: return concat({a, b}, -1, site);
@@ -384,33 +384,33 @@ public:
 
 template <dtype T>
 recurrent_result<T> basic_recurrent_layer<T>::operator()(const basic_tensor<T>& input, const recurrent_inputs<T>& inputs,
-                                                         std::source_location site) const
+                                                         source_location site) const
 {
     auto& node = static_cast<recurrent_node<T>&>(*this->node_);
     return node.run_with(input, inputs, detail::decide_training(inputs.training), site);
 }
 
 template <dtype T>
-basic_simple_rnn<T>::basic_simple_rnn(std::size_t units, recurrent_options options, std::source_location site)
+basic_simple_rnn<T>::basic_simple_rnn(std::size_t units, recurrent_options options, source_location site)
     : basic_recurrent_layer<T>(std::make_shared<cell_node<T>>(cell_kind::simple_rnn, units, std::move(options), site))
 {
 }
 
 template <dtype T>
-basic_lstm<T>::basic_lstm(std::size_t units, recurrent_options options, std::source_location site)
+basic_lstm<T>::basic_lstm(std::size_t units, recurrent_options options, source_location site)
     : basic_recurrent_layer<T>(std::make_shared<cell_node<T>>(cell_kind::lstm, units, std::move(options), site))
 {
 }
 
 template <dtype T>
-basic_gru<T>::basic_gru(std::size_t units, recurrent_options options, std::source_location site)
+basic_gru<T>::basic_gru(std::size_t units, recurrent_options options, source_location site)
     : basic_recurrent_layer<T>(std::make_shared<cell_node<T>>(cell_kind::gru, units, std::move(options), site))
 {
 }
 
 template <dtype T>
 basic_bidirectional<T>::basic_bidirectional(const basic_recurrent_layer<T>& layer, bidirectional_options options,
-                                            std::source_location site)
+                                            source_location site)
     : basic_recurrent_layer<T>(std::make_shared<bidirectional_node<T>>(
           std::static_pointer_cast<recurrent_node<T>>(detail::layer_access::node(layer)), std::move(options), site))
 {

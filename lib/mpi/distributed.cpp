@@ -65,7 +65,7 @@ MPI_Datatype datatype()
 // Runs one MPI call, its own allocations ignored (above), and turns a
 // failure into an argument_error naming the op.
 template <class Call>
-void call_mpi(std::string_view op, const std::source_location& site, Call&& call)
+void call_mpi(std::string_view op, const source_location& site, Call&& call)
 {
     int status = MPI_SUCCESS;
     {
@@ -81,7 +81,7 @@ void call_mpi(std::string_view op, const std::source_location& site, Call&& call
 }
 
 // Every rank's string, in rank order.
-std::vector<std::string> gather_everywhere(const std::string& mine, std::string_view op, const std::source_location& site)
+std::vector<std::string> gather_everywhere(const std::string& mine, std::string_view op, const source_location& site)
 {
     const int ranks = size();
     int length = int(mine.size());
@@ -180,7 +180,7 @@ std::string_view collective_name(collective which)
 // the key, or any has a problem, every rank throws the same argument_error,
 // naming what each rank said.
 std::int64_t agree(collective which, std::int64_t key, std::int64_t rows, const std::string& problem,
-                   const std::string& doing, std::string_view op, const std::source_location& site)
+                   const std::string& doing, std::string_view op, const source_location& site)
 {
     const auto mine = std::int64_t(which);
     const agreement local{mine, mine, means_taken, means_taken, key, key, problem.empty() ? 0 : 1, rows};
@@ -257,7 +257,7 @@ environment::~environment()
     }
     // Ranks still taking steps would wait for this one for ever.
     try {
-        (void)agree(collective::ending, 0, 0, "", "", "gradtape::mpi::environment", std::source_location::current());
+        (void)agree(collective::ending, 0, 0, "", "", "gradtape::mpi::environment", source_location::current());
     } catch (const std::exception& e) {
         abort(e.what());
     }
@@ -296,7 +296,7 @@ namespace {
 // rank's reason not to (its model is not built), if any.
 template <dtype T>
 void broadcast(const std::vector<basic_variable<T>>& variables, int root, std::string problem,
-               const std::source_location& site)
+               const source_location& site)
 {
     constexpr std::string_view op = "broadcast_variables";
     if (problem.empty() && (root < 0 || root >= size())) {
@@ -336,7 +336,7 @@ void broadcast(const std::vector<basic_variable<T>>& variables, int root, std::s
 // (all 1: the plain mean). `failure`: this rank's step failed before it.
 template <dtype T>
 std::vector<basic_tensor<T>> mean_over_ranks(const std::vector<basic_tensor<T>>& tensors, std::size_t rows,
-                                             const std::exception_ptr& failure, const std::source_location& site)
+                                             const std::exception_ptr& failure, const source_location& site)
 {
     constexpr std::string_view op = "allreduce_mean";
     std::string problem = failure ? message_of(failure) : "";
@@ -433,13 +433,13 @@ std::vector<basic_tensor<T>> mean_over_ranks(const std::vector<basic_tensor<T>>&
 }  // namespace
 
 template <dtype T>
-void broadcast_variables(const std::vector<basic_variable<T>>& variables, int root, std::source_location site)
+void broadcast_variables(const std::vector<basic_variable<T>>& variables, int root, source_location site)
 {
     broadcast(variables, root, "", site);
 }
 
 template <dtype T>
-void broadcast_variables(const basic_layer<T>& model, int root, std::source_location site)
+void broadcast_variables(const basic_layer<T>& model, int root, source_location site)
 {
     if (!model.built()) {
         broadcast<T>({}, root, "model '" + model.path() + "' has no variables yet: build() it first", site);
@@ -448,14 +448,14 @@ void broadcast_variables(const basic_layer<T>& model, int root, std::source_loca
 }
 
 template <dtype T>
-std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>& tensors, std::source_location site)
+std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>& tensors, source_location site)
 {
     return mean_over_ranks(tensors, 1, nullptr, site);
 }
 
 template <dtype T>
 std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>& tensors, std::size_t rows,
-                                            std::source_location site)
+                                            source_location site)
 {
     return mean_over_ranks(tensors, rows, nullptr, site);
 }
@@ -464,7 +464,7 @@ namespace detail {
 
 template <dtype T>
 std::vector<basic_tensor<T>> allreduce_step(const std::vector<basic_tensor<T>>& tensors, std::size_t rows,
-                                            const std::exception_ptr& failure, const std::source_location& site)
+                                            const std::exception_ptr& failure, const source_location& site)
 {
     return mean_over_ranks(tensors, rows, failure, site);
 }
@@ -472,13 +472,13 @@ std::vector<basic_tensor<T>> allreduce_step(const std::vector<basic_tensor<T>>& 
 }  // namespace detail
 
 #define GRADTAPE_INSTANTIATE_MPI(T)                                                                                  \
-    template void broadcast_variables(const std::vector<basic_variable<T>>&, int, std::source_location);            \
-    template void broadcast_variables(const basic_layer<T>&, int, std::source_location);                            \
-    template std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>&, std::source_location); \
+    template void broadcast_variables(const std::vector<basic_variable<T>>&, int, source_location);            \
+    template void broadcast_variables(const basic_layer<T>&, int, source_location);                            \
+    template std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>&, source_location); \
     template std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>&, std::size_t,           \
-                                                         std::source_location);                                      \
+                                                         source_location);                                      \
     template std::vector<basic_tensor<T>> detail::allreduce_step(const std::vector<basic_tensor<T>>&, std::size_t,   \
-                                                                 const std::exception_ptr&, const std::source_location&);
+                                                                 const std::exception_ptr&, const source_location&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_MPI)
 #undef GRADTAPE_INSTANTIATE_MPI
 

@@ -39,7 +39,7 @@ std::string describe(const shape_type& input, const shape_type& filters, const c
 }
 
 // The process's setting, read from GRADTAPE_CONV_ALGORITHM when first asked for.
-std::atomic<conv_algorithm>& conv_algorithm_setting(const std::source_location& site)
+std::atomic<conv_algorithm>& conv_algorithm_setting(const source_location& site)
 {
     static std::atomic<conv_algorithm> setting = [&] {
         const char* chosen = std::getenv("GRADTAPE_CONV_ALGORITHM");
@@ -97,7 +97,7 @@ std::optional<std::pair<std::size_t, std::size_t>> output_extent(std::size_t in,
 
 // The shape rule of every convolution: the inputs checked, and where the
 // windows fall. `algorithm` names the kernels that may take it.
-conv_plan plan_conv(std::string_view op, const std::source_location& site, const shape_type& input,
+conv_plan plan_conv(std::string_view op, const source_location& site, const shape_type& input,
                     const shape_type& filters, const conv2d_options& options, bool winograd_kernels = true)
 {
     const auto refuse = [&](const std::string& why) {
@@ -164,7 +164,7 @@ conv_plan plan_conv(std::string_view op, const std::source_location& site, const
 
 // What the shape rules of a convolution's gradients share: the gradient
 // must be the output of the convolution of `input` by `filters`.
-void check_gradient(std::string_view op, const std::source_location& site, const shape_type& grad,
+void check_gradient(std::string_view op, const source_location& site, const shape_type& grad,
                     const shape_type& output, const shape_type& input, const shape_type& filters,
                     const conv2d_options& options)
 {
@@ -178,7 +178,7 @@ void check_gradient(std::string_view op, const std::source_location& site, const
 template <dtype T>
 basic_tensor<T> filter_correlation(const basic_tensor<T>& input, const basic_tensor<T>& grad,
                                    const shape_type& filter_shape, const conv2d_options& options,
-                                   const std::source_location& site);
+                                   const source_location& site);
 
 template <dtype T>
 struct conv2d_op {
@@ -187,7 +187,7 @@ struct conv2d_op {
     static constexpr saved saves = saved::inputs;
     conv2d_options options;
 
-    conv_plan shape(const std::source_location& site, const shape_type& input, const shape_type& filters) const
+    conv_plan shape(const source_location& site, const shape_type& input, const shape_type& filters) const
     {
         return plan_conv(name, site, input, filters, options);
     }
@@ -219,7 +219,7 @@ struct conv2d_transpose_op {
         shape_type image;
         [[nodiscard]] const shape_type& output_shape() const { return image; }
     };
-    plan shape(const std::source_location& site, const shape_type& grad, const shape_type& filters) const
+    plan shape(const source_location& site, const shape_type& grad, const shape_type& filters) const
     {
         const conv_plan convolution = plan_conv(name, site, output, filters, options);
         check_gradient(name, site, grad, convolution.output_shape(), output, filters, options);
@@ -252,7 +252,7 @@ struct filter_correlation_op {
         shape_type filter_shape;
         [[nodiscard]] const shape_type& output_shape() const { return filter_shape; }
     };
-    plan shape(const std::source_location& site, const shape_type& input, const shape_type& grad) const
+    plan shape(const source_location& site, const shape_type& input, const shape_type& grad) const
     {
         const conv_plan convolution = plan_conv(name, site, input, filters, options);
         check_gradient(name, site, grad, convolution.output_shape(), input, filters, options);
@@ -275,13 +275,13 @@ struct filter_correlation_op {
 template <dtype T>
 basic_tensor<T> filter_correlation(const basic_tensor<T>& input, const basic_tensor<T>& grad,
                                    const shape_type& filter_shape, const conv2d_options& options,
-                                   const std::source_location& site)
+                                   const source_location& site)
 {
     return detail::apply(filter_correlation_op<T>{options, filter_shape}, site, input, grad);
 }
 
 // A pooling window is a filter of ksize over each channel alone.
-conv_geometry plan_pool(std::string_view op, const std::source_location& site, const shape_type& input,
+conv_geometry plan_pool(std::string_view op, const source_location& site, const shape_type& input,
                         const pool2d_options& options)
 {
     if (input.size() != 4) {
@@ -308,7 +308,7 @@ struct max_pool_op {
     static constexpr bool selects = true;
     pool2d_options options;
 
-    conv_geometry shape(const std::source_location& site, const shape_type& input) const
+    conv_geometry shape(const source_location& site, const shape_type& input) const
     {
         return plan_pool(name, site, input, options);
     }
@@ -334,7 +334,7 @@ struct avg_pool_op {
     static constexpr saved saves = saved::nothing;
     pool2d_options options;
 
-    conv_geometry shape(const std::source_location& site, const shape_type& input) const
+    conv_geometry shape(const source_location& site, const shape_type& input) const
     {
         return plan_pool(name, site, input, options);
     }
@@ -363,7 +363,7 @@ struct avg_pool_gradient_op {
         shape_type image;
         [[nodiscard]] const shape_type& output_shape() const { return image; }
     };
-    plan shape(const std::source_location& site, const shape_type&) const
+    plan shape(const source_location& site, const shape_type&) const
     {
         return {plan_pool(name, site, input, options), input};
     }
@@ -391,7 +391,7 @@ struct depthwise_plan {
     [[nodiscard]] const shape_type& output_shape() const { return output; }
 };
 
-depthwise_plan plan_depthwise(std::string_view op, const std::source_location& site, const shape_type& input,
+depthwise_plan plan_depthwise(std::string_view op, const source_location& site, const shape_type& input,
                               const shape_type& filter, const conv2d_options& options)
 {
     const conv_geometry g = plan_conv(op, site, input, filter, options, false).g;
@@ -399,7 +399,7 @@ depthwise_plan plan_depthwise(std::string_view op, const std::source_location& s
 }
 
 // The shape rule of the two gradients: grad must be depthwise_conv2d's output.
-depthwise_plan plan_depthwise_gradient(std::string_view op, const std::source_location& site, const shape_type& input,
+depthwise_plan plan_depthwise_gradient(std::string_view op, const source_location& site, const shape_type& input,
                                        const shape_type& filter, const shape_type& grad, const conv2d_options& options,
                                        const shape_type& output)
 {
@@ -422,7 +422,7 @@ struct depthwise_op {
     static constexpr saved saves = saved::inputs;
     conv2d_options options;
 
-    depthwise_plan shape(const std::source_location& site, const shape_type& input, const shape_type& filter) const
+    depthwise_plan shape(const source_location& site, const shape_type& input, const shape_type& filter) const
     {
         return plan_depthwise(name, site, input, filter, options);
     }
@@ -452,7 +452,7 @@ struct depthwise_input_gradient_op {
     conv2d_options options;
     shape_type input;
 
-    depthwise_plan shape(const std::source_location& site, const shape_type& grad, const shape_type& filter) const
+    depthwise_plan shape(const source_location& site, const shape_type& grad, const shape_type& filter) const
     {
         return plan_depthwise_gradient(name, site, input, filter, grad, options, input);
     }
@@ -481,7 +481,7 @@ struct depthwise_filter_gradient_op {
     conv2d_options options;
     shape_type filter;
 
-    depthwise_plan shape(const std::source_location& site, const shape_type& input, const shape_type& grad) const
+    depthwise_plan shape(const source_location& site, const shape_type& input, const shape_type& grad) const
     {
         return plan_depthwise_gradient(name, site, input, filter, grad, options, filter);
     }
@@ -505,27 +505,27 @@ struct depthwise_filter_gradient_op {
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> max_pool2d(const basic_tensor<T>& input, pool2d_options options, std::source_location site)
+basic_tensor<T> max_pool2d(const basic_tensor<T>& input, pool2d_options options, source_location site)
 {
     return detail::apply(max_pool_op<T>{options}, site, input);
 }
 
 template <dtype T>
-basic_tensor<T> avg_pool2d(const basic_tensor<T>& input, pool2d_options options, std::source_location site)
+basic_tensor<T> avg_pool2d(const basic_tensor<T>& input, pool2d_options options, source_location site)
 {
     return detail::apply(avg_pool_op<T>{options}, site, input);
 }
 
 template <dtype T>
 basic_tensor<T> conv2d(const basic_tensor<T>& input, const basic_tensor<T>& filters, conv2d_options options,
-                       std::source_location site)
+                       source_location site)
 {
     return detail::apply(conv2d_op<T>{options}, site, input, filters);
 }
 
 template <dtype T>
 basic_tensor<T> conv2d_transpose(const basic_tensor<T>& input, const basic_tensor<T>& filters,
-                                 const shape_type& output_shape, conv2d_options options, std::source_location site)
+                                 const shape_type& output_shape, conv2d_options options, source_location site)
 {
     if (output_shape.size() != 4) {
         fail<shape_error>("conv2d_transpose", site,
@@ -536,14 +536,14 @@ basic_tensor<T> conv2d_transpose(const basic_tensor<T>& input, const basic_tenso
 
 template <dtype T>
 basic_tensor<T> depthwise_conv2d(const basic_tensor<T>& input, const basic_tensor<T>& filter,
-                                 depthwise_conv2d_options options, std::source_location site)
+                                 depthwise_conv2d_options options, source_location site)
 {
     return detail::apply(depthwise_op<T>{options}, site, input, filter);
 }
 
 template <dtype T>
 basic_tensor<T> conv1d(const basic_tensor<T>& input, const basic_tensor<T>& filters, conv1d_options options,
-                       std::source_location site)
+                       source_location site)
 {
     if (input.dimension() != 3 || filters.dimension() != 3) {
         fail<shape_error>("conv1d", site,
@@ -574,15 +574,15 @@ conv_algorithm get_conv_algorithm()
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> conv2d(const basic_tensor<T>&, const basic_tensor<T>&, conv2d_options,                  \
-                                    std::source_location);                                                          \
+                                    source_location);                                                          \
     template basic_tensor<T> conv2d_transpose(const basic_tensor<T>&, const basic_tensor<T>&, const shape_type&,     \
-                                              conv2d_options, std::source_location);                                \
+                                              conv2d_options, source_location);                                \
     template basic_tensor<T> conv1d(const basic_tensor<T>&, const basic_tensor<T>&, conv1d_options,                  \
-                                    std::source_location);                                                          \
+                                    source_location);                                                          \
     template basic_tensor<T> depthwise_conv2d(const basic_tensor<T>&, const basic_tensor<T>&,                        \
-                                              depthwise_conv2d_options, std::source_location);                      \
-    template basic_tensor<T> max_pool2d(const basic_tensor<T>&, pool2d_options, std::source_location);              \
-    template basic_tensor<T> avg_pool2d(const basic_tensor<T>&, pool2d_options, std::source_location);
+                                              depthwise_conv2d_options, source_location);                      \
+    template basic_tensor<T> max_pool2d(const basic_tensor<T>&, pool2d_options, source_location);              \
+    template basic_tensor<T> avg_pool2d(const basic_tensor<T>&, pool2d_options, source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

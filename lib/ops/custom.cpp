@@ -15,7 +15,7 @@ struct custom_op {
     static constexpr std::string_view name = "custom_gradient";
     static constexpr detail::saved saves = detail::saved::inputs_and_output;
     custom_backward<T> backward_function;
-    std::source_location site;
+    source_location site;
 
     std::vector<basic_tensor<T>> backward(const detail::backward_args<T, std::dynamic_extent>& args) const
     {
@@ -35,7 +35,7 @@ struct custom_op {
 template <dtype T>
 basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
                                  const std::type_identity_t<custom_forward<T>>& forward,
-                                 const std::type_identity_t<custom_backward<T>>& backward, std::source_location site)
+                                 const std::type_identity_t<custom_backward<T>>& backward, source_location site)
 {
     basic_tensor<T> result;
     {
@@ -59,7 +59,7 @@ basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>&, const custom_forward<T>&,          \
-                                             const custom_backward<T>&, std::source_location);
+                                             const custom_backward<T>&, source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

@@ -62,7 +62,7 @@ struct mask_op : detail::broadcasting<mask_op<T, F>> {
 };
 
 template <class F, dtype T>
-basic_tensor<T> mask(const basic_tensor<T>& a, const basic_tensor<T>& b, const std::source_location& site = {})
+basic_tensor<T> mask(const basic_tensor<T>& a, const basic_tensor<T>& b, const source_location& site = {})
 {
     return apply(mask_op<T, F>{}, site, a, b);
 }
@@ -131,7 +131,7 @@ void evaluate(xt::xarray<T>& out, const xt::xarray<T>&, const Expression& value)
         using value_type = T;                                                                                          \
         static constexpr std::string_view name = #NAME;                                                                \
         static constexpr saved saves = saved::SAVES;                                                                   \
-        shape_type shape(const std::source_location&, const shape_type& x) const { return x; }                         \
+        shape_type shape(const source_location&, const shape_type& x) const { return x; }                         \
         void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { evaluate(out, x, VALUE); }                   \
         std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const                                 \
         {                                                                                                              \
@@ -142,7 +142,7 @@ void evaluate(xt::xarray<T>& out, const xt::xarray<T>&, const Expression& value)
         }                                                                                                              \
     };                                                                                                                 \
     template <dtype T>                                                                                                 \
-    basic_tensor<T> NAME(const basic_tensor<T>& x, std::source_location site)                                          \
+    basic_tensor<T> NAME(const basic_tensor<T>& x, source_location site)                                          \
     {                                                                                                                  \
         return apply(NAME##_op<T>{}, site, x);                                                                         \
     }
@@ -199,7 +199,7 @@ GRADTAPE_UNARY(softplus, inputs, xt::log1p(xt::exp(-xt::abs(x))) + xt::maximum(x
     };                                                                                                                 \
     template <dtype T>                                                                                                 \
     basic_tensor<T> NAME(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,                     \
-                         std::source_location site)                                                                    \
+                         source_location site)                                                                    \
     {                                                                                                                  \
         return apply(NAME##_op<T>{}, site, a, b);                                                                      \
     }
@@ -254,7 +254,7 @@ struct pow_scalar_op {
     static constexpr std::string_view name = "pow";
     static constexpr saved saves = saved::inputs;
     T exponent;
-    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    shape_type shape(const source_location&, const shape_type& x) const { return x; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { xt::noalias(out) = xt::pow(x, exponent); }
     // grad * exponent * x^(exponent - 1)
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
@@ -269,7 +269,7 @@ struct leaky_relu_op {
     static constexpr std::string_view name = "leaky_relu";
     static constexpr saved saves = saved::inputs;
     T alpha;
-    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    shape_type shape(const source_location&, const shape_type& x) const { return x; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
         xt::noalias(out) = xt::where(x > T(0), x, alpha * x);
@@ -289,7 +289,7 @@ struct within_op {
     static constexpr bool recorded = false;
     T low;
     T high;
-    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    shape_type shape(const source_location&, const shape_type& x) const { return x; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
         xt::noalias(out) = xt::cast<T>(x >= low && x <= high);
@@ -303,7 +303,7 @@ struct clip_by_value_op {
     static constexpr saved saves = saved::inputs;
     T low;
     T high;
-    shape_type shape(const std::source_location& site, const shape_type& x) const
+    shape_type shape(const source_location& site, const shape_type& x) const
     {
         if (!(low <= high)) {
             detail::fail<argument_error>(name, site,
@@ -329,7 +329,7 @@ struct where_op {
     using value_type = T;
     static constexpr std::string_view name = "where";
     static constexpr saved saves = saved::inputs;
-    shape_type shape(const std::source_location& site, const shape_type& condition, const shape_type& a,
+    shape_type shape(const source_location& site, const shape_type& condition, const shape_type& a,
                      const shape_type& b) const
     {
         return detail::broadcast_shape(name, site, detail::broadcast_shape(name, site, condition, a, 1), b, 1);
@@ -352,27 +352,27 @@ struct where_op {
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, std::source_location site)
+basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> exponent, source_location site)
 {
     return apply(pow_scalar_op<T>{exponent}, site, x);
 }
 
 template <dtype T>
-basic_tensor<T> leaky_relu(const basic_tensor<T>& x, T alpha, std::source_location site)
+basic_tensor<T> leaky_relu(const basic_tensor<T>& x, T alpha, source_location site)
 {
     return apply(leaky_relu_op<T>{alpha}, site, x);
 }
 
 template <dtype T>
 basic_tensor<T> clip_by_value(const basic_tensor<T>& x, std::type_identity_t<T> low, std::type_identity_t<T> high,
-                              std::source_location site)
+                              source_location site)
 {
     return apply(clip_by_value_op<T>{low, high}, site, x);
 }
 
 template <dtype T>
 basic_tensor<T> where(const basic_tensor<T>& condition, const std::type_identity_t<basic_tensor<T>>& a,
-                      const std::type_identity_t<basic_tensor<T>>& b, std::source_location site)
+                      const std::type_identity_t<basic_tensor<T>>& b, source_location site)
 {
     return apply(where_op<T>{}, site, condition, a, b);
 }
@@ -380,35 +380,35 @@ basic_tensor<T> where(const basic_tensor<T>& condition, const std::type_identity
 // Comparisons are not recorded: no gradient flows through a mask (mask_op).
 template <dtype T>
 basic_tensor<T> greater(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                        std::source_location site)
+                        source_location site)
 {
     return mask<greater_values>(a, b, site);
 }
 
 template <dtype T>
 basic_tensor<T> greater_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                              std::source_location site)
+                              source_location site)
 {
     return mask<greater_equal_values>(a, b, site);
 }
 
 template <dtype T>
 basic_tensor<T> less(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                     std::source_location site)
+                     source_location site)
 {
     return mask<less_values>(a, b, site);
 }
 
 template <dtype T>
 basic_tensor<T> less_equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                           std::source_location site)
+                           source_location site)
 {
     return mask<less_equal_values>(a, b, site);
 }
 
 template <dtype T>
 basic_tensor<T> equal(const basic_tensor<T>& a, const std::type_identity_t<basic_tensor<T>>& b,
-                      std::source_location site)
+                      source_location site)
 {
     return mask<equal_values>(a, b, site);
 }
@@ -421,7 +421,7 @@ struct cast_op {
     using input_type = From;
     static constexpr std::string_view name = "cast";
     static constexpr saved saves = saved::nothing;
-    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    shape_type shape(const source_location&, const shape_type& x) const { return x; }
     void forward(xt::xarray<To>& out, const xt::xarray<From>& x) const { xt::noalias(out) = xt::cast<To>(x); }
     // the gradient cast back
     std::array<basic_tensor<From>, 1> backward(const backward_args<To, 1, From>& args) const
@@ -433,7 +433,7 @@ struct cast_op {
 }  // namespace
 
 template <dtype To, dtype From>
-basic_tensor<To> cast(const basic_tensor<From>& x, std::source_location site)
+basic_tensor<To> cast(const basic_tensor<From>& x, source_location site)
 {
     return apply(cast_op<To, From>{}, site, x);
 }
@@ -459,14 +459,14 @@ void accumulate(any_tensor& total, any_tensor&& addend)
 
 }  // namespace detail
 
-#define GRADTAPE_INSTANTIATE_UNARY_AS(T, NAME) template basic_tensor<T> NAME(const basic_tensor<T>&, std::source_location);
+#define GRADTAPE_INSTANTIATE_UNARY_AS(T, NAME) template basic_tensor<T> NAME(const basic_tensor<T>&, source_location);
 #define GRADTAPE_INSTANTIATE_UNARY(NAME) GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_UNARY_AS, NAME)
 GRADTAPE_UNARY_OPS(GRADTAPE_INSTANTIATE_UNARY)
 GRADTAPE_INSTANTIATE_UNARY(negative)
 
 #define GRADTAPE_INSTANTIATE_BINARY_AS(T, NAME)                                                                        \
     template basic_tensor<T> NAME(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,                \
-                                  std::source_location);
+                                  source_location);
 #define GRADTAPE_INSTANTIATE_BINARY(NAME) GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_BINARY_AS, NAME)
 GRADTAPE_BINARY_OPS(GRADTAPE_INSTANTIATE_BINARY)
 GRADTAPE_INSTANTIATE_BINARY(greater)
@@ -476,16 +476,16 @@ GRADTAPE_INSTANTIATE_BINARY(less_equal)
 GRADTAPE_INSTANTIATE_BINARY(equal)
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
-    template basic_tensor<T> leaky_relu(const basic_tensor<T>&, T, std::source_location);                          \
-    template basic_tensor<T> pow(const basic_tensor<T>&, std::type_identity_t<T>, std::source_location);           \
+    template basic_tensor<T> leaky_relu(const basic_tensor<T>&, T, source_location);                          \
+    template basic_tensor<T> pow(const basic_tensor<T>&, std::type_identity_t<T>, source_location);           \
     template basic_tensor<T> clip_by_value(const basic_tensor<T>&, std::type_identity_t<T>, std::type_identity_t<T>, \
-                                           std::source_location);                                                   \
+                                           source_location);                                                   \
     template basic_tensor<T> where(const basic_tensor<T>&, const std::type_identity_t<basic_tensor<T>>&,            \
-                                   const std::type_identity_t<basic_tensor<T>>&, std::source_location);
+                                   const std::type_identity_t<basic_tensor<T>>&, source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
-template basic_tensor<float> cast(const basic_tensor<float>&, std::source_location);
-template basic_tensor<float> cast(const basic_tensor<double>&, std::source_location);
-template basic_tensor<double> cast(const basic_tensor<float>&, std::source_location);
-template basic_tensor<double> cast(const basic_tensor<double>&, std::source_location);
+template basic_tensor<float> cast(const basic_tensor<float>&, source_location);
+template basic_tensor<float> cast(const basic_tensor<double>&, source_location);
+template basic_tensor<double> cast(const basic_tensor<float>&, source_location);
+template basic_tensor<double> cast(const basic_tensor<double>&, source_location);
 
 }  // namespace gradtape

@@ -24,7 +24,7 @@ struct matmul_op {
     static constexpr saved saves = saved::inputs;
     matmul_options options;
 
-    shape_type shape(const std::source_location& site, const shape_type& sa, const shape_type& sb) const
+    shape_type shape(const source_location& site, const shape_type& sa, const shape_type& sb) const
     {
         const auto describe = [&] {
             return format_shape(sa) + (options.transpose_a ? "^T" : "") + " x " + format_shape(sb) +
@@ -118,7 +118,7 @@ private:
 
 template <dtype T>
 basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b, matmul_options options,
-                       std::source_location site)
+                       source_location site)
 {
     if (a.dimension() == 0 || b.dimension() == 0) {
         fail<shape_error>("matmul", site,
@@ -152,7 +152,7 @@ basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b, matmu
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> matmul(const basic_tensor<T>&, const basic_tensor<T>&, matmul_options,                 \
-                                    std::source_location);
+                                    source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

@@ -79,7 +79,7 @@ void softmax_lines(xt::xarray<T>& out, const xt::xarray<T>& x, std::size_t axis)
 template <class Op>
 struct along_classes {
     std::ptrdiff_t axis;
-    shape_type shape(const std::source_location& site, const shape_type& x) const
+    shape_type shape(const source_location& site, const shape_type& x) const
     {
         detail::normalize_axis(Op::name, site, axis, x.size());
         return x;
@@ -125,7 +125,7 @@ struct sigmoid_cross_entropy_op {
     using value_type = T;
     static constexpr std::string_view name = "sigmoid_cross_entropy_with_logits";
     static constexpr saved saves = saved::inputs;
-    shape_type shape(const std::source_location& site, const shape_type& labels, const shape_type& logits) const
+    shape_type shape(const source_location& site, const shape_type& labels, const shape_type& logits) const
     {
         if (labels != logits) {
             fail<shape_error>(name, site,
@@ -153,7 +153,7 @@ struct l2_loss_op {
     using value_type = T;
     static constexpr std::string_view name = "l2_loss";
     static constexpr saved saves = saved::inputs;
-    shape_type shape(const std::source_location&, const shape_type&) const { return {}; }
+    shape_type shape(const source_location&, const shape_type&) const { return {}; }
     // A plain loop: xt::sum over a lazy square steps one element at a time.
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
@@ -169,20 +169,20 @@ struct l2_loss_op {
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
+basic_tensor<T> softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, source_location site)
 {
     return detail::apply(softmax_op<T>{{axis}}, site, x);
 }
 
 template <dtype T>
-basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
+basic_tensor<T> log_softmax(const basic_tensor<T>& x, std::ptrdiff_t axis, source_location site)
 {
     return detail::apply(log_softmax_op<T>{{axis}}, site, x);
 }
 
 template <dtype T>
 basic_tensor<T> softmax_cross_entropy_with_logits(const basic_tensor<T>& labels, const basic_tensor<T>& logits,
-                                                  std::source_location site)
+                                                  source_location site)
 {
     if (labels.shape() != logits.shape() || logits.dimension() == 0) {
         fail<shape_error>("softmax_cross_entropy_with_logits", site,
@@ -194,7 +194,7 @@ basic_tensor<T> softmax_cross_entropy_with_logits(const basic_tensor<T>& labels,
 
 template <dtype T>
 basic_tensor<T> sparse_softmax_cross_entropy_with_logits(const xt::xarray<std::int64_t>& labels,
-                                                         const basic_tensor<T>& logits, std::source_location site)
+                                                         const basic_tensor<T>& logits, source_location site)
 {
     constexpr std::string_view op = "sparse_softmax_cross_entropy_with_logits";
     const shape_type& shape = logits.shape();
@@ -209,20 +209,20 @@ basic_tensor<T> sparse_softmax_cross_entropy_with_logits(const xt::xarray<std::i
 
 template <dtype T>
 basic_tensor<T> sigmoid_cross_entropy_with_logits(const basic_tensor<T>& labels, const basic_tensor<T>& logits,
-                                                  std::source_location site)
+                                                  source_location site)
 {
     return detail::apply(sigmoid_cross_entropy_op<T>{}, site, labels, logits);
 }
 
 template <dtype T>
-basic_tensor<T> l2_loss(const basic_tensor<T>& x, std::source_location site)
+basic_tensor<T> l2_loss(const basic_tensor<T>& x, source_location site)
 {
     return detail::apply(l2_loss_op<T>{}, site, x);
 }
 
 template <dtype T>
 basic_tensor<T> mean_squared_error(const basic_tensor<T>& y_true, const basic_tensor<T>& y_pred,
-                                   std::source_location site)
+                                   source_location site)
 {
     if (y_true.dimension() == 0 && y_pred.dimension() == 0) {
         return square(subtract(y_pred, y_true, site), site);
@@ -244,7 +244,7 @@ struct dropout_mask_op {
     shape_type of;
     double rate;
 
-    shape_type shape(const std::source_location&) const { return of; }
+    shape_type shape(const source_location&) const { return of; }
     void forward(xt::xarray<T>& out) const
     {
         detail::draw_uniform(out.data(), out.size(), T(0), T(1));
@@ -258,7 +258,7 @@ struct dropout_mask_op {
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> dropout(const basic_tensor<T>& x, double rate, std::source_location site)
+basic_tensor<T> dropout(const basic_tensor<T>& x, double rate, source_location site)
 {
     if (!(rate >= 0 && rate < 1)) {
         fail<argument_error>("dropout", site, "rate must be in [0, 1), got " + std::to_string(rate));
@@ -284,9 +284,9 @@ struct rows_by_id_op {
     static constexpr saved saves = saved::inputs;
     // What the message about an id that is not a whole number names: the layer.
     std::string_view caller;
-    std::source_location site;
+    source_location site;
 
-    shape_type shape(const std::source_location& at, const shape_type& params, const shape_type& ids) const
+    shape_type shape(const source_location& at, const shape_type& params, const shape_type& ids) const
     {
         if (params.empty()) {
             fail<shape_error>(name, at, "needs params of rank 1 or more, got " + format_shape(params));
@@ -328,10 +328,10 @@ struct add_rows_by_id_op {
     static constexpr std::string_view name = "embedding_lookup_gradient";
     static constexpr saved saves = saved::inputs;
     std::string_view caller;
-    std::source_location site;
+    source_location site;
     shape_type params;
 
-    shape_type shape(const std::source_location&, const shape_type&, const shape_type&) const { return params; }
+    shape_type shape(const source_location&, const shape_type&, const shape_type&) const { return params; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& grad, const xt::xarray<T>& ids) const
     {
         out.fill(T(0));
@@ -355,14 +355,14 @@ struct add_rows_by_id_op {
 
 template <dtype T>
 basic_tensor<T> detail::embedding_of_numbers(const basic_tensor<T>& params, const basic_tensor<T>& ids,
-                                             std::string_view caller, const std::source_location& site)
+                                             std::string_view caller, const source_location& site)
 {
     return detail::apply(rows_by_id_op<T>{caller, site}, site, params, ids);
 }
 
 template <dtype T>
 basic_tensor<T> embedding_lookup(const basic_tensor<T>& params, const xt::xarray<std::int64_t>& ids,
-                                 std::source_location site)
+                                 source_location site)
 {
     if (params.dimension() == 0) {
         fail<shape_error>("embedding_lookup", site, "needs params of rank 1 or more, got " + format_shape(params.shape()));
@@ -378,7 +378,7 @@ basic_tensor<T> embedding_lookup(const basic_tensor<T>& params, const xt::xarray
 
 template <dtype T>
 std::pair<basic_tensor<T>, basic_tensor<T>> moments(const basic_tensor<T>& x, const axes_type& axes, bool keepdims,
-                                                    std::source_location site)
+                                                    source_location site)
 {
     const basic_tensor<T> mean = reduce_mean(x, axes, true, site);
     const basic_tensor<T> variance = reduce_mean(square(subtract(x, mean, site), site), axes, true, site);
@@ -392,7 +392,7 @@ template <dtype T>
 basic_tensor<T> batch_normalization(const basic_tensor<T>& x, const basic_tensor<T>& mean,
                                     const basic_tensor<T>& variance, const basic_tensor<T>& offset,
                                     const basic_tensor<T>& scale, std::type_identity_t<T> variance_epsilon,
-                                    std::source_location site)
+                                    source_location site)
 {
     if (!(variance_epsilon >= 0)) {
         fail<argument_error>("batch_normalization", site,
@@ -408,7 +408,7 @@ basic_tensor<T> batch_normalization(const basic_tensor<T>& x, const basic_tensor
 
 template <dtype T>
 basic_tensor<T> layer_normalization(const basic_tensor<T>& x, const basic_tensor<T>& gamma, const basic_tensor<T>& beta,
-                                    layer_normalization_options options, std::source_location site)
+                                    layer_normalization_options options, source_location site)
 {
     const auto [mean, variance] = moments(x, options.axes, true, site);
     return batch_normalization(x, mean, variance, beta, gamma, T(options.epsilon), site);
@@ -417,7 +417,7 @@ basic_tensor<T> layer_normalization(const basic_tensor<T>& x, const basic_tensor
 template <dtype T>
 basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const basic_tensor<T>& k,
                                              const basic_tensor<T>& v, attention_options<T> options,
-                                             std::source_location site)
+                                             source_location site)
 {
     constexpr std::string_view op = "scaled_dot_product_attention";
     if (q.dimension() < 2 || k.dimension() < 2 || v.dimension() < 2 || q.shape().back() != k.shape().back() ||
@@ -456,33 +456,33 @@ basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const bas
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> detail::embedding_of_numbers(const basic_tensor<T>&, const basic_tensor<T>&,            \
-                                                          std::string_view, const std::source_location&);           \
+                                                          std::string_view, const source_location&);           \
     template basic_tensor<T> embedding_lookup(const basic_tensor<T>&, const xt::xarray<std::int64_t>&,              \
-                                              std::source_location);                                                \
+                                              source_location);                                                \
     template std::pair<basic_tensor<T>, basic_tensor<T>> moments(const basic_tensor<T>&, const axes_type&, bool,    \
-                                                                 std::source_location);                             \
+                                                                 source_location);                             \
     template basic_tensor<T> batch_normalization(const basic_tensor<T>&, const basic_tensor<T>&,                    \
                                                  const basic_tensor<T>&, const basic_tensor<T>&,                    \
                                                  const basic_tensor<T>&, std::type_identity_t<T>,                   \
-                                                 std::source_location);                                             \
+                                                 source_location);                                             \
     template basic_tensor<T> layer_normalization(const basic_tensor<T>&, const basic_tensor<T>&,                    \
                                                  const basic_tensor<T>&, layer_normalization_options,               \
-                                                 std::source_location);                                             \
+                                                 source_location);                                             \
     template basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>&, const basic_tensor<T>&,           \
                                                           const basic_tensor<T>&, attention_options<T>,             \
-                                                          std::source_location);                                    \
-    template basic_tensor<T> softmax(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);                 \
-    template basic_tensor<T> log_softmax(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);             \
+                                                          source_location);                                    \
+    template basic_tensor<T> softmax(const basic_tensor<T>&, std::ptrdiff_t, source_location);                 \
+    template basic_tensor<T> log_softmax(const basic_tensor<T>&, std::ptrdiff_t, source_location);             \
     template basic_tensor<T> softmax_cross_entropy_with_logits(const basic_tensor<T>&, const basic_tensor<T>&,       \
-                                                               std::source_location);                               \
+                                                               source_location);                               \
     template basic_tensor<T> sparse_softmax_cross_entropy_with_logits(const xt::xarray<std::int64_t>&,              \
-                                                                      const basic_tensor<T>&, std::source_location); \
+                                                                      const basic_tensor<T>&, source_location); \
     template basic_tensor<T> sigmoid_cross_entropy_with_logits(const basic_tensor<T>&, const basic_tensor<T>&,       \
-                                                               std::source_location);                               \
-    template basic_tensor<T> l2_loss(const basic_tensor<T>&, std::source_location);                                 \
+                                                               source_location);                               \
+    template basic_tensor<T> l2_loss(const basic_tensor<T>&, source_location);                                 \
     template basic_tensor<T> mean_squared_error(const basic_tensor<T>&, const basic_tensor<T>&,                      \
-                                                std::source_location);                                              \
-    template basic_tensor<T> dropout(const basic_tensor<T>&, double, std::source_location);
+                                                source_location);                                              \
+    template basic_tensor<T> dropout(const basic_tensor<T>&, double, source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <memory>
 #include <new>
-#include <source_location>
 #include <span>
 #include <string_view>
 #include <tuple>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include <gradtape/ops.hpp>
+#include <gradtape/source_location.hpp>
 
 #include "debug/debug_hooks.hpp"
 #include "core/capture_core.hpp"
@@ -176,7 +176,7 @@ struct saved_op {
 // Records `result`, the output of `op` on `inputs`, on every tape of this
 // thread that watches one of them; what backward reads is kept only then.
 template <class Op, std::size_t N>
-basic_tensor<typename Op::value_type> record(const Op& op, const std::source_location& site,
+basic_tensor<typename Op::value_type> record(const Op& op, const source_location& site,
                                              basic_tensor<typename Op::value_type> result,
                                              std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs,
                                              routes_type routes = nullptr)
@@ -269,7 +269,7 @@ struct op_step final : replay_step {
 };
 
 template <class Op, class Plan, std::size_t N>
-void capture_op(capture_session& session, const Op& op, const std::source_location& site, Plan plan,
+void capture_op(capture_session& session, const Op& op, const source_location& site, Plan plan,
                 const std::array<basic_tensor<input_dtype_t<Op>>, N>& inputs, const std::array<bool, N>& of_variables,
                 const basic_tensor<typename Op::value_type>& result, std::shared_ptr<xt::xarray<std::int64_t>> routes)
 {
@@ -292,7 +292,7 @@ void capture_op(capture_session& session, const Op& op, const std::source_locati
 // variable elsewhere cannot free it under the kernel.
 template <class Op, std::derived_from<basic_tensor<input_dtype_t<Op>>>... Inputs>
 std::pair<basic_tensor<typename Op::value_type>, routes_type> apply_routed(const Op& op,
-                                                                           const std::source_location& site,
+                                                                           const source_location& site,
                                                                            const Inputs&... inputs)
 {
     using T = typename Op::value_type;
@@ -342,14 +342,14 @@ std::pair<basic_tensor<typename Op::value_type>, routes_type> apply_routed(const
 }
 
 template <class Op, std::derived_from<basic_tensor<input_dtype_t<Op>>>... Inputs>
-basic_tensor<typename Op::value_type> apply(const Op& op, const std::source_location& site, const Inputs&... inputs)
+basic_tensor<typename Op::value_type> apply(const Op& op, const source_location& site, const Inputs&... inputs)
 {
     return apply_routed(op, site, inputs...).first;
 }
 
 // record() for an op of a list of inputs.
 template <class Op>
-basic_tensor<typename Op::value_type> record_list(const Op& op, const std::source_location& site,
+basic_tensor<typename Op::value_type> record_list(const Op& op, const source_location& site,
                                                   basic_tensor<typename Op::value_type> result,
                                                   const std::vector<basic_tensor<input_dtype_t<Op>>>& inputs)
 {
@@ -410,7 +410,7 @@ struct list_op_step final : replay_step {
 };
 
 template <class Op>
-void capture_list_op(capture_session& session, const Op& op, const std::source_location& site,
+void capture_list_op(capture_session& session, const Op& op, const source_location& site,
                      const std::vector<basic_tensor<input_dtype_t<Op>>>& inputs,
                      const basic_tensor<typename Op::value_type>& result)
 {
@@ -430,7 +430,7 @@ void capture_list_op(capture_session& session, const Op& op, const std::source_l
 // apply() for an op of a list of inputs: shape() takes a span of shapes,
 // forward() a span of pointers to the values.
 template <class Op>
-basic_tensor<typename Op::value_type> apply_list(const Op& op, const std::source_location& site,
+basic_tensor<typename Op::value_type> apply_list(const Op& op, const source_location& site,
                                                  const std::vector<basic_tensor<input_dtype_t<Op>>>& inputs)
 {
     using T = typename Op::value_type;
@@ -459,7 +459,7 @@ basic_tensor<typename Op::value_type> apply_list(const Op& op, const std::source
 // (apply() checks the byte count of the result.)
 template <class Op>
 struct broadcasting {
-    shape_type shape(const std::source_location& site, const shape_type& a, const shape_type& b) const
+    shape_type shape(const source_location& site, const shape_type& a, const shape_type& b) const
     {
         return broadcast_shape(Op::name, site, a, b, 1);
     }
@@ -470,23 +470,23 @@ struct broadcasting {
 // kernel runs (ops/shape.cpp).
 template <dtype T>
 basic_tensor<T> class_indicators(const xt::xarray<std::int64_t>& labels, std::size_t classes, std::string_view op,
-                                 const std::source_location& site);
+                                 const source_location& site);
 
 // embedding_lookup(params, ids) with the ids as whole numbers in a tensor of
 // params' dtype (ops/nn.cpp): an id that is not one is an argument_error
 // naming `caller`; the ids are checked each time the kernel runs.
 template <dtype T>
 basic_tensor<T> embedding_of_numbers(const basic_tensor<T>& params, const basic_tensor<T>& ids,
-                                     std::string_view caller, const std::source_location& site);
+                                     std::string_view caller, const source_location& site);
 
 // One axis in [0, rank), from one that may count from the end; refuses one
 // out of range.
-std::size_t normalize_axis(std::string_view op, const std::source_location& site, std::ptrdiff_t axis,
+std::size_t normalize_axis(std::string_view op, const source_location& site, std::ptrdiff_t axis,
                            std::size_t rank);
 
 // Axes in [0, rank), in the given order, from axes that may count from the
 // end; refuses out-of-range and repeated axes.
-xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const std::source_location& site,
+xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const source_location& site,
                                            const axes_type& axes, std::size_t rank);
 
 // A shape seen as (outer, length, inner) around one axis, for row-major loops.

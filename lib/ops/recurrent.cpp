@@ -28,7 +28,7 @@ bool recorded_on(const std::array<const basic_tensor<T>*, N>& tensors)
     return bool(recorder(inputs));
 }
 
-void check_rows(std::string_view op, const std::source_location& site, const shape_type& a, std::size_t a_width,
+void check_rows(std::string_view op, const source_location& site, const shape_type& a, std::size_t a_width,
                 const shape_type& b, std::size_t b_width)
 {
     if (a.size() != 2 || b.size() != 2 || a[0] != b[0] || a[1] != a_width || b[1] != b_width) {
@@ -45,7 +45,7 @@ struct lstm_cell_gradient_op {
     static constexpr std::string_view name = "lstm_cell_gradient";
     static constexpr saved saves = saved::nothing;
     static constexpr bool recorded = false;
-    shape_type shape(const std::source_location&, const shape_type& z, const shape_type&, const shape_type&,
+    shape_type shape(const source_location&, const shape_type& z, const shape_type&, const shape_type&,
                      const shape_type&) const
     {
         return {z[0], z[1] / 4 * 5};
@@ -63,7 +63,7 @@ struct lstm_cell_op {
     using value_type = T;
     static constexpr std::string_view name = "lstm_cell";
     static constexpr saved saves = saved::inputs_and_output;
-    shape_type shape(const std::source_location& site, const shape_type& z, const shape_type& c_prev) const
+    shape_type shape(const source_location& site, const shape_type& z, const shape_type& c_prev) const
     {
         const std::size_t units = c_prev.size() == 2 ? c_prev[1] : 0;
         check_rows(name, site, z, 4 * units, c_prev, units);
@@ -109,7 +109,7 @@ struct gru_cell_gradient_op {
     static constexpr std::string_view name = "gru_cell_gradient";
     static constexpr saved saves = saved::nothing;
     static constexpr bool recorded = false;
-    shape_type shape(const std::source_location&, const shape_type& x, const shape_type&, const shape_type&,
+    shape_type shape(const source_location&, const shape_type& x, const shape_type&, const shape_type&,
                      const shape_type&) const
     {
         return {x[0], x[1] / 3 * 7};
@@ -126,7 +126,7 @@ struct gru_cell_op {
     using value_type = T;
     static constexpr std::string_view name = "gru_cell";
     static constexpr saved saves = saved::inputs;
-    shape_type shape(const std::source_location& site, const shape_type& x, const shape_type& m,
+    shape_type shape(const source_location& site, const shape_type& x, const shape_type& m,
                      const shape_type& h_prev) const
     {
         const std::size_t units = h_prev.size() == 2 ? h_prev[1] : 0;
@@ -168,22 +168,22 @@ struct gru_cell_op {
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> lstm_cell(const basic_tensor<T>& z, const basic_tensor<T>& c_prev, const std::source_location& site)
+basic_tensor<T> lstm_cell(const basic_tensor<T>& z, const basic_tensor<T>& c_prev, const source_location& site)
 {
     return apply(lstm_cell_op<T>{}, site, z, c_prev);
 }
 
 template <dtype T>
 basic_tensor<T> gru_cell(const basic_tensor<T>& x, const basic_tensor<T>& m, const basic_tensor<T>& h_prev,
-                         const std::source_location& site)
+                         const source_location& site)
 {
     return apply(gru_cell_op<T>{}, site, x, m, h_prev);
 }
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
-    template basic_tensor<T> lstm_cell(const basic_tensor<T>&, const basic_tensor<T>&, const std::source_location&); \
+    template basic_tensor<T> lstm_cell(const basic_tensor<T>&, const basic_tensor<T>&, const source_location&); \
     template basic_tensor<T> gru_cell(const basic_tensor<T>&, const basic_tensor<T>&, const basic_tensor<T>&,       \
-                                      const std::source_location&);
+                                      const source_location&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 #undef GRADTAPE_INSTANTIATE
 

@@ -35,7 +35,7 @@ struct reduction {
     [[nodiscard]] const shape_type& output_shape() const { return output; }
 };
 
-reduction plan(std::string_view op, const std::source_location& site, const shape_type& shape,
+reduction plan(std::string_view op, const source_location& site, const shape_type& shape,
                const axes_type& axes, bool keepdims)
 {
     reduction r;
@@ -108,11 +108,11 @@ struct reducing {
     axes_type axes;
     bool keepdims;
 
-    reduction plan_for(const std::source_location& site, const shape_type& x) const
+    reduction plan_for(const source_location& site, const shape_type& x) const
     {
         return plan(Op::name, site, x, axes, keepdims);
     }
-    reduction shape(const std::source_location& site, const shape_type& x) const
+    reduction shape(const source_location& site, const shape_type& x) const
     {
         reduction r = plan_for(site, x);
         if (!Op::empty_axis_has_value && r.count == 0) {
@@ -331,12 +331,12 @@ using reduce_min_op = extremum_op<T, false>;
 
 #define GRADTAPE_DEFINE_REDUCTION(NAME)                                                                                \
     template <dtype T>                                                                                                 \
-    basic_tensor<T> NAME(const basic_tensor<T>& x, std::source_location site)                                          \
+    basic_tensor<T> NAME(const basic_tensor<T>& x, source_location site)                                          \
     {                                                                                                                  \
         return detail::apply(NAME##_op<T>{{every_axis(x.dimension()), false}}, site, x);                               \
     }                                                                                                                  \
     template <dtype T>                                                                                                 \
-    basic_tensor<T> NAME(const basic_tensor<T>& x, const axes_type& axes, bool keepdims, std::source_location site)    \
+    basic_tensor<T> NAME(const basic_tensor<T>& x, const axes_type& axes, bool keepdims, source_location site)    \
     {                                                                                                                  \
         return detail::apply(NAME##_op<T>{{axes, keepdims}}, site, x);                                                 \
     }
@@ -348,7 +348,7 @@ namespace {
 // The first index along `axis` whose element `wins` over every other (a NaN
 // wins over any number, as in NumPy).
 template <dtype T, class Wins>
-xt::xarray<std::int64_t> arg_extremum(std::string_view op, const std::source_location& site, const basic_tensor<T>& x,
+xt::xarray<std::int64_t> arg_extremum(std::string_view op, const source_location& site, const basic_tensor<T>& x,
                                       std::ptrdiff_t axis, Wins wins)
 {
     const std::size_t at = detail::normalize_axis(op, site, axis, x.dimension());
@@ -381,13 +381,13 @@ xt::xarray<std::int64_t> arg_extremum(std::string_view op, const std::source_loc
 }  // namespace
 
 template <dtype T>
-xt::xarray<std::int64_t> argmax(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
+xt::xarray<std::int64_t> argmax(const basic_tensor<T>& x, std::ptrdiff_t axis, source_location site)
 {
     return arg_extremum("argmax", site, x, axis, std::greater<T>());
 }
 
 template <dtype T>
-xt::xarray<std::int64_t> argmin(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
+xt::xarray<std::int64_t> argmin(const basic_tensor<T>& x, std::ptrdiff_t axis, source_location site)
 {
     return arg_extremum("argmin", site, x, axis, std::less<T>());
 }
@@ -404,7 +404,7 @@ struct top_k_op {
     static constexpr bool selects = true;
     std::size_t k;
 
-    shape_type shape(const std::source_location& site, const shape_type& x) const
+    shape_type shape(const source_location& site, const shape_type& x) const
     {
         if (x.empty() || k > x.back()) {
             detail::fail<argument_error>(name, site,
@@ -443,7 +443,7 @@ struct top_k_op {
 }  // namespace
 
 template <dtype T>
-top_k_result<T> top_k(const basic_tensor<T>& x, std::size_t k, std::source_location site)
+top_k_result<T> top_k(const basic_tensor<T>& x, std::size_t k, source_location site)
 {
     // Its indices are worked out beside the op contract, and a replay would
     // keep the capturing call's.
@@ -465,7 +465,7 @@ top_k_result<T> top_k(const basic_tensor<T>& x, std::size_t k, std::source_locat
 
 namespace detail {
 
-std::size_t normalize_axis(std::string_view op, const std::source_location& site, std::ptrdiff_t axis,
+std::size_t normalize_axis(std::string_view op, const source_location& site, std::ptrdiff_t axis,
                            std::size_t rank)
 {
     const auto signed_rank = static_cast<std::ptrdiff_t>(rank);
@@ -477,7 +477,7 @@ std::size_t normalize_axis(std::string_view op, const std::source_location& site
     return static_cast<std::size_t>(axis < 0 ? axis + signed_rank : axis);
 }
 
-xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const std::source_location& site,
+xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const source_location& site,
                                            const axes_type& axes, std::size_t rank)
 {
     xt::svector<std::size_t, 4> normalized;
@@ -494,15 +494,15 @@ xt::svector<std::size_t, 4> normalize_axes(std::string_view op, const std::sourc
 }  // namespace detail
 
 #define GRADTAPE_INSTANTIATE_REDUCTION_AS(T, NAME)                                                                     \
-    template basic_tensor<T> NAME(const basic_tensor<T>&, std::source_location);                                    \
-    template basic_tensor<T> NAME(const basic_tensor<T>&, const axes_type&, bool, std::source_location);
+    template basic_tensor<T> NAME(const basic_tensor<T>&, source_location);                                    \
+    template basic_tensor<T> NAME(const basic_tensor<T>&, const axes_type&, bool, source_location);
 #define GRADTAPE_INSTANTIATE_REDUCTION(NAME) GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_REDUCTION_AS, NAME)
 GRADTAPE_REDUCTIONS(GRADTAPE_INSTANTIATE_REDUCTION)
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
-    template xt::xarray<std::int64_t> argmax(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);         \
-    template xt::xarray<std::int64_t> argmin(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);         \
-    template top_k_result<T> top_k(const basic_tensor<T>&, std::size_t, std::source_location);
+    template xt::xarray<std::int64_t> argmax(const basic_tensor<T>&, std::ptrdiff_t, source_location);         \
+    template xt::xarray<std::int64_t> argmin(const basic_tensor<T>&, std::ptrdiff_t, source_location);         \
+    template top_k_result<T> top_k(const basic_tensor<T>&, std::size_t, source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

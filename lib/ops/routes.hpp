@@ -22,7 +22,7 @@ struct pick_op {
     static constexpr saved saves = saved::nothing;
     routes_type routes;
 
-    shape_type shape(const std::source_location&, const shape_type&) const { return routes->shape(); }
+    shape_type shape(const source_location&, const shape_type&) const { return routes->shape(); }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
         const T* values = x.data();
@@ -47,7 +47,7 @@ struct place_op {
     routes_type routes;
     shape_type input;
 
-    shape_type shape(const std::source_location&, const shape_type&) const { return input; }
+    shape_type shape(const source_location&, const shape_type&) const { return input; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
     {
         out.fill(T(0));

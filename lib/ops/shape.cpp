@@ -27,7 +27,7 @@ struct transpose_op {
     static constexpr saved saves = saved::nothing;
     permutation_type perm;
 
-    shape_type shape(const std::source_location& site, const shape_type& x) const
+    shape_type shape(const source_location& site, const shape_type& x) const
     {
         if (perm.size() != x.size()) {
             fail<argument_error>(name, site,
@@ -83,7 +83,7 @@ struct reshape_op {
     static constexpr saved saves = saved::nothing;
     std::vector<std::ptrdiff_t> requested;
 
-    shape_type shape(const std::source_location& site, const shape_type& x) const
+    shape_type shape(const source_location& site, const shape_type& x) const
     {
         std::size_t size = 1;
         for (std::size_t dim : x) {
@@ -137,7 +137,7 @@ struct broadcast_to_op {
     static constexpr saved saves = saved::nothing;
     shape_type target;
 
-    shape_type shape(const std::source_location& site, const shape_type& from) const
+    shape_type shape(const source_location& site, const shape_type& from) const
     {
         bool fits = from.size() <= target.size();
         for (std::size_t i = 1; fits && i <= from.size(); ++i) {
@@ -157,7 +157,7 @@ struct broadcast_to_op {
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> transpose(const basic_tensor<T>& x, std::source_location site)
+basic_tensor<T> transpose(const basic_tensor<T>& x, source_location site)
 {
     permutation_type reversed(x.dimension());
     std::iota(reversed.rbegin(), reversed.rend(), 0);
@@ -165,25 +165,25 @@ basic_tensor<T> transpose(const basic_tensor<T>& x, std::source_location site)
 }
 
 template <dtype T>
-basic_tensor<T> transpose(const basic_tensor<T>& x, const permutation_type& perm, std::source_location site)
+basic_tensor<T> transpose(const basic_tensor<T>& x, const permutation_type& perm, source_location site)
 {
     return detail::apply(transpose_op<T>{perm}, site, x);
 }
 
 template <dtype T>
-basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff_t>& shape, std::source_location site)
+basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<std::ptrdiff_t>& shape, source_location site)
 {
     return detail::apply(reshape_op<T>{shape}, site, x);
 }
 
 template <dtype T>
-basic_tensor<T> broadcast_to(const basic_tensor<T>& x, const shape_type& shape, std::source_location site)
+basic_tensor<T> broadcast_to(const basic_tensor<T>& x, const shape_type& shape, source_location site)
 {
     return detail::apply(broadcast_to_op<T>{shape}, site, x);
 }
 
 template <dtype T>
-basic_tensor<T> expand_dims(const basic_tensor<T>& x, std::ptrdiff_t axis, std::source_location site)
+basic_tensor<T> expand_dims(const basic_tensor<T>& x, std::ptrdiff_t axis, source_location site)
 {
     const auto rank = static_cast<std::ptrdiff_t>(x.dimension());
     if (axis < -rank - 1 || axis > rank) {
@@ -197,7 +197,7 @@ basic_tensor<T> expand_dims(const basic_tensor<T>& x, std::ptrdiff_t axis, std::
 }
 
 template <dtype T>
-basic_tensor<T> squeeze(const basic_tensor<T>& x, const axes_type& axes, std::source_location site)
+basic_tensor<T> squeeze(const basic_tensor<T>& x, const axes_type& axes, source_location site)
 {
     const auto chosen = detail::normalize_axes("squeeze", site, axes, x.dimension());
     std::vector<std::ptrdiff_t> shape;
@@ -256,7 +256,7 @@ struct concat_op {
     static constexpr saved saves = saved::nothing;
     std::ptrdiff_t axis;
 
-    shape_type shape(const std::source_location& site, std::span<const shape_type> inputs) const
+    shape_type shape(const source_location& site, std::span<const shape_type> inputs) const
     {
         if (inputs.empty()) {
             fail<argument_error>(name, site, "needs at least one tensor");
@@ -319,7 +319,7 @@ struct slice_gradient_op {
     std::vector<std::size_t> begin;
     shape_type input;
 
-    shape_type shape(const std::source_location&, const shape_type&) const { return input; }
+    shape_type shape(const source_location&, const shape_type&) const { return input; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
     {
         out.fill(T(0));
@@ -340,7 +340,7 @@ struct slice_op {
     std::vector<std::size_t> begin;
     std::vector<std::ptrdiff_t> size;
 
-    shape_type shape(const std::source_location& site, const shape_type& x) const
+    shape_type shape(const source_location& site, const shape_type& x) const
     {
         if (begin.size() != x.size() || size.size() != x.size()) {
             fail<argument_error>(name, site,
@@ -367,7 +367,7 @@ struct slice_op {
     // grad placed at begin in zeros of the input's shape
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
-        return {detail::apply(slice_gradient_op<T>{begin, args.input_shape(0)}, std::source_location::current(),
+        return {detail::apply(slice_gradient_op<T>{begin, args.input_shape(0)}, source_location::current(),
                               args.grad)};
     }
 };
@@ -385,7 +385,7 @@ struct gather_gradient_op {
     std::size_t axis;
     shape_type params;
 
-    shape_type shape(const std::source_location&, const shape_type&) const { return params; }
+    shape_type shape(const source_location&, const shape_type&) const { return params; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& grad) const
     {
         out.fill(T(0));
@@ -416,9 +416,9 @@ struct gather_op {
     static constexpr saved saves = saved::nothing;
     detail::index_array indices;
     std::ptrdiff_t axis;
-    std::source_location site;
+    source_location site;
 
-    shape_type shape(const std::source_location& at_site, const shape_type& params) const
+    shape_type shape(const source_location& at_site, const shape_type& params) const
     {
         const std::size_t at = detail::normalize_axis(name, at_site, axis, params.size());
         shape_type out(params.begin(), params.begin() + std::ptrdiff_t(at));
@@ -450,7 +450,7 @@ struct gather_op {
     {
         const shape_type& params = args.input_shape(0);
         const std::size_t at = detail::normalize_axis(name, {}, axis, params.size());
-        return {detail::apply(gather_gradient_op<T>{indices, at, params}, std::source_location::current(), args.grad)};
+        return {detail::apply(gather_gradient_op<T>{indices, at, params}, source_location::current(), args.grad)};
     }
 };
 
@@ -466,9 +466,9 @@ struct one_hot_op {
     detail::index_array indices;
     std::size_t depth;
     std::string_view checked_for;
-    std::source_location site;
+    source_location site;
 
-    shape_type shape(const std::source_location&) const
+    shape_type shape(const source_location&) const
     {
         shape_type out = indices->shape();
         out.push_back(depth);
@@ -497,7 +497,7 @@ struct tile_op {
     static constexpr saved saves = saved::nothing;
     std::vector<std::size_t> multiples;
 
-    shape_type shape(const std::source_location& site, const shape_type& x) const
+    shape_type shape(const source_location& site, const shape_type& x) const
     {
         if (multiples.size() != x.size()) {
             fail<argument_error>(name, site,
@@ -543,13 +543,13 @@ struct tile_op {
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> concat(const std::vector<basic_tensor<T>>& values, std::ptrdiff_t axis, std::source_location site)
+basic_tensor<T> concat(const std::vector<basic_tensor<T>>& values, std::ptrdiff_t axis, source_location site)
 {
     return detail::apply_list(concat_op<T>{axis}, site, values);
 }
 
 template <dtype T>
-basic_tensor<T> stack(const std::vector<basic_tensor<T>>& values, std::ptrdiff_t axis, std::source_location site)
+basic_tensor<T> stack(const std::vector<basic_tensor<T>>& values, std::ptrdiff_t axis, source_location site)
 {
     if (values.empty()) {
         fail<argument_error>("stack", site, "needs at least one tensor");
@@ -570,7 +570,7 @@ basic_tensor<T> stack(const std::vector<basic_tensor<T>>& values, std::ptrdiff_t
 
 template <dtype T>
 std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<std::size_t>& sizes,
-                                   std::ptrdiff_t axis, std::source_location site)
+                                   std::ptrdiff_t axis, source_location site)
 {
     const std::size_t at = detail::normalize_axis("split", site, axis, x.dimension());
     if (std::accumulate(sizes.begin(), sizes.end(), std::size_t{0}) != x.shape()[at]) {
@@ -592,33 +592,33 @@ std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<s
 
 template <dtype T>
 basic_tensor<T> slice(const basic_tensor<T>& x, const std::vector<std::size_t>& begin,
-                      const std::vector<std::ptrdiff_t>& size, std::source_location site)
+                      const std::vector<std::ptrdiff_t>& size, source_location site)
 {
     return detail::apply(slice_op<T>{begin, size}, site, x);
 }
 
 template <dtype T>
 basic_tensor<T> gather(const basic_tensor<T>& params, const xt::xarray<std::int64_t>& indices, std::ptrdiff_t axis,
-                       std::source_location site)
+                       source_location site)
 {
     return detail::apply(gather_op<T>{detail::share_indices(indices), axis, site}, site, params);
 }
 
 template <dtype T>
-basic_tensor<T> one_hot(const xt::xarray<std::int64_t>& indices, std::size_t depth, std::source_location site)
+basic_tensor<T> one_hot(const xt::xarray<std::int64_t>& indices, std::size_t depth, source_location site)
 {
     return detail::apply(one_hot_op<T>{detail::share_indices(indices), depth, {}, site}, site);
 }
 
 template <dtype T>
 basic_tensor<T> detail::class_indicators(const xt::xarray<std::int64_t>& labels, std::size_t classes,
-                                         std::string_view op, const std::source_location& site)
+                                         std::string_view op, const source_location& site)
 {
     return detail::apply(one_hot_op<T>{detail::share_indices(labels), classes, op, site}, site);
 }
 
 template <dtype T>
-basic_tensor<T> tile(const basic_tensor<T>& x, const std::vector<std::size_t>& multiples, std::source_location site)
+basic_tensor<T> tile(const basic_tensor<T>& x, const std::vector<std::size_t>& multiples, source_location site)
 {
     return detail::apply(tile_op<T>{multiples}, site, x);
 }
@@ -632,14 +632,14 @@ struct stop_gradient_op {
     static constexpr std::string_view name = "stop_gradient";
     static constexpr detail::saved saves = detail::saved::nothing;
     static constexpr bool recorded = false;
-    shape_type shape(const std::source_location&, const shape_type& x) const { return x; }
+    shape_type shape(const source_location&, const shape_type& x) const { return x; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { std::copy_n(x.data(), x.size(), out.data()); }
 };
 
 }  // namespace
 
 template <dtype T>
-basic_tensor<T> stop_gradient(const basic_tensor<T>& x, std::source_location site)
+basic_tensor<T> stop_gradient(const basic_tensor<T>& x, source_location site)
 {
     return detail::apply(stop_gradient_op<T>{}, site, x);
 }
@@ -667,26 +667,26 @@ basic_tensor<T> sum_to_shape(const basic_tensor<T>& gradient, const shape_type& 
 }  // namespace detail
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
-    template basic_tensor<T> transpose(const basic_tensor<T>&, std::source_location);                               \
-    template basic_tensor<T> transpose(const basic_tensor<T>&, const permutation_type&, std::source_location);      \
+    template basic_tensor<T> transpose(const basic_tensor<T>&, source_location);                               \
+    template basic_tensor<T> transpose(const basic_tensor<T>&, const permutation_type&, source_location);      \
     template basic_tensor<T> reshape(const basic_tensor<T>&, const std::vector<std::ptrdiff_t>&,                    \
-                                     std::source_location);                                                         \
-    template basic_tensor<T> broadcast_to(const basic_tensor<T>&, const shape_type&, std::source_location);         \
-    template basic_tensor<T> stop_gradient(const basic_tensor<T>&, std::source_location);                           \
-    template basic_tensor<T> expand_dims(const basic_tensor<T>&, std::ptrdiff_t, std::source_location);             \
-    template basic_tensor<T> squeeze(const basic_tensor<T>&, const axes_type&, std::source_location);               \
-    template basic_tensor<T> concat(const std::vector<basic_tensor<T>>&, std::ptrdiff_t, std::source_location);     \
-    template basic_tensor<T> stack(const std::vector<basic_tensor<T>>&, std::ptrdiff_t, std::source_location);      \
+                                     source_location);                                                         \
+    template basic_tensor<T> broadcast_to(const basic_tensor<T>&, const shape_type&, source_location);         \
+    template basic_tensor<T> stop_gradient(const basic_tensor<T>&, source_location);                           \
+    template basic_tensor<T> expand_dims(const basic_tensor<T>&, std::ptrdiff_t, source_location);             \
+    template basic_tensor<T> squeeze(const basic_tensor<T>&, const axes_type&, source_location);               \
+    template basic_tensor<T> concat(const std::vector<basic_tensor<T>>&, std::ptrdiff_t, source_location);     \
+    template basic_tensor<T> stack(const std::vector<basic_tensor<T>>&, std::ptrdiff_t, source_location);      \
     template std::vector<basic_tensor<T>> split(const basic_tensor<T>&, const std::vector<std::size_t>&,           \
-                                                std::ptrdiff_t, std::source_location);                              \
+                                                std::ptrdiff_t, source_location);                              \
     template basic_tensor<T> slice(const basic_tensor<T>&, const std::vector<std::size_t>&,                        \
-                                   const std::vector<std::ptrdiff_t>&, std::source_location);                       \
+                                   const std::vector<std::ptrdiff_t>&, source_location);                       \
     template basic_tensor<T> gather(const basic_tensor<T>&, const xt::xarray<std::int64_t>&, std::ptrdiff_t,        \
-                                    std::source_location);                                                          \
-    template basic_tensor<T> one_hot(const xt::xarray<std::int64_t>&, std::size_t, std::source_location);          \
+                                    source_location);                                                          \
+    template basic_tensor<T> one_hot(const xt::xarray<std::int64_t>&, std::size_t, source_location);          \
     template basic_tensor<T> detail::class_indicators(const xt::xarray<std::int64_t>&, std::size_t, std::string_view, \
-                                                      const std::source_location&);          \
-    template basic_tensor<T> tile(const basic_tensor<T>&, const std::vector<std::size_t>&, std::source_location);   \
+                                                      const source_location&);          \
+    template basic_tensor<T> tile(const basic_tensor<T>&, const std::vector<std::size_t>&, source_location);   \
     template basic_tensor<T> detail::sum_to_shape(const basic_tensor<T>&, const shape_type&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 

@@ -7,12 +7,12 @@
 
 namespace gradtape {
 
-Adagrad::Adagrad(double learning_rate, std::source_location site)
+Adagrad::Adagrad(double learning_rate, source_location site)
     : Adagrad(adagrad_options{.learning_rate = learning_rate}, site)
 {
 }
 
-Adagrad::Adagrad(adagrad_options options, std::source_location site)
+Adagrad::Adagrad(adagrad_options options, source_location site)
     : optimizer_rule("Adagrad", options.learning_rate), options_(std::move(options))
 {
     const auto refuse = [&site](const std::string& what) { detail::fail<argument_error>("Adagrad", site, what); };

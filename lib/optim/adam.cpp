@@ -10,14 +10,14 @@
 
 namespace gradtape {
 
-Adam::Adam(double learning_rate, std::source_location site)
+Adam::Adam(double learning_rate, source_location site)
     : Adam(adam_options{.learning_rate = learning_rate}, site)
 {
 }
 
-Adam::Adam(adam_options options, std::source_location site) : Adam("Adam", std::move(options), false, site) {}
+Adam::Adam(adam_options options, source_location site) : Adam("Adam", std::move(options), false, site) {}
 
-Adam::Adam(std::string_view name, adam_options options, bool decoupled_weight_decay, std::source_location site)
+Adam::Adam(std::string_view name, adam_options options, bool decoupled_weight_decay, source_location site)
     : optimizer_rule(name, options.learning_rate), options_(std::move(options)),
       decoupled_weight_decay_(decoupled_weight_decay)
 {
@@ -34,7 +34,7 @@ Adam::Adam(std::string_view name, adam_options options, bool decoupled_weight_de
     }
 }
 
-AdamW::AdamW(adam_options options, std::source_location site) : Adam("AdamW", std::move(options), true, site) {}
+AdamW::AdamW(adam_options options, source_location site) : Adam("AdamW", std::move(options), true, site) {}
 
 std::vector<optimizer::slot_spec> Adam::slot_specs() const
 {

@@ -60,7 +60,7 @@ learning_rate_schedule warmup(learning_rate_schedule after, std::uint64_t warmup
 
 template <dtype T>
 std::pair<std::vector<basic_tensor<T>>, basic_tensor<T>> clip_by_global_norm(
-    const std::vector<basic_tensor<T>>& gradients, T clip_norm, std::source_location site)
+    const std::vector<basic_tensor<T>>& gradients, T clip_norm, source_location site)
 {
     if (!(clip_norm > 0)) {
         fail<argument_error>("clip_by_global_norm", site, "clip_norm must be > 0, got " + std::to_string(clip_norm));
@@ -92,7 +92,7 @@ optimizer::optimizer(std::string_view name, learning_rate_schedule schedule)
 
 template <dtype T>
 void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
-                                const std::vector<basic_variable<T>>& variables, std::source_location site)
+                                const std::vector<basic_variable<T>>& variables, source_location site)
 {
     const std::string op = std::string(name_) + ".apply_gradients";
     if (gradients.size() != variables.size()) {
@@ -135,7 +135,7 @@ void optimizer::apply_gradients(const std::vector<basic_tensor<T>>& gradients,
 
 template <dtype T, class GradientOf>
 void optimizer::update_variables(const std::vector<basic_variable<T>>& variables, const GradientOf& gradient_of,
-                                 const std::source_location& site)
+                                 const source_location& site)
 {
     // The schedule is read at every update: one that turns NaN, infinite or
     // negative at a later step would otherwise write that into every weight.
@@ -165,7 +165,7 @@ void optimizer::update_variables(const std::vector<basic_variable<T>>& variables
 template <dtype T>
 struct optimizer::recorded_update final : detail::replay_step {
     recorded_update(optimizer& updating, const std::vector<basic_variable<T>>& updated,
-                    const std::source_location& where)
+                    const source_location& where)
         : owner(updating), variables(updated), label(std::string(updating.name_) + ".apply_gradients")
     {
         name = label;
@@ -226,7 +226,7 @@ void optimizer::restore(tensor_id variable, const optimizer_slots& slots)
 }
 
 template <dtype T>
-void optimizer::set_slots(const basic_variable<T>& variable, const optimizer_slots& slots, std::source_location site)
+void optimizer::set_slots(const basic_variable<T>& variable, const optimizer_slots& slots, source_location site)
 {
     check_slots(variable, slots, site);
     restore<T>(variable.id(), slots);
@@ -234,7 +234,7 @@ void optimizer::set_slots(const basic_variable<T>& variable, const optimizer_slo
 
 template <dtype T>
 void optimizer::check_slots(const basic_variable<T>& variable, const optimizer_slots& slots,
-                            std::source_location site) const
+                            source_location site) const
 {
     if (const auto problem = slots_problem(variable, slots)) {
         fail<argument_error>(std::string(name_) + ".set_slots", site, problem->why);
@@ -281,7 +281,7 @@ std::optional<optimizer::slot_problem> optimizer::slots_problem(const basic_vari
 
 template <dtype T>
 void detail::check_model_holds_all(const GradientTape& tape, const std::vector<basic_variable<T>>& variables,
-                                   const std::string& model, const std::source_location& site)
+                                   const std::string& model, const source_location& site)
 {
     for (const auto& [id, name] : tape.accessed_variables(site)) {
         if (std::ranges::none_of(variables, [id](const auto& variable) { return variable.id() == id; })) {
@@ -294,7 +294,7 @@ void detail::check_model_holds_all(const GradientTape& tape, const std::vector<b
 
 template <dtype T>
 void detail::check_model_trains(const std::vector<basic_variable<T>>& variables, const std::string& model,
-                                const std::source_location& site)
+                                const source_location& site)
 {
     if (variables.empty()) {
         fail<argument_error>("minimize", site,
@@ -305,18 +305,18 @@ void detail::check_model_trains(const std::vector<basic_variable<T>>& variables,
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template void detail::check_model_trains(const std::vector<basic_variable<T>>&, const std::string&,            \
-                                             const std::source_location&);                                          \
+                                             const source_location&);                                          \
     template void optimizer::apply_gradients(const std::vector<basic_tensor<T>>&,                                   \
-                                             const std::vector<basic_variable<T>>&, std::source_location);          \
+                                             const std::vector<basic_variable<T>>&, source_location);          \
     template std::pair<std::vector<basic_tensor<T>>, basic_tensor<T>> clip_by_global_norm(                          \
-        const std::vector<basic_tensor<T>>&, T, std::source_location);                                               \
-    template void optimizer::set_slots(const basic_variable<T>&, const optimizer_slots&, std::source_location);       \
-    template void optimizer::check_slots(const basic_variable<T>&, const optimizer_slots&, std::source_location)      \
+        const std::vector<basic_tensor<T>>&, T, source_location);                                               \
+    template void optimizer::set_slots(const basic_variable<T>&, const optimizer_slots&, source_location);       \
+    template void optimizer::check_slots(const basic_variable<T>&, const optimizer_slots&, source_location)      \
         const;                                                                                                      \
     template std::optional<optimizer::slot_problem> optimizer::slots_problem(const basic_variable<T>&,              \
                                                                              const optimizer_slots&) const;         \
     template void detail::check_model_holds_all(const GradientTape&, const std::vector<basic_variable<T>>&,         \
-                                                const std::string&, const std::source_location&);
+                                                const std::string&, const source_location&);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
 }  // namespace gradtape

@@ -7,12 +7,12 @@
 
 namespace gradtape {
 
-RMSprop::RMSprop(double learning_rate, std::source_location site)
+RMSprop::RMSprop(double learning_rate, source_location site)
     : RMSprop(rmsprop_options{.learning_rate = learning_rate}, site)
 {
 }
 
-RMSprop::RMSprop(rmsprop_options options, std::source_location site)
+RMSprop::RMSprop(rmsprop_options options, source_location site)
     : optimizer_rule("RMSprop", options.learning_rate), options_(std::move(options))
 {
     const auto refuse = [&site](const std::string& what) { detail::fail<argument_error>("RMSprop", site, what); };

@@ -8,12 +8,12 @@
 
 namespace gradtape {
 
-SGD::SGD(double learning_rate, std::source_location site)
+SGD::SGD(double learning_rate, source_location site)
     : SGD(sgd_options{.learning_rate = learning_rate}, site)
 {
 }
 
-SGD::SGD(sgd_options options, std::source_location site)
+SGD::SGD(sgd_options options, source_location site)
     : optimizer_rule("SGD", options.learning_rate), options_(std::move(options))
 {
     const auto refuse = [&site](const std::string& what) { detail::fail<argument_error>("SGD", site, what); };

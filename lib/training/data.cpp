@@ -99,7 +99,7 @@ private:
 
 template <dtype T>
 minibatches<T>::minibatches(std::vector<basic_tensor<T>> tensors, std::vector<xt::xarray<std::int64_t>> labels,
-                            minibatch_options options, std::source_location site)
+                            minibatch_options options, source_location site)
     : tensors_(std::move(tensors)), labels_(std::move(labels)), options_(options)
 {
     if (tensors_.empty() && labels_.empty()) {

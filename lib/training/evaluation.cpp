@@ -63,7 +63,7 @@ void progress_bar::finish()
     }
 }
 
-double evaluation::metric(std::string_view name, std::source_location site) const
+double evaluation::metric(std::string_view name, source_location site) const
 {
     for (const auto& [metric_name, value] : metrics) {
         if (metric_name == name) {
@@ -90,7 +90,7 @@ struct batch_sums {
 // Refuses what evaluate and predict cannot run, before anything runs.
 template <dtype T>
 void check_batches(std::string_view op, const basic_tensor<T>& x, std::size_t batch_size,
-                   const std::source_location& site)
+                   const source_location& site)
 {
     if (batch_size == 0) {
         detail::fail<argument_error>(op, site, "needs a batch size of 1 or more, got 0");
@@ -104,7 +104,7 @@ void check_batches(std::string_view op, const basic_tensor<T>& x, std::size_t ba
 // and unrecorded, handing each batch's output and its first row to `use`.
 template <dtype T, class Use>
 void in_batches(std::string_view op, const basic_layer<T>& model, const basic_tensor<T>& x, std::size_t batch_size,
-                bool progress, const std::source_location& site, Use&& use)
+                bool progress, const source_location& site, Use&& use)
 {
     const auto pause = stop_recording();
     const std::size_t rows = x.shape()[0];
@@ -144,7 +144,7 @@ evaluation averaged(const batch_sums& sums, std::size_t rows, const std::vector<
 
 template <dtype T>
 evaluation evaluate(const basic_layer<T>& model, const basic_tensor<T>& x, const xt::xarray<std::int64_t>& labels,
-                    evaluate_options options, std::source_location site)
+                    evaluate_options options, source_location site)
 {
     check_batches("evaluate", x, options.batch_size, site);
     const std::string loss = options.loss.empty() ? "sparse_categorical_crossentropy" : options.loss;
@@ -195,7 +195,7 @@ evaluation evaluate(const basic_layer<T>& model, const basic_tensor<T>& x, const
 
 template <dtype T>
 evaluation evaluate(const basic_layer<T>& model, const basic_tensor<T>& x, const basic_tensor<T>& targets,
-                    evaluate_options options, std::source_location site)
+                    evaluate_options options, source_location site)
 {
     check_batches("evaluate", x, options.batch_size, site);
     const auto squared = [](const std::string& name) {
@@ -249,7 +249,7 @@ evaluation evaluate(const basic_layer<T>& model, const basic_tensor<T>& x, const
 
 template <dtype T>
 basic_tensor<T> predict(const basic_layer<T>& model, const basic_tensor<T>& x, predict_options options,
-                        std::source_location site)
+                        source_location site)
 {
     check_batches("predict", x, options.batch_size, site);
     std::vector<basic_tensor<T>> outputs;
@@ -267,7 +267,7 @@ struct ReduceLROnPlateau::state {
     std::size_t cooldown_left = 0;
 };
 
-ReduceLROnPlateau::ReduceLROnPlateau(double initial, reduce_lr_on_plateau_options options, std::source_location site)
+ReduceLROnPlateau::ReduceLROnPlateau(double initial, reduce_lr_on_plateau_options options, source_location site)
 {
     if (!(initial > 0) || !std::isfinite(initial)) {
         detail::fail<argument_error>("ReduceLROnPlateau", site,
@@ -290,7 +290,7 @@ learning_rate_schedule ReduceLROnPlateau::schedule() const
     return learning_rate_schedule([shared = state_](std::uint64_t) { return shared->rate; });
 }
 
-bool ReduceLROnPlateau::update(double monitored, std::source_location site)
+bool ReduceLROnPlateau::update(double monitored, source_location site)
 {
     if (std::isnan(monitored)) {
         detail::fail<argument_error>("ReduceLROnPlateau.update", site, "the monitored value is nan");
@@ -327,7 +327,7 @@ double ReduceLROnPlateau::learning_rate() const
 
 template <dtype T>
 basic_early_stopping<T>::basic_early_stopping(const basic_layer<T>& model, early_stopping_options options,
-                                              std::source_location site)
+                                              source_location site)
     : model_(model), options_(options),
       best_(options.mode == monitor_mode::min ? std::numeric_limits<double>::infinity()
                                               : -std::numeric_limits<double>::infinity())
@@ -346,7 +346,7 @@ bool basic_early_stopping<T>::improves(double value, double reference) const
 }
 
 template <dtype T>
-bool basic_early_stopping<T>::update(double monitored, std::source_location site)
+bool basic_early_stopping<T>::update(double monitored, source_location site)
 {
     if (std::isnan(monitored)) {
         detail::fail<argument_error>("EarlyStopping.update", site, "the monitored value is nan");
@@ -383,11 +383,11 @@ bool basic_early_stopping<T>::update(double monitored, std::source_location site
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template evaluation evaluate(const basic_layer<T>&, const basic_tensor<T>&, const xt::xarray<std::int64_t>&,    \
-                                 evaluate_options, std::source_location);                                           \
+                                 evaluate_options, source_location);                                           \
     template evaluation evaluate(const basic_layer<T>&, const basic_tensor<T>&, const basic_tensor<T>&,             \
-                                 evaluate_options, std::source_location);                                           \
+                                 evaluate_options, source_location);                                           \
     template basic_tensor<T> predict(const basic_layer<T>&, const basic_tensor<T>&, predict_options,                \
-                                     std::source_location);                                                         \
+                                     source_location);                                                         \
     template class basic_early_stopping<T>;
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 #undef GRADTAPE_INSTANTIATE

@@ -23,7 +23,7 @@ namespace gradtape {
 namespace {
 
 void check_same_shape(std::string_view op, const xt::xarray<std::int64_t>& labels,
-                      const xt::xarray<std::int64_t>& predictions, const std::source_location& site)
+                      const xt::xarray<std::int64_t>& predictions, const source_location& site)
 {
     const shape_type a(labels.shape().begin(), labels.shape().end());
     const shape_type b(predictions.shape().begin(), predictions.shape().end());
@@ -44,7 +44,7 @@ std::uint32_t shade(double share)
 }  // namespace
 
 double accuracy(const xt::xarray<std::int64_t>& labels, const xt::xarray<std::int64_t>& predictions,
-                std::source_location site)
+                source_location site)
 {
     check_same_shape("accuracy", labels, predictions, site);
     if (labels.size() == 0) {
@@ -56,12 +56,12 @@ double accuracy(const xt::xarray<std::int64_t>& labels, const xt::xarray<std::in
 }
 
 template <dtype T>
-double accuracy(const xt::xarray<std::int64_t>& labels, const basic_tensor<T>& logits, std::source_location site)
+double accuracy(const xt::xarray<std::int64_t>& labels, const basic_tensor<T>& logits, source_location site)
 {
     return accuracy(labels, argmax(logits, -1, site), site);
 }
 
-confusion_matrix::confusion_matrix(std::size_t classes, std::vector<std::string> names, std::source_location site)
+confusion_matrix::confusion_matrix(std::size_t classes, std::vector<std::string> names, source_location site)
     : names_(std::move(names)), counts_(xt::zeros<std::int64_t>({classes, classes}))
 {
     if (classes == 0 || (!names_.empty() && names_.size() != classes)) {
@@ -73,7 +73,7 @@ confusion_matrix::confusion_matrix(std::size_t classes, std::vector<std::string>
 }
 
 void confusion_matrix::add(const xt::xarray<std::int64_t>& labels, const xt::xarray<std::int64_t>& predictions,
-                           std::source_location site)
+                           source_location site)
 {
     check_same_shape("confusion_matrix.add", labels, predictions, site);
     const auto classes = std::int64_t(counts_.shape()[0]);
@@ -138,7 +138,7 @@ std::ostream& operator<<(std::ostream& out, const confusion_matrix& matrix)
     return out << table.str();
 }
 
-void confusion_matrix::write_png(const std::filesystem::path& path, std::source_location site) const
+void confusion_matrix::write_png(const std::filesystem::path& path, source_location site) const
 {
     constexpr std::size_t cell = 40;
     constexpr std::size_t scale = 2;
@@ -172,7 +172,7 @@ void confusion_matrix::write_png(const std::filesystem::path& path, std::source_
 }
 
 #define GRADTAPE_INSTANTIATE_ACCURACY(T) \
-    template double accuracy(const xt::xarray<std::int64_t>&, const basic_tensor<T>&, std::source_location);
+    template double accuracy(const xt::xarray<std::int64_t>&, const basic_tensor<T>&, source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE_ACCURACY)
 #undef GRADTAPE_INSTANTIATE_ACCURACY
 

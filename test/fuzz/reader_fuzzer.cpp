@@ -69,7 +69,7 @@ using reader = std::function<std::optional<decoded>(const std::filesystem::path&
 using decoder = std::function<std::optional<decoded>(const std::string&)>;
 
 template <class T>
-reader read_with(xt::xarray<T> (*read)(const std::filesystem::path&, std::source_location))
+reader read_with(xt::xarray<T> (*read)(const std::filesystem::path&, gt::source_location))
 {
     return [read](const std::filesystem::path& path) { return std::optional(as_decoded(read(path, {}))); };
 }

@@ -105,11 +105,9 @@ class TensorPrinter:
 
 
 def _source_location(site):
-    impl = site['_M_impl']
-    if int(impl) == 0:
+    if int(site['line_']) == 0:
         return '?'
-    impl = impl.dereference()
-    return '%s:%d' % (impl['_M_file_name'].string(), int(impl['_M_line']))
+    return '%s:%d' % (site['file_'].string(), int(site['line_']))
 
 
 def _describe(description):
