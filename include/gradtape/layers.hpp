@@ -145,6 +145,9 @@ public:
     // `training` is the call's decided mode; layers called in here without
     // the argument take it.
     virtual basic_tensor<T> call(const basic_tensor<T>& input, bool training) = 0;
+    /// A call() without the mode is the common slip: declared here, deleted,
+    /// so that the compiler stops at it and quotes this line.
+    virtual basic_tensor<T> call(const basic_tensor<T>& input) = delete;  // write call(const Tensor& x, bool training)
 
 protected:
     // Runs once, before the first call(), with that input's shape: the place
@@ -296,15 +299,15 @@ public:
 };
 
 struct batch_normalization_options {
-    double momentum = 0.99;
-    double epsilon = 1e-3;
-    bool center = true;  // a trainable offset, beta
-    bool scale = true;   // a trainable scale, gamma
-    std::string name = "batch_normalization";
+    double momentum = 0.99;                    ///< How much of the moving moments each training call keeps.
+    double epsilon = 1e-3;                     ///< Added to the variance.
+    bool center = true;                        ///< A trainable offset, beta.
+    bool scale = true;                         ///< A trainable scale, gamma.
+    std::string name = "batch_normalization";  ///< Its name.
 };
-// Over the last axis, as Keras's BatchNormalization: when training, the
-// batch's own moments, and moving_mean/moving_variance (non-trainable) move
-// towards them by 1 - momentum; otherwise the moving ones.
+/// Over the last axis, as Keras's BatchNormalization: when training, the
+/// batch's own moments, and moving_mean/moving_variance (non-trainable) move
+/// towards them by 1 - momentum; otherwise the moving ones.
 template <dtype T>
 class basic_batch_normalization : public basic_layer<T> {
 public:

@@ -34,6 +34,16 @@ public:
     axes_type(I axis) : vector{std::ptrdiff_t(axis)}
     {
     }
+    /// Refused at compile time: a size is not an axis.
+    template <std::unsigned_integral I>
+        requires(!std::same_as<I, bool>)
+    axes_type(I)
+    {
+        static_assert(detail::dependent_false<I>,
+                      "gradtape: axes are signed (std::ptrdiff_t), and -1 is the last: write -1, or "
+                      "std::ptrdiff_t(x.dimension()) - 1");
+    }
+    /// A list of axes: `{0, 2}`.
     axes_type(std::initializer_list<std::ptrdiff_t> axes) : vector(axes) {}
     axes_type(std::vector<std::ptrdiff_t> axes) : vector(std::move(axes)) {}
     template <std::input_iterator I>
@@ -140,6 +150,7 @@ struct matmul_options {
 template <dtype T>
 [[nodiscard]] basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b, matmul_options options = {},
                                      GRADTAPE_SITE);
+GRADTAPE_REFUSE_MIXED_DTYPES(matmul)
 
 // Reverses the dimensions.
 template <dtype T> [[nodiscard]] basic_tensor<T> transpose(const basic_tensor<T>& x, GRADTAPE_SITE);

@@ -95,8 +95,12 @@ template <dtype T>
     const std::vector<basic_tensor<T>>& gradients, T clip_norm,
     source_location site = source_location::current());
 
-// What every optimizer shares: the checks before an update, minimize, and
-// the count of updates that schedules read.
+#define GRADTAPE_MINIMIZE_TENSORS                                                                     \
+    "gradtape: minimize trains variables or a model, not tensors: make each weight a variable, "      \
+    "gt::Variable w(initial_value, \"w\"), or pass the model: opt.minimize(loss_fn, model)"
+
+/// What every optimizer shares: the checks before an update, minimize, and
+/// the count of updates that schedules read.
 class optimizer {
 public:
     virtual ~optimizer() = default;
@@ -134,7 +138,26 @@ public:
         return step.loss;
     }
 
-    // How many times apply_gradients has updated the variables.
+    /// @cond INTERNAL
+    // Tensors where variables belong: refused with a message, where the
+    // compiler would list the overloads that did not match.
+    template <class LossFn, class Tensor>
+        requires(std::same_as<Tensor, basic_tensor<typename Tensor::value_type>>)
+    basic_tensor<typename Tensor::value_type> minimize(LossFn&&, std::initializer_list<Tensor>,
+                                                       source_location = {})
+    {
+        static_assert(detail::dependent_false<Tensor>, GRADTAPE_MINIMIZE_TENSORS);
+        return {};
+    }
+    template <class LossFn, dtype T>
+    basic_tensor<T> minimize(LossFn&&, const std::vector<basic_tensor<T>>&, source_location = {})
+    {
+        static_assert(detail::dependent_false<T>, GRADTAPE_MINIMIZE_TENSORS);
+        return {};
+    }
+    /// @endcond
+
+    /// How many times apply_gradients has updated the variables.
     [[nodiscard]] std::uint64_t iterations() const noexcept { return iterations_; }
     // Sets that count, as a checkpoint being resumed does; schedules follow it.
     void set_iterations(std::uint64_t iterations) noexcept { iterations_ = iterations; }
@@ -177,9 +200,9 @@ protected:
     // What an update can leave in a slot.
     enum class slot_values { finite, non_negative, update_count };
     struct slot_spec {
-        std::string name;
-        bool shaped;  // like the variable, or else a scalar
-        slot_values values;
+        std::string name;    ///< Its name in checkpoints and slots().
+        bool shaped;         ///< Shaped like the variable, or else a scalar.
+        slot_values values;  ///< What set_slots accepts in it.
     };
     // One variable's state: the slots that hold arrays, in slot_specs()'s
     // order and the variable's own dtype (as torch keeps them), empty before

@@ -262,6 +262,63 @@ private:
 template <dtype T>
 std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor);
 
+/// @cond INTERNAL
+// The element types xt::xarray values print with: the numbers and bool.
+#define GRADTAPE_FOR_EACH_PRINTABLE(X)                                                                \
+    X(bool) X(signed char) X(unsigned char) X(short) X(unsigned short) X(int) X(unsigned int) X(long) \
+    X(unsigned long) X(long long) X(unsigned long long) X(float) X(double)
+#define GRADTAPE_IS_PRINTABLE(type) || std::same_as<T, type>
+template <class T>
+concept printable_element = false GRADTAPE_FOR_EACH_PRINTABLE(GRADTAPE_IS_PRINTABLE);
+#undef GRADTAPE_IS_PRINTABLE
+/// @endcond
+
+/// An xt::xarray prints as xtensor's <xtensor/xio.hpp> prints it, without
+/// that header's compile time: `std::cout << t.value()` just works. Found by
+/// argument-dependent lookup through gradtape's allocator, which is
+/// xt::xarray's in every program that uses gradtape, and preferred to xio's
+/// operator for every expression when that header is included too.
+template <printable_element T>
+std::ostream& operator<<(std::ostream& out, const xt::xarray<T>& value);
+
+namespace detail {
+// False, but only once instantiated: the condition of a static_assert that
+// explains why an overload chosen for a mistake cannot compile.
+template <class...>
+inline constexpr bool dependent_false = false;
+}  // namespace detail
+
+/// @cond INTERNAL
+// An op on a float32 and a float64 tensor: without these overloads the
+// compiler lists every candidate that did not match (some 50 lines).
+#define GRADTAPE_MIXED_DTYPES                                                                         \
+    "gradtape: float32 and float64 tensors do not mix in one op: cast one, "                         \
+    "gt::cast<double>(x) or gt::cast<float>(x)"
+#define GRADTAPE_REFUSE_MIXED_DTYPES(name)                                                            \
+    template <dtype T, dtype U, class... Rest>                                                        \
+        requires(!std::same_as<T, U>)                                                                 \
+    basic_tensor<T> name(const basic_tensor<T>&, const basic_tensor<U>&, const Rest&...)             \
+    {                                                                                                 \
+        static_assert(detail::dependent_false<T, U>, GRADTAPE_MIXED_DTYPES);                          \
+        return {};                                                                                    \
+    }
+GRADTAPE_BINARY_OPS(GRADTAPE_REFUSE_MIXED_DTYPES)
+#define GRADTAPE_REFUSE_MIXED_DTYPES_OPERATOR(symbol)                                                 \
+    template <dtype T, dtype U>                                                                       \
+        requires(!std::same_as<T, U>)                                                                 \
+    basic_tensor<T> operator symbol(const basic_tensor<T>&, const basic_tensor<U>&)                  \
+    {                                                                                                 \
+        static_assert(detail::dependent_false<T, U>, GRADTAPE_MIXED_DTYPES);                          \
+        return {};                                                                                    \
+    }
+GRADTAPE_REFUSE_MIXED_DTYPES_OPERATOR(+)
+GRADTAPE_REFUSE_MIXED_DTYPES_OPERATOR(-)
+GRADTAPE_REFUSE_MIXED_DTYPES_OPERATOR(*)
+GRADTAPE_REFUSE_MIXED_DTYPES_OPERATOR(/)
+#undef GRADTAPE_REFUSE_MIXED_DTYPES_OPERATOR
+/// @endcond
+
+/// A tensor holding `value`, as tf.constant.
 template <dtype T>
 [[nodiscard]] basic_tensor<T> constant(xt::xarray<T> value)
 {

@@ -4,6 +4,7 @@
 #include <new>
 #include <ostream>
 
+#include <xtensor/xadapt.hpp>
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xio.hpp>
 
@@ -82,6 +83,16 @@ std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor)
     }
     return out << ">\n" << value;
 }
+
+template <printable_element T>
+std::ostream& operator<<(std::ostream& out, const xt::xarray<T>& value)
+{
+    // An adaptor is not an xt::xarray, so xio's operator prints it.
+    return out << xt::adapt(value.data(), value.size(), xt::no_ownership(), value.shape());
+}
+#define GRADTAPE_INSTANTIATE_PRINTER(T) template std::ostream& operator<<(std::ostream&, const xt::xarray<T>&);
+GRADTAPE_FOR_EACH_PRINTABLE(GRADTAPE_INSTANTIATE_PRINTER)
+#undef GRADTAPE_INSTANTIATE_PRINTER
 
 template <dtype T>
 basic_tensor<T> fill(const shape_type& shape, T value, source_location site)
