@@ -1,14 +1,16 @@
-# gdb pretty-printers for gradtape: tensors and variables print their dtype,
-# shape and leading values; tapes their entry count and last entries (`set
-# gradtape-entries N`, 5 by default); layers and models their path, kind,
-# built input shape and variables; xtensor arrays (integer labels, say) their
-# values as NumPy prints them. They read the library's debug information.
-# Embedded in libgradtape's .debug_gdb_scripts section, so gdb loads them with
-# the library (once its directory is in gdb's auto-load safe-path); or
-# `source` this file by hand.
+# What gradtape's debugger printers say, for gdb and LLDB alike: tensors and
+# variables their dtype, shape and leading values; tapes their entry count and
+# last entries with call sites; layers and models their path, kind, built
+# input shape and variables; xtensor arrays (integer labels, say) their values
+# as NumPy prints them. They read the library's debug information.
+#
+# Values follow gdb.Value's interface: v['member'], int(v), pointer + i,
+# pointer - pointer, v.dereference(), v.string(length=n), v.cast(type),
+# v.type with strip_typedefs(), target(), pointer(), fields() and sizeof. The
+# debugger's own part, built into one file after this one, defines `Error`
+# (what a read without debug information raises), `pointer_type(name)` and
+# `symbol_at(address)` (the name of the symbol an address falls in, or None).
 import re
-
-import gdb
 
 LEADING_VALUES = 10
 # NumPy's print options: arrays of more elements are summarised, keeping this
@@ -17,28 +19,24 @@ SUMMARY_THRESHOLD = 1000
 EDGE_ITEMS = 3
 # A layer lists at most this many of its variables.
 LISTED_VARIABLES = 12
+# How many of a tape's last entries are shown, until the user sets another
+# count (gdb: `set gradtape-entries N`; LLDB: `gradtape-entries N`).
+DEFAULT_TAPE_ENTRIES = 5
 
-
-class EntriesParameter(gdb.Parameter):
-    """How many of a GradientTape's last entries `print` shows."""
-
-    set_doc = 'Set how many of a GradientTape\'s last entries gdb prints.'
-    show_doc = 'Show how many of a GradientTape\'s last entries gdb prints.'
-
-    def __init__(self):
-        super().__init__('gradtape-entries', gdb.COMMAND_DATA, gdb.PARAM_ZUINTEGER)
-        self.value = 5
-
-    def get_show_string(self, value):
-        return 'gdb prints the last %s entries of a GradientTape' % value
-
-
-ENTRIES = EntriesParameter()
 # What a printer says when the types it reads have no debug information: the
 # program's own rarely completes them, and a release build or a
 # distribution's package builds the library without -g.
 NO_LIBRARY_DEBUG_INFO = ('(its %s needs the debug information of libgradtape: '
                          'build the library with -g, or install its debug symbols)')
+
+TENSOR_TYPE = re.compile(r'^gradtape::basic_(tensor|variable)<(float|double)>$')
+TAPE_TYPE = 'gradtape::GradientTape'
+LAYER_TYPE = re.compile(r'^gradtape::basic_layer<(float|double)>$')
+ARRAY_TYPE = re.compile(r'^xt::xarray_container<xt::uvector<([a-z ]+?), ')
+ELEMENT_TYPES = {
+    'long': 'int64', 'long int': 'int64', 'long long': 'int64', 'int': 'int32', 'unsigned long': 'uint64',
+    'unsigned char': 'uint8', 'bool': 'bool', 'float': 'float32', 'double': 'float64',
+}
 
 
 def _shared_ptr_get(value):
@@ -93,15 +91,11 @@ def describe_tensor(value):
         _dtype(str(xarray.type.strip_typedefs())), kind, _format_shape(_shape(xarray)), count, values)
 
 
-class TensorPrinter:
-    def __init__(self, value):
-        self.value = value
-
-    def to_string(self):
-        try:
-            return describe_tensor(self.value)
-        except gdb.error:
-            return '%s %s' % (_dtype(str(self.value.type.strip_typedefs())), NO_LIBRARY_DEBUG_INFO % 'value')
+def tensor_summary(value, type_name):
+    try:
+        return describe_tensor(value)
+    except Error:
+        return '%s %s' % (_dtype(type_name), NO_LIBRARY_DEBUG_INFO % 'value')
 
 
 def _source_location(site):
@@ -121,19 +115,18 @@ def _svector(shape):
 
 class _NonPolymorphic:
     """Members of a polymorphic object read through its static type's field
-    offsets: dereferencing the pointer makes gdb look for the dynamic type's
-    RTTI, which it cannot name for types built from lambdas, and warn."""
+    offsets: dereferencing the pointer makes the debugger look for the
+    dynamic type's RTTI, which it cannot name for types built from lambdas."""
 
     def __init__(self, pointer):
-        self.address = pointer.cast(gdb.lookup_type('char').pointer())
+        self.address = pointer.cast(pointer_type('char'))
         self.type = pointer.type.target().strip_typedefs()
 
     def __getitem__(self, name):
-        # Without the library's debug information the type has no fields:
-        # raising gdb.error lets the printer say so.
+        # Without the library's debug information the type has no fields.
         field = next((f for f in self.type.fields() if f.name == name), None)
         if field is None:
-            raise gdb.error('no member %s in %s' % (name, self.type))
+            raise Error('no member %s in %s' % (name, self.type))
         return (self.address + field.bitpos // 8).cast(field.type.pointer()).dereference()
 
 
@@ -146,49 +139,45 @@ def _record_inputs(record):
     return [inline[i] for i in range(int(record['input_count']))]
 
 
-class TapePrinter:
-    def __init__(self, value):
-        self.value = value
+def describe_tape(value, shown):
+    state = _shared_ptr_get(value['state_']).dereference()
+    entries = _vector_items(state['entries'])
+    options = state['options']
+    kind = 'persistent' if bool(options['persistent']) else 'non-persistent'
+    lines = ['GradientTape (%s, %d entries)' % (kind, len(entries))]
+    first = max(0, len(entries) - shown)
+    if first:
+        lines.append('  ...')
+    for index in range(first, len(entries)):
+        record = _shared_ptr_get(entries[index]['record'])
+        if int(record) == 0:
+            lines.append('  #%d (released)' % index)
+            continue
+        record = _NonPolymorphic(record)
+        op = record['op']
+        name = op['_M_str'].string(length=int(op['_M_len']))
+        layer = _shared_ptr_get(record['layer'])
+        if int(layer) != 0:
+            name = _string(layer.dereference()) + ': ' + name
+        inputs = ', '.join(_describe(d) for d in _record_inputs(record))
+        lines.append('  #%d %s %s -> %s  %s' % (index, name, inputs, _describe(record['output']),
+                                              _source_location(record['site'])))
+    return '\n'.join(lines)
 
-    def to_string(self):
-        try:
-            return self._entries()
-        except gdb.error:
-            return 'GradientTape ' + NO_LIBRARY_DEBUG_INFO % 'list of entries'
 
-    def _entries(self):
-        state = _shared_ptr_get(self.value['state_']).dereference()
-        entries = _vector_items(state['entries'])
-        options = state['options']
-        kind = 'persistent' if bool(options['persistent']) else 'non-persistent'
-        lines = ['GradientTape (%s, %d entries)' % (kind, len(entries))]
-        first = max(0, len(entries) - int(ENTRIES.value))
-        if first:
-            lines.append('  ...')
-        for index in range(first, len(entries)):
-            record = _shared_ptr_get(entries[index]['record'])
-            if int(record) == 0:
-                lines.append('  #%d (released)' % index)
-                continue
-            record = _NonPolymorphic(record)
-            op = record['op']
-            name = op['_M_str'].string(length=int(op['_M_len']))
-            layer = _shared_ptr_get(record['layer'])
-            if int(layer) != 0:
-                name = _string(layer.dereference()) + ': ' + name
-            inputs = ', '.join(_describe(d) for d in _record_inputs(record))
-            lines.append('  #%d %s %s -> %s  %s' % (index, name, inputs, _describe(record['output']),
-                                                  _source_location(record['site'])))
-        return '\n'.join(lines)
+def tape_summary(value, shown):
+    try:
+        return describe_tape(value, shown)
+    except Error:
+        return 'GradientTape ' + NO_LIBRARY_DEBUG_INFO % 'list of entries'
 
 
 def _dynamic_class(pointer):
     """The class of the object `pointer` points to, from its vtable's symbol:
-    gdb's dynamic_type needs RTTI names it cannot always find for classes in
-    anonymous namespaces."""
-    vtable = int(pointer.cast(gdb.lookup_type('long').pointer()).dereference())
-    text = gdb.execute('info symbol %d' % vtable, to_string=True)
-    match = re.match(r'vtable for (.+?) \+ \d+', text)
+    the debuggers' dynamic types need RTTI names they cannot always find for
+    classes in anonymous namespaces."""
+    vtable = int(pointer.cast(pointer_type('long')).dereference())
+    match = re.match(r'vtable for (.+)$', symbol_at(vtable) or '')
     return match.group(1) if match else None
 
 
@@ -198,8 +187,8 @@ def _layer_kind(node_pointer):
     if 'model_node<' in dynamic:
         # model_node adds one member to layer_node, the model object that owns it.
         base = node_pointer.type.target().strip_typedefs()
-        owner_address = node_pointer.cast(gdb.lookup_type('char').pointer()) + base.sizeof
-        owner = owner_address.cast(gdb.lookup_type('long').pointer().pointer()).dereference()
+        owner_address = node_pointer.cast(pointer_type('char')) + base.sizeof
+        owner = owner_address.cast(pointer_type('long').pointer()).dereference()
         if int(owner) != 0:
             return _dynamic_class(owner) or 'model'
         return 'model'
@@ -240,31 +229,11 @@ def describe_layer(value):
         kind, path, built, len(variables), ''.join('\n  ' + line for line in listed + more))
 
 
-class LayerPrinter:
-    def __init__(self, value):
-        self.value = value
-
-    def to_string(self):
-        try:
-            return describe_layer(self.value)
-        except gdb.error:
-            return 'layer ' + NO_LIBRARY_DEBUG_INFO % 'description'
-
-
-def _is_layer(type_):
-    """Whether a class is gradtape::basic_layer<T> or derives from it (a
-    model written as a class, a Dense handle)."""
-    if type_.code != gdb.TYPE_CODE_STRUCT:
-        return False
-    if re.match(r'^gradtape::basic_layer<(float|double)>$', str(type_)):
-        return True
-    return any(field.is_base_class and _is_layer(field.type.strip_typedefs()) for field in type_.fields())
-
-
-_ELEMENT_TYPES = {
-    'long': 'int64', 'long int': 'int64', 'long long': 'int64', 'int': 'int32', 'unsigned long': 'uint64',
-    'unsigned char': 'uint8', 'bool': 'bool', 'float': 'float32', 'double': 'float64',
-}
+def layer_summary(value):
+    try:
+        return describe_layer(value)
+    except Error:
+        return 'layer ' + NO_LIBRARY_DEBUG_INFO % 'description'
 
 
 def _numpy_text(read, count, dims, element):
@@ -297,47 +266,28 @@ def _numpy_text(read, count, dims, element):
     return nest(0, 0)
 
 
-class ArrayPrinter:
-    def __init__(self, value, element):
-        self.value = value
-        self.element = element
-
-    def to_string(self):
-        try:
-            return self._values()
-        except gdb.error:
-            return '%s array (its values need debug information)' % self.element
-
-    def _values(self):
-        dims = _shape(self.value)
-        storage = self.value['m_storage']
-        begin, end = storage['p_begin'], storage['p_end']
-        count = int(end - begin)
-        total = 1
-        for d in dims:
-            total *= d
-        if total != count:
-            return '%s array, shape %s (storage of %d elements)' % (self.element, _format_shape(dims), count)
-        text = _numpy_text(lambda i: (begin + i).dereference(), count, dims, self.element)
-        return '%s array, shape %s: %s' % (self.element, _format_shape(dims), text)
+def describe_array(value, element):
+    dims = _shape(value)
+    storage = value['m_storage']
+    begin, end = storage['p_begin'], storage['p_end']
+    count = int(end - begin)
+    total = 1
+    for d in dims:
+        total *= d
+    if total != count:
+        return '%s array, shape %s (storage of %d elements)' % (element, _format_shape(dims), count)
+    text = _numpy_text(lambda i: (begin + i).dereference(), count, dims, element)
+    return '%s array, shape %s: %s' % (element, _format_shape(dims), text)
 
 
-def _lookup(value):
-    type_ = value.type.strip_typedefs().unqualified()
-    type_name = str(type_)
-    if re.match(r'^gradtape::basic_(tensor|variable)<(float|double)>$', type_name):
-        return TensorPrinter(value)
-    if type_name == 'gradtape::GradientTape':
-        return TapePrinter(value)
-    array = re.match(r'^xt::xarray_container<xt::uvector<([a-z ]+?), ', type_name)
-    if array and array.group(1) in _ELEMENT_TYPES:
-        return ArrayPrinter(value, _ELEMENT_TYPES[array.group(1)])
+def array_summary(value, element):
     try:
-        if type_.code == gdb.TYPE_CODE_STRUCT and _is_layer(type_):
-            return LayerPrinter(value)
-    except (gdb.error, TypeError):
-        pass
-    return None
+        return describe_array(value, element)
+    except Error:
+        return '%s array (its values need debug information)' % element
 
 
-gdb.pretty_printers.append(_lookup)
+def array_element(type_name):
+    """The NumPy dtype of an xt::xarray's elements, or None for another type."""
+    array = ARRAY_TYPE.match(type_name)
+    return ELEMENT_TYPES.get(array.group(1)) if array else None

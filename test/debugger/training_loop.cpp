@@ -1,11 +1,11 @@
-// A small training loop for the gdb test to stop in.
+// A small training loop for the gdb and LLDB tests to stop in.
 #include <cstdint>
 
 #include <gradtape/gradtape.hpp>
 
 namespace gt = gradtape;
 
-// The gdb test breaks here, then looks at the caller's frame.
+// The debugger tests break here, then look at the caller's frame.
 [[gnu::noinline]] void inspect_here()
 {
     asm volatile("");
