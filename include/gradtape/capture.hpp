@@ -41,16 +41,18 @@
 
 namespace gradtape {
 
+/// How gt::capture records.
 struct capture_options {
-    // Signatures recorded at most; calls with a new one past that run
-    // eagerly, after one warning on stderr.
+    /// Signatures recorded at most; calls with a new one past that run
+    /// eagerly, after one warning on stderr.
     std::size_t max_signatures = 8;
 };
 
-// With true, every captured function runs eagerly at every call, so that a
-// debugger steps through it and its side effects happen each time (as
-// tf.config.run_functions_eagerly). GRADTAPE_RUN_EAGERLY=1 sets it at start.
+/// With true, every captured function runs eagerly at every call, so that a
+/// debugger steps through it and its side effects happen each time (as
+/// tf.config.run_functions_eagerly). GRADTAPE_RUN_EAGERLY=1 sets it at start.
 void run_functions_eagerly(bool eagerly);
+/// Whether captured functions run eagerly (run_functions_eagerly).
 [[nodiscard]] bool functions_run_eagerly();
 
 namespace detail {
@@ -194,7 +196,7 @@ void print_captures(std::ostream& out, const capture_state& state);
 
 }  // namespace detail
 
-// A function and its recordings: call it as the function.
+/// A function and its recordings: call it as the function.
 template <class F>
 class captured_function {
 public:
@@ -204,6 +206,8 @@ public:
     {
     }
 
+    /// Calls the function: the first call with a signature runs it eagerly
+    /// and records it, later calls with that signature replay the recording.
     template <class... Args>
     decltype(auto) operator()(const Args&... args)
     {
@@ -239,9 +243,10 @@ public:
         return static_cast<result_type>(run());
     }
 
-    // How many signatures have been recorded.
+    /// How many signatures have been recorded.
     [[nodiscard]] std::size_t signatures() const { return detail::signature_count(*state_); }
 
+    /// Each signature's steps: op, shapes, bytes and line.
     friend std::ostream& operator<<(std::ostream& out, const captured_function& captured)
     {
         detail::print_captures(out, *captured.state_);
@@ -253,6 +258,9 @@ private:
     std::shared_ptr<detail::capture_state> state_;
 };
 
+/// `function` captured: its first call with each signature records the ops
+/// it runs, later calls replay them without dispatch, shape rules or a tape
+/// (README, "Capture and replay").
 template <class F>
 [[nodiscard]] captured_function<std::decay_t<F>> capture(F&& function, capture_options options = {},
                                                          source_location site = source_location::current())

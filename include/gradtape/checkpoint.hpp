@@ -16,23 +16,25 @@
 
 namespace gradtape {
 
+/// @cond INTERNAL
 template <dtype T>
 class basic_layer;
 class optimizer;
+/// @endcond
 
-// Writes every variable as "<name>.npy" in an uncompressed .npz. The file is
-// written beside `path` and renamed over it, so a crash while saving leaves
-// the previous checkpoint whole. Names must be distinct.
+/// Writes every variable as "<name>.npy" in an uncompressed .npz. The file is
+/// written beside `path` and renamed over it, so a crash while saving leaves
+/// the previous checkpoint whole. Names must be distinct.
 void save_checkpoint(const std::filesystem::path& path, const std::vector<Variable>& variables,
                      source_location site = source_location::current());
 /// As save_checkpoint of float32 variables.
 void save_checkpoint(const std::filesystem::path& path, const std::vector<Variable64>& variables,
                      source_location site = source_location::current());
 
-// Assigns each variable the array of its name (float32 or float64 arrays are
-// converted to the variable's dtype). A missing name, a different shape, or a
-// file that is not an uncompressed .npz throws naming it, and then no
-// variable changes.
+/// Assigns each variable the array of its name (float32 or float64 arrays are
+/// converted to the variable's dtype). A missing name, a different shape, or a
+/// file that is not an uncompressed .npz throws naming it, and then no
+/// variable changes.
 void load_checkpoint(const std::filesystem::path& path, const std::vector<Variable>& variables,
                      source_location site = source_location::current());
 /// As load_checkpoint of float32 variables.

@@ -20,13 +20,13 @@ namespace detail {
 struct guard_count;
 }
 
-// Makes the first op whose value, or whose backward rule's gradient, holds a
-// NaN or an infinity throw numeric_error naming the op, its call site and the
-// count of bad elements; on every thread.
+/// Makes the first op whose value, or whose backward rule's gradient, holds a
+/// NaN or an infinity throw numeric_error naming the op, its call site and the
+/// count of bad elements; on every thread.
 void set_check_numerics(bool enabled);
 
-// The same on the calling thread, while the guard lives. A guard released on
-// another thread ends the checks of the thread that made it.
+/// The same on the calling thread, while the guard lives. A guard released on
+/// another thread ends the checks of the thread that made it.
 class [[nodiscard]] check_numerics {
 public:
     check_numerics();
@@ -38,15 +38,15 @@ private:
     std::shared_ptr<detail::guard_count> count_;
 };
 
-// Prints one line per executed op to stderr: op, shapes, call site, and
-// whether a tape recorded it. The environment variable GRADTAPE_TRACE=1
-// turns it on at startup.
+/// Prints one line per executed op to stderr: op, shapes, call site, and
+/// whether a tape recorded it. The environment variable GRADTAPE_TRACE=1
+/// turns it on at startup.
 void set_trace(bool enabled);
 
-// The instruction set the arithmetic kernels run with on this machine:
-// "avx512", "avx2" or "sse2" on x86-64. The environment variable
-// GRADTAPE_MAX_CPU_ISA=sse2|avx2|avx512 caps it, read at the first op; the
-// results are the same on every path.
+/// The instruction set the arithmetic kernels run with on this machine:
+/// "avx512", "avx2" or "sse2" on x86-64. The environment variable
+/// GRADTAPE_MAX_CPU_ISA=sse2|avx2|avx512 caps it, read at the first op; the
+/// results are the same on every path.
 [[nodiscard]] std::string_view simd_instruction_set();
 
 }  // namespace gradtape

@@ -31,3 +31,8 @@
 #include "tensor.hpp"
 #include "training.hpp"
 #include "variable.hpp"
+
+/// Eager tensors, a thread-local gradient tape, layers and optimizers: every
+/// public name of the library (`namespace gt = gradtape;` in the examples).
+namespace gradtape {
+}

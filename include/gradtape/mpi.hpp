@@ -34,19 +34,21 @@
 
 namespace gradtape::mpi {
 
-// MPI for the program's life: MPI_Init_thread (the funneled level: only
-// the thread that made it calls MPI) and MPI_Finalize. While it lives, an
-// exception that escapes (std::terminate) or passes through its destructor
-// ends the whole job with this rank's message, instead of leaving the other
-// ranks waiting in their next collective. One per program.
+/// MPI for the program's life: MPI_Init_thread (the funneled level: only
+/// the thread that made it calls MPI) and MPI_Finalize. While it lives, an
+/// exception that escapes (std::terminate) or passes through its destructor
+/// ends the whole job with this rank's message, instead of leaving the other
+/// ranks waiting in their next collective. One per program.
 class environment {
 public:
+    /// Initialises MPI with the program's arguments (MPI_Init_thread).
     environment(int& argc, char**& argv);
+    /// Finalises MPI, after every rank has arrived.
     ~environment();
     environment(const environment&) = delete;
     environment& operator=(const environment&) = delete;
 
-    // Ends every rank of the job at once, printing `why` with this rank's number.
+    /// Ends every rank of the job at once, printing `why` with this rank's number.
     [[noreturn]] static void abort(const std::string& why);
 };
 
@@ -69,9 +71,9 @@ public:
     return rank() == 0;
 }
 
-// Every rank's variables take root's values. Every rank must hold the same
-// names and shapes in the same order: a difference is an argument_error on
-// every rank, naming the first rank and variable that differ.
+/// Every rank's variables take root's values. Every rank must hold the same
+/// names and shapes in the same order: a difference is an argument_error on
+/// every rank, naming the first rank and variable that differ.
 template <dtype T>
 void broadcast_variables(const std::vector<basic_variable<T>>& variables, int root = 0,
                          source_location site = source_location::current());
@@ -80,10 +82,10 @@ template <dtype T>
 void broadcast_variables(const basic_layer<T>& model, int root = 0,
                          source_location site = source_location::current());
 
-// The mean over ranks of each tensor. Tensors under 1 MiB are packed into
-// buffers of at most fusion_bytes, each summed by one allreduce (Horovod's
-// tensor fusion); a larger one is summed in a buffer of its own. Every rank
-// must pass tensors of the same shapes in the same order.
+/// The mean over ranks of each tensor. Tensors under 1 MiB are packed into
+/// buffers of at most fusion_bytes, each summed by one allreduce (Horovod's
+/// tensor fusion); a larger one is summed in a buffer of its own. Every rank
+/// must pass tensors of the same shapes in the same order.
 inline constexpr std::size_t fusion_bytes = std::size_t{64} << 20;
 template <dtype T>
 [[nodiscard]] std::vector<basic_tensor<T>> allreduce_mean(const std::vector<basic_tensor<T>>& tensors,
@@ -108,16 +110,19 @@ template <dtype T>
                                                           const source_location& site);
 }  // namespace detail
 
-// An optimizer whose updates use the gradients averaged over every rank,
-// so that every rank's variables stay equal. It wraps one of the library's
-// optimizers, which keeps the state (and goes into checkpoints). Each step
-// takes this rank's row count, over which its loss is a mean: each rank's
-// gradient is weighted by it, so that any number of processes takes the
-// step one process would take on the whole batch, whatever its size.
+/// An optimizer whose updates use the gradients averaged over every rank,
+/// so that every rank's variables stay equal. It wraps one of the library's
+/// optimizers, which keeps the state (and goes into checkpoints). Each step
+/// takes this rank's row count, over which its loss is a mean: each rank's
+/// gradient is weighted by it, so that any number of processes takes the
+/// step one process would take on the whole batch, whatever its size.
 class distributed_optimizer {
 public:
+    /// Wraps `inner`, which applies the averaged gradients.
     explicit distributed_optimizer(optimizer& inner) : inner_(inner) {}
 
+    /// Averages this rank's gradients, of a batch of `rows`, with the other
+    /// ranks' and applies the average with the inner optimizer.
     template <dtype T>
     void apply_gradients(const std::vector<basic_tensor<T>>& gradients, const std::vector<basic_variable<T>>& variables,
                          std::size_t rows, source_location site = source_location::current())
@@ -125,10 +130,10 @@ public:
         step(gradients, variables, rows, nullptr, site);
     }
 
-    // As optimizer::minimize(loss_fn, model): this rank's loss, a mean over
-    // its `rows` (batch.rows.size()), its gradient averaged over the ranks.
-    // Where the loss or its gradient fails on one rank, the step ends on
-    // every rank, with that rank's message, and no variable changes.
+    /// As optimizer::minimize(loss_fn, model): this rank's loss, a mean over
+    /// its `rows` (batch.rows.size()), its gradient averaged over the ranks.
+    /// Where the loss or its gradient fails on one rank, the step ends on
+    /// every rank, with that rank's message, and no variable changes.
     template <class LossFn, dtype T>
     basic_tensor<T> minimize(LossFn&& loss_fn, const basic_layer<T>& model, std::size_t rows,
                              source_location site = source_location::current())
@@ -144,8 +149,9 @@ public:
         return computed.loss;
     }
 
+    /// The optimizer that applies the steps.
     [[nodiscard]] optimizer& inner() noexcept { return inner_; }
-    // Time spent averaging gradients so far: the allreduce's share of the steps.
+    /// Time spent averaging gradients so far: the allreduce's share of the steps.
     [[nodiscard]] std::chrono::duration<double> communication_time() const noexcept { return communication_; }
 
 private:

@@ -31,27 +31,36 @@ struct tape_state;
 struct guard_count;
 }
 
+/// How a GradientTape records (TensorFlow's GradientTape arguments).
 struct tape_options {
-    // A persistent tape answers gradient() any number of times and keeps its
-    // entries until it is destroyed or reset(); otherwise it answers once and
-    // releases each entry as soon as the backward pass has used it.
+    /// A persistent tape answers gradient() any number of times and keeps its
+    /// entries until it is destroyed or reset(); otherwise it answers once and
+    /// releases each entry as soon as the backward pass has used it.
     bool persistent = false;
+    /// Whether every trainable variable an op reads is watched without watch().
     bool watch_accessed_variables = true;
 };
 
-// What gradient() gives a watched source that the target does not depend on,
-// as TensorFlow's UnconnectedGradients: an undefined tensor (none, the
-// default, so that a loop that would train nothing fails where the gradient
-// is used: an optimizer refuses it, naming the variable), or zeros.
+/// What gradient() gives a watched source that the target does not depend on,
+/// as TensorFlow's UnconnectedGradients: an undefined tensor (none, the
+/// default, so that a loop that would train nothing fails where the gradient
+/// is used: an optimizer refuses it, naming the variable), or zeros.
 enum class unconnected_gradients { none, zero };
 
+/// Records, from its construction to its destruction, the ops of this thread
+/// that read a watched tensor or variable, and answers gradient() by a reverse
+/// pass over them. Tapes nest: an outer tape records the ops of an inner
+/// tape's backward pass, which gives higher derivatives.
 class GradientTape {
 public:
+    /// Starts recording on this thread.
     explicit GradientTape(tape_options options = {});
     ~GradientTape();
     GradientTape(const GradientTape&) = delete;
     GradientTape& operator=(const GradientTape&) = delete;
 
+    /// Records the ops that read `tensor` from now on, so that gradient() can
+    /// differentiate with respect to it.
     template <dtype T>
     void watch(const basic_tensor<T>& tensor, source_location site = source_location::current());
 
@@ -73,8 +82,8 @@ public:
         return gradient_of<T, S>(target, std::span(&only, 1), output_gradient, unconnected, site).front();
     }
 
-    // One gradient per source, in order. Sources are any range of tensors or
-    // of variables, or a braced list: tape.gradient(loss, {w, b}).
+    /// One gradient per source, in order. Sources are any range of tensors or
+    /// of variables, or a braced list: tape.gradient(loss, {w, b}).
     template <dtype T, class Sources>
         requires std::ranges::input_range<Sources> &&
                  std::is_base_of_v<basic_tensor<typename std::ranges::range_value_t<Sources>::value_type>,
@@ -91,7 +100,7 @@ public:
         }
         return gradient_of<T, S>(target, pointers, output_gradient, unconnected, site);
     }
-    // Holds references, so that a braced list of variables is not copied.
+    /// Holds references, so that a braced list of variables is not copied.
     template <dtype T, dtype S = T>
     [[nodiscard]] std::vector<basic_tensor<S>> gradient(
         const basic_tensor<T>& target,
@@ -106,9 +115,9 @@ public:
         return gradient_of<T, S>(target, pointers, output_gradient, unconnected, site);
     }
 
-    // d target[i...] / d source[j...] for every element pair: the result's shape
-    // is target's shape followed by source's (zeros where the target does not
-    // depend on the source). One backward pass per target element.
+    /// d target[i...] / d source[j...] for every element pair: the result's shape
+    /// is target's shape followed by source's (zeros where the target does not
+    /// depend on the source). One backward pass per target element.
     template <dtype T, class Source>
         requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
     [[nodiscard]] basic_tensor<typename Source::value_type> jacobian(
@@ -117,9 +126,9 @@ public:
     {
         return jacobian_of<T, typename Source::value_type>(target, source, false, site);
     }
-    // For target and source whose first dimension is a batch of independent
-    // examples: d target[b, i...] / d source[b, j...], of shape
-    // (batch, target's other dimensions..., source's other dimensions...).
+    /// For target and source whose first dimension is a batch of independent
+    /// examples: d target[b, i...] / d source[b, j...], of shape
+    /// (batch, target's other dimensions..., source's other dimensions...).
     template <dtype T, class Source>
         requires std::is_base_of_v<basic_tensor<typename Source::value_type>, Source>
     [[nodiscard]] basic_tensor<typename Source::value_type> batch_jacobian(
@@ -159,21 +168,22 @@ private:
     std::shared_ptr<detail::tape_state> state_;
 };
 
-// An op whose gradient the caller defines: forward(inputs) computes the
-// result (nothing inside it is recorded), backward(grad, inputs, result)
-// returns one gradient per input (an undefined tensor for none). Both run
-// with gradtape ops, so that nested tapes differentiate the backward too.
-//
-//   auto clipped = gradtape::custom_gradient(
-//       {x}, [](const auto& in) { return in[0]; },
-//       [](const auto& grad, const auto&, const auto&) { return std::vector{gradtape::clip_by_value(grad, -1.f, 1.f)}; });
+/// An op whose gradient the caller defines: forward(inputs) computes the
+/// result (nothing inside it is recorded), backward(grad, inputs, result)
+/// returns one gradient per input (an undefined tensor for none). Both run
+/// with gradtape ops, so that nested tapes differentiate the backward too.
+///
+///   auto clipped = gradtape::custom_gradient(
+///       {x}, [](const auto& in) { return in[0]; },
+///       [](const auto& grad, const auto&, const auto&) { return std::vector{gradtape::clip_by_value(grad, -1.f, 1.f)}; });
 template <dtype T>
 using custom_forward = std::function<basic_tensor<T>(const std::vector<basic_tensor<T>>& inputs)>;
+/// The gradients of custom_gradient's inputs from the result's gradient.
 template <dtype T>
 using custom_backward = std::function<std::vector<basic_tensor<T>>(
     const basic_tensor<T>& grad, const std::vector<basic_tensor<T>>& inputs, const basic_tensor<T>& result)>;
 
-// The dtype comes from the inputs alone, so that lambdas convert.
+/// The dtype comes from the inputs alone, so that lambdas convert.
 template <dtype T>
 [[nodiscard]] basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
                                               const std::type_identity_t<custom_forward<T>>& forward,
@@ -189,9 +199,9 @@ template <dtype T>
     return custom_gradient(std::vector<basic_tensor<T>>(inputs), forward, backward, site);
 }
 
-// While the returned guard lives, no tape of the thread that made it records
-// anything. A guard released on another thread (moved there in a
-// unique_ptr, say) ends the pause of the thread that made it.
+/// While the returned guard lives, no tape of the thread that made it records
+/// anything. A guard released on another thread (moved there in a
+/// unique_ptr, say) ends the pause of the thread that made it.
 class [[nodiscard]] recording_pause {
 public:
     recording_pause();
@@ -203,6 +213,8 @@ private:
     std::shared_ptr<detail::guard_count> count_;
 };
 
+/// Pauses this thread's tapes until the returned guard is destroyed
+/// (TensorFlow's tape.stop_recording()).
 [[nodiscard]] recording_pause stop_recording();
 
 }  // namespace gradtape

@@ -25,7 +25,9 @@
 
 namespace gradtape {
 
+/// A tensor's dimensions: xt::xarray's own shape type.
 using shape_type = xt::dynamic_shape<std::size_t>;
+/// A tensor's identity on tapes (basic_tensor::id).
 using tensor_id = std::uint64_t;
 
 template <class T>
@@ -34,8 +36,8 @@ concept dtype = std::same_as<T, float> || std::same_as<T, double>;
 template <dtype T>
 class basic_tensor;
 
-using Tensor = basic_tensor<float>;
-using Tensor64 = basic_tensor<double>;
+using Tensor = basic_tensor<float>;     ///< A float32 tensor.
+using Tensor64 = basic_tensor<double>;  ///< A float64 tensor.
 
 namespace detail {
 
@@ -96,11 +98,12 @@ void check_capture_read(const void* node, const variable_info* variable_storage,
 
 }  // namespace detail
 
-// An operand together with the line of the caller's code that applies an
-// operator to it: operators cannot take a defaulted source_location, but a
-// converting constructor can.
+/// An operand together with the line of the caller's code that applies an
+/// operator to it: operators cannot take a defaulted source_location, but a
+/// converting constructor can.
 template <dtype T>
 struct located_tensor {
+    /// Takes the operand and the line of the expression that uses it.
     located_tensor(const basic_tensor<T>& operand,
                    source_location where = source_location::current())
         : tensor(operand), site(where)
@@ -110,11 +113,11 @@ struct located_tensor {
     source_location site;           ///< The caller's line.
 };
 
-// The elementwise functions of two tensors, which broadcast as NumPy does,
-// each beside its gradients for a and for b, with y the result (the core sums
-// a gradient over the dimensions broadcasting added). The operators below
-// call the first four. The second operand converts: add(x, 1.0),
-// multiply(x, w) with a variable w.
+/// The elementwise functions of two tensors, which broadcast as NumPy does,
+/// each beside its gradients for a and for b, with y the result (the core sums
+/// a gradient over the dimensions broadcasting added). The operators below
+/// call the first four. The second operand converts: add(x, 1.0),
+/// multiply(x, w) with a variable w.
 #define GRADTAPE_BINARY_OPS(X)                                                                       \
     X(add)      /* grad; grad                                                                 */ \
     X(subtract) /* grad; -grad                                                                */ \
@@ -134,38 +137,50 @@ struct located_tensor {
 /// y = f(a, b) at every element of a and b broadcast together, as NumPy's
 /// function of that name; each gradient is in the table of GRADTAPE_BINARY_OPS.
 GRADTAPE_BINARY_OPS(GRADTAPE_DECLARE_BINARY)
+/// @}
 #undef GRADTAPE_DECLARE_BINARY
 
+/// -x: gradient -grad.
 template <dtype T>
 [[nodiscard]] basic_tensor<T> negative(const basic_tensor<T>& x,
                                        source_location site = source_location::current());
 
+/// An immutable value of dtype T (float for gradtape::Tensor, double for
+/// gradtape::Tensor64), computed when the op that makes it returns, and
+/// recorded on every tape of the calling thread that watches one of the op's
+/// inputs. Cheap to copy: copies share the value.
 template <dtype T>
 class basic_tensor {
 public:
-    using value_type = T;
+    using value_type = T;  ///< The element type, float or double.
 
-    // An undefined tensor: it holds no value, and every access but defined() throws.
+    /// An undefined tensor: it holds no value, and every access but defined() throws.
     basic_tensor() = default;
+    /// A tensor holding `value`, moved in.
     basic_tensor(xt::xarray<T> value) : node_(detail::make_node(std::move(value))) {}
+    /// A tensor holding an xtensor expression of the same element type, evaluated now.
     template <class E>
         requires(xt::is_xexpression<E>::value && !std::same_as<E, xt::xarray<T>> &&
                  std::same_as<typename E::value_type, T>)
     basic_tensor(const E& expression) : basic_tensor(xt::xarray<T>(expression))
     {
     }
+    /// A tensor of shape () holding `scalar`.
     basic_tensor(T scalar) : basic_tensor(xt::xarray<T>(scalar)) {}
 
-    // Copying a variable into a tensor reads it: the copy keeps the value of
-    // that moment, whatever assign() does later.
+    /// Copying a variable into a tensor reads it: the copy keeps the value of
+    /// that moment, whatever assign() does later.
     basic_tensor(const basic_tensor& other) : node_(detail::read(other.node_)) {}
+    /// Takes other's value; other is left undefined (a moved variable is read instead).
     basic_tensor(basic_tensor&& other) : node_(take(other)) {}
+    /// Shares other's value (reading it, if other is a variable); a variable refuses to be rebound.
     basic_tensor& operator=(const basic_tensor& other)
     {
         refuse_rebinding_variable();
         node_ = detail::read(other.node_);
         return *this;
     }
+    /// Takes other's value; a variable refuses to be rebound.
     basic_tensor& operator=(basic_tensor&& other)
     {
         refuse_rebinding_variable();
@@ -174,6 +189,7 @@ public:
     }
     ~basic_tensor() = default;
 
+    /// Whether the tensor holds a value.
     [[nodiscard]] bool defined() const noexcept { return node_ != nullptr; }
     /// Of a variable, the value as it is now, until its next write: on a
     /// thread other than the writer's, read the variable into a tensor first
@@ -186,11 +202,13 @@ public:
         }
         return (node.is_variable_storage ? *node.current : node).value;
     }
+    /// The dimensions, outermost first; () for a scalar.
     [[nodiscard]] const shape_type& shape() const
     {
         const detail::tensor_node<T>& node = checked_node();
         return node.is_variable_storage ? node.variable->shape : node.value.shape();
     }
+    /// The number of elements: the product of the dimensions.
     [[nodiscard]] std::size_t size() const
     {
         std::size_t count = 1;
@@ -199,6 +217,7 @@ public:
         }
         return count;
     }
+    /// The number of dimensions (the rank).
     [[nodiscard]] std::size_t dimension() const { return shape().size(); }
     /// The value of a tensor that holds exactly one element, whatever its shape.
     [[nodiscard]] T item(source_location site = source_location::current()) const
@@ -209,23 +228,39 @@ public:
         }
         return *v.data();
     }
-    // Identity as the tape sees it: a variable and every read of it share one id.
+    /// Identity as the tape sees it: a variable and every read of it share one id.
     [[nodiscard]] tensor_id id() const { return checked_node().id; }
 
+    // Each records its op with the line of the expression; a scalar operand
+    // is a tensor of shape (), and operands broadcast as NumPy's do.
+    /// a + b: add(a, b).
     friend basic_tensor operator+(located_tensor<T> a, const basic_tensor& b) { return add(a.tensor, b, a.site); }
+    /// a - b: subtract(a, b).
     friend basic_tensor operator-(located_tensor<T> a, const basic_tensor& b) { return subtract(a.tensor, b, a.site); }
+    /// a * b: multiply(a, b).
     friend basic_tensor operator*(located_tensor<T> a, const basic_tensor& b) { return multiply(a.tensor, b, a.site); }
+    /// a / b: divide(a, b).
     friend basic_tensor operator/(located_tensor<T> a, const basic_tensor& b) { return divide(a.tensor, b, a.site); }
+    /// a + b (a scalar): add(a, b).
     friend basic_tensor operator+(located_tensor<T> a, T b) { return add(a.tensor, basic_tensor(b), a.site); }
+    /// a - b (a scalar): subtract(a, b).
     friend basic_tensor operator-(located_tensor<T> a, T b) { return subtract(a.tensor, basic_tensor(b), a.site); }
+    /// a * b (a scalar): multiply(a, b).
     friend basic_tensor operator*(located_tensor<T> a, T b) { return multiply(a.tensor, basic_tensor(b), a.site); }
+    /// a / b (a scalar): divide(a, b).
     friend basic_tensor operator/(located_tensor<T> a, T b) { return divide(a.tensor, basic_tensor(b), a.site); }
+    /// a (a scalar) + b: add(a, b).
     friend basic_tensor operator+(T a, located_tensor<T> b) { return add(basic_tensor(a), b.tensor, b.site); }
+    /// a (a scalar) - b: subtract(a, b).
     friend basic_tensor operator-(T a, located_tensor<T> b) { return subtract(basic_tensor(a), b.tensor, b.site); }
+    /// a (a scalar) * b: multiply(a, b).
     friend basic_tensor operator*(T a, located_tensor<T> b) { return multiply(basic_tensor(a), b.tensor, b.site); }
+    /// a (a scalar) / b: divide(a, b).
     friend basic_tensor operator/(T a, located_tensor<T> b) { return divide(basic_tensor(a), b.tensor, b.site); }
+    /// -x: negative(x).
     friend basic_tensor operator-(located_tensor<T> x) { return negative(x.tensor, x.site); }
 
+    /// @cond INTERNAL
 protected:
     friend struct detail::tensor_access;
     struct share_node_t {};
@@ -233,6 +268,7 @@ protected:
     basic_tensor(share_node_t, std::shared_ptr<detail::tensor_node<T>> node) : node_(std::move(node)) {}
 
     std::shared_ptr<detail::tensor_node<T>> node_;
+    /// @endcond
 
 private:
     static std::shared_ptr<detail::tensor_node<T>> take(basic_tensor& other)
@@ -257,8 +293,8 @@ private:
     }
 };
 
-// NumPy-like text: dtype, shape and values, summarised when large; a value
-// read from a variable also shows the variable's name.
+/// NumPy-like text: dtype, shape and values, summarised when large; a value
+/// read from a variable also shows the variable's name.
 template <dtype T>
 std::ostream& operator<<(std::ostream& out, const basic_tensor<T>& tensor);
 
@@ -324,7 +360,7 @@ template <dtype T>
 {
     return basic_tensor<T>(std::move(value));
 }
-// A shape whose array could not be allocated throws shape_error.
+/// A shape whose array could not be allocated throws shape_error.
 template <dtype T = float>
 [[nodiscard]] basic_tensor<T> fill(const shape_type& shape, T value,
                                    source_location site = source_location::current());

@@ -4,10 +4,10 @@
 //
 // Note [The layer contract]
 // A layer is a layer_node subclass with two members:
-//   void build(const shape_type& input, const std::source_location& site);
+//   void build(const shape_type& input, const source_location& site);
 //       makes the variables (make_variable, named by the layer's path) for
 //       inputs of this shape, and sets `spec`, the shapes the layer then takes;
-//   basic_tensor<T> call(const basic_tensor<T>& input, bool training, const std::source_location& site);
+//   basic_tensor<T> call(const basic_tensor<T>& input, bool training, const source_location& site);
 //       runs the layer in gradtape ops, so that tapes record it.
 // run() builds on the first call and checks every later input against spec;
 // the first call is all or nothing (Note [A layer's first call]), and no

@@ -45,7 +45,7 @@ void store_gradient(any_tensor& slot, Gradient&& gradient)
 //   using input_type = U;               unless it says otherwise, as cast does)
 //   static constexpr std::string_view name;
 //   static constexpr saved saves;       which of inputs and output backward reads
-//   shape_type shape(const std::source_location& site, const shape_type&... inputs) const;
+//   shape_type shape(const source_location& site, const shape_type&... inputs) const;
 //       validates the inputs and gives the output's shape, throwing the error
 //       that names the op, the shapes and the site; or gives a plan for the
 //       kernel, which holds that shape (output_shape()), so that the kernel
