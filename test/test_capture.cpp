@@ -443,7 +443,7 @@ TEST_CASE("50 replayed CNN steps with dropout and batch normalization match eage
             captured);
     });
     gt::minibatches<float> batches({images}, {labels}, {.batch_size = 8});
-    for (int epoch = 0, steps = 0; steps < 50; ++epoch) {
+    for (int steps = 0; steps < 50;) {
         // Both draw their shuffles and dropout masks from one generator: each step's draws are made
         // from the same state for the eager model and for the captured one.
         for (const auto& batch : batches) {

@@ -423,10 +423,16 @@ struct top_k_op {
         for (std::size_t r = 0; r < rows; ++r) {
             const T* row = x.data() + r * length;
             std::iota(order.begin(), order.end(), std::size_t{0});
-            // Largest first, a NaN before any number; stable, so equal ones keep their order.
-            std::stable_sort(order.begin(), order.end(), [row](std::size_t a, std::size_t b) {
+            // Largest first, a NaN before any number, equal ones by index. Only
+            // the first k are sorted (std::stable_sort also needs a temporary
+            // buffer, through an API libstdc++ 12 marks deprecated for Clang 19).
+            const auto before = [row](std::size_t a, std::size_t b) {
                 return (std::isnan(row[a]) && !std::isnan(row[b])) || row[a] > row[b];
-            });
+            };
+            std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(k), order.end(),
+                              [&before](std::size_t a, std::size_t b) {
+                                  return before(a, b) || (!before(b, a) && a < b);
+                              });
             for (std::size_t j = 0; j < k; ++j) {
                 routes.flat(r * k + j) = std::int64_t(r * length + order[j]);
                 out.flat(r * k + j) = row[order[j]];

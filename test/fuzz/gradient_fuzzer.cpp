@@ -315,7 +315,7 @@ private:
             }
             return {"leaky_relu(" + o.va + ", 0.3)", [a = o.a](const pool_type& p) { return gt::leaky_relu(p[a], 0.3); }};
         },
-        [this](const operands& o) -> candidate_type {
+        [](const operands& o) -> candidate_type {
             [[maybe_unused]] const auto& [a, b, x, y, va, vb, low] = o;
             if (distance_to(x, -0.5) < 1e-3 || distance_to(x, 0.7) < 1e-3) {
                 return {};
@@ -356,7 +356,7 @@ private:
             return {"expand_dims(" + va + ", " + std::to_string(axis) + ")",
                     [a, axis](const pool_type& p) { return gt::expand_dims(p[a], axis); }};
         },
-        [this](const operands& o) -> candidate_type {
+        [](const operands& o) -> candidate_type {
             [[maybe_unused]] const auto& [a, b, x, y, va, vb, low] = o;
             return {"squeeze(" + va + ")", [a](const pool_type& p) { return gt::squeeze(p[a]); }};
         },
@@ -436,7 +436,7 @@ private:
             return {"matmul(" + va + ", " + vb + ", transpose_b)",
                     [a, b](const pool_type& p) { return gt::matmul(p[a], p[b], {.transpose_b = true}); }};
         },
-        [this](const operands& o) -> candidate_type {
+        [](const operands& o) -> candidate_type {
             [[maybe_unused]] const auto& [a, b, x, y, va, vb, low] = o;
             if (y.dimension() < 1) {
                 return {};
@@ -491,7 +491,7 @@ private:
         windowed_row("max_pool2d", [](const Tensor64& image, const Tensor64&, const gt::conv2d_options& options) {
             return gt::max_pool2d(image, {{2, 2}, options.strides, options.padding});
         }),
-        [this](const operands& o) -> candidate_type {
+        [](const operands& o) -> candidate_type {
             // 1x1 filters from another value of the pool, so that their gradient is checked too.
             if (o.x.dimension() != 3 || o.y.dimension() != 2 || o.y.shape()[0] != o.x.shape()[2]) {
                 return {};

@@ -31,7 +31,13 @@ NO_LIBRARY_DEBUG_INFO = ('(its %s needs the debug information of libgradtape: '
 
 TENSOR_TYPE = re.compile(r'^gradtape::basic_(tensor|variable)<(float|double)>$')
 TAPE_TYPE = 'gradtape::GradientTape'
-LAYER_TYPE = re.compile(r'^gradtape::basic_layer<(float|double)>$')
+# The layer handles by name: a program built by Clang carries only the
+# declarations of the library's classes (the library holds their
+# definitions), so a model's base classes may have to be recognised so.
+LAYER_TYPE = re.compile(r'^gradtape::basic_(layer|model|sequential|dense|conv1d|conv2d|conv2d_transpose|'
+                        r'depthwise_conv2d|max_pool2d|average_pool2d|global_average_pooling2d|flatten|dropout|'
+                        r'activation_layer|batch_normalization|layer_normalization|embedding|multi_head_attention|'
+                        r'recurrent_layer|simple_rnn|lstm|gru|bidirectional)<(float|double)>$')
 ARRAY_TYPE = re.compile(r'^xt::xarray_container<xt::uvector<([a-z ]+?), ')
 ELEMENT_TYPES = {
     'long': 'int64', 'long int': 'int64', 'long long': 'int64', 'int': 'int32', 'unsigned long': 'uint64',

@@ -44,12 +44,12 @@ class Printer:
 
 
 def _is_layer(type_):
-    """Whether a class is gradtape::basic_layer<T> or derives from it (a
+    """Whether a class is one of the layer handles or derives from one (a
     model written as a class, a Dense handle)."""
-    if type_.code != gdb.TYPE_CODE_STRUCT:
-        return False
     if LAYER_TYPE.match(str(type_)):
         return True
+    if type_.code != gdb.TYPE_CODE_STRUCT:
+        return False
     return any(field.is_base_class and _is_layer(field.type.strip_typedefs()) for field in type_.fields())
 
 

@@ -186,7 +186,7 @@ def _type_name(sbtype):
 
 
 def _is_layer_type(sbtype):
-    """Whether a class is gradtape::basic_layer<T> or derives from it (a
+    """Whether a class is one of the layer handles or derives from one (a
     model written as a class, a Dense handle)."""
     if LAYER_TYPE.match(_type_name(sbtype)):
         return True
@@ -208,7 +208,7 @@ def is_array(sbtype, internal_dict):
 
 
 def is_layer(sbtype, internal_dict):
-    return sbtype.GetCanonicalType().GetTypeClass() & lldb.eTypeClassClass and _is_layer_type(sbtype)
+    return _is_layer_type(sbtype)
 
 
 def _guarded(summary):
