@@ -72,13 +72,40 @@ class _Type:
         return self.sbtype.GetName()
 
 
+def _member(sbvalue, name):
+    """A member, looked for in the base classes too, completed where the
+    program only declares them (a model of one's own derives from the
+    library's basic_model)."""
+    child = sbvalue.GetChildMemberWithName(name)
+    if child.IsValid() or sbvalue.GetLoadAddress() == lldb.LLDB_INVALID_ADDRESS:
+        return child
+    canonical = sbvalue.GetType().GetCanonicalType()
+    for i in range(canonical.GetNumberOfDirectBaseClasses()):
+        base = canonical.GetDirectBaseClassAtIndex(i)
+        address = sbvalue.GetLoadAddress() + base.GetOffsetInBytes()
+        base_value = sbvalue.CreateValueFromAddress('base', address, _complete(base.GetType()))
+        found = _member(base_value.GetNonSyntheticValue(), name)
+        if found.IsValid():
+            return found
+    return child
+
+
 class _Value:
     def __init__(self, sbvalue):
         if not sbvalue.IsValid() or sbvalue.GetError().Fail():
             raise Error(str(sbvalue.GetError()))
         # The raw members of the static type, as gdb reads them: not the
         # children formatters show, nor the class LLDB guesses from a vtable.
-        self.sbvalue = sbvalue.GetStaticValue().GetNonSyntheticValue()
+        sbvalue = sbvalue.GetStaticValue().GetNonSyntheticValue()
+        declared = sbvalue.GetType().GetCanonicalType()
+        complete = _complete(declared)
+        if (not declared.IsTypeComplete() and complete.IsTypeComplete()
+                and sbvalue.GetLoadAddress() != lldb.LLDB_INVALID_ADDRESS):
+            # Declared only, in the program's debug information (Clang emits
+            # a class where its constructor is): read it as the library's.
+            sbvalue = sbvalue.CreateValueFromAddress(sbvalue.GetName() or 'value', sbvalue.GetLoadAddress(),
+                                                     complete).GetNonSyntheticValue()
+        self.sbvalue = sbvalue
 
     @property
     def type(self):
@@ -91,7 +118,7 @@ class _Value:
     def __getitem__(self, key):
         if isinstance(key, int):
             return _Value(self.sbvalue.GetChildAtIndex(key))
-        child = self.sbvalue.GetChildMemberWithName(key)
+        child = _member(self.sbvalue, key)
         if not child.IsValid():
             raise Error('no member %s in %s' % (key, self.sbvalue.GetTypeName()))
         return _Value(child)
