@@ -8,7 +8,7 @@
 //
 //   gt::Tensor affine(const gt::Tensor& x, gt::source_location site = gt::source_location::current())
 //   {
-//       return gt::matmul(x, w, site) + b;
+//       return gt::add(gt::matmul(x, w, {}, site), b, site);
 //   }
 #pragma once
 
