@@ -18,6 +18,7 @@
 #include "datasets.hpp"
 #include "debug.hpp"
 #include "error.hpp"
+#include "forward.hpp"
 #include "gradcheck.hpp"
 #include "layers.hpp"
 #include "memory.hpp"

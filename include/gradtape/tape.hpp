@@ -199,6 +199,31 @@ template <dtype T>
     return custom_gradient(std::vector<basic_tensor<T>>(inputs), forward, backward, site);
 }
 
+/// A function of one tensor, as recompute_grad, jvp and hvp take it.
+template <dtype T>
+using tensor_function = std::function<basic_tensor<T>(const basic_tensor<T>&)>;
+
+/// f, computed so that its activations are not kept (tf.recompute_grad,
+/// torch.utils.checkpoint): a tape records one entry holding f's input and
+/// the variables f read, and its backward pass runs f again under a tape of
+/// its own. The random state is saved and restored around the rerun, so that
+/// dropout gets the same masks and the generator ends where a plain step
+/// leaves it; layers run in the training mode of the first call. Gradients
+/// equal those of f itself, at every order. A layer that writes a variable
+/// while it runs (batch normalization's moving statistics in training) writes
+/// it again in the rerun.
+template <dtype T>
+[[nodiscard]] tensor_function<T> recompute_grad(tensor_function<T> f, source_location site = source_location::current());
+/// recompute_grad of a callable taking a Tensor or a Tensor64.
+template <class F>
+    requires(!std::is_same_v<std::decay_t<F>, tensor_function<float>> &&
+             !std::is_same_v<std::decay_t<F>, tensor_function<double>>)
+[[nodiscard]] auto recompute_grad(F f, source_location site = source_location::current())
+{
+    using T = std::conditional_t<std::is_invocable_v<F&, const basic_tensor<float>&>, float, double>;
+    return recompute_grad<T>(tensor_function<T>(std::move(f)), site);
+}
+
 /// While the returned guard lives, no tape of the thread that made it records
 /// anything. A guard released on another thread (moved there in a
 /// unique_ptr, say) ends the pause of the thread that made it.
@@ -213,8 +238,8 @@ private:
     std::shared_ptr<detail::guard_count> count_;
 };
 
-/// Pauses this thread's tapes until the returned guard is destroyed
-/// (TensorFlow's tape.stop_recording()).
+/// Pauses this thread's tapes and ForwardAccumulators until the returned
+/// guard is destroyed (TensorFlow's tape.stop_recording()).
 [[nodiscard]] recording_pause stop_recording();
 
 }  // namespace gradtape

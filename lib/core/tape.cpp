@@ -83,6 +83,7 @@ struct thread_tapes {
     std::shared_ptr<guard_count> pauses;
     const source_location* backward_site = nullptr;
     std::string_view backward_op;
+    bool in_tangent = false;
 
     thread_tapes() = default;
     thread_tapes(const thread_tapes&) = delete;
@@ -307,17 +308,25 @@ std::string_view backward_op()
     return this_thread.backward_op;
 }
 
-backward_attribution::backward_attribution(std::string_view op, const source_location* site)
-    : saved_site_(this_thread.backward_site), saved_op_(this_thread.backward_op)
+bool in_tangent_rule()
+{
+    return this_thread.in_tangent;
+}
+
+backward_attribution::backward_attribution(std::string_view op, const source_location* site, bool tangent)
+    : saved_site_(this_thread.backward_site), saved_op_(this_thread.backward_op),
+      saved_tangent_(this_thread.in_tangent)
 {
     this_thread.backward_site = site;
     this_thread.backward_op = op;
+    this_thread.in_tangent = tangent;
 }
 
 backward_attribution::~backward_attribution()
 {
     this_thread.backward_site = saved_site_;
     this_thread.backward_op = saved_op_;
+    this_thread.in_tangent = saved_tangent_;
 }
 
 bool tapes_active()
@@ -328,6 +337,11 @@ bool tapes_active()
 bool tape_recording()
 {
     return tapes_active() && !raised(this_thread.pauses);
+}
+
+bool recording_paused()
+{
+    return !tapes_gone && raised(this_thread.pauses);
 }
 
 }  // namespace detail

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -189,12 +190,14 @@ basic_tensor<T> sum_to_shape(const basic_tensor<T>& gradient, const shape_type& 
 const source_location* backward_site();
 // The name of that forward op, or empty.
 std::string_view backward_op();
+// Whether that rule is the op's tangent rule rather than its backward rule.
+bool in_tangent_rule();
 
 // While it lives, the ops this thread runs are attributed to the backward
 // rule of `op`, called at `site` (a backward pass, or a replay of one).
 class backward_attribution {
 public:
-    backward_attribution(std::string_view op, const source_location* site);
+    backward_attribution(std::string_view op, const source_location* site, bool tangent = false);
     ~backward_attribution();
     backward_attribution(const backward_attribution&) = delete;
     backward_attribution& operator=(const backward_attribution&) = delete;
@@ -202,6 +205,7 @@ public:
 private:
     const source_location* saved_site_;
     std::string_view saved_op_;
+    bool saved_tangent_;
 };
 
 // Whether a GradientTape exists on this thread.
@@ -209,6 +213,14 @@ bool tapes_active();
 // Whether a GradientTape of this thread records now (one exists and
 // stop_recording() does not pause them).
 bool tape_recording();
+// Whether stop_recording() pauses this thread's tapes and accumulators.
+bool recording_paused();
+
+// How many gradient hooks are registered, on all threads: while none is, the
+// reverse pass pays one load per entry for them (hooks.cpp).
+extern std::atomic<int> gradient_hooks;
+// The gradient of `id` after the hooks registered on it, in their order.
+any_tensor run_gradient_hooks(tensor_id id, any_tensor gradient);
 
 // total += addend, with the ops (so that outer tapes record it); a monostate
 // total takes addend (Note [Core functions made of ops]).

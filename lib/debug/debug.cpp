@@ -75,7 +75,8 @@ void inspect_forward(std::string_view op, const source_location& site, std::span
         line += " -> " + describe(tape_input_of(result)) + " (" + format_bytes(result.size() * sizeof(T)) + ") at " +
                 format_site(site);
         if (!backward_op().empty()) {
-            line += " (in the backward pass of " + std::string(backward_op()) + ")";
+            line += (in_tangent_rule() ? " (tangent of " : " (in the backward pass of ") +
+                    std::string(backward_op()) + ")";
         }
         line += how == run_by::tape ? " [recorded]\n" : how == run_by::no_tape ? " [not recorded]\n" : " [replayed]\n";
         std::cerr << line;
@@ -86,7 +87,8 @@ void inspect_forward(std::string_view op, const source_location& site, std::span
                                         " elements NaN or Inf (shape " + format_shape(result.shape()) + ")";
             if (const std::string_view forward = backward_op(); !forward.empty()) {
                 fail<numeric_error>(forward, site,
-                                    "computing its gradient, " + std::string(op) + " gave a value with " + counted);
+                                    std::string(in_tangent_rule() ? "computing its tangent, " : "computing its gradient, ") +
+                                        std::string(op) + " gave a value with " + counted);
             }
             fail<numeric_error>(op, site, "the result has " + counted);
         }

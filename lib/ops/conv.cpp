@@ -185,6 +185,7 @@ struct conv2d_op {
     using value_type = T;
     static constexpr std::string_view name = "conv2d";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::multilinear;
     conv2d_options options;
 
     conv_plan shape(const source_location& site, const shape_type& input, const shape_type& filters) const
@@ -212,6 +213,7 @@ struct conv2d_transpose_op {
     using value_type = T;
     static constexpr std::string_view name = "conv2d_transpose";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::multilinear;
     conv2d_options options;
     shape_type output;
 
@@ -245,6 +247,7 @@ struct filter_correlation_op {
     using value_type = T;
     static constexpr std::string_view name = "conv2d_filter_gradient";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::multilinear;
     conv2d_options options;
     shape_type filters;
 
@@ -322,6 +325,11 @@ struct max_pool_op {
     {
         return {detail::apply(detail::place_op<T>{args.routes, args.input_shape(0)}, {}, args.grad)};
     }
+    // the tangent picked along the routes
+    basic_tensor<T> jvp(const detail::jvp_args<T, 1>& args) const
+    {
+        return detail::apply(detail::pick_op<T>{args.routes}, {}, args.tangents[0]);
+    }
 };
 
 template <dtype T>
@@ -332,6 +340,7 @@ struct avg_pool_op {
     using value_type = T;
     static constexpr std::string_view name = "avg_pool2d";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     pool2d_options options;
 
     conv_geometry shape(const source_location& site, const shape_type& input) const
@@ -355,6 +364,7 @@ struct avg_pool_gradient_op {
     using value_type = T;
     static constexpr std::string_view name = "avg_pool2d_gradient";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     pool2d_options options;
     shape_type input;
 
@@ -420,6 +430,7 @@ struct depthwise_op {
     using value_type = T;
     static constexpr std::string_view name = "depthwise_conv2d";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::multilinear;
     conv2d_options options;
 
     depthwise_plan shape(const source_location& site, const shape_type& input, const shape_type& filter) const
@@ -449,6 +460,7 @@ struct depthwise_input_gradient_op {
     using value_type = T;
     static constexpr std::string_view name = "depthwise_conv2d_input_gradient";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::multilinear;
     conv2d_options options;
     shape_type input;
 
@@ -478,6 +490,7 @@ struct depthwise_filter_gradient_op {
     using value_type = T;
     static constexpr std::string_view name = "depthwise_conv2d_filter_gradient";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::multilinear;
     conv2d_options options;
     shape_type filter;
 

@@ -131,6 +131,7 @@ void evaluate(xt::xarray<T>& out, const xt::xarray<T>&, const Expression& value)
         using value_type = T;                                                                                          \
         static constexpr std::string_view name = #NAME;                                                                \
         static constexpr saved saves = saved::SAVES;                                                                   \
+        static constexpr auto tangent = detail::tangent_family::diagonal;                                              \
         shape_type shape(const source_location&, const shape_type& x) const { return x; }                         \
         void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { evaluate(out, x, VALUE); }                   \
         std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const                                 \
@@ -183,6 +184,7 @@ GRADTAPE_UNARY(softplus, inputs, xt::log1p(xt::exp(-xt::abs(x))) + xt::maximum(x
         using value_type = T;                                                                                          \
         static constexpr std::string_view name = #NAME;                                                                \
         static constexpr saved saves = saved::SAVES;                                                                   \
+        static constexpr auto tangent = detail::tangent_family::diagonal;                                              \
         void forward(xt::xarray<T>& out, const xt::xarray<T>& a, const xt::xarray<T>& b) const                         \
         {                                                                                                              \
             detail::broadcast_into(out, a, b, VALUE);                                                                  \
@@ -253,6 +255,7 @@ struct pow_scalar_op {
     using value_type = T;
     static constexpr std::string_view name = "pow";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::diagonal;
     T exponent;
     shape_type shape(const source_location&, const shape_type& x) const { return x; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const { xt::noalias(out) = xt::pow(x, exponent); }
@@ -268,6 +271,7 @@ struct leaky_relu_op {
     using value_type = T;
     static constexpr std::string_view name = "leaky_relu";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::diagonal;
     T alpha;
     shape_type shape(const source_location&, const shape_type& x) const { return x; }
     void forward(xt::xarray<T>& out, const xt::xarray<T>& x) const
@@ -301,6 +305,7 @@ struct clip_by_value_op {
     using value_type = T;
     static constexpr std::string_view name = "clip_by_value";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::diagonal;
     T low;
     T high;
     shape_type shape(const source_location& site, const shape_type& x) const
@@ -329,6 +334,7 @@ struct where_op {
     using value_type = T;
     static constexpr std::string_view name = "where";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::diagonal;
     shape_type shape(const source_location& site, const shape_type& condition, const shape_type& a,
                      const shape_type& b) const
     {
@@ -421,6 +427,7 @@ struct cast_op {
     using input_type = From;
     static constexpr std::string_view name = "cast";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     shape_type shape(const source_location&, const shape_type& x) const { return x; }
     void forward(xt::xarray<To>& out, const xt::xarray<From>& x) const { xt::noalias(out) = xt::cast<To>(x); }
     // the gradient cast back

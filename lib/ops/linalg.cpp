@@ -22,6 +22,7 @@ struct matmul_op {
     using value_type = T;
     static constexpr std::string_view name = "matmul";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::multilinear;
     matmul_options options;
 
     shape_type shape(const source_location& site, const shape_type& sa, const shape_type& sb) const

@@ -101,6 +101,12 @@ struct softmax_op : along_classes<softmax_op<T>> {
         const basic_tensor<T>& y = args.output;
         return {y * (args.grad - reduce_sum(args.grad * y, this->axis, true))};
     }
+    // y * (v - sum(v * y)): the Jacobian is symmetric
+    basic_tensor<T> jvp(const detail::jvp_args<T, 1>& args) const
+    {
+        const basic_tensor<T>& y = args.output;
+        return y * (args.tangents[0] - reduce_sum(args.tangents[0] * y, this->axis, true));
+    }
 };
 
 template <dtype T>
@@ -117,6 +123,11 @@ struct log_softmax_op : along_classes<log_softmax_op<T>> {
     {
         return {args.grad - exp(args.output) * reduce_sum(args.grad, this->axis, true)};
     }
+    // v - sum(exp(y) * v)
+    basic_tensor<T> jvp(const detail::jvp_args<T, 1>& args) const
+    {
+        return args.tangents[0] - reduce_sum(exp(args.output) * args.tangents[0], this->axis, true);
+    }
 };
 
 // max(x, 0) - x z + log(1 + exp(-|x|)) for logits x and labels z.
@@ -125,6 +136,7 @@ struct sigmoid_cross_entropy_op {
     using value_type = T;
     static constexpr std::string_view name = "sigmoid_cross_entropy_with_logits";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::diagonal;
     shape_type shape(const source_location& site, const shape_type& labels, const shape_type& logits) const
     {
         if (labels != logits) {
@@ -163,6 +175,11 @@ struct l2_loss_op {
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
         return {args.grad * args.inputs[0]};
+    }
+    // sum(x * v)
+    basic_tensor<T> jvp(const detail::jvp_args<T, 1>& args) const
+    {
+        return reduce_sum(args.inputs[0] * args.tangents[0]);
     }
 };
 
@@ -318,6 +335,12 @@ struct rows_by_id_op {
         return {detail::apply(add_rows_by_id_op<T>{caller, site, args.input_shape(0)}, {}, args.grad, args.inputs[1]),
                 basic_tensor<T>{}};
     }
+    // the rows of v_params at the ids: linear in params, the ids fixed
+    basic_tensor<T> jvp(const detail::jvp_args<T, 2>& args) const
+    {
+        return args.tangents[0].defined() ? detail::apply(*this, {}, args.tangents[0], args.inputs[1])
+                                          : basic_tensor<T>{};
+    }
 };
 
 // The gradient of rows_by_id_op: each row of grad added into zeros of the
@@ -348,6 +371,12 @@ struct add_rows_by_id_op {
     std::array<basic_tensor<T>, 2> backward(const backward_args<T, 2>& args) const
     {
         return {detail::apply(rows_by_id_op<T>{caller, site}, {}, args.grad, args.inputs[1]), basic_tensor<T>{}};
+    }
+    // v_grad's rows added at the ids: linear in grad, the ids fixed
+    basic_tensor<T> jvp(const detail::jvp_args<T, 2>& args) const
+    {
+        return args.tangents[0].defined() ? detail::apply(*this, {}, args.tangents[0], args.inputs[1])
+                                          : basic_tensor<T>{};
     }
 };
 

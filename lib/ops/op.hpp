@@ -17,11 +17,13 @@
 
 #include <gradtape/ops.hpp>
 #include <gradtape/source_location.hpp>
+#include <gradtape/tape.hpp>
 
 #include "debug/debug_hooks.hpp"
 #include "core/capture_core.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
+#include "core/forward_core.hpp"
 #include "core/tape_core.hpp"
 
 #include <xtensor/xnoalias.hpp>
@@ -67,6 +69,7 @@ void store_gradient(any_tensor& slot, Gradient&& gradient)
 //       otherwise), written with gradtape ops so that an outer tape records
 //       it. A gradient may keep the dimensions broadcasting added: the core
 //       sums them away and checks the result against the input (tape.cpp).
+//   and its tangent rule (Note [Tangent rules]): a family, or a jvp member.
 //
 // apply() runs them in that order, then record(), and while a capture
 // records (capture.hpp) adds the kernel as a replay step. An op of a list of
@@ -173,13 +176,19 @@ struct saved_op {
     }
 };
 
+// Shows the op to this thread's forward observers (defined below, after apply()).
+template <class Op, std::size_t N>
+void observe_forward(const Op& op, const source_location& site,
+                     std::span<const basic_tensor<input_dtype_t<Op>>, N> inputs,
+                     const basic_tensor<typename Op::value_type>& result, const routes_type& routes);
+
 // Records `result`, the output of `op` on `inputs`, on every tape of this
 // thread that watches one of them; what backward reads is kept only then.
 template <class Op, std::size_t N>
-basic_tensor<typename Op::value_type> record(const Op& op, const source_location& site,
-                                             basic_tensor<typename Op::value_type> result,
-                                             std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs,
-                                             routes_type routes = nullptr)
+basic_tensor<typename Op::value_type> record_on_tapes(const Op& op, const source_location& site,
+                                                      basic_tensor<typename Op::value_type> result,
+                                                      std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs,
+                                                      routes_type routes)
 {
     tensor_access::node(result)->origin = site;
     std::array<tape_input, N> tape_inputs;
@@ -207,6 +216,23 @@ basic_tensor<typename Op::value_type> record(const Op& op, const source_location
         }
     }
     return result;
+}
+
+// record_on_tapes(), then the forward observers: after the tapes, so that a
+// tape records a tangent's ops after the op whose output they read.
+template <class Op, std::size_t N>
+basic_tensor<typename Op::value_type> record(const Op& op, const source_location& site,
+                                             basic_tensor<typename Op::value_type> result,
+                                             std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs,
+                                             routes_type routes = nullptr)
+{
+    if (forward_observers.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+        const std::array<basic_tensor<input_dtype_t<Op>>, N> observed = inputs;
+        result = record_on_tapes(op, site, std::move(result), std::move(inputs), routes);
+        observe_forward<Op, N>(op, site, observed, result, routes);
+        return result;
+    }
+    return record_on_tapes(op, site, std::move(result), std::move(inputs), std::move(routes));
 }
 
 // The output's shape from a shape rule's result: the shape, or a plan's.
@@ -373,6 +399,9 @@ basic_tensor<typename Op::value_type> record_list(const Op& op, const source_loc
         }
         recording.record(Op::name, site, tape_inputs, tape_input_of(result), std::move(entry));
     }
+    if (forward_observers.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+        observe_forward<Op, std::dynamic_extent>(op, site, inputs, result, nullptr);
+    }
     return result;
 }
 
@@ -503,6 +532,214 @@ inline around_axis split_at(const shape_type& shape, std::size_t axis)
         (i < axis ? parts.outer : i == axis ? parts.length : parts.inner) *= shape[i];
     }
     return parts;
+}
+
+// Note [Tangent rules]
+// Forward mode asks each op for J v: its output's tangent from its inputs'
+// tangents v (undefined where an input has none). Most ops give it by what
+// they already are, declared as a family:
+//   static constexpr tangent_family tangent = tangent_family::diagonal;
+//       an elementwise op, whose Jacobian is diagonal once its inputs are
+//       broadcast: its backward rule run on each input's broadcast tangent in
+//       place of the gradient, summed over the inputs;
+//   tangent_family::linear: the op itself on the tangents (zeros for an input
+//       without one): reshape, transpose, the sums, slices, concat, cast;
+//   tangent_family::multilinear: the op with each input in turn replaced by
+//       its tangent, summed: matmul and the convolution products;
+//   tangent_family::reduction: a reduction whose backward rule spreads the
+//       gradient times a factor (max, prod, logsumexp, variance): the
+//       tangent summed over the reduced axes, weighted by that factor.
+// An op outside them has a jvp(const jvp_args<T, N, U>&) member, one line or
+// a few (softmax, a selection along its routes), or, failing that (a
+// custom_gradient, a fused recurrent step), gets the transposed backward
+// rule: the rule run on a watched zero gradient u gives VJP(u), whose pairing
+// with v is linear in u with gradient J v, as TensorFlow's ForwardAccumulator
+// does without a JVP. That costs a backward rule and its reverse pass;
+// GRADTAPE_TRACE says when it runs. Every rule is made of ops, so that a tape
+// records it (reverse over forward) and an outer accumulator differentiates
+// it (higher orders).
+enum class tangent_family { diagonal, linear, multilinear, reduction };
+
+template <dtype T, std::size_t N, dtype U = T>
+struct jvp_args {
+    std::span<const basic_tensor<U>, N> inputs;
+    std::span<const basic_tensor<U>, N> tangents;
+    const basic_tensor<T>& output;
+    const routes_type& routes;
+
+    [[nodiscard]] std::size_t input_count() const { return inputs.size(); }
+};
+
+template <class Op>
+concept in_tangent_family = requires { Op::tangent; };
+
+// N elements, in an array, or in a vector of `count` for a list op.
+template <class Element, std::size_t N>
+fixed_or_list<Element, N> sized(std::size_t count)
+{
+    if constexpr (N == std::dynamic_extent) {
+        return std::vector<Element>(count);
+    } else {
+        return {};
+    }
+}
+
+// total + term, where either may be undefined.
+template <dtype T>
+basic_tensor<T> sum_defined(const basic_tensor<T>& total, const basic_tensor<T>& term)
+{
+    if (!term.defined()) {
+        return total;
+    }
+    return total.defined() ? total + term : term;
+}
+
+template <dtype U, std::size_t N>
+fixed_or_list<tensor_description, N> described_inputs(std::span<const basic_tensor<U>, N> inputs)
+{
+    auto described = sized<tensor_description, N>(inputs.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        described[i] = {inputs[i].id(), inputs[i].shape(), dtype_name<U>()};
+    }
+    return described;
+}
+
+template <class Op, std::size_t N, dtype T = typename Op::value_type>
+basic_tensor<T> diagonal_tangent(const Op& op, const jvp_args<T, N>& args)
+{
+    const auto described = described_inputs<T, N>(args.inputs);
+    basic_tensor<T> total;
+    for (std::size_t i = 0; i < args.input_count(); ++i) {
+        const basic_tensor<T>& tangent = args.tangents[i];
+        if (!tangent.defined()) {
+            continue;
+        }
+        const basic_tensor<T> grad =
+            tangent.shape() == args.output.shape() ? tangent : broadcast_to(tangent, args.output.shape());
+        const auto terms = op.backward(backward_args<T, N>{grad, args.inputs, described, args.output,
+                                                           input_mask(std::uint64_t{1} << std::min<std::size_t>(i, 63)),
+                                                           args.routes});
+        total = sum_defined(total, terms[i]);
+    }
+    return total.defined() && total.shape() != args.output.shape() ? broadcast_to(total, args.output.shape())
+                                                                    : total;
+}
+
+template <class Op, std::size_t N, dtype T = typename Op::value_type, dtype U = input_dtype_t<Op>>
+basic_tensor<T> linear_tangent(const Op& op, const jvp_args<T, N, U>& args)
+{
+    auto filled = sized<basic_tensor<U>, N>(args.input_count());
+    for (std::size_t i = 0; i < args.input_count(); ++i) {
+        filled[i] = args.tangents[i].defined() ? args.tangents[i] : zeros<U>(args.inputs[i].shape());
+    }
+    if constexpr (N == std::dynamic_extent) {
+        return apply_list(op, {}, filled);
+    } else {
+        return std::apply([&](const auto&... in) { return apply(op, {}, in...); }, filled);
+    }
+}
+
+template <class Op, std::size_t N, dtype T = typename Op::value_type>
+basic_tensor<T> multilinear_tangent(const Op& op, const jvp_args<T, N>& args)
+{
+    static_assert(N != std::dynamic_extent, "a multilinear op has a fixed number of inputs");
+    basic_tensor<T> total;
+    for (std::size_t i = 0; i < N; ++i) {
+        if (!args.tangents[i].defined()) {
+            continue;
+        }
+        std::array<basic_tensor<T>, N> replaced;
+        std::copy(args.inputs.begin(), args.inputs.end(), replaced.begin());
+        replaced[i] = args.tangents[i];
+        total = sum_defined(total, std::apply([&](const auto&... in) { return apply(op, {}, in...); }, replaced));
+    }
+    return total;
+}
+
+template <class Op, dtype T = typename Op::value_type>
+basic_tensor<T> reduction_tangent(const Op& op, const jvp_args<T, 1>& args)
+{
+    const auto described = described_inputs<T, 1>(args.inputs);
+    const auto factor = op.backward(backward_args<T, 1>{ones<T>(args.output.shape()), args.inputs, described,
+                                                        args.output, input_mask(1), args.routes});
+    return reduce_sum(factor[0] * args.tangents[0], op.axes, op.keepdims);
+}
+
+template <class Op, std::size_t N, dtype T = typename Op::value_type>
+basic_tensor<T> transposed_tangent(const Op& op, const jvp_args<T, N>& args)
+{
+    trace_note("tangent of " + std::string(Op::name) + " by its transposed backward rule");
+    GradientTape probe;
+    const basic_tensor<T> u = zeros<T>(args.output.shape());
+    probe.watch(u);
+    std::uint64_t with_tangent = 0;
+    for (std::size_t i = 0; i < args.input_count(); ++i) {
+        if (args.tangents[i].defined()) {
+            with_tangent |= std::uint64_t{1} << std::min<std::size_t>(i, 63);
+        }
+    }
+    const auto described = described_inputs<T, N>(args.inputs);
+    const auto gradients = op.backward(
+        backward_args<T, N>{u, args.inputs, described, args.output, input_mask(with_tangent), args.routes});
+    basic_tensor<T> pairing;
+    for (std::size_t i = 0; i < std::min(gradients.size(), args.input_count()); ++i) {
+        if (args.tangents[i].defined() && gradients[i].defined()) {
+            pairing = sum_defined(pairing, reduce_sum(gradients[i] * args.tangents[i]));
+        }
+    }
+    if (!pairing.defined()) {
+        return {};
+    }
+    return probe.gradient(pairing, u, {}, unconnected_gradients::zero);
+}
+
+template <class Op, std::size_t N, dtype T = typename Op::value_type, dtype U = input_dtype_t<Op>>
+basic_tensor<T> tangent_of(const Op& op, const jvp_args<T, N, U>& args)
+{
+    if constexpr (requires { op.jvp(args); }) {
+        return op.jvp(args);
+    } else if constexpr (in_tangent_family<Op>) {
+        if constexpr (Op::tangent == tangent_family::linear) {
+            return linear_tangent(op, args);
+        } else if constexpr (Op::tangent == tangent_family::diagonal) {
+            return diagonal_tangent(op, args);
+        } else if constexpr (Op::tangent == tangent_family::reduction) {
+            return reduction_tangent(op, args);
+        } else {
+            return multilinear_tangent(op, args);
+        }
+    } else {
+        return transposed_tangent(op, args);
+    }
+}
+
+template <class Op, std::size_t N>
+void observe_forward(const Op& op, const source_location& site,
+                     std::span<const basic_tensor<input_dtype_t<Op>>, N> inputs,
+                     const basic_tensor<typename Op::value_type>& result, const routes_type& routes)
+{
+    using T = typename Op::value_type;
+    using U = input_dtype_t<Op>;
+    auto seen = sized<any_tensor, N>(inputs.size());
+    std::copy(inputs.begin(), inputs.end(), seen.begin());
+    tangent_rule rule;
+    if constexpr (!unrecorded<Op>) {
+        rule = [&](std::span<const any_tensor> given) -> any_tensor {
+            auto tangents = sized<basic_tensor<U>, N>(inputs.size());
+            for (std::size_t i = 0; i < inputs.size(); ++i) {
+                if (const auto* tangent = std::get_if<basic_tensor<U>>(&given[i])) {
+                    tangents[i] = *tangent;
+                }
+            }
+            basic_tensor<T> tangent =
+                tangent_of(op, jvp_args<T, N, U>{inputs, std::span<const basic_tensor<U>, N>(tangents), result, routes});
+            if (!tangent.defined()) {
+                return {};
+            }
+            return tangent;
+        };
+    }
+    observe_op(Op::name, site, std::span<const any_tensor>(seen), result, rule);
 }
 
 }  // namespace gradtape::detail

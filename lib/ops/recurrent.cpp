@@ -16,8 +16,9 @@ std::vector<basic_tensor<T>> columns(const basic_tensor<T>& x, std::size_t units
     return split(x, std::vector<std::size_t>(pieces, units), 1);
 }
 
-// Whether a tape would record ops on these tensors: then a backward rule
-// runs in ops, so that the tape can differentiate it again.
+// Whether a tape would record ops on these tensors, or an accumulator compute
+// their tangents: then a backward rule runs in ops, so that it can be
+// differentiated again.
 template <dtype T, std::size_t N>
 bool recorded_on(const std::array<const basic_tensor<T>*, N>& tensors)
 {
@@ -25,7 +26,7 @@ bool recorded_on(const std::array<const basic_tensor<T>*, N>& tensors)
     for (std::size_t i = 0; i < N; ++i) {
         inputs[i] = tape_input_of(*tensors[i]);
     }
-    return bool(recorder(inputs));
+    return bool(recorder(inputs)) || accumulating();
 }
 
 void check_rows(std::string_view op, const source_location& site, const shape_type& a, std::size_t a_width,

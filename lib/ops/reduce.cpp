@@ -129,6 +129,7 @@ struct reduce_sum_op : reducing<reduce_sum_op<T>> {
     using value_type = T;
     static constexpr std::string_view name = "reduce_sum";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     static constexpr bool empty_axis_has_value = true;
     void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
@@ -146,6 +147,7 @@ struct reduce_mean_op : reducing<reduce_mean_op<T>> {
     using value_type = T;
     static constexpr std::string_view name = "reduce_mean";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     static constexpr bool empty_axis_has_value = true;
     void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
@@ -169,6 +171,7 @@ struct extremum_op : reducing<extremum_op<T, largest>> {
     using value_type = T;
     static constexpr std::string_view name = largest ? "reduce_max" : "reduce_min";
     static constexpr saved saves = saved::inputs_and_output;
+    static constexpr auto tangent = detail::tangent_family::reduction;
     static constexpr bool empty_axis_has_value = false;
     void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
@@ -258,6 +261,7 @@ struct reduce_prod_op : reducing<reduce_prod_op<T>> {
     using value_type = T;
     static constexpr std::string_view name = "reduce_prod";
     static constexpr saved saves = saved::inputs_and_output;
+    static constexpr auto tangent = detail::tangent_family::reduction;
     static constexpr bool empty_axis_has_value = true;
     void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
@@ -280,6 +284,7 @@ struct reduce_logsumexp_op : reducing<reduce_logsumexp_op<T>> {
     using value_type = T;
     static constexpr std::string_view name = "reduce_logsumexp";
     static constexpr saved saves = saved::inputs_and_output;
+    static constexpr auto tangent = detail::tangent_family::reduction;
     static constexpr bool empty_axis_has_value = false;
     void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
@@ -305,6 +310,7 @@ struct reduce_variance_op : reducing<reduce_variance_op<T>> {
     using value_type = T;
     static constexpr std::string_view name = "reduce_variance";
     static constexpr saved saves = saved::inputs;
+    static constexpr auto tangent = detail::tangent_family::reduction;
     static constexpr bool empty_axis_has_value = true;
     void forward(const reduction& r, xt::xarray<T>& out, const xt::xarray<T>& x) const
     {
@@ -443,6 +449,11 @@ struct top_k_op {
     std::array<basic_tensor<T>, 1> backward(const backward_args<T, 1>& args) const
     {
         return {detail::apply(detail::place_op<T>{args.routes, args.input_shape(0)}, {}, args.grad)};
+    }
+    // the tangent picked along the routes
+    basic_tensor<T> jvp(const detail::jvp_args<T, 1>& args) const
+    {
+        return detail::apply(detail::pick_op<T>{args.routes}, {}, args.tangents[0]);
     }
 };
 

@@ -20,6 +20,7 @@ struct pick_op {
     using value_type = T;
     static constexpr std::string_view name = "pick";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = tangent_family::linear;
     routes_type routes;
 
     shape_type shape(const source_location&, const shape_type&) const { return routes->shape(); }
@@ -44,6 +45,7 @@ struct place_op {
     using value_type = T;
     static constexpr std::string_view name = "place";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = tangent_family::linear;
     routes_type routes;
     shape_type input;
 

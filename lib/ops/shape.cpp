@@ -25,6 +25,7 @@ struct transpose_op {
     using value_type = T;
     static constexpr std::string_view name = "transpose";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     permutation_type perm;
 
     shape_type shape(const source_location& site, const shape_type& x) const
@@ -81,6 +82,7 @@ struct reshape_op {
     using value_type = T;
     static constexpr std::string_view name = "reshape";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     std::vector<std::ptrdiff_t> requested;
 
     shape_type shape(const source_location& site, const shape_type& x) const
@@ -135,6 +137,7 @@ struct broadcast_to_op {
     using value_type = T;
     static constexpr std::string_view name = "broadcast_to";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     shape_type target;
 
     shape_type shape(const source_location& site, const shape_type& from) const
@@ -254,6 +257,7 @@ struct concat_op {
     using value_type = T;
     static constexpr std::string_view name = "concat";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     std::ptrdiff_t axis;
 
     shape_type shape(const source_location& site, std::span<const shape_type> inputs) const
@@ -316,6 +320,7 @@ struct slice_gradient_op {
     using value_type = T;
     static constexpr std::string_view name = "slice_gradient";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     std::vector<std::size_t> begin;
     shape_type input;
 
@@ -337,6 +342,7 @@ struct slice_op {
     using value_type = T;
     static constexpr std::string_view name = "slice";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     std::vector<std::size_t> begin;
     std::vector<std::ptrdiff_t> size;
 
@@ -381,6 +387,7 @@ struct gather_gradient_op {
     using value_type = T;
     static constexpr std::string_view name = "gather_gradient";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     detail::index_array indices;
     std::size_t axis;
     shape_type params;
@@ -414,6 +421,7 @@ struct gather_op {
     using value_type = T;
     static constexpr std::string_view name = "gather";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     detail::index_array indices;
     std::ptrdiff_t axis;
     source_location site;
@@ -495,6 +503,7 @@ struct tile_op {
     using value_type = T;
     static constexpr std::string_view name = "tile";
     static constexpr saved saves = saved::nothing;
+    static constexpr auto tangent = detail::tangent_family::linear;
     std::vector<std::size_t> multiples;
 
     shape_type shape(const source_location& site, const shape_type& x) const
