@@ -2,7 +2,7 @@
 // relu network of layers trained with Adam on shuffled minibatches, its progress, a
 // picture of the decision regions and of the loss, and a checkpoint.
 //
-//   mlp_classifier [--seed N] [--steps N] [--output PREFIX] [--capture]
+//   mlp_classifier [--seed N] [--steps N] [--output PREFIX] [--capture] [--monitor-gradients]
 //
 // Writes PREFIX.png (with gnuplot), PREFIX_*.dat (the plotted data) and
 // PREFIX.npz (the weights, for numpy.load). Exits 1 below 95% training accuracy.
@@ -10,6 +10,8 @@
 // on half of every batch, and process 0 alone prints and writes files.
 // With --capture (in one process), the training step is recorded at its
 // first call for each batch size and replayed after (gradtape::capture).
+// With --monitor-gradients, every gradient norm of every variable goes to
+// PREFIX_gradients.csv and is drawn in PREFIX_gradients.png.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <numbers>
+#include <optional>
 #include <string>
 
 #include <unistd.h>
@@ -35,6 +38,7 @@ struct arguments {
     int steps = 3000;
     std::string output = "mlp_classifier";
     bool capture = false;
+    bool monitor_gradients = false;
 };
 
 arguments parse(int argc, char** argv)
@@ -51,8 +55,11 @@ arguments parse(int argc, char** argv)
             parsed.output = argv[++i];
         } else if (flag == "--capture") {
             parsed.capture = true;
+        } else if (flag == "--monitor-gradients") {
+            parsed.monitor_gradients = true;
         } else {
-            std::cerr << "usage: " << argv[0] << " [--seed N] [--steps N] [--output PREFIX] [--capture]\n";
+            std::cerr << "usage: " << argv[0]
+                      << " [--seed N] [--steps N] [--output PREFIX] [--capture] [--monitor-gradients]\n";
             std::exit(2);
         }
     }
@@ -214,6 +221,14 @@ int main(int argc, char** argv)
         std::cerr << "--capture runs in one process: a replay does not exchange gradients\n";
         return 2;
     }
+    if (args.capture && args.monitor_gradients) {
+        std::cerr << "--monitor-gradients needs eager steps: a replay runs no backward pass to hook\n";
+        return 2;
+    }
+    std::optional<gt::gradient_monitor> monitor;
+    if (args.monitor_gradients && root) {
+        monitor.emplace(model, args.output + "_gradients.csv");
+    }
     auto captured_step = gt::capture([&](const gt::Tensor& points, const xt::xarray<std::int64_t>& labels) {
         return optimizer.minimize(
             [&] { return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(labels, model(points))); },
@@ -251,5 +266,14 @@ int main(int argc, char** argv)
     gt::save_checkpoint(args.output + ".npz", model);
     std::cout << "wrote " << args.output << ".npz\n";
     plot(args.output, model, data, losses);
+    if (monitor) {
+        std::cout << "wrote " << args.output << "_gradients.csv\n";
+        try {
+            monitor->plot(args.output + "_gradients.png");
+            std::cout << "wrote " << args.output << "_gradients.png\n";
+        } catch (const gt::error& e) {
+            std::cout << e.what() << '\n';
+        }
+    }
     return final_accuracy >= 0.95 ? 0 : 1;
 }

@@ -20,6 +20,7 @@
 #include "error.hpp"
 #include "forward.hpp"
 #include "gradcheck.hpp"
+#include "hooks.hpp"
 #include "layers.hpp"
 #include "memory.hpp"
 #include "metrics.hpp"

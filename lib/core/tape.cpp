@@ -162,6 +162,9 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
     for (tensor_id source : sources) {
         kept.insert(source);
     }
+    // The gradients that hooks have seen in this pass: a source computed by
+    // an entry is seen there, not again when returned.
+    id_set hooked;
 
     struct restore {
         tape_state& tape;
@@ -195,6 +198,13 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
         any_tensor output_gradient = kept.contains(record.output.id) ? found->second : std::move(found->second);
         if (!kept.contains(record.output.id)) {
             gradients.erase(found);
+        }
+        if (gradient_hooks.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+            output_gradient = run_gradient_hooks(record.output.id, std::move(output_gradient));
+            hooked.insert(record.output.id);
+            if (kept.contains(record.output.id)) {
+                gradients[record.output.id] = output_gradient;
+            }
         }
         // Most ops have one or two inputs: no allocation for their gradients' slots.
         std::array<any_tensor, 4> few;
@@ -234,7 +244,15 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
     result.reserve(sources.size());
     for (tensor_id source : sources) {
         auto found = gradients.find(source);
-        result.push_back(found == gradients.end() ? any_tensor{} : found->second);
+        if (found == gradients.end()) {
+            result.emplace_back();
+            continue;
+        }
+        if (gradient_hooks.load(std::memory_order_relaxed) != 0 && !hooked.contains(source)) [[unlikely]] {
+            found->second = run_gradient_hooks(source, std::move(found->second));
+            hooked.insert(source);
+        }
+        result.push_back(found->second);
     }
     return result;
 }

@@ -194,7 +194,8 @@ std::string_view backward_op();
 bool in_tangent_rule();
 
 // While it lives, the ops this thread runs are attributed to the backward
-// rule of `op`, called at `site` (a backward pass, or a replay of one).
+// rule of `op`, called at `site` (a backward pass, or a replay of one), or
+// with `tangent`, to its tangent rule.
 class backward_attribution {
 public:
     backward_attribution(std::string_view op, const source_location* site, bool tangent = false);
