@@ -1,7 +1,11 @@
 // A seeded random-program fuzzer for gradients: it composes programs from the
 // differentiable ops on random shapes that broadcast against each other, and
 // checks the tape's gradient of each program (and, for every fourth, the
-// second derivative) against central finite differences in float64.
+// second derivative) against central finite differences in float64. Forward
+// mode is checked against those: each program's tangent along a random
+// direction against the gradient's dot with it, and for every fourth program
+// the forward-over-reverse Hessian-vector product against the reverse-over-
+// reverse one.
 //
 //   gradient_fuzzer [programs] [seed]      (defaults: 2000 programs, seed 1)
 //
@@ -600,6 +604,80 @@ std::optional<gt::gradient_check> disagreement(const std::function<Tensor64(cons
     return first;
 }
 
+// Whether a and b agree within `tolerance` of the larger of 1 and their size.
+bool near(const xt::xarray<double>& a, const xt::xarray<double>& b, double tolerance)
+{
+    const double scale = std::max({1.0, xt::amax(xt::abs(a))(), xt::amax(xt::abs(b))()});
+    return a.shape() == b.shape() && xt::amax(xt::abs(a - b))() <= tolerance * scale;
+}
+
+// The accumulator's tangent of the program along `directions` against the
+// gradient's dot with them; a message when they differ.
+std::optional<std::string> tangent_disagreement(const program& p, const std::vector<Tensor64>& directions)
+{
+    const auto zero = gt::unconnected_gradients::zero;
+    Tensor64 tangent;
+    {
+        gt::ForwardAccumulator64 accumulator(p.inputs, directions);
+        tangent = accumulator.jvp(p(p.inputs), zero);
+    }
+    gt::GradientTape tape;
+    for (const auto& input : p.inputs) {
+        tape.watch(input);
+    }
+    const auto gradients = tape.gradient(p(p.inputs), p.inputs, {}, zero);
+    double expected = 0;
+    for (std::size_t i = 0; i < gradients.size(); ++i) {
+        expected += xt::sum(gradients[i].value() * directions[i].value())();
+    }
+    if (near(tangent.value(), xt::xarray<double>(expected), 1e-9)) {
+        return std::nullopt;
+    }
+    return "tangent " + std::to_string(tangent.item()) + ", gradient . direction " + std::to_string(expected);
+}
+
+// H v forward over reverse against reverse over reverse; a message when they differ.
+std::optional<std::string> hvp_disagreement(const program& p, const std::vector<Tensor64>& directions)
+{
+    const auto zero = gt::unconnected_gradients::zero;
+    std::vector<Tensor64> forward_over_reverse;
+    {
+        gt::ForwardAccumulator64 accumulator(p.inputs, directions);
+        gt::GradientTape tape;
+        for (const auto& input : p.inputs) {
+            tape.watch(input);
+        }
+        for (const auto& gradient : tape.gradient(p(p.inputs), p.inputs, {}, zero)) {
+            forward_over_reverse.push_back(accumulator.jvp(gradient, zero));
+        }
+    }
+    gt::GradientTape outer;
+    for (const auto& input : p.inputs) {
+        outer.watch(input);
+    }
+    Tensor64 pairing = 0.0;
+    {
+        gt::GradientTape inner;
+        for (const auto& input : p.inputs) {
+            inner.watch(input);
+        }
+        const auto gradients = inner.gradient(p(p.inputs), p.inputs, {}, zero);
+        for (std::size_t i = 0; i < gradients.size(); ++i) {
+            pairing = pairing + gt::reduce_sum(gradients[i] * directions[i]);
+        }
+    }
+    const auto reverse_over_reverse = outer.gradient(pairing, p.inputs, {}, zero);
+    for (std::size_t i = 0; i < p.inputs.size(); ++i) {
+        if (!near(forward_over_reverse[i].value(), reverse_over_reverse[i].value(), 1e-8)) {
+            std::ostringstream message;
+            message << "input " << i << ": forward over reverse " << forward_over_reverse[i]
+                    << ", reverse over reverse " << reverse_over_reverse[i];
+            return message.str();
+        }
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
@@ -613,17 +691,36 @@ int main(int argc, char** argv)
         const std::uint64_t seed = first_seed + std::uint64_t(i);
         const program p = program_builder(seed).build();
         ops_checked += long(p.steps.size());
-        const auto report = [&](const char* order, const gt::gradient_check& check) {
+        const auto report_text = [&](const char* what, const std::string& detail) {
             ++failures;
-            std::cout << "FAILED (" << order << " derivative), seed " << seed << ": " << check << "\n";
+            std::cout << "FAILED (" << what << "), seed " << seed << ": " << detail << "\n";
             for (const auto& line : p.listing) {
                 std::cout << "    " << line << "\n";
             }
+        };
+        const auto report = [&](const char* order, const gt::gradient_check& check) {
+            std::ostringstream detail;
+            detail << check;
+            report_text((std::string(order) + " derivative").c_str(), detail.str());
         };
         try {
             if (const auto first = disagreement(p, p.inputs)) {
                 report("first", *first);
                 continue;
+            }
+            std::vector<Tensor64> directions;
+            for (const auto& input : p.inputs) {
+                directions.push_back(gt::random_uniform<double>(input.shape(), -1.0, 1.0));
+            }
+            if (const auto tangent = tangent_disagreement(p, directions)) {
+                report_text("tangent", *tangent);
+                continue;
+            }
+            if (seed % 4 == 0) {
+                if (const auto product = hvp_disagreement(p, directions)) {
+                    report_text("Hessian-vector product", *product);
+                    continue;
+                }
             }
             if (seed % 4 == 0) {
                 ++second_order;
@@ -641,7 +738,8 @@ int main(int argc, char** argv)
         }
     }
     std::cout << programs << " programs (seeds " << first_seed << " to " << first_seed + std::uint64_t(programs) - 1
-              << "), " << ops_checked << " ops, " << second_order << " also to second order: " << failures
+              << "), " << ops_checked << " ops, " << second_order
+              << " also to second order; tangents of each, Hessian-vector products of every fourth: " << failures
               << " failed\n";
     return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
