@@ -332,19 +332,22 @@ bool in_tangent_rule()
 }
 
 backward_attribution::backward_attribution(std::string_view op, const source_location* site, bool tangent)
-    : saved_site_(this_thread.backward_site), saved_op_(this_thread.backward_op),
-      saved_tangent_(this_thread.in_tangent)
 {
-    this_thread.backward_site = site;
-    this_thread.backward_op = op;
-    this_thread.in_tangent = tangent;
+    thread_tapes& here = this_thread;
+    saved_site_ = here.backward_site;
+    saved_op_ = here.backward_op;
+    saved_tangent_ = here.in_tangent;
+    here.backward_site = site;
+    here.backward_op = op;
+    here.in_tangent = tangent;
 }
 
 backward_attribution::~backward_attribution()
 {
-    this_thread.backward_site = saved_site_;
-    this_thread.backward_op = saved_op_;
-    this_thread.in_tangent = saved_tangent_;
+    thread_tapes& here = this_thread;
+    here.backward_site = saved_site_;
+    here.backward_op = saved_op_;
+    here.in_tangent = saved_tangent_;
 }
 
 bool tapes_active()

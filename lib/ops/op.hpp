@@ -184,12 +184,15 @@ void observe_forward(const Op& op, const source_location& site,
 
 // Records `result`, the output of `op` on `inputs`, on every tape of this
 // thread that watches one of them; what backward reads is kept only then.
+// Forward observers see the op afterwards, so that a tape records a
+// tangent's ops after the op whose output they read.
 template <class Op, std::size_t N>
-basic_tensor<typename Op::value_type> record_on_tapes(const Op& op, const source_location& site,
-                                                      basic_tensor<typename Op::value_type> result,
-                                                      std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs,
-                                                      routes_type routes)
+basic_tensor<typename Op::value_type> record(const Op& op, const source_location& site,
+                                             basic_tensor<typename Op::value_type> result,
+                                             std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs,
+                                             routes_type routes = nullptr)
 {
+    const bool observed = forward_observers.load(std::memory_order_relaxed) != 0;
     tensor_access::node(result)->origin = site;
     std::array<tape_input, N> tape_inputs;
     for (std::size_t i = 0; i < N; ++i) {
@@ -205,9 +208,13 @@ basic_tensor<typename Op::value_type> record_on_tapes(const Op& op, const source
             inspect_forward(Op::name, site, tape_inputs, result, recording ? run_by::tape : run_by::no_tape);
         }
         if (recording) {
-            saved_op<Op, N> entry{op, {}, {}, std::move(routes)};
+            saved_op<Op, N> entry{op, {}, {}, observed ? routes : std::move(routes)};
             if constexpr (saves_inputs(Op::saves)) {
-                entry.inputs = std::move(inputs);
+                if (observed) [[unlikely]] {
+                    entry.inputs = inputs;
+                } else {
+                    entry.inputs = std::move(inputs);
+                }
             }
             if constexpr (saves_output(Op::saves)) {
                 entry.output = result;
@@ -215,24 +222,10 @@ basic_tensor<typename Op::value_type> record_on_tapes(const Op& op, const source
             recording.record(Op::name, site, tape_inputs, tape_input_of(result), std::move(entry));
         }
     }
-    return result;
-}
-
-// record_on_tapes(), then the forward observers: after the tapes, so that a
-// tape records a tangent's ops after the op whose output they read.
-template <class Op, std::size_t N>
-basic_tensor<typename Op::value_type> record(const Op& op, const source_location& site,
-                                             basic_tensor<typename Op::value_type> result,
-                                             std::array<basic_tensor<input_dtype_t<Op>>, N>&& inputs,
-                                             routes_type routes = nullptr)
-{
-    if (forward_observers.load(std::memory_order_relaxed) != 0) [[unlikely]] {
-        const std::array<basic_tensor<input_dtype_t<Op>>, N> observed = inputs;
-        result = record_on_tapes(op, site, std::move(result), std::move(inputs), routes);
-        observe_forward<Op, N>(op, site, observed, result, routes);
-        return result;
+    if (observed) [[unlikely]] {
+        observe_forward<Op, N>(op, site, inputs, result, routes);
     }
-    return record_on_tapes(op, site, std::move(result), std::move(inputs), std::move(routes));
+    return result;
 }
 
 // The output's shape from a shape rule's result: the shape, or a plan's.

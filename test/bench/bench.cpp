@@ -572,6 +572,132 @@ std::pair<long, long> tutorial_rss_kib(const tutorial::data& data)
     return {after_warmup, resident_kib()};
 }
 
+// 15. The MLP loss of 3 (784-256-10, batch 128, its four variables): one
+// Hessian-vector product forward over reverse against one gradient, and the
+// tangent along a direction in all four against the forward pass alone.
+struct mlp_loss {
+    mlp_training net;
+    std::vector<gt::Variable> variables{net.w1, net.b1, net.w2, net.b2};
+    std::vector<gt::Tensor> vectors{gt::random_uniform<float>({784, 256}), gt::random_uniform<float>({256}),
+                                    gt::random_uniform<float>({256, 10}), gt::random_uniform<float>({10})};
+
+    gt::Tensor operator()() const
+    {
+        const gt::Tensor hidden = gt::relu(gt::matmul(net.images, net.w1) + net.b1);
+        return gt::reduce_mean(gt::sparse_softmax_cross_entropy_with_logits(net.labels, gt::matmul(hidden, net.w2) + net.b2));
+    }
+};
+
+struct forward_mode_figures {
+    double gradient_ns;
+    double hvp_ns;
+    double forward_ns;
+    double jvp_ns;
+};
+
+forward_mode_figures forward_mode_ns()
+{
+    const mlp_loss loss;
+    forward_mode_figures figures{};
+    figures.gradient_ns = median_ns(
+        [&] {
+            gt::GradientTape tape;
+            (void)tape.gradient(loss(), loss.variables);
+        },
+        50);
+    figures.hvp_ns = median_ns([&] { (void)gt::hvp<float>([&] { return loss(); }, loss.variables, loss.vectors); }, 50);
+    figures.forward_ns = median_ns([&] { (void)loss(); }, 50);
+    const std::vector<gt::Tensor> primals(loss.variables.begin(), loss.variables.end());
+    figures.jvp_ns = median_ns(
+        [&] {
+            gt::ForwardAccumulator accumulator(primals, loss.vectors);
+            (void)accumulator.jvp(loss());
+        },
+        50);
+    return figures;
+}
+
+// 16. A 64-layer ReLU MLP (width 256, batch 2048): one gradient of its
+// summed square, plain and with each block of 8 layers under
+// recompute_grad: time, peak tensor bytes, and whether the gradients are
+// bitwise equal.
+struct deep_mlp_figures {
+    double plain_ns;
+    double recomputed_ns;
+    std::size_t plain_peak;
+    std::size_t recomputed_peak;
+    bool equal;
+};
+
+deep_mlp_figures deep_mlp()
+{
+    gt::set_seed(16);
+    std::vector<gt::Variable> weights;
+    for (int i = 0; i < 64; ++i) {
+        weights.emplace_back(gt::random_normal<float>({256, 256}, 0.0f, 0.09f), "w" + std::to_string(i));
+    }
+    const gt::Tensor input = gt::random_uniform<float>({2048, 256});
+    const auto block_of = [&](std::size_t first) {
+        return [&weights, first](const gt::Tensor& x) {
+            gt::Tensor h = x;
+            for (std::size_t i = first; i < first + 8; ++i) {
+                h = gt::relu(gt::matmul(h, weights[i]));
+            }
+            return h;
+        };
+    };
+    std::vector<gt::tensor_function<float>> plain_blocks;
+    std::vector<gt::tensor_function<float>> recomputed_blocks;
+    for (std::size_t first = 0; first < 64; first += 8) {
+        plain_blocks.emplace_back(block_of(first));
+        recomputed_blocks.push_back(gt::recompute_grad(block_of(first)));
+    }
+    const auto gradients = [&](const std::vector<gt::tensor_function<float>>& blocks) {
+        gt::GradientTape tape;
+        gt::Tensor h = input;
+        for (const auto& block : blocks) {
+            h = block(h);
+        }
+        return tape.gradient(gt::reduce_sum(gt::square(h)), weights);
+    };
+    const auto peak_of = [&](const std::vector<gt::tensor_function<float>>& blocks) {
+        const std::size_t before = gt::memory_info().current_bytes;
+        gt::reset_peak_memory();
+        (void)gradients(blocks);
+        return gt::memory_info().peak_bytes - before;
+    };
+    deep_mlp_figures figures{};
+    figures.plain_peak = peak_of(plain_blocks);
+    figures.recomputed_peak = peak_of(recomputed_blocks);
+    const auto plain = gradients(plain_blocks);
+    const auto recomputed = gradients(recomputed_blocks);
+    figures.equal = true;
+    for (std::size_t i = 0; i < plain.size(); ++i) {
+        figures.equal = figures.equal && plain[i].value() == recomputed[i].value();
+    }
+    figures.plain_ns = median_ns([&] { (void)gradients(plain_blocks); }, 5);
+    figures.recomputed_ns = median_ns([&] { (void)gradients(recomputed_blocks); }, 5);
+    return figures;
+}
+
+void forward_rows()
+{
+    const forward_mode_figures f = forward_mode_ns();
+    row("15. MLP loss HVP, forward over reverse", "us", f.hvp_ns / 1e3, "one gradient", f.gradient_ns / 1e3, 3);
+#if GRADTAPE_BENCH_LIBTORCH
+    row("15. MLP loss HVP, forward over reverse", "us", f.hvp_ns / 1e3, "LibTorch double backward",
+        bench::libtorch::mlp_hvp_ns() / 1e3, 1.0);
+#endif
+    row("15. MLP loss JVP along all four variables", "us", f.jvp_ns / 1e3, "the forward pass alone",
+        f.forward_ns / 1e3, 2.5);
+    const deep_mlp_figures d = deep_mlp();
+    row("16. 64-layer MLP gradient, blocks of 8 under recompute_grad", "ms", d.recomputed_ns / 1e6, "plain",
+        d.plain_ns / 1e6, 1.4);
+    row("16. its peak tensor memory", "MiB", double(d.recomputed_peak) / double(1 << 20), "plain",
+        double(d.plain_peak) / double(1 << 20), 0.33);
+    std::printf("| 16. its gradients bitwise equal to the plain ones | %s | | | |\n", d.equal ? "yes" : "NO");
+}
+
 void recurrent_rows()
 {
     const double lstm = recurrent_ns(true) / 1e6;
@@ -589,7 +715,8 @@ void recurrent_rows()
 
 }  // namespace
 
-// bench [THREADS] [recurrent]: every row, or only the recurrent layers' (14).
+// bench [THREADS] [recurrent | forward]: every row, or only the recurrent
+// layers' (14), or only forward mode's and recompute_grad's (15, 16).
 int main(int argc, char** argv)
 {
     const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
@@ -610,6 +737,10 @@ int main(int argc, char** argv)
     std::printf("| workload | gradtape | beside | ratio | goal |\n| --- | --- | --- | --- | --- |\n");
     if (argc > 2 && std::string_view(argv[2]) == "recurrent") {
         recurrent_rows();
+        return 0;
+    }
+    if (argc > 2 && std::string_view(argv[2]) == "forward") {
+        forward_rows();
         return 0;
     }
 
@@ -690,6 +821,7 @@ int main(int argc, char** argv)
     row("10. transformer block step, 32x128x128, 4 heads", "ms", transformer);
 #endif
     recurrent_rows();
+    forward_rows();
     // Read and written: twice the tensor's bytes.
     const auto gigabytes_per_second = [](std::size_t mib, double ms) { return 2.0 * double(mib << 20) / ms / 1e6; };
     double relu_8 = 0;

@@ -78,6 +78,33 @@ double mlp_step_ns()
         50);
 }
 
+double mlp_hvp_ns()
+{
+    torch::manual_seed(1);
+    const torch::Tensor images = torch::rand({128, 784});
+    const torch::Tensor labels = torch::arange(128, torch::kLong).remainder(10);
+    const std::vector<torch::Tensor> parameters{
+        (torch::randn({784, 256}) * 0.05).requires_grad_(), torch::zeros({256}, torch::requires_grad()),
+        (torch::randn({256, 10}) * 0.05).requires_grad_(), torch::zeros({10}, torch::requires_grad())};
+    std::vector<torch::Tensor> vectors;
+    for (const auto& p : parameters) {
+        vectors.push_back(torch::rand_like(p));
+    }
+    return median_ns(
+        [&] {
+            const torch::Tensor hidden = torch::relu(torch::matmul(images, parameters[0]) + parameters[1]);
+            const torch::Tensor loss = torch::nn::functional::cross_entropy(
+                torch::matmul(hidden, parameters[2]) + parameters[3], labels);
+            const auto gradients = torch::autograd::grad({loss}, parameters, {}, true, true);
+            torch::Tensor dot = torch::zeros({});
+            for (std::size_t i = 0; i < gradients.size(); ++i) {
+                dot = dot + (gradients[i] * vectors[i]).sum();
+            }
+            (void)torch::autograd::grad({dot}, parameters);
+        },
+        50);
+}
+
 double matmul_ns()
 {
     const torch::Tensor a = torch::rand({1024, 1024}, torch::requires_grad());

@@ -19,6 +19,10 @@ double conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std:
 double depthwise_conv2d_ns(std::size_t batch, std::size_t size, std::size_t channels, std::size_t kernel);
 double transformer_step_ns();
 double relu_ms(std::size_t mib);
+// The MLP loss of mlp_step_ns (its four parameters, no step): a Hessian-vector
+// product by double backward (autograd::grad with create_graph, then the
+// gradient of its dot with v).
+double mlp_hvp_ns();
 // An LSTM (else a GRU), batch-first, 64x100x128 to 256 units: the gradient of the last output's sum.
 double recurrent_ns(bool lstm);
 
