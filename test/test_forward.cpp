@@ -214,6 +214,44 @@ TEST_CASE("every op's tangent is its Jacobian times the direction", "[forward]")
     }
 }
 
+TEST_CASE("custom_gradient's own jvp rule, and captures that refuse tangents and hooks", "[forward][hooks]")
+{
+    const Tensor64 x = make64({0.5, -1.0});
+    const Tensor64 v = make64({2.0, 3.0});
+    int jvp_calls = 0;
+    const auto sine = [&](const Tensor64& t) {
+        return gt::custom_gradient<double>(
+            {t}, [](const auto& in) { return gt::sin(in[0]); },
+            [](const Tensor64& grad, const auto& in, const auto&) { return std::vector<Tensor64>{grad * gt::cos(in[0])}; },
+            [&](const auto& in, const auto& tangents, const auto&) {
+                ++jvp_calls;
+                return tangents[0] * gt::cos(in[0]);
+            });
+    };
+    const auto [y, tangent] = gt::jvp<double>(sine, x, v);
+    CHECK(jvp_calls == 1);
+    CHECK(close(tangent, Tensor64(xt::xarray<double>(v.value() * xt::cos(x.value()))), 1e-15));
+
+    gt::Variable64 w(make64({1.0, 2.0}), "w");
+    const auto step = [&](const Tensor64& input) {
+        gt::GradientTape tape;
+        return tape.gradient(gt::reduce_sum(input * w), w);
+    };
+    {
+        auto captured = gt::capture(step);
+        const auto hook = gt::register_hook<double>(w, [](const Tensor64& g) { return g; });
+        const int line = __LINE__ - 1;
+        CHECK_THAT(message_of([&] { (void)captured(x); }),
+                   Catch::Matchers::Contains("register_hook") &&
+                       Catch::Matchers::Contains("test_forward.cpp:" + std::to_string(line)));
+    }
+    {
+        auto captured = gt::capture(step);
+        gt::ForwardAccumulator64 accumulator({w}, {v});
+        CHECK_THROWS_AS(captured(x), gt::capture_error);
+    }
+}
+
 TEST_CASE("nested accumulators give second directional derivatives", "[forward]")
 {
     // f = sin(x) exp(x): f'' = 2 cos(x) exp(x).

@@ -14,6 +14,7 @@
 
 #include <gradtape/ops.hpp>
 
+#include "core/capture_core.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/forward_core.hpp"
@@ -174,6 +175,11 @@ void observe_op(std::string_view op, const source_location& site, std::span<cons
         }
         if (!any) {
             continue;
+        }
+        if (active_capture()) {
+            fail<capture_error>(op, site,
+                                "a ForwardAccumulator computes its tangent, which a replay would not update: "
+                                "compute tangents outside the captured function");
         }
         const std::size_t saved = forward_thread.observing;
         struct restore {

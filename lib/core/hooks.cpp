@@ -17,6 +17,7 @@
 
 #include <gradtape/layers.hpp>
 
+#include "core/capture_core.hpp"
 #include "core/diagnostics.hpp"
 #include "core/dtypes.hpp"
 #include "core/tape_core.hpp"
@@ -30,6 +31,7 @@ std::atomic<int> gradient_hooks{0};
 struct hook_entry {
     tensor_id id = 0;
     std::uint64_t order = 0;
+    source_location site;
     std::function<any_tensor(const any_tensor&)> call;
     bool registered = true;
 };
@@ -81,6 +83,11 @@ any_tensor run_gradient_hooks(tensor_id id, any_tensor gradient)
         }
     }
     std::ranges::sort(found, {}, &hook_entry::order);
+    if (!found.empty() && active_capture()) {
+        fail<capture_error>("register_hook", found.front()->site,
+                            "a gradient hook registered here runs in the backward pass, which a replay repeats "
+                            "without its hooks: remove the hook, or run the captured function eagerly");
+    }
     for (const auto& hook : found) {
         gradient = hook->call(gradient);
     }
@@ -124,6 +131,7 @@ hook_handle register_hook(const basic_tensor<T>& tensor, const std::type_identit
     const source_location computed = detail::tensor_access::node(tensor)->origin;
     auto entry = std::make_shared<detail::hook_entry>();
     entry->id = tensor.id();
+    entry->site = site;
     entry->call = [hook, site, computed](const detail::any_tensor& given) -> detail::any_tensor {
         const auto& gradient = std::get<basic_tensor<T>>(given);
         basic_tensor<T> replaced = hook(gradient);

@@ -19,6 +19,7 @@ struct custom_op {
     static constexpr std::string_view name = "custom_gradient";
     static constexpr detail::saved saves = detail::saved::inputs_and_output;
     custom_backward<T> backward_function;
+    custom_jvp<T> jvp_function;
     source_location site;
 
     std::vector<basic_tensor<T>> backward(const detail::backward_args<T, std::dynamic_extent>& args) const
@@ -32,6 +33,23 @@ struct custom_op {
         }
         return gradients;
     }
+
+    basic_tensor<T> jvp(const detail::jvp_args<T, std::dynamic_extent>& args) const
+    {
+        if (!jvp_function) {
+            return detail::transposed_tangent(*this, args);
+        }
+        basic_tensor<T> tangent =
+            jvp_function(std::vector<basic_tensor<T>>(args.inputs.begin(), args.inputs.end()),
+                         std::vector<basic_tensor<T>>(args.tangents.begin(), args.tangents.end()), args.output);
+        if (tangent.defined() && tangent.shape() != args.output.shape()) {
+            detail::fail<shape_error>(name, site,
+                                      "the jvp function returned a tangent of shape " +
+                                          detail::format_shape(tangent.shape()) + " for a result of shape " +
+                                          detail::format_shape(args.output.shape()));
+        }
+        return tangent;
+    }
 };
 
 }  // namespace
@@ -39,7 +57,8 @@ struct custom_op {
 template <dtype T>
 basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
                                  const std::type_identity_t<custom_forward<T>>& forward,
-                                 const std::type_identity_t<custom_backward<T>>& backward, source_location site)
+                                 const std::type_identity_t<custom_backward<T>>& backward,
+                                 const std::type_identity_t<custom_jvp<T>>& jvp, source_location site)
 {
     basic_tensor<T> result;
     {
@@ -58,7 +77,7 @@ basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>& inputs,
             break;
         }
     }
-    return detail::record_list(custom_op<T>{backward, site}, site, std::move(result), inputs);
+    return detail::record_list(custom_op<T>{backward, jvp, site}, site, std::move(result), inputs);
 }
 
 namespace {
@@ -140,7 +159,7 @@ tensor_function<T> recompute_grad(tensor_function<T> f, source_location site)
 
 #define GRADTAPE_INSTANTIATE(T)                                                                                        \
     template basic_tensor<T> custom_gradient(const std::vector<basic_tensor<T>>&, const custom_forward<T>&,          \
-                                             const custom_backward<T>&, source_location);                      \
+                                             const custom_backward<T>&, const custom_jvp<T>&, source_location); \
     template tensor_function<T> recompute_grad(tensor_function<T>, source_location);
 GRADTAPE_FOR_EACH_DTYPE(GRADTAPE_INSTANTIATE)
 
