@@ -210,6 +210,37 @@ TEST_CASE("the trace labels the ops a backward rule runs with the op they differ
     REQUIRE_THAT(text, Contains("(in the backward pass of tanh)"));
 }
 
+TEST_CASE("the trace labels tangent ops, and check_numerics names a bad tangent at the op's line", "[debug][trace]")
+{
+    const Tensor64 x = support::make64({0.0, 4.0});
+    const Tensor64 v = support::make64({1.0, 1.0});
+    std::string text;
+    {
+        gt::ForwardAccumulator64 accumulator({x}, {v});
+        capture_stderr capture;
+        gt::set_trace(true);
+        const Tensor64 y = gt::tanh(x);
+        gt::set_trace(false);
+        text = capture.text();
+        (void)y;
+    }
+    REQUIRE_THAT(text, Contains("(tangent of tanh)"));
+
+    gt::ForwardAccumulator64 accumulator({x}, {v});
+    gt::set_check_numerics(true);
+    std::string message;
+    try {
+        // sqrt(0) is 0, its tangent v / (2 sqrt(0)) is not finite.
+        const Tensor64 root = gt::sqrt(x);
+        (void)root;
+    } catch (const gt::numeric_error& e) {
+        message = e.what();
+    }
+    gt::set_check_numerics(false);
+    const int line = __LINE__ - 6;
+    REQUIRE_THAT(message, Contains("sqrt: computing its tangent") && Contains(here(line)));
+}
+
 TEST_CASE("tape entries, trace lines, replay printouts and errors name the layer that ran the op", "[debug][trace]")
 {
     gt::Sequential64 model({gt::Dense64(2, {.activation = "tanh"})}, "net");

@@ -62,9 +62,12 @@ private:
     std::shared_ptr<detail::accumulator_state> state_;
 };
 
+/// An accumulator of float32 primals.
 using ForwardAccumulator = basic_forward_accumulator<float>;
+/// An accumulator of float64 primals.
 using ForwardAccumulator64 = basic_forward_accumulator<double>;
 
+/// A scalar function of variables the caller closes over, as hvp takes it.
 template <dtype T>
 using loss_function = std::function<basic_tensor<T>()>;
 

@@ -32,9 +32,13 @@ class basic_layer;
 /// unregisters the hook. Movable, not copyable.
 class [[nodiscard]] hook_handle {
 public:
+    /// Holds no hook.
     hook_handle() = default;
+    /// Holds a hook register_hook made.
     explicit hook_handle(std::shared_ptr<detail::hook_entry> entry) : entry_(std::move(entry)) {}
+    /// Takes other's hook; other then holds none.
     hook_handle(hook_handle&& other) noexcept = default;
+    /// Unregisters this handle's hook, then takes other's.
     hook_handle& operator=(hook_handle&& other) noexcept;
     hook_handle(const hook_handle&) = delete;
     hook_handle& operator=(const hook_handle&) = delete;
@@ -72,11 +76,12 @@ public:
     /// Every trainable variable of a model or layer.
     basic_gradient_monitor(const basic_layer<T>& model, const std::filesystem::path& csv,
                            source_location site = source_location::current());
+    /// The trainable ones of `variables`; none is an argument_error.
     basic_gradient_monitor(const std::vector<basic_variable<T>>& variables, const std::filesystem::path& csv,
                            source_location site = source_location::current());
 
     /// The norms per step, one line per variable, drawn by gnuplot into a PNG
-    /// (an io_error when gnuplot is missing or fails).
+    /// (an argument_error when gnuplot is missing or fails).
     void plot(const std::filesystem::path& png, source_location site = source_location::current()) const;
 
 private:
@@ -85,7 +90,9 @@ private:
     std::vector<hook_handle> hooks_;
 };
 
+/// A monitor of float32 variables.
 using gradient_monitor = basic_gradient_monitor<float>;
+/// A monitor of float64 variables.
 using gradient_monitor64 = basic_gradient_monitor<double>;
 
 }  // namespace gradtape
