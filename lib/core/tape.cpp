@@ -259,11 +259,16 @@ std::vector<any_tensor> backward_pass(tape_state& tape, tensor_id target, any_te
 
 recorder::recorder(std::span<const tape_input> inputs)
 {
-    if (tapes_gone || this_thread.active.empty() || raised(this_thread.pauses)) {
+    if (tapes_gone) {
         return;
     }
-    std::erase_if(this_thread.active, [](const auto& tape) { return tape->orphaned.load(); });
-    for (const auto& pointer : this_thread.active) {
+    // One read of the thread-local: each is a call to its initialization guard.
+    thread_tapes& here = this_thread;
+    if (here.active.empty() || raised(here.pauses)) {
+        return;
+    }
+    std::erase_if(here.active, [](const auto& tape) { return tape->orphaned.load(); });
+    for (const auto& pointer : here.active) {
         tape_state* tape = pointer.get();
         if (!tape->records()) {
             continue;

@@ -176,9 +176,11 @@ struct saved_op {
     }
 };
 
-// Shows the op to this thread's forward observers (defined below, after apply()).
+// Shows the op to this thread's forward observers (defined below, after
+// apply()). Out of line and cold: an op that no observer sees should not
+// carry its code in the instruction cache.
 template <class Op, std::size_t N>
-void observe_forward(const Op& op, const source_location& site,
+[[gnu::noinline, gnu::cold]] void observe_forward(const Op& op, const source_location& site,
                      std::span<const basic_tensor<input_dtype_t<Op>>, N> inputs,
                      const basic_tensor<typename Op::value_type>& result, const routes_type& routes);
 
@@ -707,9 +709,10 @@ basic_tensor<T> tangent_of(const Op& op, const jvp_args<T, N, U>& args)
 }
 
 template <class Op, std::size_t N>
-void observe_forward(const Op& op, const source_location& site,
-                     std::span<const basic_tensor<input_dtype_t<Op>>, N> inputs,
-                     const basic_tensor<typename Op::value_type>& result, const routes_type& routes)
+[[gnu::noinline, gnu::cold]] void observe_forward(const Op& op, const source_location& site,
+                                                  std::span<const basic_tensor<input_dtype_t<Op>>, N> inputs,
+                                                  const basic_tensor<typename Op::value_type>& result,
+                                                  const routes_type& routes)
 {
     using T = typename Op::value_type;
     using U = input_dtype_t<Op>;
