@@ -715,8 +715,10 @@ void recurrent_rows()
 
 }  // namespace
 
-// bench [THREADS] [recurrent | forward]: every row, or only the recurrent
-// layers' (14), or only forward mode's and recompute_grad's (15, 16).
+// bench [THREADS] [recurrent | forward | overhead]: every row, or only the
+// recurrent layers' (14), or only forward mode's and recompute_grad's (15,
+// 16), or only the rows that the library's bookkeeping bounds (1, 3, 11), for
+// comparing two builds of the library under one bench binary.
 int main(int argc, char** argv)
 {
     const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
@@ -741,6 +743,14 @@ int main(int argc, char** argv)
     }
     if (argc > 2 && std::string_view(argv[2]) == "forward") {
         forward_rows();
+        return 0;
+    }
+    if (argc > 2 && std::string_view(argv[2]) == "overhead") {
+        row("1. per op, 100 ops on 16 floats", "ns/op", per_op_ns(16));
+        row("1. per op, 100 ops on 1024 floats", "ns/op", per_op_ns(1024));
+        row("3. MLP step, batch 128, 784-256-10", "us", mlp_step_ns() / 1e3);
+        const auto [layered, raw] = layers_vs_raw_ns();
+        row("11. MLP step through layers", "us", layered / 1e3, "the same with raw variables", raw / 1e3, 1.02);
         return 0;
     }
 
