@@ -5,8 +5,10 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -365,6 +367,20 @@ TEST_CASE("jvp and the accumulator's rules for unconnected, paused and freed val
     }
     CHECK(gt::memory_info().current_bytes <= after_100 + 4096);
     CHECK(accumulator.jvp(carried).defined());
+}
+
+TEST_CASE("an accumulator destroyed on another thread leaves its owner's thread working", "[forward]")
+{
+    const Tensor64 x = make64({1.0, 2.0});
+    auto accumulator = std::make_unique<gt::ForwardAccumulator64>(std::vector<Tensor64>{x}, std::vector<Tensor64>{x});
+    std::string refused;
+    std::thread([&] {
+        refused = message_of([&] { (void)accumulator->jvp(x); });
+        accumulator.reset();
+    }).join();
+    CHECK_THAT(refused, Catch::Matchers::Contains("thread that created it"));
+    gt::ForwardAccumulator64 fresh({x}, {make64({1.0, 0.0})});
+    CHECK(support::same(fresh.jvp(gt::square(x)), make64({2.0, 0.0})));
 }
 
 TEST_CASE("forward-mode refusals name the caller's line and change nothing", "[forward][errors]")

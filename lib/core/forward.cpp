@@ -68,6 +68,9 @@ struct accumulator_state {
     std::unordered_map<tensor_id, held> tangents;
     std::size_t sweep_at = 64;
     std::thread::id owner = std::this_thread::get_id();
+    // Set when the accumulator is destroyed on another thread than its
+    // owner: the owner's thread then drops it (as an orphaned tape).
+    std::atomic<bool> orphaned{false};
 
     const any_tensor* find(tensor_id id) const
     {
@@ -93,7 +96,7 @@ struct thread_accumulators {
     // In the order made: while the k-th computes a tangent, only those before
     // it observe the ops of its rule, so that an outer accumulator
     // differentiates an inner one's tangents and not the reverse.
-    std::vector<accumulator_state*> open;
+    std::vector<std::shared_ptr<accumulator_state>> open;
     std::size_t observing = SIZE_MAX;
     std::vector<any_tensor>* variable_reads = nullptr;
 
@@ -161,10 +164,19 @@ void observe_op(std::string_view op, const source_location& site, std::span<cons
     if (forward_thread.variable_reads && !accumulators_gone) {
         note_variable_reads(inputs, *forward_thread.variable_reads);
     }
-    const std::size_t count = rule ? observing_count() : 0;
+    if (!rule || observing_count() == 0) {
+        return;
+    }
+    if (forward_thread.observing == SIZE_MAX) {
+        std::erase_if(forward_thread.open, [](const auto& open) { return open->orphaned.load(); });
+    }
+    const std::size_t count = observing_count();
     std::vector<any_tensor> tangents;
     for (std::size_t k = 0; k < count; ++k) {
         accumulator_state& accumulator = *forward_thread.open[k];
+        if (accumulator.orphaned.load()) {
+            continue;
+        }
         tangents.assign(inputs.size(), any_tensor{});
         bool any = false;
         for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -227,20 +239,27 @@ basic_forward_accumulator<T>::basic_forward_accumulator(const std::vector<basic_
         state_->store(primals[i], tangents[i]);
     }
     if (detail::accumulators_gone) {
+        state_->orphaned = true;
         return;
     }
-    detail::forward_thread.open.push_back(state_.get());
+    detail::forward_thread.open.push_back(state_);
     detail::forward_observers.fetch_add(1, std::memory_order_relaxed);
 }
 
 template <dtype T>
 basic_forward_accumulator<T>::~basic_forward_accumulator()
 {
-    if (state_->owner != std::this_thread::get_id() || detail::accumulators_gone) {
+    if (state_->owner != std::this_thread::get_id()) {
+        if (!state_->orphaned.exchange(true)) {
+            detail::forward_observers.fetch_sub(1, std::memory_order_relaxed);
+        }
+        return;
+    }
+    if (detail::accumulators_gone) {
         return;
     }
     auto& open = detail::forward_thread.open;
-    if (const auto found = std::find(open.begin(), open.end(), state_.get()); found != open.end()) {
+    if (const auto found = std::find(open.begin(), open.end(), state_); found != open.end()) {
         open.erase(found);
         detail::forward_observers.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -250,6 +269,10 @@ template <dtype T>
 basic_tensor<T> basic_forward_accumulator<T>::jvp(const basic_tensor<T>& value, unconnected_gradients unconnected,
                                                   source_location site) const
 {
+    if (state_->owner != std::this_thread::get_id()) {
+        detail::fail<tape_error>("jvp", site,
+                                 "a ForwardAccumulator can only be used on the thread that created it");
+    }
     if (!value.defined()) {
         detail::fail<argument_error>("jvp", site, "the value is undefined");
     }
