@@ -173,14 +173,15 @@ void observe_op(std::string_view op, const source_location& site, std::span<cons
     const std::size_t count = observing_count();
     std::vector<any_tensor> tangents;
     for (std::size_t k = 0; k < count; ++k) {
-        accumulator_state& accumulator = *forward_thread.open[k];
-        if (accumulator.orphaned.load()) {
+        // Shared, so that a rule that makes or drops an accumulator cannot free it.
+        const std::shared_ptr<accumulator_state> accumulator = forward_thread.open[k];
+        if (accumulator->orphaned.load()) {
             continue;
         }
         tangents.assign(inputs.size(), any_tensor{});
         bool any = false;
         for (std::size_t i = 0; i < inputs.size(); ++i) {
-            if (const any_tensor* tangent = accumulator.find(id_of(inputs[i]))) {
+            if (const any_tensor* tangent = accumulator->find(id_of(inputs[i]))) {
                 tangents[i] = *tangent;
                 any = true;
             }
@@ -199,10 +200,12 @@ void observe_op(std::string_view op, const source_location& site, std::span<cons
             ~restore() { forward_thread.observing = value; }
         } restore_observing{saved};
         forward_thread.observing = k;
-        const backward_attribution in_tangent(op, &site, true);
+        // An op inside a rule has the library's site: the user's is the enclosing rule's.
+        const source_location attributed = user_site(site);
+        const backward_attribution in_tangent(op, &attributed, true);
         any_tensor tangent = rule(tangents);
         if (!std::holds_alternative<std::monostate>(tangent)) {
-            accumulator.store(output, std::move(tangent));
+            accumulator->store(output, std::move(tangent));
         }
     }
 }
