@@ -90,6 +90,9 @@ std::vector<op_case> op_cases()
     const auto unary = [](auto op) { return [op](const std::vector<Tensor64>& in) { return op(in[0]); }; };
     const auto binary = [](auto op) { return [op](const std::vector<Tensor64>& in) { return op(in[0], in[1]); }; };
     const gt::shape_type m{3, 4};
+    // Layers made once, so that every call of a case sees the same weights.
+    const gt::LSTM64 lstm(3, {.return_sequences = true});
+    const gt::GRU64 gru(3, {.return_sequences = true});
     std::vector<op_case> cases{
         {"negative", {m}, unary([](const Tensor64& x) { return -x; })},
         {"abs", {m}, unary([](const Tensor64& x) { return gt::abs(x); })},
@@ -175,6 +178,8 @@ std::vector<op_case> op_cases()
         {"scaled_dot_product_attention", {{2, 3, 4}, {2, 5, 4}, {2, 5, 2}}, [](const std::vector<Tensor64>& in) {
              return gt::scaled_dot_product_attention(in[0], in[1], in[2]);
          }},
+        {"lstm_cell (an LSTM layer)", {{2, 4, 3}}, unary([lstm](const Tensor64& x) { return lstm(x); })},
+        {"gru_cell (a GRU layer)", {{2, 4, 3}}, unary([gru](const Tensor64& x) { return gru(x); })},
         {"custom_gradient (its tangent from its backward)", {m}, unary([](const Tensor64& x) {
              return gt::custom_gradient<double>(
                  {x}, [](const auto& in) { return gt::sin(in[0]); },

@@ -29,6 +29,13 @@ bool recorded_on(const std::array<const basic_tensor<T>*, N>& tensors)
     return bool(recorder(inputs)) || accumulating();
 }
 
+// Input i's tangent, zeros of its shape where it has none.
+template <dtype T, std::size_t N>
+basic_tensor<T> tangent_or_zeros(const jvp_args<T, N>& args, std::size_t i)
+{
+    return args.tangents[i].defined() ? args.tangents[i] : zeros<T>(args.inputs[i].shape());
+}
+
 void check_rows(std::string_view op, const source_location& site, const shape_type& a, std::size_t a_width,
                 const shape_type& b, std::size_t b_width)
 {
@@ -101,6 +108,26 @@ struct lstm_cell_op {
                        1),
                 dc * forget};
     }
+    // The tangent of h | c from dz and dc_prev:
+    //   dc = dz_i g i(1-i) + dz_f c_prev f(1-f) + dz_g i (1-g^2) + dc_prev f;
+    //   dh = dz_o tc o(1-o) + o (1 - tc^2) dc
+    basic_tensor<T> jvp(const jvp_args<T, 2>& args) const
+    {
+        const basic_tensor<T>& z = args.inputs[0];
+        const basic_tensor<T>& c_prev = args.inputs[1];
+        const std::size_t units = c_prev.shape()[1];
+        const auto gate = columns(z, units, 4);
+        const basic_tensor<T> in = sigmoid(gate[0]);
+        const basic_tensor<T> forget = sigmoid(gate[1]);
+        const basic_tensor<T> g = tanh(gate[2]);
+        const basic_tensor<T> out = sigmoid(gate[3]);
+        const basic_tensor<T> tc = tanh(columns(args.output, units, 2)[1]);
+        const basic_tensor<T> one(T(1));
+        const auto dz = columns(tangent_or_zeros(args, 0), units, 4);
+        const basic_tensor<T> dc = dz[0] * g * in * (one - in) + dz[1] * c_prev * forget * (one - forget) +
+                                   dz[2] * in * (one - g * g) + tangent_or_zeros(args, 1) * forget;
+        return concat({dz[3] * tc * out * (one - out) + out * (one - tc * tc) * dc, dc}, 1);
+    }
 };
 
 // The gradient of the fused GRU step by its kernel: dx | dm | dh_prev.
@@ -163,6 +190,25 @@ struct gru_cell_op {
         const basic_tensor<T> dn = args.grad * (one - z) * (one - n * n);
         const basic_tensor<T> dr = dn * ms[2] * r * (one - r);
         return {concat({dz, dr, dn}, 1), concat({dz, dr, dn * r}, 1), args.grad * z};
+    }
+    // From dx, dm and dh_prev: dz = (dx_z + dm_z) z(1-z);  dr = (dx_r + dm_r) r(1-r);
+    //   dn = (1 - n^2)(dx_n + dr m_n + r dm_n);  dh = dz (h_prev - n) + z dh_prev + (1 - z) dn
+    basic_tensor<T> jvp(const jvp_args<T, 3>& args) const
+    {
+        const basic_tensor<T>& h_prev = args.inputs[2];
+        const std::size_t units = h_prev.shape()[1];
+        const auto xs = columns(args.inputs[0], units, 3);
+        const auto ms = columns(args.inputs[1], units, 3);
+        const auto dxs = columns(tangent_or_zeros(args, 0), units, 3);
+        const auto dms = columns(tangent_or_zeros(args, 1), units, 3);
+        const basic_tensor<T> z = sigmoid(xs[0] + ms[0]);
+        const basic_tensor<T> r = sigmoid(xs[1] + ms[1]);
+        const basic_tensor<T> n = tanh(xs[2] + r * ms[2]);
+        const basic_tensor<T> one(T(1));
+        const basic_tensor<T> dz = (dxs[0] + dms[0]) * z * (one - z);
+        const basic_tensor<T> dr = (dxs[1] + dms[1]) * r * (one - r);
+        const basic_tensor<T> dn = (one - n * n) * (dxs[2] + dr * ms[2] + r * dms[2]);
+        return dz * (h_prev - n) + z * tangent_or_zeros(args, 2) + (one - z) * dn;
     }
 };
 
