@@ -545,9 +545,9 @@ inline around_axis split_at(const shape_type& shape, std::size_t axis)
 //       gradient times a factor (max, prod, logsumexp, variance): the
 //       tangent summed over the reduced axes, weighted by that factor.
 // An op outside them has a jvp(const jvp_args<T, N, U>&) member, one line or
-// a few (softmax, a selection along its routes), or, failing that (a
-// custom_gradient, a fused recurrent step), gets the transposed backward
-// rule: the rule run on a watched zero gradient u gives VJP(u), whose pairing
+// a few (softmax, a selection along its routes, a fused recurrent step), or,
+// failing that (a custom_gradient without its jvp, recompute_grad), gets the
+// transposed backward rule: the rule run on a watched zero gradient u gives VJP(u), whose pairing
 // with v is linear in u with gradient J v, as TensorFlow's ForwardAccumulator
 // does without a JVP. That costs a backward rule and its reverse pass;
 // GRADTAPE_TRACE says when it runs. Every rule is made of ops, so that a tape
