@@ -563,6 +563,11 @@ struct jvp_args {
     const routes_type& routes;
 
     [[nodiscard]] std::size_t input_count() const { return inputs.size(); }
+    // Input i's tangent, or zeros of its shape where it has none.
+    [[nodiscard]] basic_tensor<U> tangent_or_zeros(std::size_t i) const
+    {
+        return tangents[i].defined() ? tangents[i] : zeros<U>(inputs[i].shape());
+    }
 };
 
 template <class Op>
@@ -625,7 +630,7 @@ basic_tensor<T> linear_tangent(const Op& op, const jvp_args<T, N, U>& args)
 {
     auto filled = sized<basic_tensor<U>, N>(args.input_count());
     for (std::size_t i = 0; i < args.input_count(); ++i) {
-        filled[i] = args.tangents[i].defined() ? args.tangents[i] : zeros<U>(args.inputs[i].shape());
+        filled[i] = args.tangent_or_zeros(i);
     }
     if constexpr (N == std::dynamic_extent) {
         return apply_list(op, {}, filled);

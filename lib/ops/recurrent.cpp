@@ -29,13 +29,6 @@ bool recorded_on(const std::array<const basic_tensor<T>*, N>& tensors)
     return bool(recorder(inputs)) || accumulating();
 }
 
-// Input i's tangent, zeros of its shape where it has none.
-template <dtype T, std::size_t N>
-basic_tensor<T> tangent_or_zeros(const jvp_args<T, N>& args, std::size_t i)
-{
-    return args.tangents[i].defined() ? args.tangents[i] : zeros<T>(args.inputs[i].shape());
-}
-
 void check_rows(std::string_view op, const source_location& site, const shape_type& a, std::size_t a_width,
                 const shape_type& b, std::size_t b_width)
 {
@@ -123,9 +116,9 @@ struct lstm_cell_op {
         const basic_tensor<T> out = sigmoid(gate[3]);
         const basic_tensor<T> tc = tanh(columns(args.output, units, 2)[1]);
         const basic_tensor<T> one(T(1));
-        const auto dz = columns(tangent_or_zeros(args, 0), units, 4);
+        const auto dz = columns(args.tangent_or_zeros(0), units, 4);
         const basic_tensor<T> dc = dz[0] * g * in * (one - in) + dz[1] * c_prev * forget * (one - forget) +
-                                   dz[2] * in * (one - g * g) + tangent_or_zeros(args, 1) * forget;
+                                   dz[2] * in * (one - g * g) + args.tangent_or_zeros(1) * forget;
         return concat({dz[3] * tc * out * (one - out) + out * (one - tc * tc) * dc, dc}, 1);
     }
 };
@@ -199,8 +192,8 @@ struct gru_cell_op {
         const std::size_t units = h_prev.shape()[1];
         const auto xs = columns(args.inputs[0], units, 3);
         const auto ms = columns(args.inputs[1], units, 3);
-        const auto dxs = columns(tangent_or_zeros(args, 0), units, 3);
-        const auto dms = columns(tangent_or_zeros(args, 1), units, 3);
+        const auto dxs = columns(args.tangent_or_zeros(0), units, 3);
+        const auto dms = columns(args.tangent_or_zeros(1), units, 3);
         const basic_tensor<T> z = sigmoid(xs[0] + ms[0]);
         const basic_tensor<T> r = sigmoid(xs[1] + ms[1]);
         const basic_tensor<T> n = tanh(xs[2] + r * ms[2]);
@@ -208,7 +201,7 @@ struct gru_cell_op {
         const basic_tensor<T> dz = (dxs[0] + dms[0]) * z * (one - z);
         const basic_tensor<T> dr = (dxs[1] + dms[1]) * r * (one - r);
         const basic_tensor<T> dn = (one - n * n) * (dxs[2] + dr * ms[2] + r * dms[2]);
-        return dz * (h_prev - n) + z * tangent_or_zeros(args, 2) + (one - z) * dn;
+        return dz * (h_prev - n) + z * args.tangent_or_zeros(2) + (one - z) * dn;
     }
 };
 
